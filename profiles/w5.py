@@ -1,0 +1,15 @@
+"""W5: profile loopnet against NumPy, per-example NumPy, PyTorch and scikit-learn.
+
+Run python profiles/w5.py [--dtype float32|both] [--quick] or loopnet profile w5;
+the scenario itself (sizes, mini-batch, eta) is defined in _harness.SCENARIOS["w5"].
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _harness import main_for  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main_for("w5"))
