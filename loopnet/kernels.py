@@ -1,0 +1,126 @@
+"""The four equations of backpropagation, one compiled function each.
+
+Notation (Nielsen, *Neural Networks and Deep Learning*, chapter 2): layer l has
+n_l neurons; ``w`` of layer l has shape (n_l, n_{l−1}) so ``w[j, k]`` = w^l_jk
+joins neuron k of layer l−1 to neuron j of layer l.  Each kernel works on ONE
+example; its arguments are plain 1-D/2-D arrays (outputs first, then inputs)
+and integer codes from :mod:`loopnet.activations` and :mod:`loopnet.costs`.
+No validation happens here: :mod:`loopnet.net` checks everything first.
+
+================  ==========================================================
+kernel            equation
+================  ==========================================================
+forward_layer     z^l_j = Σ_k w^l_jk a^{l−1}_k + b^l_j,   a^l_j = σ(z^l_j)
+output_delta      δ^L_j = ∂C/∂a^L_j · σ'(z^L_j)                       (BP1)
+hidden_delta      δ^l_j = Σ_k δ^{l+1}_k w^{l+1}_kj · σ'(z^l_j)        (BP2)
+accumulate_       ∂C/∂b^l_j = δ^l_j                                    (BP3)
+gradient          ∂C/∂w^l_jk = a^{l−1}_k δ^l_j                         (BP4)
+================  ==========================================================
+
+Sums over k run k = 0, 1, 2, ... in order, as written: see ``_jit.FASTMATH``.
+"""
+
+import math
+
+from ._jit import jit
+from .activations import SIGMOID, SOFTMAX, sigma, sigma_prime
+from .costs import CROSS_ENTROPY, LOG_LIKELIHOOD, dcost_da
+
+
+@jit
+def forward_layer(z, a, w, b, a_prev, act):
+    """Feed one example forward through one layer.
+
+    .. math::  z_j = \\sum_k w_{jk} a^{prev}_k + b_j, \\qquad a_j = \\sigma(z_j)
+
+    For ``act == SOFTMAX`` the activation couples the layer:
+    a_j = e^{z_j} / Σ_i e^{z_i} (computed with max z subtracted, which leaves it unchanged).
+    """
+    n, m = w.shape
+    for j in range(n):
+        z_j = w.dtype.type(0)
+        for k in range(m):
+            z_j += w[j, k] * a_prev[k]
+        z[j] = z_j + b[j]
+    if act == SOFTMAX:
+        softmax(a, z)
+    else:
+        for j in range(n):
+            a[j] = sigma(act, z[j])
+
+
+@jit
+def softmax(a, z):
+    """a_j = e^{z_j} / Σ_i e^{z_i}, evaluated as e^{z_j − max z} / Σ_i e^{z_i − max z}."""
+    n = z.shape[0]
+    z_max = z[0]
+    for j in range(1, n):
+        if z[j] > z_max:
+            z_max = z[j]
+    total = 0.0
+    for j in range(n):
+        e = math.exp(z[j] - z_max)
+        a[j] = e
+        total += e
+    for j in range(n):
+        a[j] = a[j] / total
+
+
+@jit
+def output_delta(delta, z, a, y, act, cost):
+    """BP1, the error of the output layer.
+
+    .. math::  \\delta^L_j = \\frac{\\partial C}{\\partial a^L_j} \\sigma'(z^L_j)
+
+    Two pairs simplify because σ' cancels against ∂C/∂a:
+    cross-entropy with sigmoid and log-likelihood with softmax both give
+    δ^L_j = a^L_j − y_j (Nielsen, chapter 3).  A softmax output with another cost
+    uses the full Jacobian ∂a_i/∂z_j = a_i (1[i = j] − a_j):
+    δ^L_j = a_j (∂C/∂a_j − Σ_i ∂C/∂a_i a_i).
+    """
+    n = z.shape[0]
+    if (cost == CROSS_ENTROPY and act == SIGMOID) or (cost == LOG_LIKELIHOOD and act == SOFTMAX):
+        for j in range(n):
+            delta[j] = a[j] - y[j]
+    elif act == SOFTMAX:
+        s = 0.0
+        for i in range(n):
+            s += dcost_da(cost, a[i], y[i], n) * a[i]
+        for j in range(n):
+            delta[j] = a[j] * (dcost_da(cost, a[j], y[j], n) - s)
+    else:
+        for j in range(n):
+            delta[j] = dcost_da(cost, a[j], y[j], n) * sigma_prime(act, z[j])
+
+
+@jit
+def hidden_delta(delta, z, w_next, delta_next, act):
+    """BP2, the error of hidden layer l from the error of layer l+1.
+
+    Differentiates the forward line z^{l+1}_k = Σ_j w^{l+1}_kj σ(z^l_j) + b^{l+1}_k:
+
+    .. math::  \\delta^l_j = \\sum_k \\delta^{l+1}_k w^{l+1}_{kj} \\, \\sigma'(z^l_j)
+    """
+    n_next, n = w_next.shape
+    for j in range(n):
+        s = w_next.dtype.type(0)
+        for k in range(n_next):
+            s += delta_next[k] * w_next[k, j]
+        delta[j] = s * sigma_prime(act, z[j])
+
+
+@jit
+def accumulate_gradient(nabla_w, nabla_b, delta, a_prev):
+    """BP3 and BP4 for one example, added to the running sums of a mini-batch.
+
+    Differentiates z_j = Σ_k w_jk a^{prev}_k + b_j:
+
+    .. math::  \\frac{\\partial C_x}{\\partial b_j} = \\delta_j, \\qquad
+               \\frac{\\partial C_x}{\\partial w_{jk}} = \\delta_j a^{prev}_k
+    """
+    n, m = nabla_w.shape
+    for j in range(n):
+        d = delta[j]
+        nabla_b[j] += d
+        for k in range(m):
+            nabla_w[j, k] += d * a_prev[k]

@@ -1,0 +1,474 @@
+"""The core Python API: validation, seeded initialisation, the epoch loop.
+
+Everything numeric happens in :mod:`loopnet.engine`; this module checks what
+the user passes, lays out the buffers once, and drives the compiled code.
+"""
+
+import copy as _copy
+import math
+import time
+from numbers import Integral, Real
+
+import numpy as np
+
+from . import activations, costs, engine, optim
+
+#: Examples per compiled call inside an epoch.  Between calls Python checks for
+#: divergence, reports progress and lets Ctrl-C in; a call this size costs a
+#: few milliseconds, so the ~10 µs of dispatch per call is noise.
+SEGMENT_EXAMPLES = 4096
+
+DTYPES = ("float64", "float32")
+
+
+class DivergenceError(FloatingPointError):
+    """Training produced NaN or ±inf; the network was rolled back to the start of ``epoch``."""
+
+    def __init__(self, epoch, what):
+        self.epoch = epoch
+        super().__init__(
+            f"training diverged in epoch {epoch}: {what} became NaN or infinite; "
+            f"the parameters were restored to the start of that epoch. "
+            f"Try a smaller learning rate eta.")
+
+
+class Net:
+    """A fully-connected network trained by backpropagation in component form.
+
+    Parameters
+    ----------
+    sizes : list of int
+        Neurons per layer, input first: ``[784, 30, 10]`` has L = 2 weight layers.
+    activation : {"sigmoid", "tanh", "relu", "identity"}
+        σ of the hidden layers.
+    output : {"sigmoid", "tanh", "relu", "identity", "softmax"}
+        σ of the output layer L.
+    cost : {"quadratic", "cross_entropy", "log_likelihood", "mse"}
+        C_x, see :mod:`loopnet.costs`.
+    dtype : {"float64", "float32"}
+    seed : int, numpy.random.Generator or None
+        Source of the initial weights and of each epoch's shuffle; loopnet
+        never touches NumPy's global random state.
+    init : {"default", "large"}
+        "default": w ~ N(0, 1/n_{l−1}), b ~ N(0, 1) (network2);
+        "large": w, b ~ N(0, 1) (network.py).
+    n_chunks : int
+        Fixed number of example chunks a mini-batch is cut into for the
+        parallel gradient sum.  Results depend on it (summation order) but
+        never on the number of threads.
+    """
+
+    def __init__(self, sizes, *, activation="sigmoid", output="sigmoid", cost="quadratic",
+                 dtype="float64", seed=None, init="default", n_chunks=2):
+        self.sizes = _check_sizes(sizes)
+        if activation == "softmax":
+            raise ValueError("activation 'softmax' is only available for the output layer "
+                             "(output='softmax'); hidden layers need an elementwise activation")
+        act, out = activations.code(activation), activations.code(output)
+        cost_code = costs.code(cost)
+        costs.check_pair(output, cost)
+        if str(dtype) not in DTYPES:
+            raise ValueError(f"dtype must be 'float64' or 'float32', not {dtype!r}")
+        if init not in ("default", "large"):
+            raise ValueError(f"init must be 'default' or 'large', not {init!r}")
+        if not isinstance(n_chunks, Integral) or isinstance(n_chunks, bool) or n_chunks < 1:
+            raise ValueError(f"n_chunks must be a positive integer, not {n_chunks!r}")
+        self.activation, self.output, self.cost_name = activation, output, cost
+        self.dtype = np.dtype(str(dtype))
+        self.n_chunks = int(n_chunks)
+        self.rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        self._arch = engine.make_arch(self.sizes, act, out, cost_code)
+        self._work = engine.make_work(self._arch, self.n_chunks, self.dtype)
+        self.params = np.zeros(int(self._arch.p_off[-1]), self.dtype)
+        self._initialise(init)
+        self._optimizer = "sgd"
+        self._state = optim.make_state(self.params.size, self.dtype)
+        self.epoch = 0
+        self.history = []
+
+    # ----------------------------------------------------------------- layout
+    def _initialise(self, init):
+        """Draw, layer by layer, w^l (n_l × n_{l−1}) then b^l from ``self.rng``."""
+        for w, b in zip(self.weights, self.biases):
+            scale = 1.0 if init == "large" else 1.0 / math.sqrt(w.shape[1])
+            w[...] = self.rng.standard_normal(w.shape) * scale
+            b[...] = self.rng.standard_normal(b.shape)
+
+    def unflatten(self, flat):
+        """Views ``(ws, bs)`` of a flat (P,) array laid out like :attr:`params`."""
+        flat = np.asarray(flat)
+        if flat.shape != self.params.shape:
+            raise ValueError(f"flat array has shape {flat.shape}, expected {self.params.shape}")
+        ws, bs = [], []
+        for i in range(len(self.sizes) - 1):
+            n, m = self.sizes[i + 1], self.sizes[i]
+            start = self._arch.p_off[i]
+            ws.append(flat[start:start + n * m].reshape(n, m))
+            bs.append(flat[start + n * m:start + n * m + n])
+        return ws, bs
+
+    @property
+    def weights(self):
+        """w^1 … w^L, each (n_l, n_{l−1}): views into :attr:`params`."""
+        return self.unflatten(self.params)[0]
+
+    @weights.setter
+    def weights(self, values):
+        _assign(self.weights, values, "weights")
+
+    @property
+    def biases(self):
+        """b^1 … b^L, each (n_l,): views into :attr:`params`."""
+        return self.unflatten(self.params)[1]
+
+    @biases.setter
+    def biases(self, values):
+        _assign(self.biases, values, "biases")
+
+    @property
+    def config(self):
+        """The architecture as a JSON-compatible dict (enough to rebuild the net)."""
+        return {"sizes": list(self.sizes), "activation": self.activation, "output": self.output,
+                "cost": self.cost_name, "dtype": self.dtype.name, "n_chunks": self.n_chunks}
+
+    @property
+    def optimizer_state(self):
+        """``{"name", "t", "velocity", "m", "v"}``: everything an update depends on."""
+        s = self._state
+        return {"name": self._optimizer, "t": int(s.t[0]), "velocity": s.velocity,
+                "m": s.m, "v": s.v}
+
+    @optimizer_state.setter
+    def optimizer_state(self, value):
+        if value["name"] not in optim.NAMES:
+            raise ValueError(f"unknown optimizer {value['name']!r} in optimizer state")
+        arrays = []
+        for key in ("velocity", "m", "v"):
+            arr = np.asarray(value[key])
+            if arr.shape != self.params.shape:
+                raise ValueError(f"optimizer state {key!r} has shape {arr.shape}, "
+                                 f"expected {self.params.shape}")
+            arrays.append(arr.astype(self.dtype))
+        self._optimizer = value["name"]
+        self._state = optim.State(*arrays, np.array([int(value["t"])], np.int64))
+
+    def copy(self):
+        """An independent copy: parameters, optimizer state, RNG state and history."""
+        return _copy.deepcopy(self)
+
+    def __repr__(self):
+        return (f"Net({self.sizes}, activation={self.activation!r}, output={self.output!r}, "
+                f"cost={self.cost_name!r}, dtype={self.dtype.name!r}, epoch={self.epoch})")
+
+    # ------------------------------------------------------------ evaluation
+    def predict(self, X):
+        """Output activations a^L for every row of X: shape (m, n_L)."""
+        X = self._inputs(X)
+        out = np.empty((X.shape[0], self.sizes[-1]), self.dtype)
+        engine.predict_rows(out, self.params, X, self._arch, self._work)
+        return out
+
+    def cost(self, X, Y, lmbda=0.0):
+        """Mean cost (1/n) Σ_x C_x over the rows, plus (λ/2n) Σ w² when λ > 0."""
+        X = self._inputs(X)
+        Y = self._targets(Y, X.shape[0])
+        lmbda = _check_real(lmbda, "lmbda", minimum=0.0)
+        partial = np.zeros(self.n_chunks)
+        engine.cost_sums(partial, self.params, X, Y, self._arch, self._work)
+        c = float(sum(partial)) / X.shape[0]
+        if lmbda:
+            c += 0.5 * lmbda / X.shape[0] * sum(float((w.astype(np.float64) ** 2).sum())
+                                                for w in self.weights)
+        return c
+
+    def accuracy(self, X, labels):
+        """Fraction of rows whose largest output is the label (labels or one-hot rows)."""
+        X = self._inputs(X)
+        labels = self._labels(labels, X.shape[0])
+        return float(np.mean(np.argmax(self.predict(X), axis=1) == labels))
+
+    # --------------------------------------------------------------- gradient
+    def gradient_sum(self, X, Y):
+        """Σ_x ∇C_x over the rows as a flat (P,) array laid out like :attr:`params`."""
+        X = self._inputs(X)
+        Y = self._targets(Y, X.shape[0])
+        order = np.arange(X.shape[0])
+        engine.minibatch_gradient(self._work, self.params, X, Y, order, 0, X.shape[0],
+                                  1, self._arch)
+        return self._work.grad.copy()
+
+    def gradient(self, X, Y):
+        """The averaged gradient (1/m) Σ_x ∇C_x: lists ``(nabla_w, nabla_b)`` like weights."""
+        X = self._inputs(X)
+        Y = self._targets(Y, X.shape[0])
+        order = np.arange(X.shape[0])
+        engine.minibatch_gradient(self._work, self.params, X, Y, order, 0, X.shape[0],
+                                  X.shape[0], self._arch)
+        nabla_w, nabla_b = self.unflatten(self._work.grad.copy())
+        return nabla_w, nabla_b
+
+    # --------------------------------------------------------------- training
+    def step(self, grad, *, eta, lmbda=0.0, n=1, momentum=0.0, optimizer="sgd",
+             beta1=0.9, beta2=0.999, epsilon=1e-8):
+        """One optimizer update from a flat averaged gradient (see :mod:`loopnet.optim`)."""
+        grad = np.asarray(grad, dtype=self.dtype)
+        if grad.shape != self.params.shape:
+            raise ValueError(f"gradient has shape {grad.shape}, expected {self.params.shape}")
+        hyper = self._hyper(optimizer, eta, lmbda, n, momentum, beta1, beta2, epsilon)
+        engine.apply_step(self.params, self._state, grad, self._arch, hyper)
+
+    def fit(self, X, Y, *, epochs=30, batch_size=10, eta=3.0, lmbda=0.0, momentum=0.0,
+            optimizer="sgd", beta1=0.9, beta2=0.999, epsilon=1e-8, tol=None,
+            validation_data=None, shuffle=True, order=None, monitor=True, callback=None,
+            progress=None):
+        """Mini-batch gradient descent for ``epochs`` more epochs; returns ``self``.
+
+        Each epoch visits the rows in a fresh ``self.rng.permutation`` (or in
+        ``order``, or as given with ``shuffle=False``), mini-batches of
+        ``batch_size`` (the last may be shorter), and after each mini-batch
+        updates every parameter with the averaged gradient (1/m) Σ_x ∇C_x.
+
+        ``tol``: stop once the full-batch gradient norm ‖∇C‖ ≤ tol (checked
+        after each epoch; costs one extra pass).  ``callback(net, record)``
+        runs after each epoch and stops training by returning True.
+        ``progress(done, total)`` reports mini-batches done within an epoch.
+
+        Ctrl-C or divergence restores the state at the start of the epoch in
+        progress, so a saved network can always resume bit-identically.
+        """
+        X = self._inputs(X)
+        Y = self._targets(Y, X.shape[0])
+        n = X.shape[0]
+        epochs = _check_int(epochs, "epochs", minimum=0)
+        batch_size = _check_int(batch_size, "batch_size", minimum=1)
+        hyper = self._hyper(optimizer, eta, lmbda, n, momentum, beta1, beta2, epsilon)
+        if tol is not None:
+            tol = _check_real(tol, "tol", minimum=0.0)
+        if order is not None:
+            order = _check_order(order, n)
+        labels = self._labels_or_none(Y)
+        val = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise TypeError("validation_data must be a pair (X_val, Y_val)")
+            Xv = self._inputs(validation_data[0], "validation X")
+            Yv = self._targets(validation_data[1], Xv.shape[0], "validation Y")
+            val = (Xv, Yv, self._labels_or_none(Yv))
+        for _ in range(epochs):
+            record = self._train_epoch(X, Y, labels, order, shuffle, batch_size, hyper,
+                                       lmbda, monitor, val, tol, progress)
+            if callback is not None and callback(self, record):
+                break
+            if tol is not None and record["grad_norm"] <= tol:
+                break
+        return self
+
+    def _train_epoch(self, X, Y, labels, order, shuffle, batch_size, hyper, lmbda, monitor,
+                     val, tol, progress):
+        """One epoch, with rollback to its start on Ctrl-C or divergence."""
+        saved = self._snapshot()
+        n = X.shape[0]
+        try:
+            if order is None:
+                order = self.rng.permutation(n) if shuffle else np.arange(n)
+            n_batches = -(-n // batch_size)
+            per_call = max(1, SEGMENT_EXAMPLES // batch_size)
+            start = time.perf_counter()
+            for first in range(0, n_batches, per_call):
+                last = min(first + per_call, n_batches)
+                engine.train_batches(self.params, self._state, self._work, X, Y, order,
+                                     batch_size, first, last, self._arch, hyper)
+                if not np.isfinite(self.params).all():
+                    raise DivergenceError(self.epoch + 1, "a parameter")
+                if progress is not None:
+                    progress(last, n_batches)
+            seconds = time.perf_counter() - start
+            record = {"epoch": self.epoch + 1, "seconds": seconds,
+                      "examples_per_s": n / seconds if seconds > 0 else float("inf")}
+            if monitor:
+                record.update(self._measure(X, Y, labels, lmbda, ""))
+                if val is not None:
+                    record.update(self._measure(*val, 0.0, "val_"))
+                if not math.isfinite(record["cost"]):
+                    raise DivergenceError(self.epoch + 1, "the cost")
+            if tol is not None:
+                record["grad_norm"] = self._grad_norm(X, Y, lmbda)
+        except BaseException:
+            self._restore(saved)
+            raise
+        self.epoch += 1
+        self.history.append(record)
+        return record
+
+    def _measure(self, X, Y, labels, lmbda, prefix):
+        """Cost (and accuracy for classification) of a data set, keys prefixed."""
+        out = {prefix + "cost": self.cost(X, Y, lmbda)}
+        if labels is not None:
+            out[prefix + "accuracy"] = self.accuracy(X, labels)
+        return out
+
+    def _grad_norm(self, X, Y, lmbda):
+        """‖∇C‖ over the whole training set, the L2 term λ/n · w included."""
+        nabla_w, nabla_b = self.gradient(X, Y)
+        total = sum(float((nb.astype(np.float64) ** 2).sum()) for nb in nabla_b)
+        for nw, w in zip(nabla_w, self.weights):
+            g = nw.astype(np.float64) + lmbda / X.shape[0] * w
+            total += float((g ** 2).sum())
+        return math.sqrt(total)
+
+    def _hyper(self, optimizer, eta, lmbda, n, momentum, beta1, beta2, epsilon):
+        """Validate hyper-parameters; reset the optimizer state when the optimizer changes."""
+        optim.code(optimizer)
+        eta = _check_real(eta, "eta (learning rate)", minimum=0.0, strict=True)
+        lmbda = _check_real(lmbda, "lmbda (L2 strength)", minimum=0.0)
+        n = _check_int(n, "n (training-set size)", minimum=1)
+        momentum = _check_real(momentum, "momentum", minimum=0.0, below=1.0)
+        beta1 = _check_real(beta1, "beta1", minimum=0.0, below=1.0)
+        beta2 = _check_real(beta2, "beta2", minimum=0.0, below=1.0)
+        epsilon = _check_real(epsilon, "epsilon", minimum=0.0, strict=True)
+        if optimizer != self._optimizer:
+            self._optimizer = optimizer
+            self._state = optim.make_state(self.params.size, self.dtype)
+        return optim.make_hyper(optimizer, eta, lmbda, n, momentum, beta1, beta2, epsilon)
+
+    def _snapshot(self):
+        return (self.params.copy(), _copy.deepcopy(self._state), self._optimizer,
+                self.rng.bit_generator.state)
+
+    def _restore(self, saved):
+        params, state, name, rng_state = saved
+        self.params[...] = params
+        self._state, self._optimizer = state, name
+        self.rng.bit_generator.state = rng_state
+
+    # ------------------------------------------------------------- validation
+    def _inputs(self, X, name="X"):
+        """X as a C-contiguous (m, n_0) array of the net's dtype, finite and non-empty."""
+        X = _as_float_array(X, name)
+        if X.ndim == 1 and X.shape[0] == self.sizes[0]:
+            raise ValueError(f"{name} must be 2-D (m, {self.sizes[0]}): one example per row; "
+                             f"for a single example use {name}.reshape(1, -1)")
+        if X.ndim != 2 or X.shape[1] != self.sizes[0]:
+            raise ValueError(f"{name} has shape {X.shape}; this network takes "
+                             f"(m, {self.sizes[0]}) inputs, one example per row")
+        if X.shape[0] == 0:
+            raise ValueError(f"{name} is empty (0 rows)")
+        _check_finite(X, name)
+        return np.ascontiguousarray(X, dtype=self.dtype)
+
+    def _targets(self, Y, m, name="Y"):
+        """Y as (m, n_L) targets; 1-D integer labels become one-hot rows."""
+        n_out = self.sizes[-1]
+        Y = np.asarray(Y)
+        if Y.ndim == 1 and n_out > 1:
+            labels = self._labels(Y, m, name)
+            Y = np.zeros((m, n_out))
+            Y[np.arange(m), labels] = 1.0
+        elif Y.ndim == 1:
+            Y = Y.reshape(-1, 1)
+        Y = _as_float_array(Y, name)
+        if Y.shape != (m, n_out):
+            raise ValueError(f"{name} has shape {Y.shape}; expected ({m}, {n_out}) targets "
+                             f"(one row per example) or {m} integer labels")
+        _check_finite(Y, name)
+        return np.ascontiguousarray(Y, dtype=self.dtype)
+
+    def _labels(self, labels, m, name="labels"):
+        """Integer class labels 0 … n_L − 1 (one-hot rows are turned into labels)."""
+        labels = np.asarray(labels)
+        if labels.ndim == 2 and labels.shape[1] == self.sizes[-1]:
+            labels = np.argmax(labels, axis=1)
+        if labels.ndim != 1 or labels.shape[0] != m:
+            raise ValueError(f"{name} has shape {labels.shape}; expected {m} integer labels")
+        if labels.dtype.kind == "f" and np.all(np.isfinite(labels)) and \
+                np.all(labels == np.round(labels)):
+            labels = labels.astype(np.int64)
+        if labels.dtype.kind not in "iu":
+            raise ValueError(f"{name} must be integer class labels, got dtype {labels.dtype}")
+        bad = np.flatnonzero((labels < 0) | (labels >= self.sizes[-1]))
+        if bad.size:
+            raise ValueError(f"{name}[{bad[0]}] = {labels[bad[0]]} is out of range: this "
+                             f"network has {self.sizes[-1]} outputs, so labels are 0..{self.sizes[-1] - 1}")
+        return labels.astype(np.int64)
+
+    def _labels_or_none(self, Y):
+        """Class labels of one-hot targets (for accuracy), or None for other targets."""
+        if Y.shape[1] < 2:
+            return None
+        is_one_hot = np.all((Y == 0) | (Y == 1)) and np.all(Y.sum(axis=1) == 1)
+        return np.argmax(Y, axis=1) if is_one_hot else None
+
+
+# ------------------------------------------------------------------ helpers
+def _check_sizes(sizes):
+    try:
+        sizes = list(sizes)
+    except TypeError:
+        raise TypeError(f"sizes must be a list of layer widths like [784, 30, 10], "
+                        f"not {sizes!r}") from None
+    if len(sizes) < 2:
+        raise ValueError(f"sizes needs at least an input and an output layer, got {sizes}")
+    for s in sizes:
+        if not isinstance(s, Integral) or isinstance(s, bool) or s < 1:
+            raise ValueError(f"every layer width must be a positive integer, got {sizes}")
+    return [int(s) for s in sizes]
+
+
+def _as_float_array(A, name):
+    try:
+        A = np.asarray(A)
+    except (ValueError, TypeError) as exc:
+        raise TypeError(f"{name} is not a numeric array ({exc})") from None
+    if A.dtype.kind == "b" or A.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {A.dtype}")
+    return A
+
+
+def _check_finite(A, name):
+    if not np.all(np.isfinite(A)):
+        row = int(np.argwhere(~np.isfinite(A))[0][0])
+        raise ValueError(f"{name} contains NaN or infinity (first in row {row})")
+
+
+def _check_int(value, name, minimum):
+    if not isinstance(value, Integral) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _check_real(value, name, minimum=None, below=None, strict=False):
+    if not isinstance(value, Real) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a number, not {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if minimum is not None and (value < minimum or (strict and value == minimum)):
+        raise ValueError(f"{name} must be {'>' if strict else '>='} {minimum}, got {value}")
+    if below is not None and value >= below:
+        raise ValueError(f"{name} must be < {below}, got {value}")
+    return value
+
+
+def _check_order(order, n):
+    order = np.asarray(order)
+    if order.ndim != 1 or order.dtype.kind not in "iu":
+        raise ValueError("order must be a 1-D array of integer row indices")
+    if order.size and (order.min() < 0 or order.max() >= n):
+        raise ValueError(f"order holds indices outside 0..{n - 1}")
+    return np.ascontiguousarray(order, dtype=np.int64)
+
+
+def _assign(views, values, name):
+    values = list(values)
+    if len(values) != len(views):
+        raise ValueError(f"{name}: expected {len(views)} arrays, got {len(values)}")
+    arrays = [np.asarray(v) for v in values]
+    for l, (view, arr) in enumerate(zip(views, arrays), start=1):
+        if arr.shape != view.shape:
+            raise ValueError(f"{name}[{l - 1}] (layer {l}) has shape {arr.shape}, "
+                             f"expected {view.shape}")
+        _check_finite(arr, f"{name}[{l - 1}]")
+    for view, arr in zip(views, arrays):
+        view[...] = arr
