@@ -1,0 +1,391 @@
+"""Trace one example through a network: every z, a, δ and ∂C/∂w, ∂C/∂b, by index.
+
+This is loopnet's teaching view of backpropagation (Nielsen, *Neural Networks
+and Deep Learning*, chapter 2).  :func:`trace` runs the **same compiled
+per-example kernels** that training uses (:mod:`loopnet.kernels`), one call per
+layer and equation, and keeps every intermediate array:
+
+=======  ==========================================  ==============================
+eq.      component form                              kernel
+=======  ==========================================  ==============================
+forward  z^l_j = Σ_k w^l_jk a^{l−1}_k + b^l_j,        ``kernels.forward_layer``
+         a^l_j = σ(z^l_j)
+BP1      δ^L_j = ∂C/∂a^L_j · σ'(z^L_j)                ``kernels.output_delta``
+BP2      δ^l_j = (Σ_k w^{l+1}_kj δ^{l+1}_k) · σ'(z^l_j) ``kernels.hidden_delta``
+BP3      ∂C/∂b^l_j = δ^l_j                            ``kernels.accumulate_gradient``
+BP4      ∂C/∂w^l_jk = a^{l−1}_k δ^l_j                 ``kernels.accumulate_gradient``
+=======  ==========================================  ==============================
+
+Indexing
+--------
+Layers are counted as in the book: l = 0 is the input, l = L the output.  The
+per-layer lists in the trace hold layers 1..L, so ``tr["z"][l - 1]`` is z^l;
+``tr["a"]`` also holds the input, so ``tr["a"][l]`` is a^l.  Neurons j (in layer
+l) and k (in layer l − 1) are counted **from 0**, exactly as the arrays are
+indexed (3Blue1Brown's convention): w^l_jk is ``tr["weights"][l - 1][j, k]``.
+
+:func:`render` turns a trace into text with each equation written out with its
+numbers, e.g. ``δ^2_1 = (a^2_1 − y_1) · σ'(z^2_1) = (0.731 − 1) · 0.197 = -0.053``;
+:func:`to_json` turns it into one JSON object for notebooks.
+"""
+
+import json
+import re
+
+import numpy as np
+
+from . import activations as _act
+from . import costs as _costs
+from . import kernels as _kernels
+
+KEYS = ("sizes", "activation", "output", "cost", "x", "y", "weights", "biases",
+        "z", "a", "delta", "nabla_w", "nabla_b")
+
+
+# --------------------------------------------------------------------------- compute
+
+def backprop_example(weights, biases, x, y, activation="sigmoid", output="sigmoid",
+                     cost="quadratic", kernels=None):
+    """Forward and backward pass for one example, one kernel call per layer and equation.
+
+    ``weights``/``biases`` are lists for layers 1..L (w^l has shape (n_l, n_{l−1})),
+    ``x`` and ``y`` 1-D arrays of the network's dtype.  ``kernels`` is any object with
+    the four per-example kernels (default :mod:`loopnet.kernels`); tests pass a copy
+    with one kernel broken to see that :func:`loopnet.gradcheck` notices.
+
+    Returns ``(z, a, delta, nabla_w, nabla_b)``: lists for layers 1..L, except ``a``
+    whose first entry is the input a^0 = x.  ``nabla_*`` are ∂C_x/∂w and ∂C_x/∂b for
+    this single example (no averaging).
+    """
+    K = _kernels if kernels is None else kernels
+    hidden = _act.code(activation)
+    out = _act.code(output)
+    cost_code = _costs.code(cost)
+    L = len(weights)
+    dtype = x.dtype
+    z = [np.zeros(w.shape[0], dtype) for w in weights]
+    a = [x] + [np.zeros(w.shape[0], dtype) for w in weights]
+    # Forward pass: z^l = w^l a^{l-1} + b^l, a^l = σ(z^l), layer by layer (weights[l] is w^{l+1}).
+    for i in range(L):
+        K.forward_layer(z[i], a[i + 1], weights[i], biases[i], a[i], out if i == L - 1 else hidden)
+    delta = [np.zeros(w.shape[0], dtype) for w in weights]
+    # BP1 at the output layer, then BP2 from layer L-1 down to layer 1.
+    K.output_delta(delta[L - 1], z[L - 1], a[L], y, out, cost_code)
+    for i in range(L - 2, -1, -1):
+        K.hidden_delta(delta[i], z[i], weights[i + 1], delta[i + 1], hidden)
+    # BP3 and BP4: the gradient buffers start at zero and the kernel only adds (+=).
+    nabla_w = [np.zeros_like(w) for w in weights]
+    nabla_b = [np.zeros_like(b) for b in biases]
+    for i in range(L):
+        K.accumulate_gradient(nabla_w[i], nabla_b[i], delta[i], a[i])
+    return z, a, delta, nabla_w, nabla_b
+
+
+def _target(y, n_out, dtype):
+    """Targets as a 1-D array: an int label becomes a one-hot vector."""
+    if isinstance(y, (int, np.integer)) and not isinstance(y, bool):
+        if not 0 <= y < n_out:
+            raise ValueError(f"label y={y} is out of range for {n_out} output neurons")
+        t = np.zeros(n_out, dtype)
+        t[int(y)] = 1
+        return t
+    t = np.asarray(y, dtype=dtype)
+    if t.ndim == 2 and t.shape[0] == 1:
+        t = t[0]
+    if t.shape != (n_out,):
+        raise ValueError(f"y must be an int label or {n_out} target values, got shape {t.shape}")
+    return np.ascontiguousarray(t)
+
+
+def trace(net, x, y, *, kernels=None):
+    """All intermediate quantities of backprop for one example ``(x, y)`` through ``net``.
+
+    ``x``: n_in input values; ``y``: n_out targets or an int class label (one-hot).
+    Returns a dict with keys ``sizes, activation, output, cost`` (the configuration),
+    ``x, y`` (1-D arrays), ``weights, biases`` (copies), and per-layer lists for layers
+    1..L: ``z, delta, nabla_w, nabla_b``; ``a`` holds a^0 = x first, then a^1..a^L.
+    Every number is produced by the compiled kernels of :mod:`loopnet.kernels`.
+    ``nabla_w``/``nabla_b`` are the gradient of this one example's cost C_x, so they
+    equal ``net.gradient(x[None], y[None])``.
+    """
+    dtype = np.dtype(net.dtype)
+    sizes = [int(n) for n in net.sizes]
+    xa = np.asarray(x, dtype=dtype)
+    if xa.ndim == 2 and xa.shape[0] == 1:
+        xa = xa[0]
+    if xa.shape != (sizes[0],):
+        raise ValueError(f"x must hold {sizes[0]} input values, got shape {xa.shape}")
+    if not np.all(np.isfinite(xa)):
+        raise ValueError("x contains NaN or infinite values")
+    xa = np.ascontiguousarray(xa)
+    ya = _target(y, sizes[-1], dtype)
+    weights = [np.array(w, dtype=dtype, order="C") for w in net.weights]
+    biases = [np.array(b, dtype=dtype, order="C") for b in net.biases]
+    z, a, delta, nabla_w, nabla_b = backprop_example(
+        weights, biases, xa, ya, net.activation, net.output, net.cost_name, kernels)
+    return {
+        "sizes": sizes, "activation": net.activation, "output": net.output,
+        "cost": net.cost_name, "x": xa, "y": ya, "weights": weights, "biases": biases,
+        "z": z, "a": a, "delta": delta, "nabla_w": nabla_w, "nabla_b": nabla_b,
+    }
+
+
+def to_jsonable(tr):
+    """The trace with arrays turned into (nested) lists of floats, ready for ``json.dumps``."""
+    def conv(v):
+        if isinstance(v, np.ndarray):
+            return v.tolist()
+        if isinstance(v, (list, tuple)):
+            return [conv(u) for u in v]
+        if isinstance(v, np.generic):
+            return v.item()
+        return v
+    return {k: conv(tr[k]) for k in KEYS}
+
+
+def to_json(tr, indent=None):
+    """One JSON object with the keys of :data:`KEYS` (floats written to full precision)."""
+    return json.dumps(to_jsonable(tr), indent=indent)
+
+
+def example_cost(tr):
+    """C_x of the traced example, from the output activations by :func:`loopnet.costs.cost_x`."""
+    aL = tr["a"][-1]
+    return float(_costs.cost_x(_costs.code(tr["cost"]), aL, tr["y"].astype(aL.dtype)))
+
+
+# --------------------------------------------------------------------------- render
+
+_ASCII = str.maketrans({
+    "σ": "sigma", "δ": "delta", "∂": "d", "Σ": "sum", "·": "*", "−": "-", "½": "1/2",
+    "′": "'", "≈": "~", "→": "->", "ᵀ": "^T", "⊙": "(.)", "²": "^2", "…": "...",
+    "η": "eta", "λ": "lambda", "ℓ": "l", "≤": "<=", "≥": ">=", "∈": "in", "ε": "eps",
+})
+
+
+def ascii_text(text):
+    """Replace the Greek letters and math signs of a rendered trace by ASCII spellings."""
+    return text.translate(_ASCII)
+
+
+def _sup(l):
+    return f"^{l}" if l < 10 else "^{" + str(l) + "}"
+
+
+def _sub(*idx):
+    if all(i < 10 for i in idx):
+        return "_" + "".join(str(i) for i in idx)
+    return "_{" + ",".join(str(i) for i in idx) + "}"
+
+
+class _Fmt:
+    def __init__(self, digits):
+        self.digits = digits
+
+    def __call__(self, v):
+        """A number with ``digits`` significant digits; 0.0 as 0, no trailing zeros."""
+        v = float(v)
+        if v == 0:
+            return "0"
+        s = f"{v:.{self.digits}g}"
+        return s
+
+    def p(self, v):
+        """Like ``__call__`` but parenthesised when negative, for use as a factor."""
+        s = self(v)
+        return f"({s})" if s.startswith("-") else s
+
+
+def _sigma_text(name):
+    return {"sigmoid": "σ(z) = 1/(1 + e^(−z))", "tanh": "σ(z) = tanh z",
+            "relu": "σ(z) = max(0, z)", "identity": "σ(z) = z",
+            "softmax": "a_j = e^(z_j) / Σ_i e^(z_i)"}[name]
+
+
+def _sigma_prime_text(name):
+    return {"sigmoid": "σ'(z) = σ(z)(1 − σ(z))", "tanh": "σ'(z) = 1 − tanh² z",
+            "relu": "σ'(z) = 1 if z > 0 else 0", "identity": "σ'(z) = 1"}.get(name, "")
+
+
+def _cost_text(cost):
+    return {"quadratic": "C = ½ Σ_j (a^L_j − y_j)²",
+            "mse": "C = (1/n_L) Σ_j (a^L_j − y_j)²",
+            "cross_entropy": "C = −Σ_j [y_j ln a^L_j + (1 − y_j) ln(1 − a^L_j)]",
+            "log_likelihood": "C = −Σ_j y_j ln a^L_j"}[cost]
+
+
+def _bp1_general(output, cost):
+    """The BP1 formula as the kernel evaluates it for this output/cost pair."""
+    if output == "softmax":
+        if cost == "log_likelihood":
+            return "δ^L_j = a^L_j − y_j   (softmax with log-likelihood: the Jacobian collapses)"
+        return ("δ^L_j = Σ_i ∂C/∂a^L_i · ∂a^L_i/∂z^L_j = a^L_j (∂C/∂a^L_j − Σ_i a^L_i ∂C/∂a^L_i)"
+                "   (softmax Jacobian)")
+    if output == "sigmoid" and cost == "cross_entropy":
+        return ("δ^L_j = ∂C/∂a^L_j · σ'(z^L_j) = (a^L_j − y_j)/(a^L_j (1 − a^L_j)) · a^L_j (1 − a^L_j)"
+                " = a^L_j − y_j   (σ' cancels)")
+    dc = {"quadratic": "(a^L_j − y_j)", "mse": "2 (a^L_j − y_j)/n_L",
+          "cross_entropy": "(a^L_j − y_j)/(a^L_j (1 − a^L_j))",
+          "log_likelihood": "(−y_j / a^L_j)"}[cost]
+    return f"δ^L_j = ∂C/∂a^L_j · σ'(z^L_j) = {dc} · σ'(z^L_j)"
+
+
+def render(tr, *, layer=None, neuron=None, digits=3, max_terms=6, ascii=False):
+    """The trace as text: each equation with its symbols, then its numbers, then the result.
+
+    ``layer``: only show quantities of layer l (1..L; 0 shows the input); ``neuron``:
+    only neuron j of the shown layers (and, for ∂C/∂w^l_jk, row j).  ``digits``:
+    significant digits per number.  Sums with more than ``max_terms`` terms are
+    shown as their value only.  ``ascii=True`` spells Greek letters in ASCII.
+    Every right-hand-side result printed is the kernel's output; the numbers in the
+    middle (σ'(z), ∂C/∂a) are recomputed from them with :mod:`loopnet.activations`
+    and :mod:`loopnet.costs` for display.
+    """
+    f = _Fmt(digits)
+    sizes = tr["sizes"]
+    L = len(sizes) - 1
+    if layer is not None and not 0 <= layer <= L:
+        raise ValueError(f"layer must be between 0 and {L} (0 is the input), got {layer}")
+    if neuron is not None:
+        top = max(sizes) if layer is None else sizes[layer]
+        if not 0 <= neuron < top:
+            raise ValueError(f"neuron must be between 0 and {top - 1}, got {neuron}")
+    hid, out, cost = tr["activation"], tr["output"], tr["cost"]
+    W, B, Z, A, D = tr["weights"], tr["biases"], tr["z"], tr["a"], tr["delta"]
+    NW, NB, y = tr["nabla_w"], tr["nabla_b"], tr["y"]
+
+    def layers():
+        return [l for l in range(1, L + 1) if layer is None or layer == l]
+
+    def neurons(l):
+        return [j for j in range(sizes[l]) if neuron is None or neuron == j]
+
+    def act_of(l):
+        return out if l == L else hid
+
+    def sp(l, j):
+        """σ'(z^l_j) from the activation module (display only)."""
+        return float(_act.sigma_prime(_act.code(act_of(l)), Z[l - 1][j]))
+
+    lines = []
+    add = lines.append
+    add(f"Trace of one example through a {sizes} network "
+        f"(activation {hid}, output {out}, cost {cost})")
+    add(f"  layers l = 0 (input) .. L = {L} (output); neurons j (layer l), k (layer l−1) "
+        "counted from 0 as in the arrays:")
+    add("  w^l_jk = weights[l−1][j, k], z^l_j = z[l−1][j], a^l_j = a[l][j], δ^l_j = delta[l−1][j]")
+    if hid == out or L == 1:
+        add(f"  σ: {_sigma_text(out if L == 1 else hid)}")
+    else:
+        add(f"  hidden σ: {_sigma_text(hid)};  output: {_sigma_text(out)}")
+    add("")
+    if layer in (None, 0):
+        add("x = a^0 = [" + ", ".join(f(v) for v in A[0]) + "]")
+    add("y = [" + ", ".join(f(v) for v in y) + "]")
+
+    # ---- forward
+    add("")
+    add("Forward pass   z^l_j = Σ_k w^l_jk a^{l−1}_k + b^l_j ;  a^l_j = σ(z^l_j)"
+        "   [loopnet/kernels.py: forward_layer]")
+    for l in layers():
+        add(f" layer {l}")
+        nk = sizes[l - 1]
+        for j in neurons(l):
+            zval = Z[l - 1][j]
+            if nk <= max_terms:
+                sym = " + ".join(f"w{_sup(l)}{_sub(j, k)}·a{_sup(l - 1)}{_sub(k)}" for k in range(nk))
+                num = " + ".join(f"{f.p(W[l - 1][j, k])}·{f.p(A[l - 1][k])}" for k in range(nk))
+                add(f"  z{_sup(l)}{_sub(j)} = {sym} + b{_sup(l)}{_sub(j)}"
+                    f" = {num} + {f.p(B[l - 1][j])} = {f(zval)}")
+            else:
+                s = float(zval) - float(B[l - 1][j])
+                add(f"  z{_sup(l)}{_sub(j)} = Σ_k w{_sup(l)}_{j}k·a{_sup(l - 1)}_k ({nk} terms)"
+                    f" + b{_sup(l)}{_sub(j)} = {f(s)} + {f.p(B[l - 1][j])} = {f(zval)}")
+        if act_of(l) == "softmax":
+            zs = ", ".join(f(v) for v in Z[l - 1]) if sizes[l] <= max_terms else "…"
+            for j in neurons(l):
+                add(f"  a{_sup(l)}{_sub(j)} = e^(z{_sup(l)}{_sub(j)}) / Σ_i e^(z{_sup(l)}_i)"
+                    f" = softmax([{zs}])_{j} = {f(A[l][j])}")
+        else:
+            for j in neurons(l):
+                add(f"  a{_sup(l)}{_sub(j)} = σ(z{_sup(l)}{_sub(j)}) = σ({f(Z[l - 1][j])})"
+                    f" = {f(A[l][j])}")
+
+    # ---- cost
+    add("")
+    add(f"Cost   {_cost_text(cost)} = {f(example_cost(tr))}   [loopnet/costs.py: cost_x]")
+
+    # ---- backward
+    add("")
+    add("Backward pass (δ^l_j = ∂C/∂z^l_j)")
+    show_L = layer in (None, L)
+    add(f"BP1  {_bp1_general(out, cost)}   (L = {L})   [loopnet/kernels.py: output_delta]")
+    if show_L:
+        cc = _costs.code(cost)
+        aL = A[L]
+        for j in neurons(L):
+            d = D[L - 1][j]
+            aj, yj = aL[j], y[j]
+            s = f"  δ{_sup(L)}{_sub(j)} = "
+            if out == "softmax" and cost == "log_likelihood" or out == "sigmoid" and cost == "cross_entropy":
+                s += f"a{_sup(L)}{_sub(j)} − y{_sub(j)} = {f(aj)} − {f.p(yj)} = {f(d)}"
+            elif out == "softmax":
+                g = [float(_costs.dcost_da(cc, aL[i], y[i], sizes[L])) for i in range(sizes[L])]
+                ga = sum(g[i] * float(aL[i]) for i in range(sizes[L]))
+                s += (f"a{_sup(L)}{_sub(j)} · (∂C/∂a{_sup(L)}{_sub(j)} − Σ_i a{_sup(L)}_i ∂C/∂a{_sup(L)}_i)"
+                      f" = {f(aj)} · ({f(g[j])} − {f.p(ga)}) = {f(d)}")
+            else:
+                g = float(_costs.dcost_da(cc, aj, yj, sizes[L]))
+                spj = sp(L, j)
+                if cost == "quadratic":
+                    s += (f"(a{_sup(L)}{_sub(j)} − y{_sub(j)}) · σ'(z{_sup(L)}{_sub(j)})"
+                          f" = ({f(aj)} − {f.p(yj)}) · {f(spj)} = {f(d)}")
+                else:
+                    s += (f"∂C/∂a{_sup(L)}{_sub(j)} · σ'(z{_sup(L)}{_sub(j)})"
+                          f" = {f.p(g)} · {f(spj)} = {f(d)}")
+            add(s)
+    add("BP2  δ^l_j = (Σ_k w^{l+1}_kj δ^{l+1}_k) · σ'(z^l_j)   "
+        "[loopnet/kernels.py: hidden_delta]")
+    if hid in ("sigmoid", "tanh", "relu", "identity"):
+        add(f"     with {_sigma_prime_text(hid)}")
+    if L == 1:
+        add("  (no hidden layers)")
+    for l in layers():
+        if l == L:
+            continue
+        nk = sizes[l + 1]
+        for j in neurons(l):
+            back = sum(float(W[l][k, j]) * float(D[l][k]) for k in range(nk))
+            lhs = f"  δ{_sup(l)}{_sub(j)} = "
+            if nk <= max_terms:
+                sym = " + ".join(f"w{_sup(l + 1)}{_sub(k, j)}·δ{_sup(l + 1)}{_sub(k)}" for k in range(nk))
+                num = " + ".join(f"{f.p(W[l][k, j])}·{f.p(D[l][k])}" for k in range(nk))
+            else:
+                sym = f"Σ_k w{_sup(l + 1)}_k{j}·δ{_sup(l + 1)}_k"
+                num = f"{f(back)}"
+            add(lhs + f"({sym}) · σ'(z{_sup(l)}{_sub(j)}) = ({num}) · {f(sp(l, j))} = {f(D[l - 1][j])}")
+    add("BP3  ∂C/∂b^l_j = δ^l_j   [loopnet/kernels.py: accumulate_gradient]")
+    for l in layers():
+        for j in neurons(l):
+            add(f"  ∂C/∂b{_sup(l)}{_sub(j)} = δ{_sup(l)}{_sub(j)} = {f(NB[l - 1][j])}")
+    add("BP4  ∂C/∂w^l_jk = a^{l−1}_k δ^l_j   [loopnet/kernels.py: accumulate_gradient]")
+    for l in layers():
+        for j in neurons(l):
+            nk = sizes[l - 1]
+            ks = range(nk) if nk <= max_terms * 4 else list(range(max_terms)) + [None]
+            for k in ks:
+                if k is None:
+                    add(f"  … ({nk - max_terms} more for j = {j})")
+                    continue
+                add(f"  ∂C/∂w{_sup(l)}{_sub(j, k)} = a{_sup(l - 1)}{_sub(k)} · δ{_sup(l)}{_sub(j)}"
+                    f" = {f(A[l - 1][k])} · {f.p(D[l - 1][j])} = {f(NW[l - 1][j, k])}")
+    text = "\n".join(lines) + "\n"
+    return ascii_text(text) if ascii else text
+
+
+def numbers_in(line):
+    """The numbers printed after the first '=' of a rendered line (for tests and notebooks)."""
+    rhs = line.split("=", 1)[1] if "=" in line else line
+    # drop index sub/superscripts such as ^2 or _10 attached to symbols
+    rhs = re.sub(r"[\^_](\{[^}]*\}|\d+|[a-zA-Z]+)", "", rhs)
+    return [float(t) for t in re.findall(r"(?<![A-Za-z])-?\d+(?:\.\d+)?(?:e[-+]?\d+)?", rhs)]
