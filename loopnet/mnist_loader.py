@@ -1,0 +1,308 @@
+"""Drop-in replacement for Michael Nielsen's ``mnist_loader.py``.
+
+``load_data()`` and ``load_data_wrapper()`` return exactly the structures of
+Nielsen's module (see their docstrings), so ``network.py``-style code runs
+unchanged.  Two things are new:
+
+* **Where the data comes from.**  Besides Nielsen's ``mnist.pkl.gz``, the
+  standard IDX files of MNIST or Fashion-MNIST are read
+  (``train-images-idx3-ubyte[.gz]``, ``train-labels-idx1-ubyte[.gz]``,
+  ``t10k-images-idx3-ubyte[.gz]``, ``t10k-labels-idx1-ubyte[.gz]``).  The
+  files are looked for, in this order, in
+
+  1. the ``path`` argument (a directory, or the ``mnist.pkl.gz`` file itself),
+  2. the directory named by the environment variable ``LOOPNET_DATA``,
+  3. ``../data/mnist.pkl.gz`` (where Nielsen's code expects it),
+  4. ``/usr/share/datasets/fashion-mnist`` (Debian's ``dataset-fashion-mnist``).
+
+  From IDX files, the last sixth of the training set (10,000 of 60,000
+  images) becomes the validation set, as in Nielsen's MNIST split; pixels are
+  scaled to float32 in [0, 1] like his pickle.
+
+* **Safe pickle loading under Python 3.**  ``mnist.pkl.gz`` is a Python 2
+  pickle; Python 3 needs ``encoding="latin1"`` to read it (the most reported
+  failure of the original loader).  Pickle can run arbitrary code, so the
+  file is read through an unpickler that only builds plain NumPy arrays,
+  dtypes and tuples and refuses everything else.
+"""
+
+import gzip
+import io
+import os
+import pickle
+import zlib
+
+import numpy as np
+
+__all__ = ["load_data", "load_data_wrapper", "vectorized_result", "find_data",
+           "restricted_load", "DEBIAN_DIR"]
+
+DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
+NIELSEN_PICKLE = os.path.join("..", "data", "mnist.pkl.gz")
+PICKLE_NAMES = ("mnist.pkl.gz", "mnist.pkl")
+
+HOW_TO_GET = (
+    "Get the data with `apt install dataset-fashion-mnist` (Debian), or download the "
+    "four IDX files of Fashion-MNIST (https://github.com/zalandoresearch/fashion-mnist) "
+    "or MNIST (https://yann.lecun.com/exdb/mnist/), or Nielsen's mnist.pkl.gz "
+    "(https://github.com/mnielsen/neural-networks-and-deep-learning/tree/master/data), "
+    "into a directory and pass it as load_data(path) or set LOOPNET_DATA to it.")
+
+
+# --------------------------------------------------------------------------
+# Restricted unpickler
+# --------------------------------------------------------------------------
+
+def _safe_dtype(*args, **kwargs):
+    dt = np.dtype(*args, **kwargs)
+    if dt.hasobject:
+        raise pickle.UnpicklingError("refusing to build an object dtype from a pickle")
+    return dt
+
+
+def _safe_reconstruct(subtype, shape, dtype):
+    if subtype is not np.ndarray:
+        raise pickle.UnpicklingError("refusing to build %r from a pickle" % (subtype,))
+    return np.ndarray.__new__(np.ndarray, shape, _safe_dtype(dtype))
+
+
+def _safe_frombuffer(buf, dtype, shape, order):
+    dt = _safe_dtype(dtype)
+    return np.frombuffer(buf, dtype=dt).reshape(shape, order=order).copy()
+
+
+# (module, name) -> callable.  Nothing else can be looked up by the pickle.
+_ALLOWED = {}
+for _mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
+    _ALLOWED[(_mod, "_reconstruct")] = _safe_reconstruct
+for _mod in ("numpy.core.numeric", "numpy._core.numeric"):
+    _ALLOWED[(_mod, "_frombuffer")] = _safe_frombuffer
+_ALLOWED[("numpy", "ndarray")] = np.ndarray
+_ALLOWED[("numpy", "dtype")] = _safe_dtype
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Unpickler that builds only NumPy arrays, dtypes, tuples and plain values."""
+
+    def find_class(self, module, name):
+        try:
+            return _ALLOWED[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(
+                "refusing to load %s.%s: this file may only contain NumPy arrays "
+                "(a pickle can run code, so anything else is rejected)"
+                % (module, name)) from None
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError("refusing persistent id %r in the pickle" % (pid,))
+
+
+def restricted_load(fileobj):
+    """Unpickle ``fileobj`` (a binary file), allowing only NumPy arrays and tuples.
+
+    Python 2 pickles are read with ``encoding="latin1"``, which is how NumPy
+    arrays pickled by Python 2 come back intact.  Anything that would import
+    another callable raises ``pickle.UnpicklingError``.
+    """
+    return _RestrictedUnpickler(fileobj, encoding="latin1").load()
+
+
+def _check_split(obj, filename):
+    """Validate Nielsen's ((X, y), (X, y), (X, y)) structure."""
+    bad = "%s does not hold Nielsen's ((images, labels), (images, labels), (images, labels))" \
+        % filename
+    if not isinstance(obj, tuple) or len(obj) != 3:
+        raise ValueError(bad)
+    out = []
+    for part in obj:
+        if not isinstance(part, tuple) or len(part) != 2:
+            raise ValueError(bad)
+        X, y = part
+        if not (isinstance(X, np.ndarray) and isinstance(y, np.ndarray)) \
+                or X.ndim != 2 or y.ndim != 1 or len(X) != len(y) \
+                or X.dtype.kind != "f" or y.dtype.kind not in "iu":
+            raise ValueError(bad + "; found other arrays")
+        out.append((X, y))
+    return tuple(out)
+
+
+def _load_pickle(filename):
+    try:
+        opener = gzip.open if filename.endswith(".gz") else open
+        with opener(filename, "rb") as f:
+            obj = restricted_load(f)
+    except pickle.UnpicklingError as e:
+        raise ValueError("cannot read %s: %s" % (filename, e)) from None
+    except (OSError, EOFError, zlib.error, ValueError, TypeError, IndexError,
+            AttributeError, KeyError) as e:
+        raise ValueError("cannot read %s (corrupt or truncated?): %s. %s"
+                         % (filename, e, HOW_TO_GET)) from None
+    return _check_split(obj, filename)
+
+
+# --------------------------------------------------------------------------
+# IDX files
+# --------------------------------------------------------------------------
+
+def _idx_file(directory, prefix, kind, idx):
+    """Path of e.g. train-images-idx3-ubyte[.gz] (also the train-images.idx3-ubyte spelling)."""
+    for sep in ("-", "."):
+        for ext in (".gz", ""):
+            p = os.path.join(directory, "%s-%s%s%s-ubyte%s" % (prefix, kind, sep, idx, ext))
+            if os.path.isfile(p):
+                return p
+    return None
+
+
+def _idx_set(directory):
+    names = [("train", "images", "idx3"), ("train", "labels", "idx1"),
+             ("t10k", "images", "idx3"), ("t10k", "labels", "idx1")]
+    return [_idx_file(directory, *n) for n in names]
+
+
+def _read_idx(filename):
+    from .data import read_idx
+    try:
+        return np.asarray(read_idx(filename))
+    except (OSError, EOFError, zlib.error, ValueError) as e:
+        raise ValueError("cannot read %s (corrupt or truncated?): %s. %s"
+                         % (filename, e, HOW_TO_GET)) from None
+
+
+def _load_idx(directory):
+    files = _idx_set(directory)
+    tr_x, tr_y, te_x, te_y = [_read_idx(f) for f in files]
+    for (xf, x), (yf, y) in (((files[0], tr_x), (files[1], tr_y)),
+                             ((files[2], te_x), (files[3], te_y))):
+        if x.ndim != 3 or x.dtype != np.uint8:
+            raise ValueError("%s is not an IDX image file (uint8, n x rows x cols); got %s %s"
+                             % (xf, x.dtype, x.shape))
+        if y.ndim != 1:
+            raise ValueError("%s is not an IDX label file (1-D); got shape %s" % (yf, y.shape))
+        if len(x) != len(y):
+            raise ValueError("%s has %d images but %s has %d labels"
+                             % (xf, len(x), yf, len(y)))
+    if tr_x.shape[1:] != te_x.shape[1:]:
+        raise ValueError("training images are %s but test images are %s"
+                         % (tr_x.shape[1:], te_x.shape[1:]))
+    n_val = len(tr_x) // 6
+    if n_val == 0:
+        raise ValueError("%s has too few images (%d) to split off a validation set"
+                         % (files[0], len(tr_x)))
+
+    def images(x):
+        return (x.reshape(len(x), -1).astype(np.float32) / np.float32(255.0))
+
+    def labels(y):
+        return y.astype(np.int64)
+
+    X, y = images(tr_x), labels(tr_y)
+    n_tr = len(X) - n_val
+    return ((X[:n_tr], y[:n_tr]), (X[n_tr:], y[n_tr:]), (images(te_x), labels(te_y)))
+
+
+# --------------------------------------------------------------------------
+# Locating the data
+# --------------------------------------------------------------------------
+
+def _source_in(path):
+    """('pickle', file) or ('idx', dir) for a file or directory, or None."""
+    if os.path.isfile(path):
+        return ("pickle", path)
+    if os.path.isdir(path):
+        files = _idx_set(path)
+        if all(files):
+            return ("idx", path)
+        for name in PICKLE_NAMES:
+            p = os.path.join(path, name)
+            if os.path.isfile(p):
+                return ("pickle", p)
+    return None
+
+
+def _describe_missing(path):
+    if not os.path.exists(path):
+        return "%s does not exist" % path
+    files = _idx_set(path)
+    names = ["train-images-idx3-ubyte[.gz]", "train-labels-idx1-ubyte[.gz]",
+             "t10k-images-idx3-ubyte[.gz]", "t10k-labels-idx1-ubyte[.gz]"]
+    missing = [n for n, f in zip(names, files) if f is None]
+    return ("%s holds neither mnist.pkl.gz nor the IDX files (missing: %s)"
+            % (path, ", ".join(missing)))
+
+
+def find_data(path=None):
+    """Return ``(kind, location)`` of the data that ``load_data(path)`` would read.
+
+    ``kind`` is ``"pickle"`` (``location`` is Nielsen's ``mnist.pkl.gz``) or
+    ``"idx"`` (``location`` is the directory of the four IDX files).
+    Raises ``FileNotFoundError`` naming where it looked and how to get the data.
+    """
+    if path is not None:
+        path = os.fspath(path)
+        found = _source_in(path)
+        if found is None:
+            raise FileNotFoundError("no MNIST data: %s. %s" % (_describe_missing(path), HOW_TO_GET))
+        return found
+    env = os.environ.get("LOOPNET_DATA")
+    if env:
+        found = _source_in(env)
+        if found is None:
+            raise FileNotFoundError("no MNIST data in LOOPNET_DATA: %s. %s"
+                                    % (_describe_missing(env), HOW_TO_GET))
+        return found
+    for candidate in (NIELSEN_PICKLE, DEBIAN_DIR):
+        found = _source_in(candidate)
+        if found is not None:
+            return found
+    raise FileNotFoundError(
+        "no MNIST data found: looked in $LOOPNET_DATA (unset), %s and %s. %s"
+        % (NIELSEN_PICKLE, DEBIAN_DIR, HOW_TO_GET))
+
+
+# --------------------------------------------------------------------------
+# Nielsen's API
+# --------------------------------------------------------------------------
+
+def load_data(path=None):
+    """Return the data as ``(training_data, validation_data, test_data)``.
+
+    As in Nielsen's module, each is a tuple ``(images, labels)``: ``images``
+    a float32 array of shape (n, 784) with values in [0, 1], ``labels`` an
+    int64 array of shape (n,).  With MNIST/Fashion-MNIST IDX files n is
+    50,000 / 10,000 / 10,000.  ``path`` (new) is a directory or the
+    ``mnist.pkl.gz`` file; see the module docstring for where it looks
+    otherwise.
+    """
+    kind, location = find_data(path)
+    if kind == "pickle":
+        return _load_pickle(location)
+    return _load_idx(location)
+
+
+def load_data_wrapper(path=None):
+    """Return ``(training_data, validation_data, test_data)`` in the format
+    Nielsen's ``network.py`` / ``network2.py`` consume.
+
+    ``training_data`` is a list of 2-tuples ``(x, y)``: ``x`` a (784, 1)
+    array, ``y`` the (10, 1) one-hot vector of the label.  ``validation_data``
+    and ``test_data`` are lists of ``(x, label)`` with an integer label.
+    (Nielsen's Python 2 code returned ``zip`` objects, i.e. lists there; we
+    return lists so that ``len()`` and ``random.shuffle`` work in Python 3.)
+    """
+    tr_d, va_d, te_d = load_data(path)
+    n_in = tr_d[0].shape[1]
+    training_inputs = list(tr_d[0].reshape(-1, n_in, 1))
+    training_results = [vectorized_result(y) for y in tr_d[1]]
+    training_data = list(zip(training_inputs, training_results))
+    validation_data = list(zip(list(va_d[0].reshape(-1, n_in, 1)), va_d[1]))
+    test_data = list(zip(list(te_d[0].reshape(-1, n_in, 1)), te_d[1]))
+    return (training_data, validation_data, test_data)
+
+
+def vectorized_result(j):
+    """Return a 10-dimensional unit vector with a 1.0 in the j'th position
+    and zeroes elsewhere (Nielsen's helper)."""
+    e = np.zeros((10, 1))
+    e[j] = 1.0
+    return e
