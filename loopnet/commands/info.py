@@ -1,0 +1,69 @@
+"""``loopnet info``: what a saved model is and how it was trained."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from . import _common as c
+
+HELP = "describe a saved model: sizes, activations, cost, parameters, history"
+
+EXAMPLES = """  loopnet info model.npz
+  loopnet info model.npz --json
+"""
+
+
+def add_arguments(p):
+    p.add_argument("model", metavar="MODEL", help="a model saved by 'loopnet train --save'")
+    p.add_argument("--json", action="store_true", help="print the description as JSON")
+
+
+def run(args):
+    from .. import io
+
+    net, meta = io.load_with_meta(args.model)
+    extra = meta.get("extra") or {}
+    opt = net.optimizer_state
+    d = {"model": args.model, "format_version": meta.get("format_version"),
+         "sizes": list(net.sizes), "activation": net.activation, "output": net.output,
+         "cost": net.cost_name, "dtype": net.dtype.name, "n_chunks": net.n_chunks,
+         "parameters": int(net.params.size), "epoch": net.epoch,
+         "optimizer": {"name": opt["name"], "t": opt["t"]},
+         "status": extra.get("status"), "train": extra.get("train"), "data": extra.get("data"),
+         "history": net.history}
+    if args.json:
+        json.dump(d, sys.stdout)
+        sys.stdout.write("\n")
+        return 0
+    n_w = sum(w.size for w in net.weights)
+    print(f"model:       {args.model} (loopnet format version {d['format_version']})")
+    print(f"sizes:       {','.join(map(str, net.sizes))}")
+    print(f"activations: {net.activation} (hidden), {net.output} (output)")
+    print(f"cost:        {net.cost_name}")
+    print(f"dtype:       {net.dtype.name}")
+    print(f"parameters:  {net.params.size:,} ({n_w:,} weights, {net.params.size - n_w:,} "
+          "biases)")
+    print(f"epochs:      {net.epoch}" + (f" ({d['status']})" if d["status"] else ""))
+    print(f"optimizer:   {opt['name']} (t = {opt['t']})")
+    t = d["train"] or {}
+    if t:
+        keys = ("batch_size", "eta", "lmbda", "momentum", "seed")
+        print("training:    " + ", ".join(f"{k} {t[k]}" for k in keys if k in t))
+    data = d["data"] or {}
+    if data:
+        print("data:        " + (", ".join(f"{k} {v}" for k, v in data.items() if v is not None) or "digits (embedded)"))
+    if net.history:
+        print("history:")
+        for h in net.history:
+            parts = [f"  epoch {h.get('epoch', '?'):>3}"]
+            if "cost" in h:
+                parts.append(f"cost {h['cost']:.5f}")
+            if "accuracy" in h:
+                parts.append(f"train {c.percent(h['accuracy'])}")
+            if "val_accuracy" in h:
+                parts.append(f"held-out {c.percent(h['val_accuracy'])}")
+            if "seconds" in h:
+                parts.append(f"{h['seconds']:.2f} s")
+            print("  ".join(parts))
+    return 0

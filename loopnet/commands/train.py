@@ -1,0 +1,360 @@
+"""``loopnet train``: train a network, with progress, checkpoints, resume and plots."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from . import _common as c
+
+HELP = "train a network (no options: [64,30,10] on the embedded digits)"
+
+DESCRIPTION = """Train a network by mini-batch gradient descent and report, after each epoch,
+the cost, training and held-out accuracy, time and examples/s.
+
+With no options: sizes 64,30,10 (sigmoid, quadratic cost), 30 epochs, mini-batches of 10,
+eta 3.0, seed 0, on the embedded 8x8 digits (1,437 training / 360 held-out images).
+
+--epochs is the total number of epochs to reach, counting those a --resume'd model has
+already done. On --resume, every option not given again is taken from the checkpoint
+(data, hyper-parameters, --save, --checkpoint-every...), so the resumed run ends with
+exactly the weights the uninterrupted run would have had.
+
+Ctrl-C stops at a safe point (the epoch in progress is rolled back), saves a checkpoint
+and prints the command that resumes. If training diverges (NaN/inf), the last good
+parameters are kept, saved if --save was given, and the exit code is 1."""
+
+EXAMPLES = """  loopnet train
+  loopnet train --epochs 10 --eta 0.5 --cost cross_entropy --save digits.npz
+  loopnet train --dataset fashion-mnist --sizes 784,100,10 --epochs 5 --save fm.npz \\
+      --checkpoint-every 1 --plot fm.png
+  loopnet train --data train.csv --test test.csv --output softmax --cost log_likelihood
+  loopnet train --resume fm.ckpt.npz --epochs 10      # continue to 10 epochs in total
+"""
+
+#: Defaults of the options that are stored in a model and reused by --resume.
+DEFAULTS = {"epochs": 30, "batch_size": 10, "eta": 3.0, "lmbda": 0.0, "momentum": 0.0,
+            "optimizer": "sgd", "tol": None, "seed": 0, "activation": "sigmoid",
+            "output": "sigmoid", "cost": "quadratic", "dtype": "float64", "hidden": 30,
+            "checkpoint_every": None, "save": None, "checkpoint": None}
+ADAM_ETA = 0.001
+ARCH = ("sizes", "activation", "output", "cost", "dtype")
+
+
+def add_arguments(p):
+    a = p.add_argument_group("network")
+    a.add_argument("--sizes", type=c.sizes_list, metavar="N,...",
+                   help="layer sizes, input first (default: inputs,30,classes, e.g. 64,30,10)")
+    a.add_argument("--activation", choices=c.ACTIVATIONS,
+                   help="hidden-layer activation (default sigmoid)")
+    a.add_argument("--output", choices=c.OUTPUTS, help="output activation (default sigmoid)")
+    a.add_argument("--cost", choices=c.COSTS, help="cost function (default quadratic)")
+    a.add_argument("--dtype", choices=c.DTYPES, help="float type (default float64)")
+    a.add_argument("--seed", type=c.nonneg_int, help="seed of weights and shuffles (default 0)")
+    t = p.add_argument_group("training")
+    t.add_argument("--epochs", type=c.positive_int,
+                   help="total epochs to reach (default 30; with --resume, counts those done)")
+    t.add_argument("--batch-size", type=c.positive_int, dest="batch_size",
+                   help="mini-batch size m (default 10)")
+    t.add_argument("--eta", type=c.positive_float,
+                   help="learning rate (default 3.0; 0.001 with --optimizer adam)")
+    t.add_argument("--lmbda", type=c.nonneg_float, help="L2 strength lambda (default 0)")
+    t.add_argument("--momentum", type=c.unit_interval, help="momentum in [0, 1) (default 0)")
+    t.add_argument("--optimizer", choices=c.OPTIMIZERS, help="sgd (default) or adam")
+    t.add_argument("--tol", type=c.positive_float,
+                   help="stop when the full-batch gradient norm falls to this")
+    t.add_argument("--threads", type=c.positive_int, help="Numba threads (results do not "
+                   "depend on it)")
+    c.add_data_arguments(p)
+    o = p.add_argument_group("output")
+    o.add_argument("--save", metavar="PATH",
+                   help="write the trained model here (.npz, or .json for network2's format)")
+    o.add_argument("--resume", metavar="PATH", help="continue from a saved model or checkpoint")
+    o.add_argument("--checkpoint-every", type=c.positive_int, metavar="N",
+                   dest="checkpoint_every", help="write a checkpoint every N epochs")
+    o.add_argument("--checkpoint", metavar="PATH", help="checkpoint file (default: "
+                   "<save>.ckpt.npz, or loopnet-checkpoint.npz without --save)")
+    o.add_argument("--plot", metavar="PNG", help="write a plot of cost and accuracy per epoch "
+                   "(needs matplotlib: pip install 'loopnet[plot]')")
+    o.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar during each epoch (default: when stderr is a terminal)")
+    o.add_argument("--quiet", "-q", action="store_true", help="print only the summary")
+
+
+# --------------------------------------------------------------------------- settings
+
+def _settings(args, saved):
+    """Merge explicit options, the resumed model's options and the defaults."""
+    s = {}
+    for key in DEFAULTS:
+        value = getattr(args, key, None)
+        if value is None and key in saved:
+            value = saved[key]
+        if value is None:
+            value = DEFAULTS[key]
+        s[key] = value
+    if getattr(args, "eta", None) is None and "eta" not in saved and s["optimizer"] == "adam":
+        s["eta"] = ADAM_ETA
+    return s
+
+
+def _default_checkpoint(save):
+    if save:
+        root, ext = os.path.splitext(save)
+        return root + ".ckpt.npz"
+    return "loopnet-checkpoint.npz"
+
+
+def _check_plot_available():
+    import importlib.util
+    if importlib.util.find_spec("matplotlib") is None:
+        raise c.CommandError("--plot needs matplotlib, which is not installed: "
+                             "pip install 'loopnet[plot]' (or drop --plot)")
+
+
+# --------------------------------------------------------------------------- progress
+
+class _Progress:
+    """A tqdm bar per epoch when tqdm is installed, else a plain one-line counter."""
+
+    def __init__(self, enabled, total_epochs):
+        self.enabled = enabled
+        self.total_epochs = total_epochs
+        self.bar = None
+        self.epoch = None
+        self._tqdm = None
+        if enabled:
+            try:
+                from tqdm import tqdm
+                self._tqdm = tqdm
+            except ImportError:
+                self._tqdm = None
+
+    def start(self, epoch):
+        self.close()
+        self.epoch = epoch
+
+    def __call__(self, done, total):
+        if not self.enabled:
+            return
+        if self._tqdm is not None:
+            if self.bar is None:
+                self.bar = self._tqdm(total=total, desc=f"epoch {self.epoch}/{self.total_epochs}",
+                                      unit="batch", leave=False, file=sys.stderr)
+            self.bar.update(done - self.bar.n)
+        else:
+            width = 30
+            filled = width * done // max(total, 1)
+            sys.stderr.write(f"\r  epoch {self.epoch}/{self.total_epochs} "
+                             f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+            sys.stderr.flush()
+            self.bar = True
+
+    def close(self):
+        if self.bar is None:
+            return
+        if self._tqdm is not None:
+            self.bar.close()
+        else:
+            sys.stderr.write("\r" + " " * 70 + "\r")
+            sys.stderr.flush()
+        self.bar = None
+
+
+# --------------------------------------------------------------------------- the command
+
+def run(args):
+    import numpy as np
+
+    import loopnet
+    from .. import io
+
+    saved_opts, saved_data, net = {}, {}, None
+    if args.resume:
+        net, meta = io.load_with_meta(args.resume)
+        extra = meta.get("extra") or {}
+        saved_opts = dict(extra.get("train") or {})
+        saved_data = dict(extra.get("data") or {})
+        for key in ARCH:
+            given = getattr(args, key, None)
+            have = net.config[key] if key != "sizes" else list(net.sizes)
+            if given is not None and given != have:
+                raise c.UsageError(f"--{key} {given if key != 'sizes' else ','.join(map(str, given))}"
+                                   f" differs from the resumed model ({have}); leave it out")
+    s = _settings(args, saved_opts)
+    spec = c.data_spec(args, saved_data)
+    checkpoint = args.checkpoint or saved_opts.get("checkpoint_path") or \
+        _default_checkpoint(s["save"])
+    for path, what in ((s["save"], "--save"), (checkpoint, "--checkpoint"),
+                       (args.plot, "--plot")):
+        c.check_output_path(path, what)
+    if args.plot:
+        _check_plot_available()
+    if s["save"] and args.resume and os.path.abspath(s["save"]) == os.path.abspath(checkpoint):
+        raise c.UsageError("--save and --checkpoint must be different files")
+    c.set_threads(args.threads)
+
+    n_out = net.sizes[-1] if net is not None else (args.sizes[-1] if args.sizes else None)
+    ds = c.load_data(spec, n_classes=n_out)
+    if net is None:
+        sizes = args.sizes or [ds.n_inputs, s["hidden"], ds.n_classes]
+        if sizes[0] != ds.n_inputs:
+            raise c.UsageError(f"--sizes starts with {sizes[0]} inputs but {ds.source} has "
+                               f"{ds.n_inputs} per example")
+        net = loopnet.Net(sizes, activation=s["activation"], output=s["output"], cost=s["cost"],
+                          dtype=s["dtype"], seed=s["seed"])
+    elif net.sizes[0] != ds.n_inputs:
+        raise c.CommandError(f"{args.resume}: the model takes {net.sizes[0]} inputs but "
+                             f"{ds.source} has {ds.n_inputs} per example")
+    X, y = ds.X_train.astype(net.dtype), ds.y_train
+    Xv, yv = ds.X_test.astype(net.dtype), ds.y_test
+
+    train_opts = {k: s[k] for k in ("epochs", "batch_size", "eta", "lmbda", "momentum",
+                                    "optimizer", "tol", "seed", "checkpoint_every", "save")}
+    train_opts["checkpoint_path"] = checkpoint
+
+    def extra(status):
+        return {"train": train_opts, "data": spec, "status": status}
+
+    remaining = s["epochs"] - net.epoch
+    out = sys.stdout
+    if not args.quiet:
+        print(f"loopnet: {ds.name}: {len(y)} training, {len(yv)} held-out examples; network "
+              f"{','.join(map(str, net.sizes))} {net.activation}/{net.output}, {net.cost_name},"
+              f" {net.dtype.name}", file=out)
+        how = f"optimizer {s['optimizer']}, eta {s['eta']:g}, batch {s['batch_size']}"
+        if s["lmbda"]:
+            how += f", lmbda {s['lmbda']:g}"
+        if s["momentum"]:
+            how += f", momentum {s['momentum']:g}"
+        start_note = f" (resuming after epoch {net.epoch})" if net.epoch else ""
+        print(f"loopnet: {remaining if remaining > 0 else 0} epochs{start_note}; {how}",
+              file=out, flush=True)
+    if remaining <= 0:
+        print(f"loopnet: the model has already trained {net.epoch} epochs (>= --epochs "
+              f"{s['epochs']}); nothing to do", file=out)
+        if s["save"] and not (args.resume and os.path.abspath(s["save"]) ==
+                              os.path.abspath(args.resume)):
+            io.save(net, s["save"], extra=extra("complete"))
+        return 0
+
+    show_bar = args.progress if args.progress is not None else (
+        sys.stderr.isatty() and not args.quiet)
+    bar = _Progress(show_bar, s["epochs"])
+    bar.start(net.epoch + 1)
+    first_epoch = net.epoch
+    t0 = time.perf_counter()
+
+    def on_epoch(n, record):
+        bar.close()
+        if not args.quiet:
+            print(_epoch_line(record, s["epochs"]), file=out, flush=True)
+        every = s["checkpoint_every"]
+        if every and n.epoch % every == 0 and n.epoch < s["epochs"]:
+            io.save(n, checkpoint, extra=extra("checkpoint"))
+        bar.start(n.epoch + 1)
+        return False
+
+    fit_kwargs = dict(epochs=remaining, batch_size=s["batch_size"], eta=s["eta"],
+                      lmbda=s["lmbda"], momentum=s["momentum"], optimizer=s["optimizer"],
+                      tol=s["tol"], validation_data=(Xv, yv), callback=on_epoch, progress=bar)
+    try:
+        net.fit(X, y, **fit_kwargs)
+    except KeyboardInterrupt:
+        bar.close()
+        io.save(net, checkpoint, extra=extra("interrupted"))
+        sys.stderr.write(
+            f"loopnet: interrupted; {net.epoch} epochs complete (the epoch in progress was "
+            f"rolled back). Checkpoint saved to {checkpoint}\n"
+            f"loopnet: resume with: loopnet train --resume {_quote(checkpoint)}\n")
+        return 130
+    except loopnet.DivergenceError as exc:
+        bar.close()
+        msg = (f"training diverged in epoch {exc.epoch} (cost or a parameter became NaN/inf);"
+               f" try a smaller --eta than {s['eta']:g} (e.g. {s['eta'] / 10:g})")
+        if s["save"]:
+            io.save(net, s["save"], extra=extra("diverged"))
+            msg += f"; the last good parameters (after epoch {net.epoch}) were saved to " \
+                   f"{s['save']}"
+        else:
+            msg += f"; the last good parameters were after epoch {net.epoch} (use --save to " \
+                   "keep them)"
+        raise c.CommandError(msg) from None
+    bar.close()
+    elapsed = time.perf_counter() - t0
+    if s["save"]:
+        io.save(net, s["save"], extra=extra("complete"))
+    _summary(net, first_epoch, elapsed, Xv, yv, s, out)
+    if args.plot:
+        _plot(net.history, args.plot)
+        print(f"loopnet: plot written to {args.plot}", file=out)
+    return 0
+
+
+def _quote(path):
+    import shlex
+    return shlex.quote(path)
+
+
+def _epoch_line(r, total):
+    parts = [f"epoch {r['epoch']:>{len(str(total))}d}/{total}"]
+    if "cost" in r:
+        parts.append(f"cost {r['cost']:.5f}")
+    if "accuracy" in r:
+        parts.append(f"train {c.percent(r['accuracy'])}")
+    if "val_accuracy" in r:
+        parts.append(f"held-out {c.percent(r['val_accuracy'])}")
+    elif "val_cost" in r:
+        parts.append(f"held-out cost {r['val_cost']:.5f}")
+    parts.append(f"{r['seconds']:6.2f} s")
+    parts.append(f"{r['examples_per_s']:>9,.0f} ex/s")
+    return "  ".join(parts)
+
+
+def _summary(net, first_epoch, elapsed, Xv, yv, s, out):
+    hist = [h for h in net.history if h.get("epoch", 0) > first_epoch]
+    n_ep = len(hist)
+    rates = sorted(h["examples_per_s"] for h in hist if "examples_per_s" in h)
+    rate = rates[len(rates) // 2] if rates else float("nan")
+    acc = net.accuracy(Xv, yv)
+    line = (f"loopnet: done: {n_ep} epochs in {elapsed:.1f} s ({rate:,.0f} examples/s "
+            f"training, median epoch); held-out accuracy {100 * acc:.2f}%")
+    vals = [(h["val_accuracy"], h["epoch"]) for h in net.history if "val_accuracy" in h]
+    if vals:
+        best, at = max(vals, key=lambda t: (t[0], -t[1]))
+        line += f" (best {100 * best:.2f}% after epoch {at})"
+    print(line, file=out)
+    if s["save"]:
+        print(f"loopnet: model saved to {s['save']} (epoch {net.epoch})", file=out)
+    out.flush()
+
+
+def _plot(history, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise c.CommandError("--plot needs matplotlib: pip install 'loopnet[plot]'") from None
+    from .. import io
+    epochs = [h["epoch"] for h in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    for key, label in (("cost", "training"), ("val_cost", "held-out")):
+        if any(key in h for h in history):
+            ax1.plot(epochs, [h.get(key, float("nan")) for h in history], marker=".",
+                     label=label)
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("cost")
+    ax1.legend()
+    for key, label in (("accuracy", "training"), ("val_accuracy", "held-out")):
+        if any(key in h for h in history):
+            ax2.plot(epochs, [100 * h.get(key, float("nan")) for h in history], marker=".",
+                     label=label)
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("accuracy (%)")
+    ax2.legend()
+    fig.tight_layout()
+    io.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
+    plt.close(fig)

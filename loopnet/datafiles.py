@@ -1,0 +1,368 @@
+"""Reading datasets from files, with checks that name the file and the row.
+
+Layouts understood (used by ``loopnet train/eval/predict``):
+
+IDX (MNIST, Fashion-MNIST)
+    A directory holding ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
+    ``t10k-images-idx3-ubyte`` and ``t10k-labels-idx1-ubyte``, each optionally gzipped
+    (``.gz``; ``.idx3-ubyte`` spellings are accepted too). Images are flattened to rows and
+    scaled from 0..255 to [0, 1]. Named datasets are looked for in, in order: ``--data DIR``,
+    ``$LOOPNET_DATA``, ``/usr/share/datasets/<name>`` (Debian's ``dataset-fashion-mnist``
+    installs there); in each place the directory itself and its ``<name>/`` subdirectory.
+CSV
+    One example per line: ``label,x1,x2,...,xn`` (label an integer 0..K-1). An optional header
+    line (any non-numeric field) is skipped. For ``predict``, rows are ``x1,...,xn``; a row
+    with one extra column is read as ``label,x1,...`` and the label ignored.
+NPZ
+    ``X`` (n, n_in) and ``y`` (n,) for one set, or ``X_train``, ``y_train``, ``X_test``,
+    ``y_test`` (the keras ``mnist.npz`` spelling ``x_train``... works too). Image stacks
+    (n, h, w) are flattened. Loaded with ``allow_pickle=False``.
+Scaling
+    Integer data whose values lie in 0..255 (uint8 arrays, or CSV files of whole numbers
+    with a maximum above 1) is divided by 255; anything else is used as is.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+__all__ = ["DataError", "Dataset", "read_idx", "find_idx_files", "locate_dataset",
+           "load_idx_split", "load_csv", "load_npz", "load_inputs", "check_inputs",
+           "check_labels", "scale_pixels", "SYSTEM_DATA_DIR", "IDX_DATASETS"]
+
+SYSTEM_DATA_DIR = "/usr/share/datasets"
+IDX_DATASETS = ("fashion-mnist", "mnist")
+
+class DataError(ValueError):
+    """Unreadable or invalid data; the message names the file (and row when it can)."""
+
+
+class Dataset:
+    """Training and held-out arrays plus where they came from."""
+
+    def __init__(self, name, X_train, y_train, X_test, y_test, source, n_classes=None):
+        self.name, self.source = name, source
+        self.X_train, self.y_train, self.X_test, self.y_test = X_train, y_train, X_test, y_test
+        if n_classes is None:
+            ys = [y for y in (y_train, y_test) if y is not None and len(y)]
+            n_classes = int(max(int(y.max()) for y in ys)) + 1 if ys else None
+        self.n_classes = n_classes
+
+    @property
+    def n_inputs(self):
+        return int(self.X_train.shape[1])
+
+
+# --------------------------------------------------------------------------- IDX
+
+def read_idx(path):
+    """:func:`loopnet.data.read_idx` (gz or plain, size-checked) raising :class:`DataError`."""
+    from .data import read_idx as _read_idx
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise DataError(f"{path}: is a directory, not an IDX file")
+    if not os.path.exists(path):
+        raise DataError(f"{path}: no such file")
+    try:
+        return _read_idx(path)
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+
+
+def find_idx_files(directory, split):
+    """Return (images_path, labels_path) for split 'train' or 't10k' in directory, or None."""
+    found = []
+    for kind, rank in (("images", 3), ("labels", 1)):
+        hit = None
+        for sep in ("-", "."):
+            for ext in ("", ".gz"):
+                candidate = os.path.join(directory, f"{split}-{kind}{sep}idx{rank}-ubyte{ext}")
+                if os.path.isfile(candidate):
+                    hit = candidate
+                    break
+            if hit:
+                break
+        if hit is None:
+            return None
+        found.append(hit)
+    return tuple(found)
+
+
+def locate_dataset(name, data=None):
+    """Find the directory holding the IDX files of dataset ``name``.
+
+    Looks in ``data``, then ``$LOOPNET_DATA``, then ``/usr/share/datasets/<name>``; in each
+    place, the directory itself and its ``<name>`` subdirectory.
+    """
+    roots = []
+    if data:
+        roots.append(("--data", os.fspath(data)))
+    env = os.environ.get("LOOPNET_DATA")
+    if env:
+        roots.append(("LOOPNET_DATA", env))
+    roots.append(("system", os.path.join(SYSTEM_DATA_DIR, name)))
+    looked = []
+    for origin, root in roots:
+        if origin == "--data" and not os.path.isdir(root):
+            raise DataError(f"{root}: --data directory does not exist")
+        for d in (root, os.path.join(root, name)):
+            looked.append(d)
+            if os.path.isdir(d) and find_idx_files(d, "train") and find_idx_files(d, "t10k"):
+                return d
+        if origin == "--data":     # an explicit --data that lacks the files is an error
+            break
+    raise DataError(
+        f"dataset '{name}' not found (looked in {', '.join(looked)}); download its four IDX "
+        "files (train-images-idx3-ubyte.gz, ...) and pass --data DIR or set LOOPNET_DATA")
+
+
+def load_idx_split(images_path, labels_path, n_classes=10):
+    """Images (n, h*w) float64 in [0, 1] and labels (n,) int64 from an IDX pair, checked."""
+    images = read_idx(images_path)
+    labels = read_idx(labels_path)
+    if images.ndim < 2:
+        raise DataError(f"{images_path}: expected an image file (3-D IDX), found "
+                        f"{images.ndim}-D data")
+    if labels.ndim != 1:
+        raise DataError(f"{labels_path}: expected a label file (1-D IDX), found "
+                        f"{labels.ndim}-D data")
+    if images.shape[0] != labels.shape[0]:
+        raise DataError(f"{labels_path}: {labels.shape[0]} labels for {images.shape[0]} images "
+                        f"in {images_path}")
+    X = scale_pixels(images.reshape(images.shape[0], -1), images_path)
+    y = check_labels(labels, labels_path, n_classes)
+    return X, y
+
+
+# --------------------------------------------------------------------------- checks
+
+def scale_pixels(X, source, mode="auto"):
+    """Return float64 data; integer 0..255 data (see module doc) divided by 255."""
+    X = np.asarray(X)
+    if X.dtype.kind not in "biuf":
+        raise DataError(f"{source}: inputs are not numeric (dtype {X.dtype})")
+    is_int = X.dtype.kind in "biu"
+    Xf = X.astype(np.float64)
+    check_inputs(Xf, source)
+    if mode == "none":
+        return Xf
+    if mode == "255":
+        return Xf / 255.0
+    if X.size and (X.dtype == np.uint8 or (is_int and 0 <= X.min() and X.max() <= 255)):
+        return Xf / 255.0
+    if (X.size and not is_int and 1.0 < Xf.max() <= 255.0 and Xf.min() >= 0.0
+            and np.all(Xf == np.floor(Xf))):
+        return Xf / 255.0
+    return Xf
+
+
+def check_inputs(X, source, n_inputs=None, row_offset=1):
+    """Check a 2-D finite input array; errors name the source and the (1-based) row."""
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise DataError(f"{source}: inputs must be a 2-D array (rows of features), got shape "
+                        f"{X.shape}")
+    if X.shape[0] == 0:
+        raise DataError(f"{source}: no examples")
+    if n_inputs is not None and X.shape[1] != n_inputs:
+        raise DataError(f"{source}: rows have {X.shape[1]} inputs, the network expects "
+                        f"{n_inputs}")
+    if X.dtype.kind == "f":
+        bad = ~np.isfinite(X)
+        if bad.any():
+            r, c = np.argwhere(bad)[0]
+            raise DataError(f"{source}: row {r + row_offset}: {X[r, c]} (NaN/infinity) in "
+                            f"column {c + 1}")
+    return X
+
+
+def check_labels(y, source, n_classes=None, row_offset=1):
+    """Integer labels 0..n_classes-1 as int64; errors name the source and the row."""
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise DataError(f"{source}: labels must be 1-D, got shape {y.shape}")
+    if y.dtype.kind == "f":
+        bad = ~np.isfinite(y) | (y != np.round(y))
+        if bad.any():
+            r = int(np.argmax(bad))
+            raise DataError(f"{source}: row {r + row_offset}: label {y[r]} is not an integer")
+    elif y.dtype.kind not in "biu":
+        raise DataError(f"{source}: labels are not numeric (dtype {y.dtype})")
+    y = y.astype(np.int64)
+    if y.size:
+        hi = n_classes if n_classes is not None else None
+        bad = (y < 0) if hi is None else ((y < 0) | (y >= hi))
+        if bad.any():
+            r = int(np.argmax(bad))
+            limit = f"0..{hi - 1}" if hi is not None else ">= 0"
+            raise DataError(f"{source}: row {r + row_offset}: label {y[r]} out of range "
+                            f"({limit})")
+    return y
+
+
+# --------------------------------------------------------------------------- CSV / NPZ
+
+def _read_csv_matrix(path):
+    """Parse a numeric CSV into a 2-D float array; returns (array, header_lines)."""
+    path = os.fspath(path)
+    try:
+        with open(path, "r", encoding="utf-8", newline="") as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a text CSV file") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    rows, numbers, width = [], [], None
+    header = 0
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        fields = [t.strip() for t in line.split(",")]
+        try:
+            values = [float(t) for t in fields]
+        except ValueError:
+            if not rows and header == 0:
+                header = lineno      # a header line before any data
+                continue
+            bad = next(t for t in fields if not _is_float(t))
+            raise DataError(f"{path}: line {lineno}: {bad!r} is not a number") from None
+        if width is None:
+            width = len(values)
+        elif len(values) != width:
+            raise DataError(f"{path}: line {lineno}: {len(values)} columns, expected {width} "
+                            "(as on the first data line)")
+        rows.append(values)
+        numbers.append(lineno)
+    if not rows:
+        raise DataError(f"{path}: empty file, no data rows")
+    return np.array(rows, dtype=np.float64), np.array(numbers)
+
+
+def _is_float(t):
+    try:
+        float(t)
+        return True
+    except ValueError:
+        return False
+
+
+def _finite_or_fail(A, lines, path, what):
+    bad = ~np.isfinite(A)
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise DataError(f"{path}: line {lines[r]}: {A[r, c]} (NaN/infinity) in {what}")
+
+
+def load_csv(path, n_classes=None, scale="auto"):
+    """Labelled CSV (``label,x1,...,xn`` per line) -> (X float64, y int64), checked."""
+    A, lines = _read_csv_matrix(path)
+    if A.shape[1] < 2:
+        raise DataError(f"{path}: needs a label column and at least one input column")
+    _finite_or_fail(A, lines, path, "the data")
+    y = A[:, 0]
+    frac = y != np.round(y)
+    if frac.any():
+        r = int(np.argmax(frac))
+        raise DataError(f"{path}: line {lines[r]}: label {y[r]} is not an integer")
+    y = y.astype(np.int64)
+    if n_classes is not None:
+        bad = (y < 0) | (y >= n_classes)
+    else:
+        bad = y < 0
+    if bad.any():
+        r = int(np.argmax(bad))
+        rng = f"0..{n_classes - 1}" if n_classes is not None else ">= 0"
+        raise DataError(f"{path}: line {lines[r]}: label {y[r]} out of range ({rng})")
+    X = scale_pixels(A[:, 1:], path, scale)
+    return X, y
+
+
+def load_npz(path, scale="auto"):
+    """An .npz dataset -> dict with 'train' (X, y) and, if present, 'test' (X, y)."""
+    path = os.fspath(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise DataError(f"{path}: holds pickled objects; refused (allow_pickle=False)") \
+                from None
+        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
+    except Exception as exc:   # zipfile.BadZipFile, EOFError, OSError...
+        raise DataError(f"{path}: truncated or corrupt .npz file "
+                        f"({str(exc) or type(exc).__name__})") from None
+    low = {k.lower(): k for k in arrays}
+    out = {}
+    for split, xs, ys in (("train", "x_train", "y_train"), ("test", "x_test", "y_test"),
+                          ("train", "x", "y")):
+        if xs in low and ys in low and split not in out:
+            X = np.asarray(arrays[low[xs]])
+            y = np.asarray(arrays[low[ys]])
+            src = f"{path}[{low[xs]}]"
+            if X.ndim > 2:
+                X = X.reshape(X.shape[0], -1)
+            X = scale_pixels(X, src, scale)
+            check_inputs(X, src)
+            y = check_labels(y, f"{path}[{low[ys]}]")
+            if y.shape[0] != X.shape[0]:
+                raise DataError(f"{path}: {y.shape[0]} labels for {X.shape[0]} examples")
+            out[split] = (X, y)
+    if "train" not in out:
+        raise DataError(f"{path}: expected arrays 'X' and 'y' (or 'X_train', 'y_train', "
+                        f"'X_test', 'y_test'); found {', '.join(sorted(arrays)) or 'none'}")
+    return out
+
+
+def load_inputs(path, n_inputs=None, scale="auto"):
+    """Inputs for prediction from .npy, .npz, .csv or IDX (plain or .gz) -> float64 (m, n)."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise DataError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise DataError(f"{path}: is a directory; expected a .npy, .npz, .csv or IDX file")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    low = path.lower()
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        raise DataError(f"{path}: a Python pickle; refused (use .npy, .npz, .csv or IDX)")
+    if head.startswith(b"\x93NUMPY") or low.endswith(".npy"):
+        try:
+            X = np.load(path, allow_pickle=False)
+        except ValueError as exc:
+            msg = "holds pickled objects; refused" if "pickle" in str(exc) else \
+                f"not a readable .npy file ({exc})"
+            raise DataError(f"{path}: {msg}") from None
+        except Exception as exc:
+            raise DataError(f"{path}: truncated or corrupt .npy file "
+                            f"({str(exc) or type(exc).__name__})") from None
+        if X.ndim == 1 and n_inputs is not None and X.shape[0] == n_inputs:
+            X = X.reshape(1, -1)
+        elif X.ndim > 2:
+            X = X.reshape(X.shape[0], -1)
+    elif head.startswith(b"PK") or low.endswith(".npz"):
+        X = load_npz(path, scale)
+        X = (X.get("test") or X["train"])[0]
+        return check_inputs(X, path, n_inputs)
+    elif low.endswith(".csv") or low.endswith(".txt"):
+        A, lines = _read_csv_matrix(path)
+        if n_inputs is not None and A.shape[1] == n_inputs + 1:
+            A = A[:, 1:]       # a labelled CSV: drop the label column
+        _finite_or_fail(A, lines, path, "the inputs")
+        if n_inputs is not None and A.shape[1] != n_inputs:
+            raise DataError(f"{path}: line {lines[0]}: {A.shape[1]} columns, the network "
+                            f"expects {n_inputs} inputs")
+        X = A
+    else:   # IDX (plain or gz)
+        X = read_idx(path)
+        if X.ndim == 1:
+            raise DataError(f"{path}: a 1-D IDX file (labels?); expected images or rows of "
+                            "inputs")
+        X = X.reshape(X.shape[0], -1)
+    X = scale_pixels(X, path, scale)
+    return check_inputs(X, path, n_inputs)
