@@ -1,0 +1,197 @@
+"""loopnet.network against fixtures recorded from Nielsen's own network.py.
+
+See tests/fixtures/nielsen/README.md for how the fixtures were made.  The
+drop-in must draw the same random numbers (initial weights, one shuffle per
+epoch), print the same lines and end with the same weights up to
+floating-point summation order.
+"""
+import contextlib
+import io
+import json
+import os
+import random
+
+import numpy as np
+import pytest
+
+from loopnet import network
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "nielsen")
+with open(os.path.join(FIXTURES, "cases.json")) as _f:
+    CASES = [c for c in json.load(_f)["cases"] if c["module"] == "network"]
+
+
+def load_case(case):
+    with np.load(os.path.join(FIXTURES, case["name"] + ".npz")) as f:
+        arrays = {k: f[k] for k in f.files}
+    X, Y, EX, Ey = arrays["X"], arrays["Y"], arrays["EX"], arrays["Ey"]
+    training = [(X[i].reshape(-1, 1), Y[i].reshape(-1, 1)) for i in range(len(X))]
+    test = [(EX[i].reshape(-1, 1), int(Ey[i])) for i in range(len(EX))] or None
+    return arrays, training, test
+
+
+def run(case, training, test, cls=network.Network, seed=None):
+    seed = case["seed"] if seed is None else seed
+    random.seed(seed)
+    np.random.seed(seed)
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        net = cls(case["sizes"])
+        w0 = [w.copy() for w in net.weights]
+        b0 = [b.copy() for b in net.biases]
+        net.SGD(training, case["epochs"], case["m"], case["eta"], test_data=test)
+    rng_after = [random.random(), float(np.random.random())]
+    return net, w0, b0, buf.getvalue().split("\n"), rng_after
+
+
+def max_diff(net, arrays, prefix="w"):
+    L = len(net.weights)
+    return max(max(np.abs(net.weights[l] - arrays["w_%d" % l]).max(),
+                   np.abs(net.biases[l] - arrays["b_%d" % l]).max()) for l in range(L))
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_matches_nielsen(case):
+    arrays, training, test = load_case(case)
+    ids = {id(t): i for i, t in enumerate(training)}
+    net, w0, b0, stdout, rng_after = run(case, training, test)
+    # Same initial draws, bit for bit.
+    for l in range(len(w0)):
+        assert np.array_equal(w0[l], arrays["w0_%d" % l])
+        assert np.array_equal(b0[l], arrays["b0_%d" % l])
+    # Same weights up to summation order.
+    assert max_diff(net, arrays) <= 1e-10
+    assert [w.shape for w in net.weights] == [a.shape for a in w0]
+    assert [b.shape for b in net.biases] == [b.shape for b in b0]
+    # Same printed lines, same list order after the in-place shuffles,
+    # and the global generators left in the same state.
+    assert stdout == case["stdout"]
+    assert [ids[id(t)] for t in training] == arrays["order"].tolist()
+    assert rng_after == case["rng_after"]
+
+
+def test_accepts_zip_objects_and_1d_vectors():
+    case = CASES[1]
+    arrays, training, test = load_case(case)
+    X, Y, EX, Ey = arrays["X"], arrays["Y"], arrays["EX"], arrays["Ey"]
+    net, *_ , stdout, rng_after = run(case, zip(list(X), list(Y)), zip(list(EX), Ey))
+    assert max_diff(net, arrays) <= 1e-10
+    assert stdout == case["stdout"]
+    assert rng_after == case["rng_after"]
+
+
+def test_list_is_shuffled_in_place_like_nielsen():
+    case = CASES[0]
+    _, training, _ = load_case(case)
+    before = list(training)
+    run(case, training, None)
+    after, start = [id(t) for t in training], [id(t) for t in before]
+    assert after != start and sorted(after) == sorted(start)
+
+
+def test_wrong_input_size_names_the_problem():
+    np.random.seed(0)
+    net = network.Network([783, 30, 10])
+    training = [(np.zeros((784, 1)), np.zeros((10, 1))) for _ in range(3)]
+    with pytest.raises(ValueError, match=r"training_data\[0\]\[0\].*\(784, 1\).*783"):
+        net.SGD(training, 1, 2, 3.0)
+    with pytest.raises(ValueError, match="783"):
+        net.feedforward(np.zeros((784, 1)))
+
+
+def test_label_where_vector_belongs():
+    np.random.seed(0)
+    net = network.Network([4, 3, 10])
+    training = [(np.zeros((4, 1)), 3), (np.zeros((4, 1)), 5)]
+    with pytest.raises(ValueError, match=r"training_data\[0\]\[1\].*number 3.*vectorized_result"):
+        net.SGD(training, 1, 2, 3.0)
+
+
+def test_vector_where_label_belongs():
+    np.random.seed(0)
+    net = network.Network([4, 3, 10])
+    training = [(np.zeros((4, 1)), np.eye(10)[[1]].T)] * 4
+    test = [(np.zeros((4, 1)), np.eye(10)[[1]].T)]
+    with pytest.raises(ValueError, match=r"test_data\[0\]\[1\].*integer label"):
+        net.SGD(training, 1, 2, 3.0, test_data=test)
+    with pytest.raises(ValueError, match="integer label"):
+        net.evaluate(test)
+
+
+@pytest.mark.parametrize("sizes", [[5], [3, 0, 2], "784", [2.5, 3]])
+def test_bad_sizes(sizes):
+    with pytest.raises((TypeError, ValueError), match="size"):
+        network.Network(sizes)
+
+
+def test_bad_hyper_parameters():
+    np.random.seed(0)
+    net = network.Network([2, 2])
+    data = [(np.zeros((2, 1)), np.zeros((2, 1)))]
+    with pytest.raises(ValueError, match="mini_batch_size"):
+        net.SGD(data, 1, 0, 1.0)
+    with pytest.raises(ValueError, match="epochs"):
+        net.SGD(data, 1.5, 1, 1.0)
+    with pytest.raises(ValueError, match=r"self.weights\[0\].*\(2, 2\)"):
+        net.weights = [np.zeros((3, 2))]
+        net.SGD(data, 1, 1, 1.0)
+
+
+def numpy_gradient(net, x, y):
+    """Backpropagation written out in NumPy for one example (the oracle)."""
+    zs, acts = [], [x]
+    for w, b in zip(net.weights, net.biases):
+        zs.append(w @ acts[-1] + b)
+        acts.append(network.sigmoid(zs[-1]))
+    delta = (acts[-1] - y) * network.sigmoid_prime(zs[-1])
+    nb, nw = [None] * len(zs), [None] * len(zs)
+    for l in range(len(zs) - 1, -1, -1):
+        nb[l], nw[l] = delta, delta @ acts[l].T
+        if l:
+            delta = (net.weights[l].T @ delta) * network.sigmoid_prime(zs[l - 1])
+    return nb, nw
+
+
+def test_backprop_and_update_mini_batch():
+    np.random.seed(3)
+    net = network.Network([5, 4, 3])
+    rs = np.random.RandomState(9)
+    batch = [(rs.rand(5, 1), np.eye(3)[[i % 3]].T) for i in range(7)]
+    nb, nw = net.backprop(*batch[0])
+    eb, ew = numpy_gradient(net, *batch[0])
+    for a, b in zip(nb + nw, eb + ew):
+        assert a.shape == b.shape and np.allclose(a, b, rtol=1e-12, atol=1e-14)
+    sums = [numpy_gradient(net, x, y) for x, y in batch]
+    expect_w = [w - (0.7 / 7) * sum(s[1][l] for s in sums) for l, w in enumerate(net.weights)]
+    expect_b = [b - (0.7 / 7) * sum(s[0][l] for s in sums) for l, b in enumerate(net.biases)]
+    old = net.weights[0]
+    net.update_mini_batch(batch, 0.7)
+    assert net.weights[0] is not old            # new arrays, as in Nielsen's code
+    for a, b in zip(net.weights + net.biases, expect_w + expect_b):
+        assert np.allclose(a, b, rtol=1e-12, atol=1e-14)
+    out = net.feedforward(batch[0][0])
+    a = batch[0][0]
+    for w, b in zip(net.weights, net.biases):
+        a = network.sigmoid(w @ a + b)
+    assert np.array_equal(out, a)
+    assert net.evaluate([(x, int(np.argmax(y))) for x, y in batch]) == sum(
+        int(np.argmax(net.feedforward(x)) == np.argmax(y)) for x, y in batch)
+
+
+class DoubledCost(network.Network):
+    """A subclass overriding cost_derivative: C = (a - y)^2, dC/da = 2(a - y)."""
+
+    def cost_derivative(self, output_activations, y):
+        return 2.0 * (output_activations - y)
+
+
+def test_overridden_cost_derivative_is_honoured():
+    # Doubling dC/da is the same as doubling eta for the quadratic cost.
+    case = dict(CASES[0])
+    arrays, training, test = load_case(case)
+    net_sub, *_ = run(case, list(training), None, cls=DoubledCost)
+    case2 = dict(case, eta=2 * case["eta"])
+    net_base, *_ = run(case2, list(training), None)
+    for a, b in zip(net_sub.weights + net_sub.biases, net_base.weights + net_base.biases):
+        assert np.allclose(a, b, rtol=0, atol=1e-10)
+    assert max_diff(net_sub, arrays) > 1e-3     # and really differs from the plain cost
