@@ -1,0 +1,33 @@
+"""Seeded training gives the same bytes whatever NUMBA_NUM_THREADS is."""
+
+import hashlib
+
+import pytest
+
+from conftest import run_python
+
+TRAIN = """
+import hashlib, numpy as np, loopnet, numba
+(X, y), _ = loopnet.data.digits_split()
+out = []
+for opt, kw, n_chunks in (("sgd", {}, 2), ("sgd", {"momentum": 0.5, "lmbda": 1.0}, 4),
+                          ("adam", {"eta": 0.01}, 3)):
+    net = loopnet.Net([64, 20, 10], seed=3, n_chunks=n_chunks)
+    args = dict(epochs=2, batch_size=10, eta=1.0)
+    args.update(kw)
+    net.fit(X, y, optimizer=opt, **args)
+    out.append(hashlib.sha256(net.params.tobytes()).hexdigest())
+    out.append(hashlib.sha256(net.predict(X).tobytes()).hexdigest())
+    g = net.gradient(X, y)[0][0]
+    out.append(hashlib.sha256(g.tobytes()).hexdigest())
+print(numba.get_num_threads(), *out)
+"""
+
+
+def test_bit_identical_for_any_thread_count():
+    results = {}
+    for threads in ("1", "2", "4"):
+        line = run_python(TRAIN, env={"NUMBA_NUM_THREADS": threads}).split()
+        assert line[0] == threads
+        results[threads] = line[1:]
+    assert results["1"] == results["2"] == results["4"]
