@@ -71,6 +71,14 @@ def _safe_frombuffer(buf, dtype, shape, order):
     return np.frombuffer(buf, dtype=dt).reshape(shape, order=order).copy()
 
 
+def _safe_latin1_encode(text, encoding="latin1"):
+    # Python 3 pickles ``bytes`` at protocol < 3 as _codecs.encode(str, "latin1").
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError("refusing _codecs.encode(%s, %r)"
+                                     % (type(text).__name__, encoding))
+    return text.encode("latin1")
+
+
 # (module, name) -> callable.  Nothing else can be looked up by the pickle.
 _ALLOWED = {}
 for _mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
@@ -79,6 +87,7 @@ for _mod in ("numpy.core.numeric", "numpy._core.numeric"):
     _ALLOWED[(_mod, "_frombuffer")] = _safe_frombuffer
 _ALLOWED[("numpy", "ndarray")] = np.ndarray
 _ALLOWED[("numpy", "dtype")] = _safe_dtype
+_ALLOWED[("_codecs", "encode")] = _safe_latin1_encode
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
