@@ -11,48 +11,56 @@ that every rank exits instead of waiting forever inside a collective.
 
 What one step computes
 ----------------------
-A mini-batch of m examples (rows ``order[s:s+m]`` of the epoch's order) is split into
-``size`` contiguous pieces, piece r going to rank r (``np.array_split`` sizes: the first
-``m % size`` ranks get one example more).  Rank r computes the *summed* gradient of its
-piece with the usual compiled kernels (``net.gradient_sum``), the pieces are added over ranks
-(``Allreduce``), divided by m once, and every rank applies the same update (``net.step``)::
+A mini-batch of m examples (rows ``order[s:s+m]`` of the epoch's order) is cut into ``size``
+contiguous pieces by the core engine's own chunk rule - piece r holds examples
+``floor(m r / size) ... floor(m (r+1) / size) - 1`` - and piece r goes to rank r.  Rank r sums
+the gradients of its piece in example order with the usual compiled kernels
+(``Net.gradient_sum`` of a one-chunk twin of the net, see ``local_chunks``), the pieces are
+added over ranks, divided by m once, and every rank applies the same update (``Net.step``)::
 
     ∂C/∂w = (1/m) Σ_r Σ_{x in piece r} ∂C_x/∂w
 
-Rank 0's parameters, optimizer state, epoch count and random-generator state are broadcast
-before the first step, so every rank starts from the same point and draws the same
-permutation each epoch (``net.rng.permutation(n)``, exactly as ``Net.fit`` does).  The result
-is therefore single-process ``Net.fit`` on the same seed, up to the rounding of a different
-summation order.
+Rank 0's parameters, optimizer state, epoch count, history and random-generator state are
+broadcast before the first step, so every rank starts from the same point and draws the same
+permutation each epoch (``net.rng.permutation(n)``, exactly as ``Net.fit`` does).
 
-``deterministic=True`` replaces ``Allreduce`` by gather-in-rank-order, sum
-(``g_0 + g_1 + ... + g_{size-1}``), broadcast.  Each ``g_r`` is itself bit-reproducible (the
-core reduces a fixed number of chunks, independent of the thread count), so a run is
-bit-reproducible for a given rank count, and bit-equal to the one-process emulation of the same
-decomposition: ``fit(net, X, Y, ranks=size, deterministic=True)`` with ``comm=None``.
-Different rank counts split each mini-batch differently and agree only to rounding.
+Guarantees
+----------
+* ``deterministic=True`` combines the pieces by gather-in-rank-order, add
+  (``g_0 + g_1 + ... + g_{size-1}``), broadcast: bit-reproducible for a given rank count, on
+  any ``NUMBA_NUM_THREADS``.  This is exactly the engine's fold of ``size`` chunks, so with the
+  default ``local_chunks=1`` a run on k ranks is **bit-identical to** ``Net(..., n_chunks=k).fit``
+  on the same seed (and to the one-process emulation ``fit(net, X, Y, ranks=k)``).
+* ``deterministic=False`` uses ``Allreduce``: the order in which MPI adds the pieces is the
+  library's choice (it may depend on the message size and the topology), so the result equals
+  the above to rounding (1e-12 after a few epochs in the tests).  With 2 ranks the one addition
+  is commutative and the result is in practice bit-identical too.  At the end of every epoch
+  rank 0's parameters and optimizer state are broadcast, so ranks never drift apart.
+* Different rank counts cut each mini-batch into different pieces: they agree to rounding
+  (exactly like ``Net.fit`` with different ``n_chunks``), not bit for bit.
 
 Two decompositions (``partition=``)
 -----------------------------------
 ``"batch"`` (default)
-    The one above: one global permutation, each mini-batch split across ranks.  Equal to
-    ``Net.fit`` up to rounding.  Each epoch a rank reads only the rows it needs (n/size rows,
-    scattered over the file) - with a memory-mapped IDX file (:func:`open_idx`) nothing else is
-    read, and a rank holds n/size rows in memory.
+    The one above: one global permutation, each mini-batch split across ranks.  Each epoch a
+    rank reads only the rows it needs (n/size rows, scattered over the file) - with a
+    memory-mapped IDX file (:func:`open_idx`) nothing else is read, and a rank holds n/size
+    rows in memory.
 ``"data"``
-    Rank r owns a fixed contiguous block of the data set (``np.array_split`` of the n rows) and
-    reads it once, in one contiguous read.  Every epoch each block is permuted (all ranks draw
-    the same ``size`` permutations from ``net.rng``, in rank order, so the generators stay in
-    step) and step b takes the b-th of ``ceil(n/batch_size)`` near-equal pieces of every block.
+    Rank r owns a fixed contiguous block of the data set (same rule over the n rows) and reads
+    it once, in one contiguous read.  Every epoch each block is permuted (all ranks draw the
+    same ``size`` permutations from ``net.rng``, in rank order, so the generators stay in step)
+    and step b takes the b-th of ``ceil(n/batch_size)`` near-equal pieces of every block.
     Mini-batches then mix examples of all blocks in fixed proportions; the step count per epoch
-    is the same as ``Net.fit``'s, mini-batch sizes can differ by up to ``size`` examples.  This
-    is the decomposition for data sets larger than one machine; it is not ``Net.fit``'s sequence
-    of mini-batches, but the one-process emulation (``ranks=size, partition="data"``) reproduces
+    is ``Net.fit``'s, mini-batch sizes can differ by up to ``size`` examples.  This is the
+    decomposition for data sets larger than one machine; it is not ``Net.fit``'s sequence of
+    mini-batches, but the one-process emulation (``ranks=size, partition="data"``) reproduces
     it bit for bit (deterministic) or to rounding.
 
 Only rank 0 calls ``callback`` and ``progress``; whether to stop is broadcast from it.  Monitor
 quantities (cost, accuracy) are computed by every rank on a fixed block and combined in rank
-order, so they are the same on every rank.  mpi4py is imported only when ``comm`` is given.
+order, so they are the same on every rank (and equal ``Net.fit``'s to rounding).  mpi4py is
+imported only when ``comm`` is given.
 """
 
 from __future__ import annotations
@@ -218,16 +226,15 @@ def _group(comm, ranks):
 
 
 def split_bounds(m, size):
-    """Bounds of ``size`` contiguous pieces of ``m`` items, ``np.array_split``'s sizes.
+    """Bounds of ``size`` contiguous pieces of ``m`` items: piece r is ``[b[r], b[r+1])``.
 
-    Piece r is ``[bounds[r], bounds[r+1])``; the first ``m % size`` pieces hold one item more.
+    ``b[r] = floor(m r / size)``, the rule the engine uses to cut a mini-batch into chunks
+    (``loopnet.engine.chunk_gradient_sums``), so rank r's piece is the engine's chunk r.
 
     >>> split_bounds(10, 3).tolist()
-    [0, 4, 7, 10]
+    [0, 3, 6, 10]
     """
-    q, rem = divmod(int(m), int(size))
-    r = np.arange(size + 1)
-    return r * q + np.minimum(r, rem)
+    return (int(m) * np.arange(int(size) + 1, dtype=np.int64)) // int(size)
 
 
 def _positive_int(v, name):
@@ -290,9 +297,22 @@ def _check_data(X, Y):
     return n
 
 
-def _is_labels(Y):
-    a = Y if isinstance(Y, (np.ndarray, IdxRows)) else np.asarray(Y)
-    return a.ndim == 1 and np.issubdtype(a.dtype, np.integer)
+def _one_hot_rows(Y, lo, hi):
+    """True when rows lo..hi-1 of 2-D targets are one-hot (Net.fit then reports accuracy)."""
+    if hi == lo:
+        return True
+    A = np.asarray(_take(Y, np.arange(lo, hi)))
+    return bool(np.all((A == 0) | (A == 1)) and np.all(A.sum(axis=1) == 1))
+
+
+def _classification(net, Y, group, blocks):
+    """Net.fit's rule: accuracy is reported when the targets are labels or one-hot rows."""
+    if net.sizes[-1] < 2:
+        return False
+    if Y.ndim == 1:
+        return True
+    ok = all(_one_hot_rows(Y, blocks[r], blocks[r + 1]) for r in group.local_ranks)
+    return not group.any(not ok)
 
 
 # --------------------------------------------------------------------------------------------
@@ -323,7 +343,6 @@ def _sync_from_root(net, group):
     """Make every rank start from rank 0's parameters, optimizer state, epoch and generator."""
     if group.size == 1 or group.comm is None:
         return
-    net.params[...] = group.bcast_array(net.params.copy())
     state = group.bcast(
         {
             "rng": net.rng.bit_generator.state,
@@ -333,55 +352,92 @@ def _sync_from_root(net, group):
             "config": net.config,
         }
     )
-    if state["config"] != net.config:
+    mine = dict(net.config, n_chunks=None)
+    if dict(state["config"], n_chunks=None) != mine:
         raise DistributedError(
             f"rank {group.rank} built a different network ({net.config}) than rank 0 ({state['config']})"
         )
+    net.params[...] = group.bcast_array(net.params.copy())
     net.rng.bit_generator.state = state["rng"]
     net.optimizer_state = copy.deepcopy(state["optimizer"])
     net.epoch = state["epoch"]
     net.history[:] = copy.deepcopy(state["history"])
 
 
+class _LocalGradient:
+    """Σ_x ∇C_x over a piece, summed by ``chunks`` chunks of the core engine.
+
+    ``chunks=1`` sums the piece in example order - exactly one chunk of ``Net.fit``'s engine -
+    which makes the rank-order fold of the pieces equal to ``Net(n_chunks=size).fit``.  It
+    runs on a twin ``Net`` with ``n_chunks=chunks`` whose ``params`` is the trained net's
+    buffer itself (no copy per step).  ``chunks=None`` uses ``net.gradient_sum`` as it is.
+    """
+
+    def __init__(self, net, chunks):
+        self.net = net
+        self.twin = None
+        if chunks is not None and int(chunks) != net.n_chunks:
+            from .net import Net  # noqa: PLC0415
+
+            cfg = net.config
+            self.twin = Net(cfg["sizes"], activation=cfg["activation"], output=cfg["output"],
+                            cost=cfg["cost"], dtype=cfg["dtype"], seed=0,
+                            n_chunks=_positive_int(chunks, "local_chunks"))
+
+    def __call__(self, X, Y):
+        if self.twin is None:
+            return self.net.gradient_sum(X, Y)
+        self.twin.params = self.net.params
+        return self.twin.gradient_sum(X, Y)
+
+
 def _monitor(net, group, X, Y, n, lmbda, labels, blocks, validation_data):
-    """Cost/accuracy over fixed blocks of the data, combined in rank order (same on every rank)."""
+    """Net.fit's record (cost, accuracy, val_*) from fixed blocks combined in rank order."""
     record = {}
-    cost_parts, acc_parts = [], []
-    for r in group.local_ranks:
-        lo, hi = blocks[r], blocks[r + 1]
-        if hi == lo:
-            cost_parts.append(0.0)
-            acc_parts.append(0.0)
-            continue
-        Xs, Ys = _take(X, np.arange(lo, hi)), _take(Y, np.arange(lo, hi))
-        cost_parts.append(float(net.cost(Xs, Ys)) * (hi - lo))
-        if labels:
-            acc_parts.append(float(net.accuracy(Xs, Ys)) * (hi - lo))
-    cost = group.sum_floats(cost_parts) / n
-    if lmbda:
-        cost += 0.5 * (lmbda / n) * sum(float(np.sum(w * w)) for w in net.weights)
-    record["cost"] = cost
-    if labels:
-        record["accuracy"] = group.sum_floats(acc_parts) / n
+
+    def measure(A, B, bounds, is_labels, lm, prefix):
+        total = len(A)
+        cost_parts, acc_parts = [], []
+        for r in group.local_ranks:
+            lo, hi = int(bounds[r]), int(bounds[r + 1])
+            if hi == lo:
+                cost_parts.append(0.0)
+                acc_parts.append(0.0)
+                continue
+            As, Bs = _take(A, np.arange(lo, hi)), _take(B, np.arange(lo, hi))
+            cost_parts.append(float(net.cost(As, Bs)) * (hi - lo))
+            if is_labels:
+                acc_parts.append(float(net.accuracy(As, Bs)) * (hi - lo))
+        c = group.sum_floats(cost_parts) / total
+        if lm:  # Net.cost's L2 term, written the same way
+            c += 0.5 * lm / total * sum(float((w.astype(np.float64) ** 2).sum()) for w in net.weights)
+        record[prefix + "cost"] = c
+        if is_labels:
+            record[prefix + "accuracy"] = group.sum_floats(acc_parts) / total
+
+    measure(X, Y, blocks, labels, lmbda, "")
     if validation_data is not None:
         Xv, Yv = validation_data
-        nv = len(Xv)
-        vb = split_bounds(nv, group.size)
-        vc, va = [], []
-        for r in group.local_ranks:
-            lo, hi = int(vb[r]), int(vb[r + 1])
-            if hi == lo:
-                vc.append(0.0)
-                va.append(0.0)
-                continue
-            Xs, Ys = _take(Xv, np.arange(lo, hi)), _take(Yv, np.arange(lo, hi))
-            vc.append(float(net.cost(Xs, Ys)) * (hi - lo))
-            if _is_labels(Yv):
-                va.append(float(net.accuracy(Xs, Ys)) * (hi - lo))
-        record["val_cost"] = group.sum_floats(vc) / nv
-        if _is_labels(Yv):
-            record["val_accuracy"] = group.sum_floats(va) / nv
+        vb = split_bounds(len(Xv), group.size)
+        measure(Xv, Yv, vb, _classification(net, Yv, group, vb), 0.0, "val_")
     return record
+
+
+def _grad_norm(net, group, grad_of, X, Y, n, lmbda, blocks, deterministic):
+    """‖∇C‖ over the whole training set (Net.fit's ``tol`` test), L2 term included."""
+    parts = []
+    for r in group.local_ranks:
+        lo, hi = blocks[r], blocks[r + 1]
+        if hi > lo:
+            parts.append(np.array(grad_of(_take(X, np.arange(lo, hi)), _take(Y, np.arange(lo, hi))), copy=True))
+        else:
+            parts.append(np.zeros(net.params.size, dtype=net.params.dtype))
+    g = group.sum_parts(parts, True) / n
+    nabla_w, nabla_b = net.unflatten(g)
+    total = sum(float((nb.astype(np.float64) ** 2).sum()) for nb in nabla_b)
+    for nw, w in zip(nabla_w, net.weights):
+        total += float(((nw.astype(np.float64) + lmbda / n * w) ** 2).sum())
+    return float(np.sqrt(total))
 
 
 def fit(
@@ -393,6 +449,7 @@ def fit(
     ranks=None,
     deterministic=False,
     partition="batch",
+    local_chunks=1,
     epochs=30,
     batch_size=10,
     eta=3.0,
@@ -402,6 +459,7 @@ def fit(
     beta1=0.9,
     beta2=0.999,
     epsilon=1e-8,
+    tol=None,
     validation_data=None,
     shuffle=True,
     monitor=True,
@@ -415,16 +473,21 @@ def fit(
     ----------
     comm : mpi4py communicator, ``"world"`` or None
         The ranks to train on.  ``None`` emulates ``ranks`` ranks in this process, one piece
-        after another: with ``deterministic=True`` it is bit-equal to a real run on ``ranks``
-        processes (this is what the tests compare against).
+        after another: bit-equal to a real ``deterministic=True`` run on ``ranks`` processes
+        (this is what the tests compare against).
     ranks : int, optional
         Only with ``comm=None``: the number of ranks to emulate (default 1).
     deterministic : bool
         Combine the per-rank sums in rank order (gather, add, broadcast) instead of
-        ``Allreduce``: bit-reproducible for a given rank count.  Costs about 1.5-2.5x the
-        ``Allreduce`` time per step (measured in ``profiles/distributed.py``).
+        ``Allreduce``: bit-reproducible for a given rank count.  Costs more per step than
+        ``Allreduce`` (measured in ``profiles/distributed.py``).
     partition : {"batch", "data"}
         How examples are assigned to ranks; see the module docstring.
+    local_chunks : int or None
+        Chunks each rank cuts its piece into (threads work on chunks in parallel).  1 (the
+        default, one rank per core) makes k ranks reproduce ``Net(n_chunks=k).fit`` bit for
+        bit; ``None`` uses the net's own ``n_chunks`` (hybrid MPI + threads on big nodes;
+        still reproducible for a given rank count, equal to ``Net.fit`` to rounding).
     X, Y : array-like, :class:`IdxRows` or ``np.memmap``
         The whole training set, addressed by row.  Every rank reads only the rows it needs
         (``partition="data"``: one contiguous block), so with :func:`open_idx` a rank never holds
@@ -432,31 +495,34 @@ def fit(
     abort_on_error : bool
         With more than one rank, an unexpected exception on one rank prints its traceback and
         calls ``MPI_Abort`` so that no rank hangs in a collective (what ``python -m mpi4py``
-        does too).  Errors every rank raises together (bad arguments, divergence,
-        ``KeyboardInterrupt`` roll-back) propagate normally.
+        does too).  Errors every rank raises together (bad arguments, divergence) propagate
+        normally; ``KeyboardInterrupt`` rolls the epoch back and propagates.
 
     Returns ``net``.  Each history record gets two more keys: ``"ranks"`` and
-    ``"comm_seconds"`` (time this rank spent combining gradients in that epoch).
+    ``"comm_seconds"`` (time this rank spent combining gradients in that epoch, waiting for
+    slower ranks included).
     """
     if partition not in ("batch", "data"):
         raise ValueError(f"partition must be 'batch' or 'data', got {partition!r}")
-    epochs = int(epochs)
-    if epochs < 0:
-        raise ValueError(f"epochs must be >= 0, got {epochs}")
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
+        raise ValueError(f"epochs must be an integer >= 0, got {epochs!r}")
     batch_size = _positive_int(batch_size, "batch_size")
     group = _group(comm, ranks)
     X, Y = _as_rows(X), _as_rows(Y)
     if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise TypeError("validation_data must be a pair (X_val, Y_val)")
         validation_data = (_as_rows(validation_data[0]), _as_rows(validation_data[1]))
     n = _check_data(X, Y)
-    labels = _is_labels(Y)
     size = group.size
     blocks = [int(b) for b in split_bounds(n, size)]
     step_kw = dict(
         eta=eta, lmbda=lmbda, n=n, momentum=momentum, optimizer=optimizer,
         beta1=beta1, beta2=beta2, epsilon=epsilon,
     )
+    grad_of = _LocalGradient(net, local_chunks)
     _sync_from_root(net, group)
+    labels = _classification(net, Y, group, blocks) if monitor else False
     is_root = group.rank == 0
     P = net.params.size
 
@@ -485,7 +551,7 @@ def fit(
                 lo, hi = bounds[r][b], bounds[r][b + 1]
                 if hi > lo:
                     Xl, Yl = local[r]
-                    parts.append(np.array(net.gradient_sum(Xl[lo:hi], Yl[lo:hi]), copy=True))
+                    parts.append(np.array(grad_of(Xl[lo:hi], Yl[lo:hi]), copy=True))
                 else:
                     parts.append(np.zeros(P, dtype=net.params.dtype))
             tc = time.perf_counter()
@@ -502,23 +568,24 @@ def fit(
             net.optimizer_state = group.bcast(net.optimizer_state)
             comm_s += time.perf_counter() - tc
         seconds = time.perf_counter() - t0
-        record = {"epoch": e + 1}
-        bad = not np.all(np.isfinite(net.params))
-        if monitor and not group.any(bad):
+        record = {"epoch": e + 1, "seconds": seconds,
+                  "examples_per_s": n / seconds if seconds > 0 else float("inf")}
+        if group.any(not np.all(np.isfinite(net.params))):
+            return None, "a parameter"
+        if monitor:
             record.update(_monitor(net, group, X, Y, n, lmbda, labels, blocks, validation_data))
-            bad = not np.isfinite(record["cost"])
-        if group.any(bad):
-            return None
-        record["seconds"] = seconds
-        record["examples_per_s"] = n / seconds if seconds > 0 else float("inf")
+            if not np.isfinite(record["cost"]):
+                return None, "the cost"
+        if tol is not None:
+            record["grad_norm"] = _grad_norm(net, group, grad_of, X, Y, n, lmbda, blocks, deterministic)
         record["ranks"] = size
         record["comm_seconds"] = comm_s
-        return record
+        return record, None
 
-    for e in range(net.epoch, net.epoch + epochs):
+    for e in range(net.epoch, net.epoch + int(epochs)):
         snap = _snapshot(net)
         try:
-            record = run_epoch(e)
+            record, what = run_epoch(e)
         except KeyboardInterrupt:
             _restore(net, snap)
             raise
@@ -528,31 +595,23 @@ def fit(
                 sys.stderr.write(f"loopnet.distributed: rank {group.rank} failed; aborting all ranks\n")
                 sys.stderr.flush()
                 group.comm.Abort(1)
+            _restore(net, snap)
             raise
         if record is None:
             _restore(net, snap)
-            raise _divergence(e + 1)
+            from .net import DivergenceError  # noqa: PLC0415
+
+            raise DivergenceError(e + 1, what)
         net.epoch = e + 1
         net.history.append(record)
         stop = False
         if callback is not None and is_root:
             stop = bool(callback(net, record))
+        if tol is not None and record["grad_norm"] <= tol:
+            stop = True
         if group.bcast(stop):
             break
     return net
-
-
-def _divergence(epoch):
-    from . import DivergenceError  # noqa: PLC0415
-
-    msg = (f"training diverged in epoch {epoch} (NaN or inf in the parameters or the cost); "
-           f"parameters were rolled back to the start of that epoch - try a smaller eta")
-    try:
-        err = DivergenceError(msg, epoch=epoch)
-    except TypeError:
-        err = DivergenceError(msg)
-        err.epoch = epoch
-    return err
 
 
 # --------------------------------------------------------------------------------------------
