@@ -195,6 +195,12 @@ def run(args):
     if s["save"] and args.resume and os.path.abspath(s["save"]) == os.path.abspath(checkpoint):
         raise c.UsageError("--save and --checkpoint must be different files")
     c.set_threads(args.threads)
+    if net is None:
+        try:
+            loopnet.costs.check_pair(s["output"], s["cost"])
+        except ValueError as exc:
+            raise c.UsageError(f"--output {s['output']} with --cost {s['cost']}: {exc}") \
+                from None
 
     n_out = net.sizes[-1] if net is not None else (args.sizes[-1] if args.sizes else None)
     ds = c.load_data(spec, n_classes=n_out)
