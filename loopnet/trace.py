@@ -279,9 +279,14 @@ def render(tr, *, layer=None, neuron=None, digits=3, max_terms=6, ascii=False):
     else:
         add(f"  hidden σ: {_sigma_text(hid)};  output: {_sigma_text(out)}")
     add("")
+    def vec(v):
+        if len(v) <= 4 * max_terms:
+            return "[" + ", ".join(f(u) for u in v) + "]"
+        return "[" + ", ".join(f(u) for u in v[:2 * max_terms]) + f", … ({len(v)} values)]"
+
     if layer in (None, 0):
-        add("x = a^0 = [" + ", ".join(f(v) for v in A[0]) + "]")
-    add("y = [" + ", ".join(f(v) for v in y) + "]")
+        add("x = a^0 = " + vec(A[0]))
+    add("y = " + vec(y))
 
     # ---- forward
     add("")
@@ -313,7 +318,12 @@ def render(tr, *, layer=None, neuron=None, digits=3, max_terms=6, ascii=False):
 
     # ---- cost
     add("")
-    add(f"Cost   {_cost_text(cost)} = {f(example_cost(tr))}   [loopnet/costs.py: cost_x]")
+    nL = sizes[L]
+    expand = ""
+    if cost in ("quadratic", "mse") and nL <= max_terms:
+        terms = " + ".join(f"({f(A[L][j])} − {f.p(y[j])})²" for j in range(nL))
+        expand = f" = ½[{terms}]" if cost == "quadratic" else f" = (1/{nL})[{terms}]"
+    add(f"Cost   {_cost_text(cost)}{expand} = {f(example_cost(tr))}   [loopnet/costs.py: cost_x]")
 
     # ---- backward
     add("")
@@ -340,6 +350,9 @@ def render(tr, *, layer=None, neuron=None, digits=3, max_terms=6, ascii=False):
                 if cost == "quadratic":
                     s += (f"(a{_sup(L)}{_sub(j)} − y{_sub(j)}) · σ'(z{_sup(L)}{_sub(j)})"
                           f" = ({f(aj)} − {f.p(yj)}) · {f(spj)} = {f(d)}")
+                elif cost == "mse":
+                    s += (f"2 (a{_sup(L)}{_sub(j)} − y{_sub(j)})/n_L · σ'(z{_sup(L)}{_sub(j)})"
+                          f" = 2·({f(aj)} − {f.p(yj)})/{sizes[L]} · {f(spj)} = {f(d)}")
                 else:
                     s += (f"∂C/∂a{_sup(L)}{_sub(j)} · σ'(z{_sup(L)}{_sub(j)})"
                           f" = {f.p(g)} · {f(spj)} = {f(d)}")
@@ -350,7 +363,7 @@ def render(tr, *, layer=None, neuron=None, digits=3, max_terms=6, ascii=False):
         add(f"     with {_sigma_prime_text(hid)}")
     if L == 1:
         add("  (no hidden layers)")
-    for l in layers():
+    for l in reversed(layers()):   # backwards: δ^{L−1} from δ^L, then δ^{L−2}, ...
         if l == L:
             continue
         nk = sizes[l + 1]

@@ -107,13 +107,13 @@ def write_text(text, ascii=False, stream=None):
 
 def run(args):
     import loopnet
-    from ..trace import render, to_json
+    from ..trace import render, to_json, trace
     try:
         if args.digits < 1 or args.digits > 17:
             raise ValueError(f"--digits must be between 1 and 17, got {args.digits}")
         net = build_net(args)
         x, y = example_for(net, args.x, args.y, args.label)
-        tr = loopnet.trace(net, x, y)
+        tr = trace(net, x, y)
         if args.json:
             out = to_json(tr) + "\n"
         else:
