@@ -22,6 +22,8 @@ COMMANDS = {
     "eval": "loopnet.commands.eval",
     "predict": "loopnet.commands.predict",
     "info": "loopnet.commands.info",
+    "trace": "loopnet.commands.trace",
+    "gradcheck": "loopnet.commands.gradcheck",
 }
 
 PROG = "loopnet"
