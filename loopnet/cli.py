@@ -44,6 +44,14 @@ class _Parser(argparse.ArgumentParser):
     """argparse with a one-line error and no sys.exit, so main() can return the code."""
 
     def error(self, message):
+        import difflib
+        import re
+        m = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)$", message)
+        if m:
+            choices = re.findall(r"'([^']*)'", m.group(2))
+            close = difflib.get_close_matches(m.group(1), choices, n=1)
+            if close:
+                message += f"; did you mean '{close[0]}'?"
         where = self.prog[len(PROG) + 1:]
         raise _Usage(f"{where + ': ' if where else ''}{message} (see '{self.prog} --help')")
 
@@ -109,7 +117,11 @@ def main(argv=None):
     try:
         parser = build_parser(only)
         try:
-            args = parser.parse_args(argv)
+            args, unknown = parser.parse_known_args(argv)
+            if unknown:
+                sub = f"{PROG} {args.command}" if getattr(args, "command", None) else PROG
+                raise _Usage(f"{sub[len(PROG) + 1:] + ': ' if sub != PROG else ''}unrecognized "
+                             f"arguments: {' '.join(unknown)} (see '{sub} --help')")
         except _Usage as exc:
             return _error(exc, 2)
         except SystemExit as exc:          # --help / --version

@@ -122,11 +122,16 @@ def data_spec(args, saved=None):
     for key in ("dataset", "data", "test", "holdout", "limit"):
         value = getattr(args, key, None)
         spec[key] = value if value is not None else saved.get(key)
-    if spec["data"] and getattr(args, "data", None) is not None:
-        spec["data"] = os.path.abspath(spec["data"])
-    if spec["test"] and getattr(args, "test", None) is not None:
-        spec["test"] = os.path.abspath(spec["test"])
     return spec
+
+
+def spec_to_save(spec):
+    """The spec with absolute paths, so a resumed run finds its data from any directory."""
+    out = dict(spec)
+    for key in ("data", "test"):
+        if out.get(key):
+            out[key] = os.path.abspath(out[key])
+    return out
 
 
 def load_data(spec, n_classes=None):

@@ -222,7 +222,7 @@ def run(args):
     train_opts["checkpoint_path"] = checkpoint
 
     def extra(status):
-        return {"train": train_opts, "data": spec, "status": status}
+        return {"train": train_opts, "data": c.spec_to_save(spec), "status": status}
 
     remaining = s["epochs"] - net.epoch
     out = sys.stdout
