@@ -160,11 +160,11 @@ def _stencil(order):
 
 
 def gradcheck(net, X, Y, *, h=1e-3, order=4, tol=1e-7, floor=1e-6, max_per_group=None,
-              seed=0, gradient=None, dtype="float64"):
+              sample_seed=0, gradient=None, dtype="float64"):
     """Compare ``net.gradient(X, Y)`` with central finite differences of ``net.cost(X, Y)``.
 
     ``max_per_group``: check at most this many weights (and as many biases) per layer,
-    drawn at random with ``seed``; ``None`` checks every parameter.  ``gradient``: a
+    drawn at random with ``sample_seed``; ``None`` checks every parameter.  ``gradient``: a
     callable ``(net, X, Y) -> (nabla_w, nabla_b)`` to check instead of ``net.gradient``
     (tests use it to show that a broken backprop is caught).  ``dtype="float64"``
     checks float32 networks through a float64 copy; ``None`` checks ``net`` as it is.
@@ -188,7 +188,7 @@ def gradcheck(net, X, Y, *, h=1e-3, order=4, tol=1e-7, floor=1e-6, max_per_group
         Ya = Ya[None, :]
     grad_fn = gradient if gradient is not None else (lambda n, A, B: n.gradient(A, B))
     nabla_w, nabla_b = grad_fn(work, X, Ya)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(sample_seed)
     params = work.params
     result = GradcheckResult(
         sizes=[int(n) for n in work.sizes], activation=work.activation, output=work.output,
@@ -287,12 +287,18 @@ def valid_combinations():
 
 
 def example_data(sizes, output, n_examples=4, seed=0, dtype="float64"):
-    """Inputs in [0, 1) and targets suited to the output layer (probabilities for softmax)."""
+    """Inputs in [0, 1) and targets suited to the output layer.
+
+    Softmax gets one-hot targets: the kernels' BP1 for softmax with log-likelihood,
+    δ^L = a^L − y, assumes Σ_j y_j = 1, which soft targets rounded to float32 miss by
+    ~1e-7.  Other outputs get targets drawn from [0.05, 0.95].
+    """
     rng = np.random.default_rng(seed)
     X = rng.uniform(0.0, 1.0, (n_examples, sizes[0])).astype(dtype)
-    Y = rng.uniform(0.05, 0.95, (n_examples, sizes[-1])).astype(dtype)
     if output == "softmax":
-        Y = (Y / Y.sum(axis=1, keepdims=True)).astype(dtype)
+        Y = np.eye(sizes[-1], dtype=dtype)[rng.integers(sizes[-1], size=n_examples)]
+    else:
+        Y = rng.uniform(0.05, 0.95, (n_examples, sizes[-1])).astype(dtype)
     return X, Y
 
 

@@ -5,17 +5,23 @@ import sys
 
 HELP = "check backprop's gradient against central finite differences, layer by layer"
 
-EPILOG = """\
+DESCRIPTION = HELP + """.
+
 Relative error = |numeric − backprop| / max(|numeric|, |backprop|, floor).  A correct
 float64 gradient agrees to ~1e-12; the check fails above --tol (default 1e-7).  Exit
 status 0 when every checked combination passes, 1 otherwise.
+"""
+
+EXAMPLES = """\
+  loopnet gradcheck                                # [2,3,2] sigmoid, quadratic cost
+  loopnet gradcheck --all-pairs                    # every activation/output/cost pair
+  loopnet gradcheck --sizes 64,30,10 --output softmax --cost log_likelihood --max-per-layer 50
 """
 
 
 def add_arguments(parser):
     from .trace import add_common_network_arguments
     add_common_network_arguments(parser)
-    parser.epilog = EPILOG
     parser.add_argument("--all-pairs", action="store_true",
                         help="check every valid activation/output/cost combination "
                              "(--activation/--output/--cost are then ignored)")
@@ -48,7 +54,7 @@ def run(args):
         if args.max_per_layer is not None and args.max_per_layer < 1:
             raise ValueError(f"--max-per-layer must be at least 1, got {args.max_per_layer}")
         opts = dict(h=args.h, order=args.order, tol=args.tol, floor=args.floor,
-                    max_per_group=args.max_per_layer, seed=args.seed)
+                    max_per_group=args.max_per_layer, sample_seed=args.seed)
         if args.all_pairs:
             if args.dtype != "float64" or args.init != "default":
                 raise ValueError("--all-pairs uses float64 networks with the default init")

@@ -6,11 +6,20 @@ import numpy as np
 
 HELP = "show every z, a, δ and gradient of one example with its equation (BP1-BP4)"
 
-EPILOG = """\
+DESCRIPTION = HELP + """.
+
 Layers are counted as in Nielsen's book (0 = input, L = output); neurons j, k from 0,
 as the arrays are indexed.  Each backward line is labelled BP1..BP4 and names the
 kernel in loopnet/kernels.py that computed it.  --json prints one object with keys
 sizes, activation, output, cost, x, y, weights, biases, z, a, delta, nabla_w, nabla_b.
+"""
+
+EXAMPLES = """\
+  loopnet trace --sizes 2,3,2 --seed 0            # every number of one example
+  loopnet trace --sizes 2,3,2 --layer 1 --neuron 0 # only neuron 0 of layer 1
+  loopnet trace --example hand_worked --digits 6  # the 2-2-2 network worked by hand
+  loopnet trace --example chain --digits 9        # one neuron per layer, C0 = (a^L - y)^2
+  loopnet trace --output softmax --cost log_likelihood --label 1 --json > trace.json
 """
 
 
@@ -47,12 +56,14 @@ def add_common_network_arguments(parser, default_sizes="2,3,2"):
 
 def add_arguments(parser):
     add_common_network_arguments(parser)
-    parser.epilog = EPILOG
     parser.add_argument("--x", help="input values, comma-separated (default: drawn with --seed, "
                         "rounded to 2 decimals)")
     parser.add_argument("--y", help="target values, comma-separated (default: one-hot of --label)")
     parser.add_argument("--label", type=int,
                         help="class label; the target is its one-hot vector (default: drawn)")
+    parser.add_argument("--example", choices=("hand_worked", "chain"),
+                        help="trace a network of loopnet.examples (its weights, x and y) "
+                             "instead of a random one")
     parser.add_argument("--layer", type=int, help="show only layer L (0 = input, 1..L)")
     parser.add_argument("--neuron", type=int, help="show only neuron J (counted from 0)")
     parser.add_argument("--digits", type=int, default=3,
@@ -92,6 +103,15 @@ def example_for(net, x_text=None, y_text=None, label=None):
     return np.array(x, dtype=np.float64), np.array(y, dtype=np.float64)
 
 
+def named_example(name):
+    """(net, x, y) of the worked examples in :mod:`loopnet.examples`."""
+    if name == "hand_worked":
+        from ..examples import hand_worked as ex
+        return ex.make_net(), np.array(ex.X), np.array(ex.Y)
+    from ..examples import chain as ex
+    return ex.make_net(), np.array([ex.X]), np.array([ex.Y])
+
+
 def write_text(text, ascii=False, stream=None):
     """Write ``text``; fall back to ASCII spellings if the stream cannot encode Greek letters."""
     from ..trace import ascii_text
@@ -111,8 +131,11 @@ def run(args):
     try:
         if args.digits < 1 or args.digits > 17:
             raise ValueError(f"--digits must be between 1 and 17, got {args.digits}")
-        net = build_net(args)
-        x, y = example_for(net, args.x, args.y, args.label)
+        if args.example:
+            net, x, y = named_example(args.example)
+        else:
+            net = build_net(args)
+            x, y = example_for(net, args.x, args.y, args.label)
         tr = trace(net, x, y)
         if args.json:
             out = to_json(tr) + "\n"
