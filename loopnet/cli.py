@@ -24,6 +24,7 @@ COMMANDS = {
     "info": "loopnet.commands.info",
     "trace": "loopnet.commands.trace",
     "gradcheck": "loopnet.commands.gradcheck",
+    "profile": "loopnet.commands.profile",
 }
 
 PROG = "loopnet"

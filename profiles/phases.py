@@ -1,0 +1,316 @@
+"""Phase profile: where one training epoch's time goes.
+
+``python profiles/phases.py w1 [--dtype float32] [--threads 1,2]`` or ``loopnet profile w1 --phases``.
+
+How it is measured
+------------------
+Compute phases.  A compiled *mirror* of the engine's epoch loop is built here from
+loopnet's own kernels (:mod:`loopnet.kernels`, the per-equation functions the engine
+calls) with the same structure: per mini-batch, ``prange`` over the fixed example
+chunks, each with private z/a/δ scratch and gradient row; then the fold of the chunk
+rows in order; then the SGD update.  A ``stage`` argument stops each example after
+a given phase, so six full-epoch runs give cumulative times
+
+    T1 forward | T2 + output error (BP1) | T3 + hidden errors (BP2)
+    | T4 + gradient accumulation (BP3/4, incl. zeroing the chunk rows)
+    | T5 + cross-chunk reduction | T6 + parameter update
+
+and each phase is the difference of two neighbours (best of R runs each, runs
+interleaved).  A difference below the noise can come out slightly negative: it is
+printed as measured.
+
+Python/dispatch overhead.  A real ``net.fit`` epoch is run with every Numba dispatcher
+of ``loopnet.engine`` / ``loopnet.net`` wrapped in a timer, so the time spent inside
+compiled code is known exactly; overhead = fit epoch − time inside compiled calls
+(validation, shuffling, divergence checks, Python loops between segments).
+
+The mirror's total T6 is printed next to the real engine's compiled time: when they
+differ, the engine does something the mirror does not (e.g. another loop order), and
+the phase split describes the per-example structure rather than the engine itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _harness as H  # noqa: E402
+
+STAGES = ["forward", "output error (BP1)", "hidden errors (BP2)", "gradient accumulation (BP3/BP4)",
+          "cross-chunk reduction", "parameter update"]
+
+_mirror = None
+
+
+def _build_mirror():
+    """Compile the phase-limited epoch loop (once per process)."""
+    global _mirror
+    if _mirror is not None:
+        return _mirror
+    import numba
+    from numba import prange
+
+    from loopnet.kernels import accumulate_gradient, forward_layer, hidden_delta, output_delta
+
+    @numba.njit(parallel=True, cache=True)
+    def epoch(params, grad, chunk_grad, Z, A, D, X, Y, order, m, sizes, p_off, u_off, act, out_act,
+              cost, eta, stage):
+        n_layers = sizes.shape[0] - 1
+        n_chunks = chunk_grad.shape[0]
+        n_batches = order.shape[0] // m
+        n_params = grad.shape[0]
+        for bt in range(n_batches):
+            lo = bt * m
+            for c in prange(n_chunks):
+                g = chunk_grad[c]
+                if stage >= 4:
+                    g[:] = 0
+                z = Z[c]
+                a = A[c]
+                d = D[c]
+                for t in range(lo + (m * c) // n_chunks, lo + (m * (c + 1)) // n_chunks):
+                    x = X[order[t]]
+                    y = Y[order[t]]
+                    for i in range(n_layers):  # forward
+                        nn, kk = sizes[i + 1], sizes[i]
+                        w = params[p_off[i]:p_off[i] + nn * kk].reshape((nn, kk))
+                        b = params[p_off[i] + nn * kk:p_off[i + 1]]
+                        ap = x if i == 0 else a[u_off[i - 1]:u_off[i]]
+                        forward_layer(z[u_off[i]:u_off[i + 1]], a[u_off[i]:u_off[i + 1]], w, b, ap,
+                                      act if i < n_layers - 1 else out_act)
+                    if stage >= 2:
+                        o = n_layers - 1
+                        output_delta(d[u_off[o]:u_off[o + 1]], z[u_off[o]:u_off[o + 1]],
+                                     a[u_off[o]:u_off[o + 1]], y, out_act, cost)
+                    if stage >= 3:
+                        for i in range(n_layers - 2, -1, -1):
+                            nn, kk = sizes[i + 2], sizes[i + 1]
+                            wn = params[p_off[i + 1]:p_off[i + 1] + nn * kk].reshape((nn, kk))
+                            hidden_delta(d[u_off[i]:u_off[i + 1]], z[u_off[i]:u_off[i + 1]], wn,
+                                         d[u_off[i + 1]:u_off[i + 2]], act)
+                    if stage >= 4:
+                        for i in range(n_layers):
+                            nn, kk = sizes[i + 1], sizes[i]
+                            gw = g[p_off[i]:p_off[i] + nn * kk].reshape((nn, kk))
+                            gb = g[p_off[i] + nn * kk:p_off[i + 1]]
+                            ap = x if i == 0 else a[u_off[i - 1]:u_off[i]]
+                            accumulate_gradient(gw, gb, d[u_off[i]:u_off[i + 1]], ap)
+            if stage >= 5:
+                for p in prange(n_params):
+                    s = chunk_grad[0, p]
+                    for c in range(1, n_chunks):
+                        s += chunk_grad[c, p]
+                    grad[p] = s / m
+            if stage >= 6:
+                for p in prange(n_params):
+                    params[p] = params[p] - eta * grad[p]
+
+    _mirror = epoch
+    return epoch
+
+
+class Mirror:
+    def __init__(self, sc, dtype, n_chunks, ws, bs):
+        from loopnet import activations, costs
+
+        self.sc = sc
+        dt = np.dtype(dtype)
+        sizes = np.asarray(sc.sizes, np.int64)
+        L = len(sizes) - 1
+        self.p_off = np.zeros(L + 1, np.int64)
+        self.u_off = np.zeros(L + 1, np.int64)
+        for i in range(L):
+            self.p_off[i + 1] = self.p_off[i] + sizes[i + 1] * sizes[i] + sizes[i + 1]
+            self.u_off[i + 1] = self.u_off[i] + sizes[i + 1]
+        P, U = int(self.p_off[-1]), int(self.u_off[-1])
+        pad = lambda k: (k // 8 + 2) * 8  # noqa: E731 - whole cache lines per chunk row, like the engine
+        self.params0 = np.concatenate([np.concatenate([w.ravel(), b]) for w, b in zip(ws, bs)]).astype(dt)
+        self.params = self.params0.copy()
+        self.grad = np.zeros(P, dt)
+        self.chunk_grad = np.zeros((n_chunks, pad(P)), dt)
+        self.Z, self.A, self.D = (np.zeros((n_chunks, pad(U)), dt) for _ in range(3))
+        self.sizes = sizes
+        self.codes = (np.int64(activations.code(sc.activation)), np.int64(activations.code(sc.output)),
+                      np.int64(costs.code(sc.cost)))
+        self.fn = _build_mirror()
+
+    def run(self, X, Y, order, stage):
+        self.params[:] = self.params0
+        self.fn(self.params, self.grad, self.chunk_grad, self.Z, self.A, self.D, X, Y, order,
+                np.int64(self.sc.m), self.sizes, self.p_off, self.u_off, *self.codes,
+                float(self.sc.eta), np.int64(stage))
+
+
+class compiled_timer:
+    """Wrap every Numba dispatcher reachable as loopnet.engine.<f> / loopnet.net.<f> in a timer."""
+
+    def __init__(self, clock=time.perf_counter):
+        import loopnet.engine as engine
+        import loopnet.net as netmod
+
+        self.mods = [engine, netmod]
+        self.total = 0.0
+        self.calls = 0
+        self.clock = clock
+        self.saved = []
+
+    def __enter__(self):
+        for mod in self.mods:
+            for name, obj in list(vars(mod).items()):
+                if hasattr(obj, "py_func") and hasattr(obj, "signatures"):
+                    self.saved.append((mod, name, obj))
+                    setattr(mod, name, self._wrap(obj))
+        return self
+
+    def _wrap(self, fn):
+        def timed(*a, **k):
+            t0 = self.clock()
+            try:
+                return fn(*a, **k)
+            finally:
+                self.total += self.clock() - t0
+                self.calls += 1
+
+        return timed
+
+    def __exit__(self, *exc):
+        for mod, name, obj in self.saved:
+            setattr(mod, name, obj)
+
+
+def profile_phases(sc, dtype="float64", n=10_000, repeats=3, threads=(1,), log=print):
+    """{threads: {"stages": [T1..T6], "fit": s, "compiled": s, "calls": k}} in seconds per n examples."""
+    import numba
+
+    import loopnet
+
+    X, Y, _, source = H.load_data(n, sc.sizes[0], sc.sizes[-1], dtype)
+    ws, bs = H.init_params(sc.sizes, dtype)
+    net = loopnet.Net(sc.sizes, activation=sc.activation, output=sc.output, cost=sc.cost, dtype=dtype, seed=0)
+    mirror = Mirror(sc, dtype, net.n_chunks, ws, bs)
+    order = np.random.default_rng(1).permutation(n)
+    warm = order[: min(n, 20 * sc.m)]
+    out = {}
+    old = numba.get_num_threads()
+    try:
+        for t in threads:
+            numba.set_num_threads(t)
+            # 1 thread: CPU time of this process (other processes' load does not count);
+            # more threads: wall time (CPU time would add up the threads).
+            clock = time.process_time if t == 1 else time.perf_counter
+            for stage in range(1, 7):  # compile + warm up
+                mirror.run(X, Y, warm, stage)
+            net.weights, net.biases = ws, bs
+            net.fit(X[warm], Y[warm], epochs=1, batch_size=sc.m, eta=sc.eta, monitor=False, shuffle=False)
+            best = [np.inf] * 6
+            fit_best, comp_best, calls = np.inf, np.inf, 0
+            for r in range(repeats):
+                for stage in range(1, 7):
+                    t0 = clock()
+                    mirror.run(X, Y, order, stage)
+                    best[stage - 1] = min(best[stage - 1], clock() - t0)
+                net.weights, net.biases = ws, bs
+                with compiled_timer(clock) as ct:
+                    t0 = clock()
+                    net.fit(X, Y, epochs=1, batch_size=sc.m, eta=sc.eta, order=order, monitor=False)
+                    fit = clock() - t0
+                if fit < fit_best:
+                    fit_best, comp_best, calls = fit, ct.total, ct.calls
+                log(f"  {t} thread(s), repeat {r + 1}/{repeats}: stages "
+                    + " ".join(f"{b:.3f}" for b in best) + f"  fit {fit:.3f} (compiled {ct.total:.3f})")
+            out[t] = {"stages": best, "fit": fit_best, "compiled": comp_best, "calls": calls}
+    finally:
+        numba.set_num_threads(old)
+    return out, source
+
+
+def phases_table(sc, dtype, n, res, source, epoch_n=50_000):
+    scale = epoch_n / n
+    ths = list(res)
+    fl = H.flops_per_example(sc.sizes, sc.m)
+    flop_by_stage = [fl["forward"], 0, fl["hidden"], fl["gradient"], 0, fl["update"]]
+    head = "| phase | " + " | ".join(f"{t} thread{'s' if t > 1 else ''}: ms / epoch | share" for t in ths) + \
+           " | GFLOP/s (1st column) |"
+    lines = [
+        f"### Phases of one epoch: {sc.title}, {dtype}",
+        "",
+        f"Measured on {n:,} examples ({source}), reported per {epoch_n:,}-example epoch (× {scale:g}); "
+        f"best of the runs; 1 thread: CPU time of the process (robust to other processes' load), "
+        f"more threads: wall time. Compute phases come from a compiled mirror of the epoch loop built from "
+        f"loopnet.kernels that stops after a given phase (differences of cumulative times); shares of "
+        f"those rows are of the mirror's epoch. Overhead = net.fit epoch − time inside compiled calls, "
+        f"share of the fit epoch.",
+        "",
+        head,
+        "|---|" + "---|---|" * len(ths) + "---|",
+    ]
+    for k, name in enumerate(STAGES):
+        cells = []
+        for t in ths:
+            st = res[t]["stages"]
+            d = st[k] - (st[k - 1] if k else 0.0)
+            cells.append(f"{1e3 * d * scale:.1f} | {100 * d / st[-1]:.0f} %")
+        d0 = res[ths[0]]["stages"][k] - (res[ths[0]]["stages"][k - 1] if k else 0.0)
+        gf = f"{flop_by_stage[k] * n / d0 / 1e9:.2f}" if flop_by_stage[k] and d0 > 0 else ""
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {gf} |")
+    lines.append("| **= mirror epoch (compiled)** | " + " | ".join(
+        f"**{1e3 * res[t]['stages'][-1] * scale:.1f}** | 100 %" for t in ths) + " | |")
+    lines.append("| real engine, time inside compiled calls | " + " | ".join(
+        f"{1e3 * res[t]['compiled'] * scale:.1f} | {res[t]['calls']} calls" for t in ths) + " | |")
+    lines.append("| Python / dispatch overhead | " + " | ".join(
+        f"{1e3 * (res[t]['fit'] - res[t]['compiled']) * scale:.1f} | "
+        f"{100 * (res[t]['fit'] - res[t]['compiled']) / res[t]['fit']:.1f} % of fit" for t in ths) + " | |")
+    lines.append("| **net.fit epoch** | " + " | ".join(
+        f"**{1e3 * res[t]['fit'] * scale:.1f}** | 100 %" for t in ths) + " | |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="phase profile of one training epoch")
+    p.add_argument("scenario", nargs="?", default="w1", choices=list(H.SCENARIOS))
+    p.add_argument("--dtype", choices=["float64", "float32", "both"], default="float64")
+    p.add_argument("--examples", "-n", type=int, default=5_000, help="examples timed (scaled to 50,000)")
+    p.add_argument("--repeats", "-r", type=int, default=5)
+    p.add_argument("--threads", default=None, help="comma list of thread counts (default 1,<cores>)")
+    p.add_argument("--sizes")
+    p.add_argument("--batch", "-m", type=int)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--out", help="results file ('-' = do not write)")
+    args, _ = p.parse_known_args(argv)  # the scenario options of `loopnet profile` that do not apply here
+    sc0 = H.SCENARIOS[args.scenario]
+    sc = sc0
+    from dataclasses import replace
+
+    if args.sizes:
+        sc = replace(sc, sizes=[int(s) for s in args.sizes.split(",")])
+    if args.batch:
+        sc = replace(sc, m=args.batch)
+    if args.quick:
+        args.examples, args.repeats = min(args.examples, 200), 1
+        args.out = args.out or "-"
+    cores = H.n_cores()
+    threads = [int(t) for t in args.threads.split(",")] if args.threads else sorted({1, cores})
+    dtypes = ["float64", "float32"] if args.dtype == "both" else [args.dtype]
+    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    sections = {}
+    for dt in dtypes:
+        log(f"phases of {sc.title}, {dt}, threads {threads}")
+        res, source = profile_phases(sc, dt, args.examples, args.repeats, threads, log)
+        md = phases_table(sc, dt, args.examples, res, source)
+        print(md)
+        sections[f"phases-{args.scenario}-{dt}"] = md
+    path = H.results_path(args.out)
+    if path is not None and sc == sc0:
+        H.update_results(path, None, sections)
+        log(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
