@@ -623,13 +623,14 @@ class IdxRows:
     """Row-addressable, memory-mapped view of an uncompressed IDX file.
 
     ``rows[idx]`` (an int, slice or integer array) reads only those rows from disk and returns
-    them as ``dtype`` (images flattened to ``(len(idx), prod(shape[1:]))`` when ``flatten``,
-    multiplied by ``scale`` when given).  ``len(rows)``, ``rows.shape`` (after flattening),
-    ``rows.ndim`` and ``rows.dtype`` describe the result, so it can be passed where the
-    training code expects an array.
+    them as ``dtype``: images flattened to ``(len(idx), prod(shape[1:]))`` when ``flatten``, and
+    divided by ``divide_by`` in float64 when it is given (``divide_by=255`` gives exactly the
+    numbers ``loopnet.datafiles.load_idx_split`` gives: ``x / 255.0``, then cast to ``dtype``).
+    ``len(rows)``, ``rows.shape`` (after flattening), ``rows.ndim``, ``rows.dtype`` and
+    ``rows.astype(dtype)`` (another lazy view) let it stand in for the array.
     """
 
-    def __init__(self, path, *, scale=None, dtype=None, flatten=True):
+    def __init__(self, path, *, divide_by=None, dtype=None, flatten=True):
         self.path = os.fspath(path)
         with open(self.path, "rb") as f:
             head = f.read(4)
@@ -638,13 +639,17 @@ class IdxRows:
             raw = np.dtype(_IDX_DTYPES[head[2]])
             ndim = head[3]
             dims = tuple(int(d) for d in np.frombuffer(f.read(4 * ndim), dtype=">i4"))
+        expected = 4 + 4 * ndim + raw.itemsize * int(np.prod(dims))
+        if os.path.getsize(self.path) < expected:
+            raise ValueError(f"{self.path}: truncated IDX file ({os.path.getsize(self.path)} bytes, "
+                             f"header says {expected})")
         self.raw_shape = dims
         self.offset = 4 + 4 * ndim
         self._mm = np.memmap(self.path, dtype=raw, mode="r", offset=self.offset, shape=dims)
-        self.scale = scale
+        self.divide_by = divide_by
         self.flatten = bool(flatten) and len(dims) > 2
         if dtype is None:
-            dtype = np.float64 if scale is not None else (np.int64 if len(dims) == 1 else raw.newbyteorder("="))
+            dtype = np.float64 if divide_by is not None else (np.int64 if len(dims) == 1 else raw.newbyteorder("="))
         self.dtype = np.dtype(dtype)
         self.shape = (dims[0], int(np.prod(dims[1:]))) if self.flatten else dims
         self.ndim = len(self.shape)
@@ -656,10 +661,15 @@ class IdxRows:
         a = np.asarray(self._mm[idx])
         if self.flatten:
             a = a.reshape(a.shape[0], -1) if a.ndim == len(self.raw_shape) else a.reshape(-1)
-        a = a.astype(self.dtype)
-        if self.scale is not None:
-            a *= self.scale
-        return a
+        if self.divide_by is not None:
+            a = a.astype(np.float64) / self.divide_by
+        return a.astype(self.dtype)
+
+    def astype(self, dtype):
+        """The same rows converted to ``dtype`` when read (nothing is read now)."""
+        other = copy.copy(self)
+        other.dtype = np.dtype(dtype)
+        return other
 
     def __array__(self, dtype=None, copy=None):
         a = self[:]
@@ -694,11 +704,112 @@ def uncompressed(path, *, cache_dir=None, comm=None):
     return target
 
 
-def open_idx(path, *, scale=None, dtype=None, flatten=True, cache_dir=None, comm=None):
+def open_idx(path, *, divide_by=None, dtype=None, flatten=True, cache_dir=None, comm=None):
     """Memory-map an IDX file (decompressing a ``.gz`` once, see :func:`uncompressed`).
 
-    ``open_idx("train-images-idx3-ubyte", scale=1/255)`` gives float64 rows of 784 pixels in
+    ``open_idx("train-images-idx3-ubyte", divide_by=255)`` gives float64 rows of 784 pixels in
     [0, 1]; ``open_idx("train-labels-idx1-ubyte")`` gives int64 labels.  Nothing is read until
     rows are indexed.
     """
-    return IdxRows(uncompressed(path, cache_dir=cache_dir, comm=comm), scale=scale, dtype=dtype, flatten=flatten)
+    return IdxRows(uncompressed(path, cache_dir=cache_dir, comm=comm), divide_by=divide_by, dtype=dtype,
+                   flatten=flatten)
+
+
+# --------------------------------------------------------------------------------------------
+# `loopnet train --distributed`
+# --------------------------------------------------------------------------------------------
+
+
+def add_cli_arguments(parser):
+    """The ``--distributed`` / ``--deterministic`` options of ``loopnet train``."""
+    g = parser.add_argument_group("distributed training (MPI; needs pip install 'loopnet[mpi]')")
+    g.add_argument("--distributed", action="store_true", default=None,
+                   help="split every mini-batch across the ranks of mpiexec: "
+                        "mpiexec -n 4 python -m mpi4py -m loopnet train --distributed ...")
+    g.add_argument("--deterministic", action="store_true", default=None,
+                   help="with --distributed: add the ranks' gradient sums in rank order instead "
+                        "of Allreduce (bit-reproducible for a given number of ranks)")
+
+
+def cli_session(args):
+    """A :class:`CliSession` for ``loopnet train --distributed``, else None."""
+    from .commands import _common as c  # noqa: PLC0415
+
+    if not getattr(args, "distributed", None):
+        if getattr(args, "deterministic", None):
+            raise c.UsageError("--deterministic needs --distributed (single-process training is "
+                               "always bit-reproducible)")
+        return None
+    try:
+        return CliSession(world(), deterministic=bool(getattr(args, "deterministic", None)))
+    except DistributedError as exc:
+        raise c.CommandError(str(exc)) from None
+
+
+class CliSession:
+    """What the train command needs under MPI: rank-0-only output, sharded data, the fit.
+
+    * ``stdout``: the real one on rank 0, ``os.devnull`` elsewhere; ``save(...)`` writes on
+      rank 0 only (every rank keeps the same network, so any could; one must).
+    * ``load_data(spec, n_classes)``: like ``_common.load_data``, but the training images of
+      an IDX data set are memory-mapped (:class:`IdxRows`), so a rank reads only the rows it
+      trains on; labels and the held-out set are read whole (they are small).
+    * ``fit(net)``: a drop-in for ``net.fit`` that trains with :func:`fit` on the communicator.
+    """
+
+    def __init__(self, comm, deterministic=False):
+        self.comm = comm
+        self.rank, self.size = comm.Get_rank(), comm.Get_size()
+        self.root = self.rank == 0
+        self.deterministic = deterministic
+        self.stdout = sys.stdout if self.root else open(os.devnull, "w")  # noqa: SIM115
+
+    def save(self, *args, **kwargs):
+        if self.root:
+            from . import io  # noqa: PLC0415
+
+            io.save(*args, **kwargs)
+
+    def load_data(self, spec, n_classes=None):
+        from . import datafiles as df  # noqa: PLC0415
+        from .commands import _common as c  # noqa: PLC0415
+
+        name, data = spec.get("dataset"), spec.get("data")
+        directory = None
+        if name in df.IDX_DATASETS and not (data is not None and os.path.isfile(data)):
+            directory = df.locate_dataset(name, data)
+        elif name is None and data is not None and os.path.isdir(data) and df.find_idx_files(data, "train"):
+            directory, name = data, "idx"
+        train = df.find_idx_files(directory, "train") if directory else None
+        if not train or not df.find_idx_files(directory, "t10k"):
+            return c.load_data(spec, n_classes=n_classes)  # not IDX: every rank loads it
+        images_path, labels_path = train
+        X = open_idx(images_path, divide_by=255, comm=self.comm)
+        if X._mm.dtype != np.uint8 or X.ndim != 2:
+            return c.load_data(spec, n_classes=n_classes)
+        y = df.check_labels(df.read_idx(labels_path), labels_path, n_classes or 10)
+        if len(y) != len(X):
+            raise df.DataError(f"{labels_path}: {len(y)} labels for {len(X)} images in {images_path}")
+        Xte, yte = df.load_idx_split(*df.find_idx_files(directory, "t10k"))
+        ds = df.Dataset(name, X, y, Xte, yte, directory)
+        if spec.get("limit"):
+            ds.X_train = X[: spec["limit"]]
+            ds.y_train = y[: spec["limit"]]
+        if n_classes is not None:
+            ds.n_classes = n_classes
+            for labels, what in ((ds.y_train, "training"), (ds.y_test, "held-out")):
+                if len(labels) and int(labels.max()) >= n_classes:
+                    raise df.DataError(f"{ds.source}: {what} label {int(labels.max())} out of range for "
+                                       f"a network with {n_classes} outputs (0..{n_classes - 1})")
+        return ds
+
+    def fit(self, net):
+        """``net.fit``'s signature, trained over the communicator."""
+
+        def run(X, Y, **kwargs):
+            how = "rank-order sum (deterministic)" if self.deterministic else "Allreduce"
+            print(f"loopnet: distributed over {self.size} MPI ranks ({how}); "
+                  f"each mini-batch is split across them", file=self.stdout, flush=True)
+            return fit(net, X, Y, comm=self.comm, deterministic=self.deterministic, **kwargs)
+
+        return run

@@ -56,7 +56,7 @@ def load_data(kind, idx_dir=None):
     if kind == "idx":
         from loopnet import distributed
 
-        Xi = distributed.open_idx(os.path.join(idx_dir, "images-idx3-ubyte"), scale=1 / 16)
+        Xi = distributed.open_idx(os.path.join(idx_dir, "images-idx3-ubyte"), divide_by=16)
         Yi = distributed.open_idx(os.path.join(idx_dir, "labels-idx1-ubyte"))
         return Xi, Yi, (Xv, yv)
     return Xt, yt, (Xv, yv)
@@ -75,8 +75,8 @@ def write_idx_files(directory):
 
 
 def idx_equivalent(X):
-    """What open_idx(..., scale=1/16) returns, as an in-memory array (for the one-process run)."""
-    return np.rint(X * 16).astype(np.uint8).astype(np.float64) * (1 / 16)
+    """What open_idx(..., divide_by=16) returns, as an in-memory array (for the one-process run)."""
+    return np.rint(X * 16).astype(np.uint8).astype(np.float64) / 16
 
 
 def run_case(name, comm=None, ranks=None, idx_dir=None, rank=0):
