@@ -119,11 +119,11 @@ def _check_plot_available():
 class _Progress:
     """A tqdm bar per epoch when tqdm is installed, else a plain one-line counter."""
 
-    def __init__(self, enabled, total_epochs):
+    def __init__(self, enabled, total_epochs, n_batches):
         self.enabled = enabled
         self.total_epochs = total_epochs
+        self.n_batches = n_batches
         self.bar = None
-        self.epoch = None
         self._tqdm = None
         if enabled:
             try:
@@ -134,23 +134,26 @@ class _Progress:
 
     def start(self, epoch):
         self.close()
-        self.epoch = epoch
-
-    def __call__(self, done, total):
-        if not self.enabled:
+        if not self.enabled or epoch > self.total_epochs:
             return
         if self._tqdm is not None:
-            if self.bar is None:
-                self.bar = self._tqdm(total=total, desc=f"epoch {self.epoch}/{self.total_epochs}",
-                                      unit="batch", leave=False, file=sys.stderr)
+            self.bar = self._tqdm(total=self.n_batches, desc=f"epoch {epoch}/{self.total_epochs}",
+                                  unit="batch", leave=False, file=sys.stderr)
+        else:
+            self.bar = epoch
+            self(0, self.n_batches)
+
+    def __call__(self, done, total):
+        if self.bar is None:
+            return
+        if self._tqdm is not None:
             self.bar.update(done - self.bar.n)
         else:
             width = 30
             filled = width * done // max(total, 1)
-            sys.stderr.write(f"\r  epoch {self.epoch}/{self.total_epochs} "
-                             f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+            sys.stderr.write(f"\r  epoch {self.bar}/{self.total_epochs} "
+                             f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} batches")
             sys.stderr.flush()
-            self.bar = True
 
     def close(self):
         if self.bar is None:
@@ -158,7 +161,7 @@ class _Progress:
         if self._tqdm is not None:
             self.bar.close()
         else:
-            sys.stderr.write("\r" + " " * 70 + "\r")
+            sys.stderr.write("\r" + " " * 79 + "\r")
             sys.stderr.flush()
         self.bar = None
 
@@ -248,7 +251,7 @@ def run(args):
 
     show_bar = args.progress if args.progress is not None else (
         sys.stderr.isatty() and not args.quiet)
-    bar = _Progress(show_bar, s["epochs"])
+    bar = _Progress(show_bar, s["epochs"], -(-len(y) // s["batch_size"]))
     bar.start(net.epoch + 1)
     first_epoch = net.epoch
     t0 = time.perf_counter()

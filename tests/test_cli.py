@@ -1,0 +1,186 @@
+"""The ``loopnet`` command driven in subprocesses, as a user would run it.
+
+Each subprocess pays interpreter start-up and the Numba cache load (~1 s), so the checks
+are grouped: one training run feeds several assertions.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import loopnet
+from loopnet import io
+from loopnet.cli import COMMANDS, main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FASHION = "/usr/share/datasets/fashion-mnist"
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("LOOPNET_DEBUG", None)
+    return env
+
+
+def loopnet_cmd(*argv, cwd, code=0, timeout=240):
+    p = subprocess.run([sys.executable, "-m", "loopnet", *map(str, argv)], cwd=cwd,
+                       env=_env(), capture_output=True, text=True, timeout=timeout)
+    assert p.returncode == code, f"rc={p.returncode}\n{p.stdout}\n{p.stderr}"
+    assert "Traceback" not in p.stderr
+    return p
+
+
+def _held_out(stdout):
+    return float(re.search(r"held-out accuracy ([\d.]+)%", stdout).group(1))
+
+
+def _arrays(path):
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files if k not in ("meta", "digest")}
+
+
+def _same_weights_and_state(a_path, b_path):
+    a, b = _arrays(a_path), _arrays(b_path)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k].tobytes() == b[k].tobytes(), k
+    na, nb = io.load(a_path), io.load(b_path)
+    assert na.rng.bit_generator.state == nb.rng.bit_generator.state
+    assert na.epoch == nb.epoch
+
+
+def test_train_without_arguments_reaches_95_percent(tmp_path):
+    p = loopnet_cmd("train", cwd=tmp_path)
+    epochs = [l for l in p.stdout.splitlines() if l.startswith("epoch")]
+    assert len(epochs) == 30
+    assert all(re.search(r"cost [\d.]+ +train +[\d.]+% +held-out +[\d.]+% .* s .* ex/s", l)
+               for l in epochs)
+    assert _held_out(p.stdout) >= 95.0
+    assert os.listdir(tmp_path) == []          # nothing written unless asked
+
+
+def test_save_load_eval_predict_info_and_resume(tmp_path):
+    loopnet_cmd("train", "--epochs", 3, "--momentum", 0.5, "--eta", 1.0, "--seed", 7,
+                "--save", "m.npz", "--checkpoint-every", 1, cwd=tmp_path)
+    assert sorted(os.listdir(tmp_path)) == ["m.ckpt.npz", "m.npz"]
+    net = io.load(tmp_path / "m.npz")
+    assert net.epoch == 3 and len(net.history) == 3
+    assert io.load(tmp_path / "m.ckpt.npz").epoch == 2     # last checkpoint before the end
+
+    # eval in a new process == the loaded network evaluated here, to the last bit
+    (_, _), (Xt, yt) = loopnet.data.digits_split()
+    r = json.loads(loopnet_cmd("eval", "m.npz", "--json", cwd=tmp_path).stdout)
+    out = net.predict(Xt)
+    assert r["cost"] == net.cost(Xt, yt)
+    assert r["accuracy"] == net.accuracy(Xt, yt)
+    assert r["correct"] == int((out.argmax(1) == yt).sum()) and r["n"] == 360
+    assert np.array(r["confusion"]).sum() == 360
+
+    np.save(tmp_path / "x.npy", Xt[:25])
+    loopnet_cmd("predict", "m.npz", "x.npy", "--outputs", "-o", "p.npy", cwd=tmp_path)
+    assert np.load(tmp_path / "p.npy").tobytes() == out[:25].tobytes()
+
+    info = json.loads(loopnet_cmd("info", "m.npz", "--json", cwd=tmp_path).stdout)
+    assert info["sizes"] == [64, 30, 10] and info["epoch"] == 3
+    assert info["parameters"] == 64 * 30 + 30 + 30 * 10 + 10
+    assert info["train"]["momentum"] == 0.5 and len(info["history"]) == 3
+
+    # resume the epoch-2 checkpoint with no other option: same final model, byte for byte
+    p = loopnet_cmd("train", "--resume", "m.ckpt.npz", "--save", "r.npz", cwd=tmp_path)
+    assert "resuming after epoch 2" in p.stdout
+    _same_weights_and_state(tmp_path / "m.npz", tmp_path / "r.npz")
+
+
+def test_sigint_leaves_a_loadable_checkpoint_and_resume_is_bit_identical(tmp_path):
+    args = ["--momentum", "0.3", "--batch-size", "5", "--seed", "11"]
+    proc = subprocess.Popen([sys.executable, "-m", "loopnet", "train", "--epochs", "100000",
+                             "--save", "i.npz", *args], cwd=tmp_path, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:
+            if line.startswith("epoch"):      # training is under way
+                break
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert "resume with: loopnet train --resume i.ckpt.npz" in err
+    assert not os.path.exists(tmp_path / "i.npz")              # only the checkpoint
+    ck = io.load(tmp_path / "i.ckpt.npz")
+    k = ck.epoch
+    assert k >= 1 and len(ck.history) == k
+    # finish at k + 2 epochs from the checkpoint, and compare with an uninterrupted run
+    loopnet_cmd("train", "--resume", "i.ckpt.npz", "--epochs", k + 2, cwd=tmp_path)
+    loopnet_cmd("train", "--epochs", k + 2, "--save", "u.npz", *args, cwd=tmp_path)
+    _same_weights_and_state(tmp_path / "u.npz", tmp_path / "i.npz")
+
+
+def test_divergence_is_reported_and_last_good_parameters_saved(tmp_path):
+    p = loopnet_cmd("train", "--activation", "identity", "--output", "identity", "--cost",
+                    "mse", "--eta", 50, "--epochs", 5, "--save", "d.npz", cwd=tmp_path, code=1)
+    err = p.stderr.strip()
+    assert err.count("\n") == 0 and err.startswith("loopnet: error: training diverged in epoch")
+    assert "smaller --eta" in err and "d.npz" in err
+    net = io.load(tmp_path / "d.npz")
+    assert np.isfinite(net.params).all()
+    assert net.epoch == int(re.search(r"diverged in epoch (\d+)", err).group(1)) - 1
+
+
+@pytest.mark.skipif(not os.path.isdir(FASHION), reason="Fashion-MNIST not installed")
+def test_fashion_mnist_from_the_system_path(tmp_path):
+    env_data = os.environ.pop("LOOPNET_DATA", None)
+    try:
+        p = loopnet_cmd("train", "--dataset", "fashion-mnist", "--limit", 3000, "--epochs", 1,
+                        "--sizes", "784,20,10", "--eta", 1.0, "--save", "f.npz", cwd=tmp_path)
+    finally:
+        if env_data is not None:
+            os.environ["LOOPNET_DATA"] = env_data
+    assert "3000 training, 10000 held-out" in p.stdout
+    assert _held_out(p.stdout) > 40.0
+    assert io.load(tmp_path / "f.npz").sizes == [784, 20, 10]
+
+
+def test_plot_writes_a_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    loopnet_cmd("train", "--epochs", 2, "--plot", "c.png", cwd=tmp_path)
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ----------------------------------------------------------------- in-process: help, registry
+
+def test_help_everywhere_with_examples(capsys):
+    assert main(["--help"]) == 0
+    top = capsys.readouterr().out
+    for name in ("train", "eval", "predict", "info"):
+        assert name in top
+    assert "examples:" in top
+    for name in ("train", "eval", "predict", "info"):
+        assert main([name, "--help"]) == 0
+        text = capsys.readouterr().out
+        assert "examples:" in text and f"loopnet {name}" in text
+    train_help = main(["train", "--help"]) == 0 and capsys.readouterr().out
+    for opt in ("--sizes", "--activation", "--output", "--cost", "--optimizer", "--epochs",
+                "--batch-size", "--eta", "--lmbda", "--momentum", "--seed", "--threads",
+                "--dtype", "--data", "--dataset", "--save", "--resume", "--checkpoint-every",
+                "--plot"):
+        assert opt in train_help
+    assert main([]) == 2
+
+
+def test_missing_registered_module_is_skipped(monkeypatch, capsys):
+    monkeypatch.setitem(COMMANDS, "ghost", "loopnet.commands.ghost_not_installed")
+    assert main(["--help"]) == 0
+    assert "ghost" not in capsys.readouterr().out
+    assert main(["info", "--help"]) == 0
