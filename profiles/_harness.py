@@ -920,6 +920,8 @@ def update_results(path, header, sections):
         if b in text and e in text:
             pre, rest = text.split(b, 1)
             text = pre + block + rest.split(e, 1)[1]
+        elif key == "summary":  # right under the machine header
+            text = text.replace(end_h + "\n", end_h + "\n\n" + block + "\n", 1)
         else:
             text = text.rstrip("\n") + "\n\n" + block + "\n"
     path.write_text(text.rstrip("\n") + "\n")
@@ -957,7 +959,8 @@ def run_scenario(sc, dtype="float64", n=50_000, repeats=3, quick=False, want=Non
         try:
             errs = validate(impl, sc, X, Y, ws, bs)
         except Exception as exc:  # noqa: BLE001 - report, do not time
-            res["failed"][key] = f"{type(exc).__name__}: {exc}"
+            msg = (str(exc).strip().splitlines() or [""])[0][:160]
+            res["failed"][key] = f"{type(exc).__name__}: {msg}"
             log(f"  {impl.label}: validation raised {res['failed'][key]}")
             continue
         res["errors"][key] = errs

@@ -1,0 +1,120 @@
+"""Smoke tests for profiles/: the scenarios validate and the harness runs (tiny sizes, --quick).
+
+No timing is asserted anywhere: the machine is shared and timings are noise here.
+"""
+
+import importlib
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+PROFILES = Path(__file__).resolve().parents[1] / "profiles"
+sys.path.insert(0, str(PROFILES))
+
+H = importlib.import_module("_harness")
+
+TINY = {"w1": "12,6,4", "w2": "12,8,4", "w3": "12,8,4", "w4": "12,5,5,5,5,4", "w5": "12,40,4"}
+
+
+def test_flop_count_matches_the_documented_w1_numbers():
+    f = H.flops_per_example([784, 30, 10], 10)
+    assert f["forward"] == 47_640 and f["gradient"] == 47_640
+    assert f["hidden"] == 600
+    assert f["update"] == pytest.approx(2 * (784 * 30 + 30 + 30 * 10 + 10) / 10)
+    assert H.flops_per_epoch([784, 30, 10], 10, 50_000) == pytest.approx(5.03e9, rel=1e-3)
+
+
+def test_every_scenario_is_defined_and_has_an_entry_point():
+    assert set(H.SCENARIOS) == {"w1", "w2", "w3", "w4", "w5"}
+    assert H.SCENARIOS["w4"].sizes == [784, 64, 64, 64, 64, 10]
+    for key in H.SCENARIOS:
+        assert (PROFILES / f"{key}.py").is_file()
+
+
+def test_peaks_and_header_quick():
+    peaks = H.measure_peaks(quick=True)
+    cores = peaks["cores"]
+    for dt in ("float64", "float32"):
+        assert peaks[dt][1] > 0 and peaks[dt][cores] > 0
+    assert peaks["bandwidth"][1] > 0
+    head = H.machine_header(peaks)
+    for word in ("CPU", "Python", "NumPy", "Numba", "GFLOP/s", "GB/s", "UTC"):
+        assert word in head
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_numpy_and_nielsen_baselines_match_the_reference(dtype):
+    sc = replace(H.SCENARIOS["w1"], sizes=[12, 6, 4])
+    X, Y, _, _ = H.load_data(60, 12, 4, dtype)
+    ws, bs = H.init_params(sc.sizes, dtype)
+    for impl in (H.NumpyMatrix(sc, dtype), H.NielsenStyle(sc, dtype), H.Loopnet(sc, dtype, 1)):
+        g_err, w_err = H.validate(impl, sc, X, Y, ws, bs)
+        assert g_err <= H.TOL[dtype] and w_err <= H.TOL[dtype], impl.label
+
+
+def test_validation_catches_a_missing_one_over_m():
+    sc = replace(H.SCENARIOS["w1"], sizes=[12, 6, 4])
+    X, Y, _, _ = H.load_data(60, 12, 4)
+    ws, bs = H.init_params(sc.sizes, "float64")
+
+    class Broken(H.NumpyMatrix):
+        def gradient(self, X, Y):
+            return self._grad_sum(X, Y)  # forgot to divide by m
+
+    g_err, _ = H.validate(Broken(sc, "float64"), sc, X, Y, ws, bs)
+    assert g_err > 1.0
+
+
+@pytest.mark.parametrize("key", sorted(TINY))
+def test_scenario_quick_validates_and_times(key, capsys):
+    impls = "numpy,nielsen,loopnet1,loopnet" + (",sklearn,torch" if key == "w1" else "")
+    rc = H.main_for(key, ["--quick", "--sizes", TINY[key], "--impls", impls, "--examples", "200"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "| loopnet, 1 thread | 1 |" in out
+    assert "not timed" not in out
+    assert "hardware bound" in out
+
+
+def test_loopnet_profile_command(capsys):
+    from loopnet.cli import main
+
+    rc = main(["profile", "w2", "--quick", "--sizes", "12,6,4", "--impls", "numpy,loopnet1", "--dtype", "both"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "float32" in out and "float64" in out
+    assert main(["profile", "nope"]) == 2
+    assert main(["profile", "--list"]) == 0
+
+
+def test_phase_profile_quick(capsys):
+    phases = importlib.import_module("phases")
+    rc = phases.main(["w1", "--quick", "--sizes", "12,6,4", "--threads", "1"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    for name in phases.STAGES + ["Python / dispatch overhead", "net.fit epoch"]:
+        assert name in out
+
+
+def test_sweep_tables_quick(capsys, monkeypatch):
+    sweep = importlib.import_module("sweep")
+    base = H.SCENARIOS["w1"]
+    monkeypatch.setattr(sweep, "sweep_points", lambda kind, cores: [
+        ("a", replace(base, sizes=[784, 4, 10], m=5)), ("b", replace(base, sizes=[784, 6, 10], m=10))])
+    assert sweep.main(["--quick", "--kinds", "batch,width"]) == 0
+    out = capsys.readouterr().out
+    assert "Sweep over mini-batch size" in out and "Sweep over hidden width" in out
+
+
+def test_results_file_sections_are_replaced_in_place(tmp_path):
+    path = tmp_path / "m.md"
+    H.update_results(path, "- header 1", {"w1-float64": "### W1\nfirst"})
+    H.update_results(path, "- header 2", {"w2-float64": "### W2\nx", "summary": "## Summary\ns"})
+    H.update_results(path, None, {"w1-float64": "### W1\nsecond"})
+    text = path.read_text()
+    assert "first" not in text and "second" in text and "### W2" in text
+    assert "header 2" in text and "header 1" not in text
+    assert text.index("## Summary") < text.index("### W1") < text.index("### W2")
