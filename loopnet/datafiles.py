@@ -28,7 +28,7 @@ import os
 
 import numpy as np
 
-__all__ = ["DataError", "Dataset", "read_idx", "find_idx_files", "locate_dataset",
+__all__ = ["DataError", "Dataset", "load_dataset", "read_data_file", "read_idx", "find_idx_files", "locate_dataset",
            "load_idx_split", "load_csv", "load_npz", "load_inputs", "check_inputs",
            "check_labels", "scale_pixels", "SYSTEM_DATA_DIR", "IDX_DATASETS"]
 
@@ -366,3 +366,103 @@ def load_inputs(path, n_inputs=None, scale="auto"):
         X = X.reshape(X.shape[0], -1)
     X = scale_pixels(X, path, scale)
     return check_inputs(X, path, n_inputs)
+
+
+# --------------------------------------------------------------------------- one entry point
+
+def load_dataset(name=None, data=None, *, test=None, holdout=0.2, limit=None, n_classes=None):
+    """Training and held-out sets as the command line finds them -> :class:`Dataset`.
+
+    ``name``: "digits" (embedded; the default when ``data`` is None), "fashion-mnist" or
+    "mnist" (located with :func:`locate_dataset`), or None with ``data`` a directory of IDX
+    files or a .csv/.npz file. A single file without test arrays or ``test`` is split with a
+    fixed seed, ``holdout`` of it held out. ``limit`` keeps the first rows of the training
+    set; ``n_classes`` checks the labels against a network's outputs.
+
+    >>> ds = load_dataset("fashion-mnist")                       # doctest: +SKIP
+    >>> ds.X_train.shape, ds.X_test.shape                        # doctest: +SKIP
+    ((60000, 784), (10000, 784))
+    """
+    if name is None and data is None:
+        name = "digits"
+    if name == "digits":
+        if data is not None:
+            raise DataError("the digits are embedded; 'data' cannot be given with them")
+        from .data import digits_split
+        (Xtr, ytr), (Xte, yte) = digits_split(seed=0)
+        ds = Dataset("digits", Xtr, ytr, Xte, yte, "embedded UCI digits", n_classes=10)
+    elif name in IDX_DATASETS:
+        ds = _idx_dataset(name, locate_dataset(name, data))
+    elif name is not None:
+        raise DataError(f"unknown dataset {name!r} (expected digits, "
+                        f"{', '.join(IDX_DATASETS)}, or a path)")
+    else:
+        data = os.fspath(data)
+        if os.path.isdir(data):
+            if not find_idx_files(data, "train"):
+                raise DataError(f"{data}: no train-images-idx3-ubyte[.gz] and "
+                                "train-labels-idx1-ubyte[.gz] here")
+            ds = _idx_dataset("idx", data)
+        elif not os.path.exists(data):
+            raise DataError(f"{data}: no such file or directory")
+        else:
+            ds = _file_dataset(data, test, holdout, n_classes)
+    if limit:
+        ds.X_train, ds.y_train = ds.X_train[:limit], ds.y_train[:limit]
+    if n_classes is not None:
+        ds.n_classes = n_classes
+        for y, what in ((ds.y_train, "training"), (ds.y_test, "held-out")):
+            if len(y) and int(y.max()) >= n_classes:
+                raise DataError(f"{ds.source}: {what} label {int(y.max())} out of range for "
+                                f"a network with {n_classes} outputs (0..{n_classes - 1})")
+    return ds
+
+
+def read_data_file(path, n_classes=None):
+    """A labelled .csv or .npz -> {"train": (X, y)[, "test": (X, y)]}."""
+    path = os.fspath(path)
+    low = path.lower()
+    if low.endswith(".csv") or low.endswith(".txt"):
+        return {"train": load_csv(path, n_classes)}
+    if low.endswith(".npz"):
+        return load_npz(path)
+    raise DataError(f"{path}: unknown data file type (expected a directory of IDX files, "
+                    "a .csv or a .npz)")
+
+
+def _idx_dataset(name, directory):
+    tr = find_idx_files(directory, "train")
+    te = find_idx_files(directory, "t10k")
+    if not te:
+        raise DataError(f"{directory}: no t10k-images/t10k-labels IDX files (held-out set)")
+    Xtr, ytr = load_idx_split(*tr)
+    Xte, yte = load_idx_split(*te)
+    if Xte.shape[1] != Xtr.shape[1]:
+        raise DataError(f"{te[0]}: images have {Xte.shape[1]} pixels, the training images "
+                        f"{Xtr.shape[1]}")
+    return Dataset(name, Xtr, ytr, Xte, yte, directory)
+
+
+def _file_dataset(data, test, holdout, n_classes):
+    train = read_data_file(data, n_classes)
+    if test is not None:
+        tst = read_data_file(test, n_classes)
+        test_xy = tst.get("test") or tst["train"]
+    else:
+        test_xy = train.get("test")
+    Xtr, ytr = train["train"]
+    if test_xy is None:     # hold out a seeded fraction
+        n = len(ytr)
+        n_test = max(1, int(round(holdout * n)))
+        if n - n_test < 1:
+            raise DataError(f"{data}: only {n} example(s); too few to hold some out "
+                            "(pass a test file)")
+        order = np.random.default_rng(0).permutation(n)
+        Xte, yte = Xtr[order[:n_test]], ytr[order[:n_test]]
+        Xtr, ytr = Xtr[order[n_test:]], ytr[order[n_test:]]
+    else:
+        Xte, yte = test_xy
+        if Xte.shape[1] != Xtr.shape[1]:
+            raise DataError(f"{test}: rows have {Xte.shape[1]} inputs, the training data "
+                            f"has {Xtr.shape[1]}")
+    return Dataset(os.path.basename(data), Xtr, ytr, Xte, yte, data)

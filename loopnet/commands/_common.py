@@ -136,91 +136,21 @@ def spec_to_save(spec):
 
 def load_data(spec, n_classes=None):
     """Load the dataset a spec describes -> :class:`loopnet.datafiles.Dataset`."""
-    import numpy as np
-
     from .. import datafiles as df
 
-    name, data, test = spec.get("dataset"), spec.get("data"), spec.get("test")
-    holdout = spec.get("holdout") or 0.2
-    if name is None:
-        name = "digits" if data is None else None
-    if name == "digits":
-        if data is not None:
-            raise UsageError("--data cannot be used with --dataset digits (it is embedded)")
-        from ..data import digits_split
-        (Xtr, ytr), (Xte, yte) = digits_split(seed=0)
-        ds = df.Dataset("digits", Xtr, ytr, Xte, yte, "embedded UCI digits", n_classes=10)
-    elif name in df.IDX_DATASETS:
-        if data is not None and os.path.isfile(data):
-            raise UsageError(f"--dataset {name} needs --data to be a directory of IDX files")
-        directory = df.locate_dataset(name, data)
-        ds = _idx_dataset(name, directory)
-    else:   # --data without --dataset
-        if os.path.isdir(data):
-            if not df.find_idx_files(data, "train"):
-                raise df.DataError(f"{data}: no train-images-idx3-ubyte[.gz] and "
-                                   "train-labels-idx1-ubyte[.gz] here")
-            ds = _idx_dataset("idx", data)
-        elif not os.path.exists(data):
-            raise df.DataError(f"{data}: no such file or directory")
-        else:
-            train = read_single(data, n_classes)
-            if test is not None:
-                tst = read_single(test, n_classes)
-                test_xy = tst.get("test") or tst["train"]
-            else:
-                test_xy = train.get("test")
-            Xtr, ytr = train["train"]
-            if test_xy is None:     # hold out a seeded fraction
-                n = len(ytr)
-                n_test = max(1, int(round(holdout * n)))
-                if n - n_test < 1:
-                    raise df.DataError(f"{data}: only {n} example(s); too few to hold some out "
-                                       "(pass --test FILE)")
-                order = np.random.default_rng(0).permutation(n)
-                Xte, yte = Xtr[order[:n_test]], ytr[order[:n_test]]
-                Xtr, ytr = Xtr[order[n_test:]], ytr[order[n_test:]]
-            else:
-                Xte, yte = test_xy
-                if Xte.shape[1] != Xtr.shape[1]:
-                    raise df.DataError(f"{test}: rows have {Xte.shape[1]} inputs, the training "
-                                       f"data has {Xtr.shape[1]}")
-            ds = df.Dataset(os.path.basename(data), Xtr, ytr, Xte, yte, data)
-    if spec.get("limit"):
-        ds.X_train, ds.y_train = ds.X_train[:spec["limit"]], ds.y_train[:spec["limit"]]
-    if n_classes is not None:
-        ds.n_classes = n_classes
-        for y, what in ((ds.y_train, "training"), (ds.y_test, "held-out")):
-            if len(y) and int(y.max()) >= n_classes:
-                raise df.DataError(f"{ds.source}: {what} label {int(y.max())} out of range for "
-                                   f"a network with {n_classes} outputs (0..{n_classes - 1})")
-    return ds
-
-
-def _idx_dataset(name, directory):
-    from .. import datafiles as df
-    tr = df.find_idx_files(directory, "train")
-    te = df.find_idx_files(directory, "t10k")
-    Xtr, ytr = df.load_idx_split(*tr)
-    if te:
-        Xte, yte = df.load_idx_split(*te)
-        if Xte.shape[1] != Xtr.shape[1]:
-            raise df.DataError(f"{te[0]}: images have {Xte.shape[1]} pixels, the training "
-                               f"images {Xtr.shape[1]}")
-    else:
-        raise df.DataError(f"{directory}: no t10k-images/t10k-labels IDX files (held-out set)")
-    return df.Dataset(name, Xtr, ytr, Xte, yte, directory)
+    name, data = spec.get("dataset"), spec.get("data")
+    if name == "digits" and data is not None:
+        raise UsageError("--data cannot be used with --dataset digits (it is embedded)")
+    if name in df.IDX_DATASETS and data is not None and os.path.isfile(data):
+        raise UsageError(f"--dataset {name} needs --data to be a directory of IDX files")
+    return df.load_dataset(name, data, test=spec.get("test"),
+                           holdout=spec.get("holdout") or 0.2, limit=spec.get("limit"),
+                           n_classes=n_classes)
 
 
 def read_single(path, n_classes):
     from .. import datafiles as df
-    low = path.lower()
-    if low.endswith(".csv") or low.endswith(".txt"):
-        return {"train": df.load_csv(path, n_classes)}
-    if low.endswith(".npz"):
-        return df.load_npz(path)
-    raise df.DataError(f"{path}: unknown data file type (expected a directory of IDX files, "
-                       "a .csv or a .npz)")
+    return df.read_data_file(path, n_classes)
 
 
 # --------------------------------------------------------------------------- misc
