@@ -44,6 +44,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import gzip
+import importlib.util
 import json
 import math
 import os
@@ -65,7 +66,7 @@ REPO_DIR = PROFILES_DIR.parent
 RESULTS_DIR = PROFILES_DIR / "results"
 FASHION_DIR = Path(os.environ.get("LOOPNET_FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
 
-if str(REPO_DIR) not in sys.path:  # `python profiles/w1.py` from a checkout
+if importlib.util.find_spec("loopnet") is None:  # `python profiles/w1.py` from an uninstalled checkout
     sys.path.insert(0, str(REPO_DIR))
 
 TOL = {"float64": 1e-10, "float32": 1e-5}  # max relative error allowed in validation
