@@ -12,11 +12,10 @@ that every rank exits instead of waiting forever inside a collective.
 What one step computes
 ----------------------
 A mini-batch of m examples (rows ``order[s:s+m]`` of the epoch's order) is cut into ``size``
-contiguous pieces by the core engine's own chunk rule - piece r holds examples
-``floor(m r / size) ... floor(m (r+1) / size) - 1`` - and piece r goes to rank r.  Rank r sums
-the gradients of its piece in example order with the usual compiled kernels
-(``Net.gradient_sum`` of a one-chunk twin of the net, see ``local_chunks``), the pieces are
-added over ranks, divided by m once, and every rank applies the same update (``Net.step``)::
+contiguous pieces - piece r holds examples ``floor(m r / size) ... floor(m (r+1) / size) - 1``
+of the mini-batch - and piece r goes to rank r.  Rank r sums the gradients of its piece in
+example order with the usual compiled kernels (``Net.gradient_sum``), the pieces are added
+over ranks, divided by m once, and every rank applies the same update (``Net.step``)::
 
     ∂C/∂w = (1/m) Σ_r Σ_{x in piece r} ∂C_x/∂w
 
@@ -27,17 +26,21 @@ permutation each epoch (``net.rng.permutation(n)``, exactly as ``Net.fit`` does)
 Guarantees
 ----------
 * ``deterministic=True`` combines the pieces by gather-in-rank-order, add
-  (``g_0 + g_1 + ... + g_{size-1}``), broadcast: bit-reproducible for a given rank count, on
-  any ``NUMBA_NUM_THREADS``.  This is exactly the engine's fold of ``size`` chunks, so with the
-  default ``local_chunks=1`` a run on k ranks is **bit-identical to** ``Net(..., n_chunks=k).fit``
-  on the same seed (and to the one-process emulation ``fit(net, X, Y, ranks=k)``).
+  (``g_0 + g_1 + ... + g_{size-1}``), broadcast.  Each ``g_r`` is bit-reproducible (the core
+  sums in example order whatever ``NUMBA_NUM_THREADS`` is), so a run is bit-reproducible for a
+  given rank count, and bit-equal to the one-process emulation of the same decomposition,
+  ``fit(net, X, Y, ranks=size)`` with ``comm=None``.
 * ``deterministic=False`` uses ``Allreduce``: the order in which MPI adds the pieces is the
-  library's choice (it may depend on the message size and the topology), so the result equals
-  the above to rounding (1e-12 after a few epochs in the tests).  With 2 ranks the one addition
-  is commutative and the result is in practice bit-identical too.  At the end of every epoch
-  rank 0's parameters and optimizer state are broadcast, so ranks never drift apart.
-* Different rank counts cut each mini-batch into different pieces: they agree to rounding
-  (exactly like ``Net.fit`` with different ``n_chunks``), not bit for bit.
+  library's choice (it may depend on message size and topology), so the result equals the
+  above to rounding.  With 2 ranks the one addition is commutative and the result is in
+  practice bit-identical too.  At the end of every epoch rank 0's parameters and optimizer
+  state are broadcast, so ranks never drift apart.
+* One rank computes what ``Net.fit`` computes: same permutation, same in-order gradient sum,
+  same update - bit for bit when ``Net.step`` accepts the sum and ``m`` (then the update is
+  literally ``Net.fit``'s (η/m)·Σ), else to the rounding of η·(Σ/m).  k ranks add the same
+  per-example gradients grouped into k partial sums, so they equal ``Net.fit`` - and each
+  other - to rounding (1e-12 after a few epochs in the tests), not bit for bit:
+  floating-point addition is not associative.
 
 Two decompositions (``partition=``)
 -----------------------------------
@@ -67,6 +70,7 @@ from __future__ import annotations
 
 import copy
 import gzip
+import inspect
 import os
 import shutil
 import sys
@@ -228,8 +232,7 @@ def _group(comm, ranks):
 def split_bounds(m, size):
     """Bounds of ``size`` contiguous pieces of ``m`` items: piece r is ``[b[r], b[r+1])``.
 
-    ``b[r] = floor(m r / size)``, the rule the engine uses to cut a mini-batch into chunks
-    (``loopnet.engine.chunk_gradient_sums``), so rank r's piece is the engine's chunk r.
+    ``b[r] = floor(m r / size)``: sizes differ by at most one, the larger pieces last.
 
     >>> split_bounds(10, 3).tolist()
     [0, 3, 6, 10]
@@ -352,8 +355,7 @@ def _sync_from_root(net, group):
             "config": net.config,
         }
     )
-    mine = dict(net.config, n_chunks=None)
-    if dict(state["config"], n_chunks=None) != mine:
+    if state["config"] != net.config:
         raise DistributedError(
             f"rank {group.rank} built a different network ({net.config}) than rank 0 ({state['config']})"
         )
@@ -362,33 +364,6 @@ def _sync_from_root(net, group):
     net.optimizer_state = copy.deepcopy(state["optimizer"])
     net.epoch = state["epoch"]
     net.history[:] = copy.deepcopy(state["history"])
-
-
-class _LocalGradient:
-    """Σ_x ∇C_x over a piece, summed by ``chunks`` chunks of the core engine.
-
-    ``chunks=1`` sums the piece in example order - exactly one chunk of ``Net.fit``'s engine -
-    which makes the rank-order fold of the pieces equal to ``Net(n_chunks=size).fit``.  It
-    runs on a twin ``Net`` with ``n_chunks=chunks`` whose ``params`` is the trained net's
-    buffer itself (no copy per step).  ``chunks=None`` uses ``net.gradient_sum`` as it is.
-    """
-
-    def __init__(self, net, chunks):
-        self.net = net
-        self.twin = None
-        if chunks is not None and int(chunks) != net.n_chunks:
-            from .net import Net  # noqa: PLC0415
-
-            cfg = net.config
-            self.twin = Net(cfg["sizes"], activation=cfg["activation"], output=cfg["output"],
-                            cost=cfg["cost"], dtype=cfg["dtype"], seed=0,
-                            n_chunks=_positive_int(chunks, "local_chunks"))
-
-    def __call__(self, X, Y):
-        if self.twin is None:
-            return self.net.gradient_sum(X, Y)
-        self.twin.params = self.net.params
-        return self.twin.gradient_sum(X, Y)
 
 
 def _monitor(net, group, X, Y, n, lmbda, labels, blocks, validation_data):
@@ -449,7 +424,6 @@ def fit(
     ranks=None,
     deterministic=False,
     partition="batch",
-    local_chunks=1,
     epochs=30,
     batch_size=10,
     eta=3.0,
@@ -462,6 +436,7 @@ def fit(
     tol=None,
     validation_data=None,
     shuffle=True,
+    order=None,
     monitor=True,
     callback=None,
     progress=None,
@@ -483,11 +458,6 @@ def fit(
         ``Allreduce`` (measured in ``profiles/distributed.py``).
     partition : {"batch", "data"}
         How examples are assigned to ranks; see the module docstring.
-    local_chunks : int or None
-        Chunks each rank cuts its piece into (threads work on chunks in parallel).  1 (the
-        default, one rank per core) makes k ranks reproduce ``Net(n_chunks=k).fit`` bit for
-        bit; ``None`` uses the net's own ``n_chunks`` (hybrid MPI + threads on big nodes;
-        still reproducible for a given rank count, equal to ``Net.fit`` to rounding).
     X, Y : array-like, :class:`IdxRows` or ``np.memmap``
         The whole training set, addressed by row.  Every rank reads only the rows it needs
         (``partition="data"``: one contiguous block), so with :func:`open_idx` a rank never holds
@@ -497,6 +467,10 @@ def fit(
         calls ``MPI_Abort`` so that no rank hangs in a collective (what ``python -m mpi4py``
         does too).  Errors every rank raises together (bad arguments, divergence) propagate
         normally; ``KeyboardInterrupt`` rolls the epoch back and propagates.
+
+    order : 1-D int array, optional
+        As in ``Net.fit``: the example order of every epoch of this call (no shuffle, no draw
+        from ``net.rng``); only with ``partition="batch"``.
 
     Returns ``net``.  Each history record gets two more keys: ``"ranks"`` and
     ``"comm_seconds"`` (time this rank spent combining gradients in that epoch, waiting for
@@ -514,13 +488,24 @@ def fit(
             raise TypeError("validation_data must be a pair (X_val, Y_val)")
         validation_data = (_as_rows(validation_data[0]), _as_rows(validation_data[1]))
     n = _check_data(X, Y)
+    if order is not None:
+        if partition != "batch":
+            raise ValueError("order= needs partition='batch' (with 'data' each rank permutes its own block)")
+        order = np.asarray(order)
+        if order.ndim != 1 or order.dtype.kind not in "iu":
+            raise ValueError("order must be a 1-D array of integer row indices")
+        if order.size and (order.min() < 0 or order.max() >= n):
+            raise ValueError(f"order holds indices outside 0..{n - 1}")
     size = group.size
     blocks = [int(b) for b in split_bounds(n, size)]
     step_kw = dict(
         eta=eta, lmbda=lmbda, n=n, momentum=momentum, optimizer=optimizer,
         beta1=beta1, beta2=beta2, epsilon=epsilon,
     )
-    grad_of = _LocalGradient(net, local_chunks)
+    grad_of = net.gradient_sum
+    # A core whose step() takes the gradient *sum* and m applies (η/m)·Σ exactly as Net.fit does;
+    # otherwise pass the average Σ/m, as the documented contract says.
+    step_takes_m = "m" in inspect.signature(net.step).parameters
     _sync_from_root(net, group)
     labels = _classification(net, Y, group, blocks) if monitor else False
     is_root = group.rank == 0
@@ -535,8 +520,11 @@ def fit(
         t0 = time.perf_counter()
         comm_s = 0.0
         if partition == "batch":
-            order = net.rng.permutation(n) if shuffle else np.arange(n)
-            rows, bounds, ms = _batch_plan(order, batch_size, size)
+            if order is not None:
+                epoch_order = order
+            else:
+                epoch_order = net.rng.permutation(n) if shuffle else np.arange(n)
+            rows, bounds, ms = _batch_plan(epoch_order, batch_size, size)
             local = {r: (_take(X, rows[r]), _take(Y, rows[r])) for r in group.local_ranks}
         else:
             perms = [net.rng.permutation(blocks[r + 1] - blocks[r]) if shuffle
@@ -557,8 +545,11 @@ def fit(
             tc = time.perf_counter()
             total = group.sum_parts(parts, deterministic)
             comm_s += time.perf_counter() - tc
-            total /= ms[b]
-            net.step(total, **step_kw)
+            if step_takes_m:
+                net.step(total, m=ms[b], **step_kw)
+            else:
+                total /= ms[b]
+                net.step(total, **step_kw)
             if progress is not None and is_root and ((b + 1) % every == 0 or b + 1 == steps):
                 progress(b + 1, steps)
         if size > 1 and not deterministic and group.comm is not None:

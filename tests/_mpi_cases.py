@@ -95,8 +95,8 @@ def run_case(name, comm=None, ranks=None, idx_dir=None, rank=0):
     return net
 
 
-def run_net_fit(name, n_chunks, idx_dir=None):
-    """Case ``name`` trained by plain ``Net(..., n_chunks=n_chunks).fit`` (partition="batch" cases)."""
+def run_net_fit(name, idx_dir=None):
+    """Case ``name`` trained by plain ``Net.fit`` (partition="batch" cases)."""
     import loopnet
 
     net_kw, fit_kw, kind = CASES[name]
@@ -107,7 +107,7 @@ def run_net_fit(name, n_chunks, idx_dir=None):
     X, Y, val = load_data(kind, idx_dir)
     if fit_kw.pop("validation", None):
         fit_kw["validation_data"] = val
-    return loopnet.Net(SIZES, seed=SEED, n_chunks=n_chunks, **net_kw).fit(np.asarray(X), np.asarray(Y), **fit_kw)
+    return loopnet.Net(SIZES, seed=SEED, **net_kw).fit(np.asarray(X), np.asarray(Y), **fit_kw)
 
 
 def fingerprint(net):
@@ -144,8 +144,7 @@ def main(argv=None):
 
             net.gradient_sum = failing
         X, y, _ = load_data("labels")
-        # local_chunks=None: the pieces go through net.gradient_sum, the method patched above
-        distributed.fit(net, X, y, comm=comm, epochs=50, batch_size=10, eta=3.0, local_chunks=None,
+        distributed.fit(net, X, y, comm=comm, epochs=50, batch_size=10, eta=3.0,
                         abort_on_error=not args.no_abort)
         with open(os.path.join(args.outdir, f"finished-{rank}"), "w") as f:  # must never happen
             f.write("finished\n")

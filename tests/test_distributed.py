@@ -137,12 +137,9 @@ def _check_against_serial(result, name, n):
         np.testing.assert_allclose(got, want.params, rtol=0, atol=1e-12)
     assert case["epoch"] == want.epoch
     if cases.CASES[name][1].get("partition", "batch") == "batch":
-        # ... and, piece r being the engine's chunk r, to plain Net.fit with n_chunks = ranks
-        plain = cases.run_net_fit(name, n_chunks=n, idx_dir=result["dir"])
-        if deterministic or n == 2:  # with 2 ranks Allreduce does one (commutative) addition
-            assert got.tobytes() == plain.params.tobytes(), f"{name}: {n} ranks differ from Net(n_chunks={n}).fit"
-        else:
-            np.testing.assert_allclose(got, plain.params, rtol=0, atol=1e-12)
+        # ... and to plain single-process Net.fit, to rounding (k partial sums instead of one)
+        plain = cases.run_net_fit(name, idx_dir=result["dir"])
+        np.testing.assert_allclose(got, plain.params, rtol=0, atol=1e-12)
     assert [h["epoch"] for h in case["history"]] == [h["epoch"] for h in want.history]
     for h_mpi, h_one in zip(case["history"], want.history):
         assert h_mpi["ranks"] == n
@@ -191,49 +188,75 @@ def test_one_failing_rank_stops_all_ranks(tmp_path, runner):
 # ------------------------------------------------------------------ one-process tests (always run)
 
 
-def test_split_bounds_follow_the_engine_chunk_rule():
+def test_split_bounds():
     for m in range(0, 23):
         for size in range(1, 6):
             b = distributed.split_bounds(m, size)
-            assert b.tolist() == [(m * r) // size for r in range(size + 1)]  # engine.chunk_gradient_sums
+            assert b.tolist() == [(m * r) // size for r in range(size + 1)]
+            assert b[0] == 0 and b[-1] == m and np.ptp(np.diff(b)) <= 1
     assert distributed.split_bounds(10, 3).tolist() == [0, 3, 6, 10]
 
 
-@pytest.mark.parametrize("ranks", [1, 2, 3])
-def test_k_rank_emulation_is_bit_identical_to_net_fit_with_k_chunks(ranks):
-    """Rank r's piece is the engine's chunk r, summed in the same order, folded in the same order."""
-    X, y, _ = cases.load_data("labels")
-    kw = dict(epochs=3, batch_size=10, eta=3.0, lmbda=0.5, momentum=0.3)
-    a = loopnet.Net(cases.SIZES, seed=7, n_chunks=ranks).fit(X, y, **kw)
-    b = loopnet.Net(cases.SIZES, seed=7)
-    distributed.fit(b, X, y, ranks=ranks, deterministic=True, **kw)
-    assert b.params.tobytes() == a.params.tobytes()
-    assert b.optimizer_state["velocity"].tobytes() == a.optimizer_state["velocity"].tobytes()
-    assert b.rng.bit_generator.state == a.rng.bit_generator.state
-    assert [h["epoch"] for h in b.history] == [1, 2, 3]
-    for hb, ha in zip(b.history, a.history):
-        assert hb["cost"] == pytest.approx(ha["cost"], rel=1e-13)
-        assert hb["accuracy"] == ha["accuracy"]
+STEP_TAKES_M = "m" in __import__("inspect").signature(loopnet.Net([2, 1]).step).parameters
 
 
-def test_any_rank_count_matches_default_net_fit_to_rounding():
-    """Same permutations, same mini-batches, same update: only the summation order differs."""
+def _same(a, b, exact):
+    if exact:
+        assert a.tobytes() == b.tobytes()
+    else:
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-13)
+
+
+def test_one_rank_is_net_fit():
+    """Same permutation, same in-order gradient sum, same update (bit for bit when Net.step takes m)."""
+    X, y, (Xv, yv) = cases.load_data("labels")
+    for kw in (dict(eta=3.0, lmbda=0.5, momentum=0.3), dict(eta=0.01, optimizer="adam", lmbda=1.0)):
+        a = loopnet.Net(cases.SIZES, seed=7).fit(X, y, epochs=3, batch_size=10, validation_data=(Xv, yv), **kw)
+        b = loopnet.Net(cases.SIZES, seed=7)
+        distributed.fit(b, X, y, epochs=3, batch_size=10, validation_data=(Xv, yv), **kw)
+        _same(b.params, a.params, STEP_TAKES_M)
+        assert b.rng.bit_generator.state == a.rng.bit_generator.state
+        for key in ("velocity", "m", "v"):
+            _same(b.optimizer_state[key], a.optimizer_state[key], STEP_TAKES_M)
+        assert [h["epoch"] for h in b.history] == [1, 2, 3]
+        for hb, ha in zip(b.history, a.history):
+            assert set(ha) - {"seconds", "examples_per_s"} <= set(hb)
+            for key in ("cost", "accuracy", "val_cost", "val_accuracy"):
+                assert hb[key] == pytest.approx(ha[key], rel=1e-12)
+
+
+def test_any_rank_count_matches_net_fit_to_rounding():
+    """k partial sums instead of one: only the summation order differs."""
     X, y, _ = cases.load_data("labels")
-    for ranks in (1, 2, 3, 4):
-        for local_chunks in (1, None):
-            a = loopnet.Net(cases.SIZES, seed=7)
-            b = loopnet.Net(cases.SIZES, seed=7)
-            a.fit(X, y, epochs=2, batch_size=10, eta=3.0, lmbda=0.5, momentum=0.3, monitor=False)
-            distributed.fit(b, X, y, ranks=ranks, local_chunks=local_chunks, epochs=2, batch_size=10, eta=3.0,
-                            lmbda=0.5, momentum=0.3, monitor=False)
-            np.testing.assert_allclose(b.params, a.params, rtol=0, atol=1e-12)
-            assert b.rng.bit_generator.state == a.rng.bit_generator.state
-            assert b.epoch == a.epoch == 2
+    a = loopnet.Net(cases.SIZES, seed=7)
+    a.fit(X, y, epochs=3, batch_size=10, eta=3.0, lmbda=0.5, momentum=0.3)
+    for ranks in (2, 3, 4, 10, 11):  # 11 > batch_size: some ranks get empty pieces
+        b = loopnet.Net(cases.SIZES, seed=7)
+        distributed.fit(b, X, y, ranks=ranks, epochs=3, batch_size=10, eta=3.0, lmbda=0.5, momentum=0.3)
+        np.testing.assert_allclose(b.params, a.params, rtol=0, atol=1e-12)
+        assert b.rng.bit_generator.state == a.rng.bit_generator.state
+        assert b.epoch == a.epoch == 3
+        for hb, ha in zip(b.history, a.history):
+            assert hb["cost"] == pytest.approx(ha["cost"], rel=1e-12)
+            assert hb["accuracy"] == ha["accuracy"]
+
+
+def test_fixed_order_like_net_fit():
+    X, y, _ = cases.load_data("labels")
+    order = np.random.default_rng(9).permutation(len(X))
+    a = loopnet.Net(cases.SIZES, seed=2).fit(X, y, epochs=2, eta=3.0, order=order, monitor=False)
+    b = loopnet.Net(cases.SIZES, seed=2)
+    distributed.fit(b, X, y, epochs=2, eta=3.0, order=order, monitor=False)
+    _same(b.params, a.params, STEP_TAKES_M)
+    c = loopnet.Net(cases.SIZES, seed=2)
+    distributed.fit(c, X, y, ranks=3, epochs=2, eta=3.0, order=order, monitor=False)
+    np.testing.assert_allclose(c.params, a.params, rtol=0, atol=1e-12)
+    assert a.rng.bit_generator.state == b.rng.bit_generator.state
 
 
 def test_tol_stops_like_net_fit():
     X, y, _ = cases.load_data("labels")
-    a = loopnet.Net(cases.SIZES, seed=2, n_chunks=2).fit(X, y, epochs=6, eta=3.0, tol=1e9)
+    a = loopnet.Net(cases.SIZES, seed=2).fit(X, y, epochs=6, eta=3.0, tol=1e9)
     b = loopnet.Net(cases.SIZES, seed=2)
     distributed.fit(b, X, y, ranks=2, deterministic=True, epochs=6, eta=3.0, tol=1e9)
     assert a.epoch == b.epoch == 1
@@ -327,6 +350,8 @@ def test_bad_arguments():
         distributed.fit(net, X, y, ranks=0)
     with pytest.raises(ValueError, match="rows"):
         distributed.fit(net, X, y[:-1])
+    with pytest.raises(ValueError, match="order"):
+        distributed.fit(net, X, y, partition="data", order=np.arange(5))
     with pytest.raises(ValueError, match="IDX"):
         distributed.IdxRows(__file__)
 
