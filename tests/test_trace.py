@@ -65,9 +65,10 @@ def test_trace_matches_matrix_form_and_net_gradient(act, output, cost, rng):
     for l in range(len(W)):
         np.testing.assert_allclose(tr["nabla_w"][l], gw[l], rtol=1e-10, atol=1e-14)
         np.testing.assert_allclose(tr["nabla_b"][l], gb[l], rtol=1e-10, atol=1e-14)
-        # the same compiled kernels as training: the same bits as net.gradient for m = 1
-        np.testing.assert_array_equal(tr["nabla_w"][l], nw[l])
-        np.testing.assert_array_equal(tr["nabla_b"][l], nb[l])
+        # net.gradient for m = 1 is this example's gradient (the engine may fuse or
+        # reorder the same kernels, so allow for rounding)
+        np.testing.assert_allclose(tr["nabla_w"][l], nw[l], rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(tr["nabla_b"][l], nb[l], rtol=1e-12, atol=1e-15)
 
 
 def test_trace_calls_each_kernel_once_per_layer_and_equation():
