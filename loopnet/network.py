@@ -116,7 +116,13 @@ def _stack_columns(vs, n, name, role, hint=""):
     ok = A is not None and len(vs) == (A.shape[0] if A.ndim else -1) and (
         (A.ndim == 2 and A.shape[1] == n) or (A.ndim == 3 and A.shape[1:] == (n, 1)))
     if ok:
-        return A.reshape(len(vs), n)
+        A = A.reshape(len(vs), n)
+        finite = np.isfinite(A).all(axis=1)
+        if not finite.all():
+            i = int(np.argmin(finite))
+            raise ValueError("%s[%d][%d] contains NaN or infinity"
+                             % (name, i, 0 if role.startswith("input") else 1))
+        return A
     for i, v in enumerate(vs):
         a = np.asarray(v) if isinstance(v, (np.ndarray, list, tuple, numbers.Number,
                                             np.generic)) else None
@@ -300,8 +306,9 @@ class _Compiled(object):
         X = self._inputs(xs, "mini_batch")
         Y = self._vector_targets(ys, "mini_batch")
         net = self._net()
-        g = net.gradient_sum(X, Y)
-        net.step(g / len(data), eta=eta, lmbda=lmbda, n=n)
+        if eta != 0.0:          # the core requires eta > 0; eta = 0 changes nothing
+            g = net.gradient_sum(X, Y)
+            net.step(g / len(data), eta=eta, lmbda=lmbda, n=n)
         self._pull(net)
 
     def _run_epochs(self, training_data, epochs, mini_batch_size, eta, lmbda, after_epoch,
@@ -330,7 +337,7 @@ class _Compiled(object):
                 if own:
                     data[:] = [data[i] for i in perm]
                 order = order[perm]
-                if n:
+                if n and eta != 0.0:
                     net.fit(X, Y, order=order, epochs=1, batch_size=mini_batch_size, eta=eta,
                             lmbda=lmbda, monitor=False)
                 after_epoch(j, net, (X, Y, order))

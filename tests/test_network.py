@@ -195,3 +195,16 @@ def test_overridden_cost_derivative_is_honoured():
     for a, b in zip(net_sub.weights + net_sub.biases, net_base.weights + net_base.biases):
         assert np.allclose(a, b, rtol=0, atol=1e-10)
     assert max_diff(net_sub, arrays) > 1e-3     # and really differs from the plain cost
+
+
+def test_nan_input_and_zero_eta():
+    np.random.seed(0)
+    net = network.Network([3, 2])
+    data = [(np.zeros((3, 1)), np.ones((2, 1))), (np.array([[0.0], [np.nan], [1.0]]),
+                                                   np.ones((2, 1)))]
+    with pytest.raises(ValueError, match=r"training_data\[1\]\[0\] contains NaN"):
+        net.SGD(data, 1, 2, 1.0)
+    before = [w.copy() for w in net.weights]
+    with contextlib.redirect_stdout(io.StringIO()):
+        net.SGD(data[:1] * 4, 2, 2, 0.0)          # eta = 0 is accepted and changes nothing
+    assert all(np.array_equal(a, b) for a, b in zip(before, net.weights))
