@@ -176,6 +176,8 @@ def versions():
         blas = [i for i in threadpool_info() if i.get("user_api") == "blas"]
         if blas:
             out["blas"] = f"{blas[0]['internal_api']} {blas[0].get('version', '')}".strip()
+            if blas[0].get("architecture"):
+                out["blas"] += f", {blas[0]['architecture']} kernels"
     except Exception:  # noqa: BLE001
         pass
     return out
@@ -287,7 +289,8 @@ def machine_header(peaks):
         f"Numba {v['numba']}, PyTorch {v['torch'] or 'not installed'}, "
         f"scikit-learn {v['sklearn'] or 'not installed'}",
         f"- **Date**: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
-        f"- **Measured peak** ({peaks['matmul_n']}² matmul, best of {peaks['repeats']}): float64 {peaks['float64'][1]:.1f} GFLOP/s on 1 thread, "
+        f"- **Measured peak** ({peaks['matmul_n']}² NumPy matmul, i.e. what this BLAS reaches, not the "
+        f"silicon's FMA limit; best of {peaks['repeats']}): float64 {peaks['float64'][1]:.1f} GFLOP/s on 1 thread, "
         f"{peaks['float64'][cores]:.1f} on {cores}; float32 {peaks['float32'][1]:.1f} on 1, "
         f"{peaks['float32'][cores]:.1f} on {cores}",
         f"- **Memory bandwidth** (c = a + b, 3 × {peaks['bw_mib']} MiB moved): {peaks['bandwidth'][1]:.1f} GB/s on 1 thread, "
