@@ -17,9 +17,12 @@ NPZ
     ``X`` (n, n_in) and ``y`` (n,) for one set, or ``X_train``, ``y_train``, ``X_test``,
     ``y_test`` (the keras ``mnist.npz`` spelling ``x_train``... works too). Image stacks
     (n, h, w) are flattened. Loaded with ``allow_pickle=False``.
-Scaling
-    Integer data whose values lie in 0..255 (uint8 arrays, or CSV files of whole numbers
-    with a maximum above 1) is divided by 255; anything else is used as is.
+Scaling (``--scale``)
+    ``auto`` (default): IDX images, uint8 arrays, and whole numbers in 0..255 that reach
+    above 127 (8-bit pixels in a CSV) are divided by 255; anything else is used as is.
+    ``none``: as is. ``255``: divided by 255. ``max``: divided by the largest absolute value
+    of the training inputs. The command line records the divisor in the model file, and
+    ``eval``/``predict`` divide by the same number.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import numpy as np
 
 __all__ = ["DataError", "Dataset", "load_dataset", "read_data_file", "read_idx", "find_idx_files", "locate_dataset",
            "load_idx_split", "load_csv", "load_npz", "load_inputs", "check_inputs",
-           "check_labels", "scale_pixels", "SYSTEM_DATA_DIR", "IDX_DATASETS"]
+           "check_labels", "scale_pixels", "input_divisor", "SYSTEM_DATA_DIR", "IDX_DATASETS"]
 
 SYSTEM_DATA_DIR = "/usr/share/datasets"
 IDX_DATASETS = ("fashion-mnist", "mnist")
@@ -49,6 +52,7 @@ class Dataset:
             ys = [y for y in (y_train, y_test) if y is not None and len(y)]
             n_classes = int(max(int(y.max()) for y in ys)) + 1 if ys else None
         self.n_classes = n_classes
+        self.divisor = 1.0      # what the raw inputs were divided by
 
     @property
     def n_inputs(self):
@@ -118,7 +122,7 @@ def locate_dataset(name, data=None):
         "files (train-images-idx3-ubyte.gz, ...) and pass --data DIR or set LOOPNET_DATA")
 
 
-def load_idx_split(images_path, labels_path, n_classes=10):
+def load_idx_split(images_path, labels_path, n_classes=10, scale="auto"):
     """Images (n, h*w) float64 in [0, 1] and labels (n,) int64 from an IDX pair, checked."""
     images = read_idx(images_path)
     labels = read_idx(labels_path)
@@ -131,31 +135,54 @@ def load_idx_split(images_path, labels_path, n_classes=10):
     if images.shape[0] != labels.shape[0]:
         raise DataError(f"{labels_path}: {labels.shape[0]} labels for {images.shape[0]} images "
                         f"in {images_path}")
-    X = scale_pixels(images.reshape(images.shape[0], -1), images_path)
+    X = scale_pixels(images.reshape(images.shape[0], -1), images_path, scale, pixels=True)
     y = check_labels(labels, labels_path, n_classes)
     return X, y
 
 
 # --------------------------------------------------------------------------- checks
 
-def scale_pixels(X, source, mode="auto"):
-    """Return float64 data; integer 0..255 data (see module doc) divided by 255."""
+def input_divisor(X, mode="auto", pixels=False):
+    """The number inputs are divided by: see "Scaling" in the module doc.
+
+    ``mode``: "auto", "none" (1), "255", "max" (the largest absolute value of ``X``) or a
+    positive number. ``pixels``: the data are 8-bit images (IDX), so "auto" means 255.
+    """
+    if mode is None or mode == "auto":
+        X = np.asarray(X)
+        if pixels or X.dtype == np.uint8:
+            return 255.0
+        if X.size == 0 or X.dtype.kind not in "biuf":
+            return 1.0
+        lo, hi = float(X.min()), float(X.max())
+        if lo >= 0.0 and 127.0 < hi <= 255.0 and np.all(X == np.floor(X)):
+            return 255.0
+        return 1.0
+    if mode == "none":
+        return 1.0
+    if mode == "max":
+        X = np.asarray(X, dtype=np.float64)
+        hi = float(np.abs(X).max()) if X.size else 0.0
+        return hi if np.isfinite(hi) and hi > 0 else 1.0
+    try:
+        value = float(mode)
+    except (TypeError, ValueError):
+        raise DataError(f"unknown scaling {mode!r} (auto, none, 255, max or a number)") \
+            from None
+    if not (np.isfinite(value) and value > 0):
+        raise DataError(f"scaling divisor must be a positive number, got {mode!r}")
+    return value
+
+
+def scale_pixels(X, source, mode="auto", pixels=False):
+    """Checked float64 inputs divided by :func:`input_divisor` (0..255 integers -> [0, 1])."""
     X = np.asarray(X)
     if X.dtype.kind not in "biuf":
         raise DataError(f"{source}: inputs are not numeric (dtype {X.dtype})")
-    is_int = X.dtype.kind in "biu"
     Xf = X.astype(np.float64)
     check_inputs(Xf, source)
-    if mode == "none":
-        return Xf
-    if mode == "255":
-        return Xf / 255.0
-    if X.size and (X.dtype == np.uint8 or (is_int and 0 <= X.min() and X.max() <= 255)):
-        return Xf / 255.0
-    if (X.size and not is_int and 1.0 < Xf.max() <= 255.0 and Xf.min() >= 0.0
-            and np.all(Xf == np.floor(Xf))):
-        return Xf / 255.0
-    return Xf
+    d = input_divisor(X, mode, pixels)
+    return Xf / d if d != 1.0 else Xf
 
 
 def check_inputs(X, source, n_inputs=None, row_offset=1):
@@ -370,14 +397,18 @@ def load_inputs(path, n_inputs=None, scale="auto"):
 
 # --------------------------------------------------------------------------- one entry point
 
-def load_dataset(name=None, data=None, *, test=None, holdout=0.2, limit=None, n_classes=None):
+def load_dataset(name=None, data=None, *, test=None, holdout=0.2, limit=None, n_classes=None,
+                 scale="auto"):
     """Training and held-out sets as the command line finds them -> :class:`Dataset`.
 
     ``name``: "digits" (embedded; the default when ``data`` is None), "fashion-mnist" or
     "mnist" (located with :func:`locate_dataset`), or None with ``data`` a directory of IDX
     files or a .csv/.npz file. A single file without test arrays or ``test`` is split with a
     fixed seed, ``holdout`` of it held out. ``limit`` keeps the first rows of the training
-    set; ``n_classes`` checks the labels against a network's outputs.
+    set; ``n_classes`` checks the labels against a network's outputs; ``scale`` is a mode
+    of :func:`input_divisor` (or a number), decided on the training inputs and applied to
+    both sets; the result's ``divisor`` says what was used (1 for the embedded digits,
+    which come in [0, 1]).
 
     >>> ds = load_dataset("fashion-mnist")                       # doctest: +SKIP
     >>> ds.X_train.shape, ds.X_test.shape                        # doctest: +SKIP
@@ -391,8 +422,9 @@ def load_dataset(name=None, data=None, *, test=None, holdout=0.2, limit=None, n_
         from .data import digits_split
         (Xtr, ytr), (Xte, yte) = digits_split(seed=0)
         ds = Dataset("digits", Xtr, ytr, Xte, yte, "embedded UCI digits", n_classes=10)
+        ds.divisor = 1.0
     elif name in IDX_DATASETS:
-        ds = _idx_dataset(name, locate_dataset(name, data))
+        ds = _idx_dataset(name, locate_dataset(name, data), scale)
     elif name is not None:
         raise DataError(f"unknown dataset {name!r} (expected digits, "
                         f"{', '.join(IDX_DATASETS)}, or a path)")
@@ -402,11 +434,11 @@ def load_dataset(name=None, data=None, *, test=None, holdout=0.2, limit=None, n_
             if not find_idx_files(data, "train"):
                 raise DataError(f"{data}: no train-images-idx3-ubyte[.gz] and "
                                 "train-labels-idx1-ubyte[.gz] here")
-            ds = _idx_dataset("idx", data)
+            ds = _idx_dataset("idx", data, scale)
         elif not os.path.exists(data):
             raise DataError(f"{data}: no such file or directory")
         else:
-            ds = _file_dataset(data, test, holdout, n_classes)
+            ds = _file_dataset(data, test, holdout, n_classes, scale)
     if limit:
         ds.X_train, ds.y_train = ds.X_train[:limit], ds.y_train[:limit]
     if n_classes is not None:
@@ -418,35 +450,40 @@ def load_dataset(name=None, data=None, *, test=None, holdout=0.2, limit=None, n_
     return ds
 
 
-def read_data_file(path, n_classes=None):
+def read_data_file(path, n_classes=None, scale="auto"):
     """A labelled .csv or .npz -> {"train": (X, y)[, "test": (X, y)]}."""
     path = os.fspath(path)
     low = path.lower()
     if low.endswith(".csv") or low.endswith(".txt"):
-        return {"train": load_csv(path, n_classes)}
+        return {"train": load_csv(path, n_classes, scale)}
     if low.endswith(".npz"):
-        return load_npz(path)
+        return load_npz(path, scale)
     raise DataError(f"{path}: unknown data file type (expected a directory of IDX files, "
                     "a .csv or a .npz)")
 
 
-def _idx_dataset(name, directory):
+def _idx_dataset(name, directory, scale="auto"):
     tr = find_idx_files(directory, "train")
     te = find_idx_files(directory, "t10k")
     if not te:
         raise DataError(f"{directory}: no t10k-images/t10k-labels IDX files (held-out set)")
-    Xtr, ytr = load_idx_split(*tr)
-    Xte, yte = load_idx_split(*te)
+    Xtr, ytr = load_idx_split(*tr, scale="none")
+    Xte, yte = load_idx_split(*te, scale="none")
+    d = input_divisor(Xtr, scale, pixels=True)
+    if d != 1.0:
+        Xtr, Xte = Xtr / d, Xte / d
     if Xte.shape[1] != Xtr.shape[1]:
         raise DataError(f"{te[0]}: images have {Xte.shape[1]} pixels, the training images "
                         f"{Xtr.shape[1]}")
-    return Dataset(name, Xtr, ytr, Xte, yte, directory)
+    ds = Dataset(name, Xtr, ytr, Xte, yte, directory)
+    ds.divisor = d
+    return ds
 
 
-def _file_dataset(data, test, holdout, n_classes):
-    train = read_data_file(data, n_classes)
+def _file_dataset(data, test, holdout, n_classes, scale):
+    train = read_data_file(data, n_classes, "none")
     if test is not None:
-        tst = read_data_file(test, n_classes)
+        tst = read_data_file(test, n_classes, "none")
         test_xy = tst.get("test") or tst["train"]
     else:
         test_xy = train.get("test")
@@ -465,4 +502,9 @@ def _file_dataset(data, test, holdout, n_classes):
         if Xte.shape[1] != Xtr.shape[1]:
             raise DataError(f"{test}: rows have {Xte.shape[1]} inputs, the training data "
                             f"has {Xtr.shape[1]}")
-    return Dataset(os.path.basename(data), Xtr, ytr, Xte, yte, data)
+    d = input_divisor(Xtr, scale)
+    if d != 1.0:
+        Xtr, Xte = Xtr / d, Xte / d
+    ds = Dataset(os.path.basename(data), Xtr, ytr, Xte, yte, data)
+    ds.divisor = d
+    return ds

@@ -138,6 +138,21 @@ def test_divergence_is_reported_and_last_good_parameters_saved(tmp_path):
     assert net.epoch == int(re.search(r"diverged in epoch (\d+)", err).group(1)) - 1
 
 
+def test_csv_training_records_its_scaling_for_eval_and_predict(tmp_path):
+    (X, y), _ = loopnet.data.digits_split()
+    raw = np.round(X[:400] * 16)                      # the raw 0..16 digits
+    np.savetxt(tmp_path / "d.csv", np.column_stack([y[:400], raw]), fmt="%d", delimiter=",",
+               header="label," + ",".join(f"p{i}" for i in range(64)), comments="")
+    p = loopnet_cmd("train", "--data", "d.csv", "--scale", "max", "--epochs", 8,
+                    "--save", "c.npz", cwd=tmp_path)
+    assert "inputs divided by 16" in p.stdout and "320 training, 80 held-out" in p.stdout
+    assert _held_out(p.stdout) > 60.0
+    np.savetxt(tmp_path / "rows.csv", raw[:10], delimiter=",")
+    out = loopnet_cmd("predict", "c.npz", "rows.csv", cwd=tmp_path).stdout.split()
+    net = io.load(tmp_path / "c.npz")
+    assert [int(v) for v in out] == net.predict(raw[:10] / 16.0).argmax(1).tolist()
+
+
 @pytest.mark.skipif(not os.path.isdir(FASHION), reason="Fashion-MNIST not installed")
 def test_fashion_mnist_from_the_system_path(tmp_path):
     env_data = os.environ.pop("LOOPNET_DATA", None)

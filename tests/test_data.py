@@ -185,3 +185,21 @@ def test_real_fashion_mnist_from_the_system_path(monkeypatch):
     assert ds.X_test.min() == 0.0 and ds.X_test.max() == 1.0
     assert sorted(set(ds.y_test.tolist())) == list(range(10))
     assert np.bincount(ds.y_test).tolist() == [1000] * 10
+
+
+def test_scaling_rules(tmp_path):
+    assert df.input_divisor(np.array([[0, 200]], np.uint8)) == 255.0
+    assert df.input_divisor(np.array([[0.0, 255.0], [3.0, 4.0]])) == 255.0     # 8-bit pixels
+    assert df.input_divisor(np.array([[0.0, 16.0]])) == 1.0        # e.g. raw 8x8 digits: as is
+    assert df.input_divisor(np.array([[0.0, 0.5]])) == 1.0
+    assert df.input_divisor(np.array([[0.0, -8.0, 4.0]]), "max") == 8.0
+    assert df.input_divisor(np.zeros((2, 2)), "max") == 1.0
+    assert df.input_divisor(np.zeros((2, 2)), 12.5) == 12.5
+    with pytest.raises(df.DataError):
+        df.input_divisor(np.zeros((2, 2)), "huge")
+    p = tmp_path / "d.csv"
+    rows = [[i % 3] + [i % 17, 16 - i % 17] for i in range(20)]
+    p.write_text("\n".join(",".join(map(str, r)) for r in rows))
+    ds = df.load_dataset(data=str(p), scale="max", holdout=0.25)
+    assert ds.divisor == 16.0 and ds.X_train.max() <= 1.0 and len(ds.y_test) == 5
+    assert df.load_dataset(data=str(p)).divisor == 1.0

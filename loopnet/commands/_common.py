@@ -82,6 +82,16 @@ def open_unit_interval(text):
     return v
 
 
+def _scale_mode(text):
+    if text in ("auto", "none", "255", "max"):
+        return text
+    v = _number(float, text, "auto, none, 255, max or a positive number")
+    if not v > 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be auto, none, 255, max or a number > 0, "
+                                         f"got {text}")
+    return v
+
+
 def sizes_list(text):
     parts = [p.strip() for p in text.replace("x", ",").split(",")]
     try:
@@ -110,6 +120,10 @@ def add_data_arguments(parser, *, limit=True):
     g.add_argument("--holdout", metavar="FRACTION", type=open_unit_interval, default=None,
                    help="fraction of a single-file dataset held out for evaluation "
                         "(default 0.2; ignored when a test set exists)")
+    g.add_argument("--scale", metavar="MODE", default=None,
+                   type=_scale_mode,
+                   help="divide inputs by: auto (255 for IDX and 0..255 pixel data, else 1; "
+                        "the default), none, 255, max (largest training input) or a number")
     if limit:
         g.add_argument("--limit", metavar="N", type=positive_int, default=None,
                        help="use only the first N training examples (quick runs)")
@@ -119,7 +133,7 @@ def data_spec(args, saved=None):
     """The data options as a JSON-able dict; unset ones fall back to ``saved`` (a model's)."""
     saved = saved or {}
     spec = {}
-    for key in ("dataset", "data", "test", "holdout", "limit"):
+    for key in ("dataset", "data", "test", "holdout", "limit", "scale"):
         value = getattr(args, key, None)
         spec[key] = value if value is not None else saved.get(key)
     return spec
@@ -145,12 +159,12 @@ def load_data(spec, n_classes=None):
         raise UsageError(f"--dataset {name} needs --data to be a directory of IDX files")
     return df.load_dataset(name, data, test=spec.get("test"),
                            holdout=spec.get("holdout") or 0.2, limit=spec.get("limit"),
-                           n_classes=n_classes)
+                           n_classes=n_classes, scale=spec.get("scale") or "auto")
 
 
-def read_single(path, n_classes):
+def read_single(path, n_classes, scale="auto"):
     from .. import datafiles as df
-    return df.read_data_file(path, n_classes)
+    return df.read_data_file(path, n_classes, scale)
 
 
 # --------------------------------------------------------------------------- misc

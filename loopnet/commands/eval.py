@@ -43,19 +43,23 @@ def evaluate(net, X, y):
 
 def run(args):
     import numpy as np
-    from .. import io
+    from .. import datafiles, io
 
     net, meta = io.load_with_meta(args.model)
     extra = meta.get("extra") or {}
     given = any(getattr(args, k) is not None for k in ("dataset", "data", "test"))
     saved = {} if given else dict(extra.get("data") or {})
     spec = c.data_spec(args, saved)
+    divisor = (extra.get("data") or {}).get("divisor")
+    if args.scale is None and divisor:
+        spec["scale"] = divisor        # the inputs as the model was trained on them
     if args.split == "test":
         spec["limit"] = None       # --limit only trims the training rows
     if args.data and os.path.isfile(args.data) and args.test is None:
         # a file given here is evaluated whole (its test arrays, if an .npz has them)
-        sets = c.read_single(args.data, net.sizes[-1])
+        sets = c.read_single(args.data, net.sizes[-1], "none")
         X, y = sets.get(args.split) or sets["train"]
+        X = X / datafiles.input_divisor(X, spec.get("scale") or "auto")
         name = source = args.data
     else:
         ds = c.load_data(spec, n_classes=net.sizes[-1])

@@ -12,7 +12,8 @@ HELP = "predict labels (or output activations) for inputs in a .npy/.npz/.csv/ID
 DESCRIPTION = """Print one predicted label per input row (argmax of the output layer), or
 with --outputs the output activations. Inputs: a .npy array (rows, or images that are
 flattened), a .npz (X or X_test), a CSV of x1,...,xn rows (a leading label column is
-ignored), or an IDX image file (plain or .gz). 0..255 integer data is scaled to [0, 1]."""
+ignored), or an IDX image file (plain or .gz). Inputs are divided by the number recorded
+when the model was trained (255 for IDX images), unless --scale says otherwise."""
 
 EXAMPLES = """  loopnet predict model.npz images.npy
   loopnet predict model.npz t10k-images-idx3-ubyte.gz --output labels.csv
@@ -27,8 +28,9 @@ def add_arguments(p):
                    help="print the output activations instead of labels")
     p.add_argument("--output", "-o", metavar="FILE",
                    help="write to FILE (.npy or .csv) instead of standard output")
-    p.add_argument("--scale", choices=("auto", "none", "255"), default="auto",
-                   help="input scaling: auto (0..255 integers -> [0, 1]), none, or 255")
+    p.add_argument("--scale", metavar="MODE", type=c._scale_mode, default=None,
+                   help="divide inputs by: auto, none, 255, max or a number (default: what "
+                        "the model was trained with, recorded in its file; else auto)")
 
 
 def run(args):
@@ -43,8 +45,11 @@ def run(args):
         if os.path.abspath(args.output) in (os.path.abspath(args.model),
                                             os.path.abspath(args.input)):
             raise c.UsageError("--output must not overwrite the model or the input")
-    net = io.load(args.model)
-    X = datafiles.load_inputs(args.input, n_inputs=net.sizes[0], scale=args.scale)
+    net, meta = io.load_with_meta(args.model)
+    scale = args.scale
+    if scale is None:
+        scale = ((meta.get("extra") or {}).get("data") or {}).get("divisor") or "auto"
+    X = datafiles.load_inputs(args.input, n_inputs=net.sizes[0], scale=scale)
     out = net.predict(np.asarray(X, dtype=net.dtype))
     result = out if args.outputs else np.argmax(out, axis=1).astype(np.int64)
     if args.output:

@@ -52,20 +52,20 @@ def add_arguments(p):
     a.add_argument("--output", choices=c.OUTPUTS, help="output activation (default sigmoid)")
     a.add_argument("--cost", choices=c.COSTS, help="cost function (default quadratic)")
     a.add_argument("--dtype", choices=c.DTYPES, help="float type (default float64)")
-    a.add_argument("--seed", type=c.nonneg_int, help="seed of weights and shuffles (default 0)")
+    a.add_argument("--seed", type=c.nonneg_int, metavar="N", help="seed of weights and shuffles (default 0)")
     t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=c.positive_int,
+    t.add_argument("--epochs", type=c.positive_int, metavar="N",
                    help="total epochs to reach (default 30; with --resume, counts those done)")
-    t.add_argument("--batch-size", type=c.positive_int, dest="batch_size",
+    t.add_argument("--batch-size", type=c.positive_int, dest="batch_size", metavar="M",
                    help="mini-batch size m (default 10)")
-    t.add_argument("--eta", type=c.positive_float,
+    t.add_argument("--eta", type=c.positive_float, metavar="ETA",
                    help="learning rate (default 3.0; 0.001 with --optimizer adam)")
-    t.add_argument("--lmbda", type=c.nonneg_float, help="L2 strength lambda (default 0)")
-    t.add_argument("--momentum", type=c.unit_interval, help="momentum in [0, 1) (default 0)")
+    t.add_argument("--lmbda", type=c.nonneg_float, metavar="LAMBDA", help="L2 strength lambda (default 0)")
+    t.add_argument("--momentum", type=c.unit_interval, metavar="MU", help="momentum in [0, 1) (default 0)")
     t.add_argument("--optimizer", choices=c.OPTIMIZERS, help="sgd (default) or adam")
-    t.add_argument("--tol", type=c.positive_float,
+    t.add_argument("--tol", type=c.positive_float, metavar="EPS",
                    help="stop when the full-batch gradient norm falls to this")
-    t.add_argument("--threads", type=c.positive_int, help="Numba threads (results do not "
+    t.add_argument("--threads", type=c.positive_int, metavar="N", help="Numba threads (results do not "
                    "depend on it)")
     c.add_data_arguments(p)
     o = p.add_argument_group("output")
@@ -225,7 +225,8 @@ def run(args):
     train_opts["checkpoint_path"] = checkpoint
 
     def extra(status):
-        return {"train": train_opts, "data": c.spec_to_save(spec), "status": status}
+        return {"train": train_opts, "data": dict(c.spec_to_save(spec), divisor=ds.divisor),
+                "status": status}
 
     remaining = s["epochs"] - net.epoch
     out = sys.stdout
@@ -233,6 +234,11 @@ def run(args):
         print(f"loopnet: {ds.name}: {len(y)} training, {len(yv)} held-out examples; network "
               f"{','.join(map(str, net.sizes))} {net.activation}/{net.output}, {net.cost_name},"
               f" {net.dtype.name}", file=out)
+        hi = float(abs(X).max()) if X.size else 0.0
+        scaled = f"inputs divided by {ds.divisor:g}" if ds.divisor != 1.0 else \
+            "inputs used as given"
+        hint = "; consider --scale max" if hi > 1.5 else ""
+        print(f"loopnet: {scaled} (largest {hi:.4g}{hint})", file=out)
         how = f"optimizer {s['optimizer']}, eta {s['eta']:g}, batch {s['batch_size']}"
         if s["lmbda"]:
             how += f", lmbda {s['lmbda']:g}"
