@@ -1,19 +1,28 @@
-"""The compiled engine: the four kernels chained over a network, a mini-batch
-summed in parallel chunks, and whole runs of mini-batches in one call.
+"""The compiled engine: the four kernels chained over a network and over the
+examples of a mini-batch, in two parallel phases, and whole runs of mini-batches
+in one call.
 
 Memory layout (llm.c style, one flat buffer):
 
-* ``params`` holds, for layers l = 1..L, w^l (n_l × n_{l−1}, C order) then b^l.
+* ``params`` holds, for layers l = 1..L, w^l (n_l × n_{l−1}, C order) then b^l;
   ``arch.p_off[i]`` is where layer i+1 starts.  Gradients use the same layout.
-* ``z``, ``a``, ``delta`` scratch: one row per chunk, layers 1..L side by side
-  from ``arch.u_off[i]``, rows padded to whole cache lines so two threads never
-  write the same line.
+* ``work.z``, ``work.a``, ``work.delta``: one row per example of the mini-batch,
+  layers 1..L side by side from ``arch.u_off[i]``, rows padded to whole cache
+  lines so that two threads never write the same line.
 
-Determinism: a mini-batch of m examples is cut into ``n_chunks`` fixed chunks
-(chunk c holds examples ⌊mc/C⌋ … ⌊m(c+1)/C⌋ − 1).  Each chunk sums its
-examples' gradients in order into its own buffer; the buffers are then added
-in chunk order.  Which thread runs which chunk never changes a bit, so the
-result is the same for any ``NUMBA_NUM_THREADS``.
+A mini-batch step runs in two parallel phases:
+
+A. **errors** — for each example x (in parallel over examples): the forward
+   pass, BP1 and BP2, i.e. every z^l_j, a^l_j and δ^l_j of that example.
+B. **gradient** — for each block of rows j of a layer (in parallel over
+   blocks): BP3/BP4 summed over the examples, ∂C/∂w_jk = Σ_x δ^x_j a^x_k,
+   in example order x = 0, 1, …, m−1; then (when training) the update of
+   those rows: w_jk ← w_jk − (η/m) ∂C/∂w_jk.
+
+Each number is computed by exactly one thread, in an order that does not
+depend on how the work is split, so the result is bit-identical for any
+``NUMBA_NUM_THREADS`` (and equal to the plain serial loop), without per-thread
+gradient copies to reduce.
 """
 
 from collections import namedtuple
@@ -22,49 +31,49 @@ import numpy as np
 from numba import prange
 
 from ._jit import jit, pjit
-from .kernels import accumulate_gradient, forward_layer, hidden_delta, output_delta
 from .costs import cost_x
-from .optim import bias_corrections, update_parameter
+from .kernels import (accumulate_gradient, accumulate_gradient4, forward_layer, hidden_delta,
+                      output_delta)
+from .optim import update_range
 
 # The network's shape and choices, passed to every compiled driver.
-Arch = namedtuple("Arch", "sizes p_off u_off is_weight act out_act cost")
-# Scratch owned by the engine: per-chunk gradients and per-chunk z, a, delta.
-Work = namedtuple("Work", "grad chunk_grad z a delta")
+# ``tasks[t] = (i, j_lo, j_hi)``: phase-B task t owns rows j_lo … j_hi−1 of layer i+1.
+Arch = namedtuple("Arch", "sizes p_off u_off tasks act out_act cost")
+# Scratch: the averaged gradient, and z, a, δ of each example of a block.
+Work = namedtuple("Work", "grad z a delta")
 
-CACHE_LINE = 8  # float64 values per 64-byte line (float32 pads a little more than needed)
+CACHE_LINE = 8          # float64 values per 64-byte line
+TASK_WEIGHTS = 4096     # weights per phase-B task: small enough to share out, big enough to amortise
+BLOCK_EXAMPLES = 256    # examples per phase-A block outside training (gradient, predict, cost)
 
 
 def make_arch(sizes, act, out_act, cost):
-    """Offsets of every layer in the flat parameter and scratch buffers."""
+    """Offsets of every layer in the flat buffers and the phase-B task table."""
     sizes = np.asarray(sizes, dtype=np.int64)
     n_layers = len(sizes) - 1
     p_off = np.zeros(n_layers + 1, dtype=np.int64)
     u_off = np.zeros(n_layers + 1, dtype=np.int64)
+    tasks = []
     for i in range(n_layers):
-        n, m = sizes[i + 1], sizes[i]
+        n, m = int(sizes[i + 1]), int(sizes[i])
         p_off[i + 1] = p_off[i] + n * m + n
         u_off[i + 1] = u_off[i] + n
-    is_weight = np.zeros(p_off[-1], dtype=np.bool_)
-    for i in range(n_layers):
-        is_weight[p_off[i]:p_off[i] + sizes[i + 1] * sizes[i]] = True
-    return Arch(sizes, p_off, u_off, is_weight, np.int64(act), np.int64(out_act), np.int64(cost))
+        rows = max(1, TASK_WEIGHTS // m)
+        tasks += [(i, j, min(j + rows, n)) for j in range(0, n, rows)]
+    return Arch(sizes, p_off, u_off, np.array(tasks, dtype=np.int64),
+                np.int64(act), np.int64(out_act), np.int64(cost))
 
 
-def make_work(arch, n_chunks, dtype):
-    """Allocate the scratch buffers once; training allocates nothing after this."""
-    n_params = int(arch.p_off[-1])
+def make_work(arch, n_rows, dtype):
+    """Scratch for ``n_rows`` examples at a time; training allocates nothing after this."""
     n_units = int(arch.u_off[-1])
     row = (n_units // CACHE_LINE + 2) * CACHE_LINE
-    grad_row = (n_params // CACHE_LINE + 2) * CACHE_LINE
-    return Work(
-        grad=np.zeros(n_params, dtype),
-        chunk_grad=np.zeros((n_chunks, grad_row), dtype),
-        z=np.zeros((n_chunks, row), dtype),
-        a=np.zeros((n_chunks, row), dtype),
-        delta=np.zeros((n_chunks, row), dtype),
-    )
+    return Work(grad=np.zeros(int(arch.p_off[-1]), dtype),
+                z=np.zeros((n_rows, row), dtype), a=np.zeros((n_rows, row), dtype),
+                delta=np.zeros((n_rows, row), dtype))
 
 
+# ---------------------------------------------------------------- views
 @jit
 def weight(buf, arch, i):
     """View of w^{i+1} (n_{i+1} × n_i) inside a flat parameter or gradient buffer."""
@@ -82,11 +91,12 @@ def bias(buf, arch, i):
 
 
 @jit
-def units(buf, arch, i):
-    """View of layer i+1's values (z, a or δ) inside a scratch row."""
-    return buf[arch.u_off[i]:arch.u_off[i + 1]]
+def units(row, arch, i):
+    """View of layer i+1's values (z, a or δ) inside one example's scratch row."""
+    return row[arch.u_off[i]:arch.u_off[i + 1]]
 
 
+# ------------------------------------------------------- one example
 @jit
 def feedforward(z, a, params, x, arch):
     """Forward pass of one example: every z^l and a^l, l = 1..L."""
@@ -99,12 +109,8 @@ def feedforward(z, a, params, x, arch):
 
 
 @jit
-def backprop_example(g, z, a, delta, params, x, y, arch):
-    """Add ∇C_x of one example (x, y) to the gradient sums ``g``.
-
-    Forward pass, BP1 at the output, BP2 back through the hidden layers,
-    then BP3/BP4 for every layer.
-    """
+def backpropagate_errors(z, a, delta, params, x, y, arch):
+    """Forward pass, then BP1 at the output and BP2 back to layer 1: every δ^l of one example."""
     n_layers = arch.sizes.shape[0] - 1
     feedforward(z, a, params, x, arch)
     out = n_layers - 1
@@ -113,82 +119,116 @@ def backprop_example(g, z, a, delta, params, x, y, arch):
     for i in range(n_layers - 2, -1, -1):
         hidden_delta(units(delta, arch, i), units(z, arch, i),
                      weight(params, arch, i + 1), units(delta, arch, i + 1), arch.act)
-    for i in range(n_layers):
-        a_prev = x if i == 0 else units(a, arch, i - 1)
-        accumulate_gradient(weight(g, arch, i), bias(g, arch, i), units(delta, arch, i), a_prev)
 
 
+# ------------------------------------------------------- phase A
 @pjit
-def chunk_gradient_sums(work, params, X, Y, order, lo, hi, arch):
-    """Σ_x ∇C_x over examples order[lo:hi], one partial sum per chunk (in parallel)."""
-    n_chunks = work.chunk_grad.shape[0]
-    m = hi - lo
-    for c in prange(n_chunks):
-        g = work.chunk_grad[c]
-        g[:] = 0
-        z, a, delta = work.z[c], work.a[c], work.delta[c]
-        for t in range(lo + (m * c) // n_chunks, lo + (m * (c + 1)) // n_chunks):
-            backprop_example(g, z, a, delta, params, X[order[t]], Y[order[t]], arch)
+def errors_of_examples(work, params, X, Y, order, lo, hi, arch):
+    """Phase A: z, a and δ of examples order[lo:hi], one scratch row each (parallel)."""
+    for t in prange(hi - lo):
+        r = order[lo + t]
+        backpropagate_errors(work.z[t], work.a[t], work.delta[t], params, X[r], Y[r], arch)
 
 
-@pjit
-def fold_chunks(grad, chunk_grad, m):
-    """grad = (1/m) Σ_c chunk_grad[c], chunks added in order 0, 1, ... for every parameter."""
-    n_chunks = chunk_grad.shape[0]
-    for p in prange(grad.shape[0]):
-        s = chunk_grad[0, p]
-        for c in range(1, n_chunks):
-            s += chunk_grad[c, p]
-        grad[p] = s / m
+# ------------------------------------------------------- phase B
+@jit
+def previous_activations(work, X, order, lo, arch, i, t):
+    """a^{i} of example t of the block: the input row itself for layer 1."""
+    if i == 0:
+        return X[order[lo + t]]
+    return units(work.a[t], arch, i - 1)
 
 
 @jit
-def minibatch_gradient(work, params, X, Y, order, lo, hi, divisor, arch):
-    """work.grad = (1/divisor) Σ_x ∇C_x over examples order[lo:hi] (divisor m averages)."""
-    chunk_gradient_sums(work, params, X, Y, order, lo, hi, arch)
-    fold_chunks(work.grad, work.chunk_grad, divisor)
+def gradient_rows(grad, work, X, order, lo, hi, arch, task):
+    """BP3/BP4 for the rows of one task, summed over examples order[lo:hi] in order.
+
+    Four examples per pass (:func:`accumulate_gradient4`), the rest one by one.
+    """
+    i, j_lo, j_hi = arch.tasks[task, 0], arch.tasks[task, 1], arch.tasks[task, 2]
+    nabla_w = weight(grad, arch, i)[j_lo:j_hi]
+    nabla_b = bias(grad, arch, i)[j_lo:j_hi]
+    m = hi - lo
+    t = 0
+    while t + 4 <= m:
+        accumulate_gradient4(
+            nabla_w, nabla_b,
+            units(work.delta[t], arch, i)[j_lo:j_hi], units(work.delta[t + 1], arch, i)[j_lo:j_hi],
+            units(work.delta[t + 2], arch, i)[j_lo:j_hi], units(work.delta[t + 3], arch, i)[j_lo:j_hi],
+            previous_activations(work, X, order, lo, arch, i, t),
+            previous_activations(work, X, order, lo, arch, i, t + 1),
+            previous_activations(work, X, order, lo, arch, i, t + 2),
+            previous_activations(work, X, order, lo, arch, i, t + 3))
+        t += 4
+    while t < m:
+        accumulate_gradient(nabla_w, nabla_b, units(work.delta[t], arch, i)[j_lo:j_hi],
+                            previous_activations(work, X, order, lo, arch, i, t))
+        t += 1
+
+
+@jit
+def fill_zero(buf):
+    """buf[:] = 0 as a plain loop (slice assignment inside ``prange`` is best avoided)."""
+    for p in range(buf.shape[0]):
+        buf[p] = 0
+
+
+@jit
+def task_ranges(arch, task):
+    """Flat-buffer ranges [w_lo, w_hi) and [b_lo, b_hi) of one task's rows."""
+    i, j_lo, j_hi = arch.tasks[task, 0], arch.tasks[task, 1], arch.tasks[task, 2]
+    n, m = arch.sizes[i + 1], arch.sizes[i]
+    w0 = arch.p_off[i]
+    return w0 + j_lo * m, w0 + j_hi * m, w0 + n * m + j_lo, w0 + n * m + j_hi
 
 
 @pjit
-def predict_rows(out, params, X, arch, work):
-    """out[r] = a^L for every row r of X (rows split over the chunks' scratch)."""
-    n_chunks = work.z.shape[0]
-    n_rows = X.shape[0]
-    out_layer = arch.sizes.shape[0] - 2
-    for c in prange(n_chunks):
-        z, a = work.z[c], work.a[c]
-        for r in range(n_rows * c // n_chunks, n_rows * (c + 1) // n_chunks):
-            feedforward(z, a, params, X[r], arch)
-            out[r, :] = units(a, arch, out_layer)
+def sum_gradients(grad, work, X, order, lo, hi, arch):
+    """Phase B without update: grad += Σ_x ∇C_x over examples order[lo:hi] (parallel over rows)."""
+    for task in prange(arch.tasks.shape[0]):
+        gradient_rows(grad, work, X, order, lo, hi, arch, task)
 
 
 @pjit
-def cost_sums(partial, params, X, Y, arch, work):
-    """partial[c] = Σ_x C_x over chunk c of the rows of X; the caller adds them in order."""
-    n_chunks = work.z.shape[0]
-    n_rows = X.shape[0]
-    out_layer = arch.sizes.shape[0] - 2
-    for c in prange(n_chunks):
-        z, a = work.z[c], work.a[c]
-        s = 0.0
-        for r in range(n_rows * c // n_chunks, n_rows * (c + 1) // n_chunks):
-            feedforward(z, a, params, X[r], arch)
-            s += cost_x(arch.cost, units(a, arch, out_layer), Y[r])
-        partial[c] = s
+def gradient_and_step(params, state, work, X, order, lo, hi, arch, hyper):
+    """Phase B of a training step: each task sums its rows' gradient, then updates them."""
+    state.t[0] += 1
+    m = hi - lo
+    for task in prange(arch.tasks.shape[0]):
+        w_lo, w_hi, b_lo, b_hi = task_ranges(arch, task)
+        fill_zero(work.grad[w_lo:w_hi])
+        fill_zero(work.grad[b_lo:b_hi])
+        gradient_rows(work.grad, work, X, order, lo, hi, arch, task)
+        update_range(params, state, work.grad, w_lo, w_hi, m, True, hyper)
+        update_range(params, state, work.grad, b_lo, b_hi, m, False, hyper)
 
 
 @pjit
 def apply_step(params, state, grad, arch, hyper):
-    """One optimizer step for every parameter from the averaged gradient ``grad``."""
+    """One optimizer step for every parameter from an averaged gradient ``grad``."""
     state.t[0] += 1
-    c1, c2 = bias_corrections(hyper, state.t[0])
-    for p in prange(params.shape[0]):
-        update_parameter(params, state, p, grad[p], arch.is_weight[p], hyper, c1, c2)
+    for task in prange(arch.tasks.shape[0]):
+        w_lo, w_hi, b_lo, b_hi = task_ranges(arch, task)
+        update_range(params, state, grad, w_lo, w_hi, 1, True, hyper)
+        update_range(params, state, grad, b_lo, b_hi, 1, False, hyper)
+
+
+# ------------------------------------------------------- drivers
+@jit
+def gradient_sum(work, params, X, Y, order, arch):
+    """work.grad = Σ_x ∇C_x over examples ``order``, in blocks of the scratch's rows."""
+    work.grad[:] = 0
+    n = order.shape[0]
+    block = work.z.shape[0]
+    for lo in range(0, n, block):
+        hi = min(lo + block, n)
+        errors_of_examples(work, params, X, Y, order, lo, hi, arch)
+        sum_gradients(work.grad, work, X, order, lo, hi, arch)
 
 
 @jit
 def train_batches(params, state, work, X, Y, order, batch_size, first, last, arch, hyper):
-    """Mini-batches first … last−1 of one epoch: gradient, then update, for each.
+    """Mini-batches first … last−1 of one epoch: errors (A), then gradient and update (B).
 
     Mini-batch b holds examples order[b·m : (b+1)·m] (the last one may be
     shorter).  Running many mini-batches per call keeps Python out of the loop.
@@ -197,5 +237,26 @@ def train_batches(params, state, work, X, Y, order, batch_size, first, last, arc
     for b in range(first, last):
         lo = b * batch_size
         hi = min(lo + batch_size, n)
-        minibatch_gradient(work, params, X, Y, order, lo, hi, hi - lo, arch)
-        apply_step(params, state, work.grad, arch, hyper)
+        errors_of_examples(work, params, X, Y, order, lo, hi, arch)
+        gradient_and_step(params, state, work, X, order, lo, hi, arch, hyper)
+
+
+@pjit
+def forward_block(out, costs, params, X, Y, lo, hi, arch, work, with_cost):
+    """a^L (and C_x when ``with_cost``) of rows lo … hi−1, in parallel over rows."""
+    out_layer = arch.sizes.shape[0] - 2
+    for t in prange(hi - lo):
+        feedforward(work.z[t], work.a[t], params, X[lo + t], arch)
+        a_out = units(work.a[t], arch, out_layer)
+        out[lo + t, :] = a_out
+        if with_cost:
+            costs[lo + t] = cost_x(arch.cost, a_out, Y[lo + t])
+
+
+@jit
+def forward_rows(out, costs, params, X, Y, arch, work, with_cost):
+    """Outputs (and per-example costs) of every row of X, a block of rows at a time."""
+    block = work.z.shape[0]
+    for lo in range(0, X.shape[0], block):
+        forward_block(out, costs, params, X, Y, lo, min(lo + block, X.shape[0]), arch, work,
+                      with_cost)

@@ -52,14 +52,13 @@ class Net:
     init : {"default", "large"}
         "default": w ~ N(0, 1/n_{l−1}), b ~ N(0, 1) (network2);
         "large": w, b ~ N(0, 1) (network.py).
-    n_chunks : int
-        Fixed number of example chunks a mini-batch is cut into for the
-        parallel gradient sum.  Results depend on it (summation order) but
-        never on the number of threads.
+
+    Every result is bit-identical whatever the number of threads: see
+    :mod:`loopnet.engine` for how the work is shared out.
     """
 
     def __init__(self, sizes, *, activation="sigmoid", output="sigmoid", cost="quadratic",
-                 dtype="float64", seed=None, init="default", n_chunks=2):
+                 dtype="float64", seed=None, init="default"):
         self.sizes = _check_sizes(sizes)
         if activation == "softmax":
             raise ValueError("activation 'softmax' is only available for the output layer "
@@ -71,14 +70,11 @@ class Net:
             raise ValueError(f"dtype must be 'float64' or 'float32', not {dtype!r}")
         if init not in ("default", "large"):
             raise ValueError(f"init must be 'default' or 'large', not {init!r}")
-        if not isinstance(n_chunks, Integral) or isinstance(n_chunks, bool) or n_chunks < 1:
-            raise ValueError(f"n_chunks must be a positive integer, not {n_chunks!r}")
         self.activation, self.output, self.cost_name = activation, output, cost
         self.dtype = np.dtype(str(dtype))
-        self.n_chunks = int(n_chunks)
         self.rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         self._arch = engine.make_arch(self.sizes, act, out, cost_code)
-        self._work = engine.make_work(self._arch, self.n_chunks, self.dtype)
+        self._work = engine.make_work(self._arch, engine.BLOCK_EXAMPLES, self.dtype)
         self.params = np.zeros(int(self._arch.p_off[-1]), self.dtype)
         self._initialise(init)
         self._optimizer = "sgd"
@@ -129,7 +125,7 @@ class Net:
     def config(self):
         """The architecture as a JSON-compatible dict (enough to rebuild the net)."""
         return {"sizes": list(self.sizes), "activation": self.activation, "output": self.output,
-                "cost": self.cost_name, "dtype": self.dtype.name, "n_chunks": self.n_chunks}
+                "cost": self.cost_name, "dtype": self.dtype.name}
 
     @property
     def optimizer_state(self):
@@ -164,18 +160,22 @@ class Net:
     def predict(self, X):
         """Output activations a^L for every row of X: shape (m, n_L)."""
         X = self._inputs(X)
+        return self._forward(X, None)[0]
+
+    def _forward(self, X, Y):
+        """Outputs a^L of every row and, when targets Y are given, each row's C_x."""
         out = np.empty((X.shape[0], self.sizes[-1]), self.dtype)
-        engine.predict_rows(out, self.params, X, self._arch, self._work)
-        return out
+        costs = np.zeros(X.shape[0] if Y is not None else 0)
+        engine.forward_rows(out, costs, self.params, X, out if Y is None else Y, self._arch,
+                            self._work, Y is not None)
+        return out, costs
 
     def cost(self, X, Y, lmbda=0.0):
         """Mean cost (1/n) Σ_x C_x over the rows, plus (λ/2n) Σ w² when λ > 0."""
         X = self._inputs(X)
         Y = self._targets(Y, X.shape[0])
         lmbda = _check_real(lmbda, "lmbda", minimum=0.0)
-        partial = np.zeros(self.n_chunks)
-        engine.cost_sums(partial, self.params, X, Y, self._arch, self._work)
-        c = float(sum(partial)) / X.shape[0]
+        c = float(np.sum(self._forward(X, Y)[1])) / X.shape[0]
         if lmbda:
             c += 0.5 * lmbda / X.shape[0] * sum(float((w.astype(np.float64) ** 2).sum())
                                                 for w in self.weights)
@@ -192,20 +192,13 @@ class Net:
         """Σ_x ∇C_x over the rows as a flat (P,) array laid out like :attr:`params`."""
         X = self._inputs(X)
         Y = self._targets(Y, X.shape[0])
-        order = np.arange(X.shape[0])
-        engine.minibatch_gradient(self._work, self.params, X, Y, order, 0, X.shape[0],
-                                  1, self._arch)
+        engine.gradient_sum(self._work, self.params, X, Y, np.arange(X.shape[0]), self._arch)
         return self._work.grad.copy()
 
     def gradient(self, X, Y):
         """The averaged gradient (1/m) Σ_x ∇C_x: lists ``(nabla_w, nabla_b)`` like weights."""
-        X = self._inputs(X)
-        Y = self._targets(Y, X.shape[0])
-        order = np.arange(X.shape[0])
-        engine.minibatch_gradient(self._work, self.params, X, Y, order, 0, X.shape[0],
-                                  X.shape[0], self._arch)
-        nabla_w, nabla_b = self.unflatten(self._work.grad.copy())
-        return nabla_w, nabla_b
+        total = self.gradient_sum(X, Y)
+        return self.unflatten(total / total.dtype.type(len(X)))
 
     # --------------------------------------------------------------- training
     def step(self, grad, *, eta, lmbda=0.0, n=1, momentum=0.0, optimizer="sgd",
@@ -247,6 +240,8 @@ class Net:
         if order is not None:
             order = _check_order(order, n)
         labels = self._labels_or_none(Y)
+        if self._work.z.shape[0] < batch_size:
+            self._work = engine.make_work(self._arch, batch_size, self.dtype)
         val = None
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:

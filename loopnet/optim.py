@@ -1,4 +1,4 @@
-"""Parameter updates, one parameter at a time over the flat buffer.
+"""Parameter updates over the flat buffer, one contiguous block at a time.
 
 =========  ==================================================================
 optimizer  update for one parameter p with averaged gradient g = ∂C/∂p
@@ -11,7 +11,10 @@ adam       g' = g + (λ/n) w  (L2 added to the gradient of weights)
            p ← p − η m̂ / (√v̂ + ε),  m̂ = m / (1 − β₁ᵗ),  v̂ = v / (1 − β₂ᵗ)
 =========  ==================================================================
 
-With μ = 0 and λ = 0 the sgd line is exactly network.py's w ← w − (η/m) Σ_x ∇C_x.
+Each update is one branch-free pass over a contiguous range of the flat buffer
+(the weights of some rows, or their biases), which LLVM vectorises.  It takes
+the gradient SUM over the m examples and divides by m as it goes.  With μ = 0
+and λ = 0 the sgd line is network.py's w ← w − (η/m) Σ_x ∇C_x.
 """
 
 import math
@@ -24,8 +27,8 @@ from ._jit import jit
 SGD, ADAM = 0, 1
 NAMES = ("sgd", "adam")
 
-# Hyper-parameters of one run; ``decay`` = 1 − ηλ/n, ``l2`` = λ/n.
-Hyper = namedtuple("Hyper", "kind eta decay l2 mu beta1 beta2 eps")
+# Hyper-parameters of one run; ``shrink`` = ηλ/n, ``l2`` = λ/n.
+Hyper = namedtuple("Hyper", "kind eta shrink l2 mu beta1 beta2 eps")
 # Optimizer state, same layout as params; ``t`` is a one-element step counter.
 State = namedtuple("State", "velocity m v t")
 
@@ -39,7 +42,7 @@ def code(name):
 
 def make_hyper(optimizer, eta, lmbda, n, momentum, beta1, beta2, epsilon):
     """Pack validated hyper-parameters for the compiled update."""
-    return Hyper(np.int64(code(optimizer)), float(eta), 1.0 - eta * lmbda / n, lmbda / n,
+    return Hyper(np.int64(code(optimizer)), float(eta), eta * lmbda / n, lmbda / n,
                  float(momentum), float(beta1), float(beta2), float(epsilon))
 
 
@@ -50,28 +53,54 @@ def make_state(n_params, dtype):
 
 
 @jit
-def bias_corrections(hyper, t):
-    """(1 − β₁ᵗ, 1 − β₂ᵗ) for Adam's step t (1-based)."""
-    return 1.0 - hyper.beta1 ** t, 1.0 - hyper.beta2 ** t
+def sgd_update(w, g_sum, m, decay, hyper):
+    """w ← (1 − ηλ/n) w − (η/m) Σ_x ∂C_x/∂w, elementwise (biases: decay = 1).
+
+    η/m multiplies the gradient sum as in network.py; a division per
+    parameter would cost more than the update itself.
+    """
+    step = hyper.eta / m
+    for p in range(w.shape[0]):
+        w[p] = decay * w[p] - step * g_sum[p]
 
 
 @jit
-def update_parameter(params, state, p, g, is_weight, hyper, c1, c2):
-    """Apply one optimizer step to parameter ``p`` given its averaged gradient ``g``."""
-    if hyper.kind == SGD:
-        step = -hyper.eta * g
-        if hyper.mu != 0.0:
-            step = hyper.mu * state.velocity[p] + step
-            state.velocity[p] = step
-        if is_weight:
-            params[p] = hyper.decay * params[p] + step
-        else:
-            params[p] = params[p] + step
+def momentum_update(w, velocity, g_sum, m, decay, hyper):
+    """v ← μ v − (η/m) Σ_x ∂C_x/∂w,  w ← (1 − ηλ/n) w + v, elementwise."""
+    step = hyper.eta / m
+    for p in range(w.shape[0]):
+        v = hyper.mu * velocity[p] - step * g_sum[p]
+        velocity[p] = v
+        w[p] = decay * w[p] + v
+
+
+@jit
+def adam_update(w, mom, vel, g_sum, m, l2, hyper, t):
+    """Adam step t (1-based), elementwise, g = Σ_x ∂C_x/∂w / m + l2 · w (l2 = λ/n for weights)."""
+    c1 = 1.0 - hyper.beta1 ** t
+    c2 = 1.0 - hyper.beta2 ** t
+    inv_m = 1.0 / m
+    for p in range(w.shape[0]):
+        g = inv_m * g_sum[p] + l2 * w[p]
+        mom[p] = hyper.beta1 * mom[p] + (1.0 - hyper.beta1) * g
+        vel[p] = hyper.beta2 * vel[p] + (1.0 - hyper.beta2) * g * g
+        w[p] = w[p] - hyper.eta * (mom[p] / c1) / (math.sqrt(vel[p] / c2) + hyper.eps)
+
+
+@jit
+def update_range(params, state, grad, lo, hi, m, is_weight, hyper):
+    """Apply the optimizer to parameters [lo, hi) from the gradient sum ``grad`` over m examples.
+
+    ``state.t`` already counts this step.  Weight decay applies when ``is_weight``.
+    The loops run over views starting at 0, which is what lets LLVM vectorise them.
+    """
+    w, g_sum = params[lo:hi], grad[lo:hi]
+    if hyper.kind == ADAM:
+        l2 = hyper.l2 if is_weight else 0.0
+        adam_update(w, state.m[lo:hi], state.v[lo:hi], g_sum, m, l2, hyper, state.t[0])
     else:
-        if is_weight:
-            g = g + hyper.l2 * params[p]
-        m = hyper.beta1 * state.m[p] + (1.0 - hyper.beta1) * g
-        v = hyper.beta2 * state.v[p] + (1.0 - hyper.beta2) * g * g
-        state.m[p] = m
-        state.v[p] = v
-        params[p] = params[p] - hyper.eta * (m / c1) / (math.sqrt(v / c2) + hyper.eps)
+        decay = 1.0 - hyper.shrink if is_weight else 1.0
+        if hyper.mu != 0.0:
+            momentum_update(w, state.velocity[lo:hi], g_sum, m, decay, hyper)
+        else:
+            sgd_update(w, g_sum, m, decay, hyper)

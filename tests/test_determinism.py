@@ -10,10 +10,10 @@ TRAIN = """
 import hashlib, numpy as np, loopnet, numba
 (X, y), _ = loopnet.data.digits_split()
 out = []
-for opt, kw, n_chunks in (("sgd", {}, 2), ("sgd", {"momentum": 0.5, "lmbda": 1.0}, 4),
-                          ("adam", {"eta": 0.01}, 3)):
-    net = loopnet.Net([64, 20, 10], seed=3, n_chunks=n_chunks)
-    args = dict(epochs=2, batch_size=10, eta=1.0)
+for opt, kw, m in (("sgd", {}, 10), ("sgd", {"momentum": 0.5, "lmbda": 1.0}, 7),
+                   ("adam", {"eta": 0.01}, 33)):
+    net = loopnet.Net([64, 20, 10], seed=3)
+    args = dict(epochs=2, batch_size=m, eta=1.0)
     args.update(kw)
     net.fit(X, y, optimizer=opt, **args)
     out.append(hashlib.sha256(net.params.tobytes()).hexdigest())

@@ -188,7 +188,6 @@ BAD_CONSTRUCTORS = [
     (dict(sizes=[4, 3], cost="hinge"), ValueError, "unknown cost 'hinge'"),
     (dict(sizes=[4, 3], output="relu", cost="cross_entropy"), ValueError, "needs output"),
     (dict(sizes=[4, 3], dtype="float16"), ValueError, "dtype"),
-    (dict(sizes=[4, 3], n_chunks=0), ValueError, "n_chunks"),
 ]
 
 
