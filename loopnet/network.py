@@ -169,6 +169,12 @@ class _Compiled(object):
 
     _loopnet_cost = "quadratic"
 
+    def __getstate__(self):
+        # Pickle/copy only Nielsen's attributes; the compiled Net is rebuilt on demand.
+        state = dict(self.__dict__)
+        state.pop("_loopnet_net", None)
+        return state
+
     def _net(self):
         """The loopnet.Net holding the current weights (built lazily)."""
         import loopnet

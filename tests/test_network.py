@@ -208,3 +208,15 @@ def test_nan_input_and_zero_eta():
     with contextlib.redirect_stdout(io.StringIO()):
         net.SGD(data[:1] * 4, 2, 2, 0.0)          # eta = 0 is accepted and changes nothing
     assert all(np.array_equal(a, b) for a, b in zip(before, net.weights))
+
+
+def test_pickle_and_copy_keep_nielsens_attributes_only():
+    import copy
+    import pickle
+    case = CASES[2]
+    arrays, training, test = load_case(case)
+    net, *_ = run(case, training, test)
+    for other in (pickle.loads(pickle.dumps(net)), copy.deepcopy(net)):
+        assert set(vars(other)) == {"num_layers", "sizes", "biases", "weights"}
+        assert all(np.array_equal(a, b) for a, b in zip(other.weights, net.weights))
+        assert other.evaluate(test) == net.evaluate(test)
