@@ -711,17 +711,6 @@ def open_idx(path, *, divide_by=None, dtype=None, flatten=True, cache_dir=None, 
 # --------------------------------------------------------------------------------------------
 
 
-def add_cli_arguments(parser):
-    """The ``--distributed`` / ``--deterministic`` options of ``loopnet train``."""
-    g = parser.add_argument_group("distributed training (MPI; needs pip install 'loopnet[mpi]')")
-    g.add_argument("--distributed", action="store_true", default=None,
-                   help="split every mini-batch across the ranks of mpiexec: "
-                        "mpiexec -n 4 python -m mpi4py -m loopnet train --distributed ...")
-    g.add_argument("--deterministic", action="store_true", default=None,
-                   help="with --distributed: add the ranks' gradient sums in rank order instead "
-                        "of Allreduce (bit-reproducible for a given number of ranks)")
-
-
 def cli_session(args):
     """A :class:`CliSession` for ``loopnet train --distributed``, else None."""
     from .commands import _common as c  # noqa: PLC0415
@@ -738,13 +727,14 @@ def cli_session(args):
 
 
 class CliSession:
-    """What the train command needs under MPI: rank-0-only output, sharded data, the fit.
+    """What the train command needs under MPI: rank-0-only output and files, the fit.
+
+    The command loads its data set on every rank as usual (its loader decides the input
+    scaling and records it in the model); memory-mapped, sharded reading is the Python API's
+    :func:`open_idx`.
 
     * ``stdout``: the real one on rank 0, ``os.devnull`` elsewhere; ``save(...)`` writes on
       rank 0 only (every rank keeps the same network, so any could; one must).
-    * ``load_data(spec, n_classes)``: like ``_common.load_data``, but the training images of
-      an IDX data set are memory-mapped (:class:`IdxRows`), so a rank reads only the rows it
-      trains on; labels and the held-out set are read whole (they are small).
     * ``fit(net)``: a drop-in for ``net.fit`` that trains with :func:`fit` on the communicator.
     """
 
@@ -761,46 +751,13 @@ class CliSession:
 
             io.save(*args, **kwargs)
 
-    def load_data(self, spec, n_classes=None):
-        from . import datafiles as df  # noqa: PLC0415
-        from .commands import _common as c  # noqa: PLC0415
-
-        name, data = spec.get("dataset"), spec.get("data")
-        directory = None
-        if name in df.IDX_DATASETS and not (data is not None and os.path.isfile(data)):
-            directory = df.locate_dataset(name, data)
-        elif name is None and data is not None and os.path.isdir(data) and df.find_idx_files(data, "train"):
-            directory, name = data, "idx"
-        train = df.find_idx_files(directory, "train") if directory else None
-        if not train or not df.find_idx_files(directory, "t10k"):
-            return c.load_data(spec, n_classes=n_classes)  # not IDX: every rank loads it
-        images_path, labels_path = train
-        X = open_idx(images_path, divide_by=255, comm=self.comm)
-        if X._mm.dtype != np.uint8 or X.ndim != 2:
-            return c.load_data(spec, n_classes=n_classes)
-        y = df.check_labels(df.read_idx(labels_path), labels_path, n_classes or 10)
-        if len(y) != len(X):
-            raise df.DataError(f"{labels_path}: {len(y)} labels for {len(X)} images in {images_path}")
-        Xte, yte = df.load_idx_split(*df.find_idx_files(directory, "t10k"))
-        ds = df.Dataset(name, X, y, Xte, yte, directory)
-        if spec.get("limit"):
-            ds.X_train = X[: spec["limit"]]
-            ds.y_train = y[: spec["limit"]]
-        if n_classes is not None:
-            ds.n_classes = n_classes
-            for labels, what in ((ds.y_train, "training"), (ds.y_test, "held-out")):
-                if len(labels) and int(labels.max()) >= n_classes:
-                    raise df.DataError(f"{ds.source}: {what} label {int(labels.max())} out of range for "
-                                       f"a network with {n_classes} outputs (0..{n_classes - 1})")
-        return ds
-
     def fit(self, net):
         """``net.fit``'s signature, trained over the communicator."""
 
         def run(X, Y, **kwargs):
-            how = "rank-order sum (deterministic)" if self.deterministic else "Allreduce"
-            print(f"loopnet: distributed over {self.size} MPI ranks ({how}); "
-                  f"each mini-batch is split across them", file=self.stdout, flush=True)
+            how = "summed in rank order, deterministic" if self.deterministic else "Allreduce"
+            print(f"loopnet: each mini-batch split across {self.size} MPI ranks ({how})",
+                  file=self.stdout, flush=True)
             return fit(net, X, Y, comm=self.comm, deterministic=self.deterministic, **kwargs)
 
         return run

@@ -42,6 +42,7 @@ CASES = {
 }
 
 SEED = 1234
+CLI_ARGS = ["--epochs", "2", "--limit", "300", "--seed", "3"]
 
 
 def load_data(kind, idx_dir=None):
@@ -121,6 +122,7 @@ def main(argv=None):
     ap.add_argument("--fail-rank", type=int, default=None,
                     help="this rank raises inside its 3rd gradient_sum call (failure test)")
     ap.add_argument("--no-abort", action="store_true", help="abort_on_error=False: rely on python -m mpi4py")
+    ap.add_argument("--cli", action="store_true", help="also run `loopnet train --distributed` (CLI_ARGS)")
     args = ap.parse_args(argv)
 
     from mpi4py import MPI
@@ -158,6 +160,13 @@ def main(argv=None):
             params[name] = net.params.copy()
             meta[name] = {"fingerprints": prints, "history": net.history, "epoch": net.epoch,
                           "rng_state": net.rng.bit_generator.state}
+    if args.cli:
+        from loopnet import cli
+
+        rc = cli.main(["train", "--distributed", "--deterministic", *CLI_ARGS,
+                       "--save", os.path.join(args.outdir, "cli.npz")])
+        if rc != 0:
+            raise SystemExit(f"loopnet train --distributed exited {rc} on rank {rank}")
     if rank == 0:
         np.savez(os.path.join(args.outdir, "result.npz"), **params)
         with open(os.path.join(args.outdir, "result.json"), "w") as f:

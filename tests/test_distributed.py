@@ -96,10 +96,10 @@ def _assert_group_gone(pgid, wait=10.0):
         time.sleep(0.05)
 
 
-def _run_launch(tmp_path_factory, n, names):
+def _run_launch(tmp_path_factory, n, names, extra=()):
     out = tmp_path_factory.mktemp(f"mpi{n}")
     cases.write_idx_files(str(out))
-    rc, so, se, sec = launch(n, [str(out), "--cases", ",".join(names)])
+    rc, so, se, sec = launch(n, [str(out), "--cases", ",".join(names), *extra])
     assert rc == 0, f"mpiexec -n {n} failed (rc={rc}) after {sec:.1f} s\nstdout:\n{so}\nstderr:\n{se}"
     with open(out / "result.json") as f:
         meta = json.load(f)
@@ -109,7 +109,7 @@ def _run_launch(tmp_path_factory, n, names):
 
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory):
-    return _run_launch(tmp_path_factory, 2, list(cases.CASES))
+    return _run_launch(tmp_path_factory, 2, list(cases.CASES), ["--cli"])
 
 
 THREE_RANK_CASES = ["det_sgd", "allreduce_sgd", "det_data_partition", "det_idx_memmap_batch"]
@@ -164,7 +164,28 @@ def test_three_ranks_match_one_process_decomposition(three_ranks, name):
 @needs_mpi
 def test_only_rank_zero_writes(two_ranks):
     files = sorted(os.listdir(two_ranks["dir"]))
-    assert files == ["images-idx3-ubyte", "labels-idx1-ubyte", "result.json", "result.npz"]
+    assert files == ["cli.npz", "images-idx3-ubyte", "labels-idx1-ubyte", "result.json", "result.npz"]
+
+
+@needs_mpi
+def test_cli_train_distributed(two_ranks, tmp_path):
+    """`loopnet train --distributed --deterministic` on 2 ranks: rank 0 alone prints; the model is Net.fit's."""
+    from loopnet import cli, io
+
+    out = two_ranks["stdout"]
+    assert out.count("loopnet: done:") == 1 and out.count("epoch 2/2") == 1, out
+    assert "split across 2 MPI ranks" in out
+    assert cli.main(["train", *cases.CLI_ARGS, "--save", str(tmp_path / "one.npz"), "-q"]) == 0
+    got, want = io.load(os.path.join(two_ranks["dir"], "cli.npz")), io.load(str(tmp_path / "one.npz"))
+    assert got.epoch == want.epoch == 2
+    np.testing.assert_allclose(got.params, want.params, rtol=0, atol=1e-12)
+
+
+def test_cli_deterministic_needs_distributed(capsys):
+    from loopnet import cli
+
+    assert cli.main(["train", "--deterministic", "--epochs", "1"]) == 2
+    assert "--deterministic needs --distributed" in capsys.readouterr().err
 
 
 @needs_mpi

@@ -68,6 +68,14 @@ def add_arguments(p):
     t.add_argument("--threads", type=c.positive_int, metavar="N", help="Numba threads (results do not "
                    "depend on it)")
     c.add_data_arguments(p)
+    # ---- distributed training (MPI): implemented in loopnet/distributed.py ----
+    d = p.add_argument_group("distributed training (MPI; pip install 'loopnet[mpi]')")
+    d.add_argument("--distributed", action="store_true", default=None,
+                   help="split each mini-batch across the ranks of "
+                        "'mpiexec -n K python -m mpi4py -m loopnet train --distributed ...'")
+    d.add_argument("--deterministic", action="store_true", default=None,
+                   help="with --distributed: add the ranks' gradients in rank order, not by "
+                        "Allreduce (bit-reproducible for a given number of ranks)")
     o = p.add_argument_group("output")
     o.add_argument("--save", metavar="PATH",
                    help="write the trained model here (.npz, or .json for network2's format)")
@@ -198,6 +206,8 @@ def run(args):
     if s["save"] and args.resume and os.path.abspath(s["save"]) == os.path.abspath(checkpoint):
         raise c.UsageError("--save and --checkpoint must be different files")
     c.set_threads(args.threads)
+    mpi = _mpi_session(args)        # None unless --distributed; then rank 0 alone prints/writes
+    save = io.save if mpi is None else mpi.save
     if net is None:
         try:
             loopnet.costs.check_pair(s["output"], s["cost"])
@@ -229,7 +239,7 @@ def run(args):
                 "status": status}
 
     remaining = s["epochs"] - net.epoch
-    out = sys.stdout
+    out = sys.stdout if mpi is None else mpi.stdout
     if not args.quiet:
         print(f"loopnet: {ds.name}: {len(y)} training, {len(yv)} held-out examples; network "
               f"{','.join(map(str, net.sizes))} {net.activation}/{net.output}, {net.cost_name},"
@@ -252,7 +262,7 @@ def run(args):
               f"{s['epochs']}); nothing to do", file=out)
         if s["save"] and not (args.resume and os.path.abspath(s["save"]) ==
                               os.path.abspath(args.resume)):
-            io.save(net, s["save"], extra=extra("complete"))
+            save(net, s["save"], extra=extra("complete"))
         return 0
 
     show_bar = args.progress if args.progress is not None else (
@@ -268,7 +278,7 @@ def run(args):
             print(_epoch_line(record, s["epochs"]), file=out, flush=True)
         every = s["checkpoint_every"]
         if every and n.epoch % every == 0 and n.epoch < s["epochs"]:
-            io.save(n, checkpoint, extra=extra("checkpoint"))
+            save(n, checkpoint, extra=extra("checkpoint"))
         bar.start(n.epoch + 1)
         return False
 
@@ -276,10 +286,10 @@ def run(args):
                       lmbda=s["lmbda"], momentum=s["momentum"], optimizer=s["optimizer"],
                       tol=s["tol"], validation_data=(Xv, yv), callback=on_epoch, progress=bar)
     try:
-        net.fit(X, y, **fit_kwargs)
+        (net.fit if mpi is None else mpi.fit(net))(X, y, **fit_kwargs)
     except KeyboardInterrupt:
         bar.close()
-        io.save(net, checkpoint, extra=extra("interrupted"))
+        save(net, checkpoint, extra=extra("interrupted"))
         sys.stderr.write(
             f"loopnet: interrupted; {net.epoch} epochs complete (the epoch in progress was "
             f"rolled back). Checkpoint saved to {checkpoint}\n"
@@ -287,10 +297,12 @@ def run(args):
         return 130
     except loopnet.DivergenceError as exc:
         bar.close()
+        if mpi is not None and not mpi.root:
+            return 1                # every rank diverged together; rank 0 reports it
         msg = (f"training diverged in epoch {exc.epoch} (cost or a parameter became NaN/inf);"
                f" try a smaller --eta than {s['eta']:g} (e.g. {s['eta'] / 10:g})")
         if s["save"]:
-            io.save(net, s["save"], extra=extra("diverged"))
+            save(net, s["save"], extra=extra("diverged"))
             msg += f"; the last good parameters (after epoch {net.epoch}) were saved to " \
                    f"{s['save']}"
         else:
@@ -300,12 +312,20 @@ def run(args):
     bar.close()
     elapsed = time.perf_counter() - t0
     if s["save"]:
-        io.save(net, s["save"], extra=extra("complete"))
+        save(net, s["save"], extra=extra("complete"))
     _summary(net, first_epoch, elapsed, Xv, yv, s, out)
-    if args.plot:
+    if args.plot and (mpi is None or mpi.root):
         _plot(net.history, args.plot)
         print(f"loopnet: plot written to {args.plot}", file=out)
     return 0
+
+
+def _mpi_session(args):
+    """--distributed / --deterministic: see loopnet/distributed.py (imports mpi4py only then)."""
+    if not (getattr(args, "distributed", None) or getattr(args, "deterministic", None)):
+        return None
+    from ..distributed import cli_session
+    return cli_session(args)
 
 
 def _quote(path):
