@@ -72,3 +72,16 @@ def one_hot(labels, n_classes):
     Y = np.zeros((labels.shape[0], n_classes))
     Y[np.arange(labels.shape[0]), labels] = 1.0
     return Y
+
+
+def load_dataset(name=None, data=None, **options):
+    """Training and held-out sets by name or path, as ``loopnet train`` finds them.
+
+    ``load_dataset()`` is the embedded digits; ``load_dataset("fashion-mnist")`` (or
+    ``"mnist"``) finds the IDX files via ``data``, ``$LOOPNET_DATA`` or
+    ``/usr/share/datasets/<name>``; ``load_dataset(data="train.csv")`` reads a CSV or .npz.
+    Returns a :class:`loopnet.datafiles.Dataset` (``X_train``, ``y_train``, ``X_test``,
+    ``y_test``, ``divisor``). Options and file layouts: :func:`loopnet.datafiles.load_dataset`.
+    """
+    from .datafiles import load_dataset as _load
+    return _load(name, data, **options)
