@@ -143,8 +143,10 @@ def _param_name(kind, layer, idx, shape):
 def _float64_twin(net):
     """A float64 network with the same configuration and parameter values."""
     from .net import Net
-    twin = Net(list(net.sizes), activation=net.activation, output=net.output,
-               cost=net.cost_name, dtype="float64", n_chunks=net.n_chunks, seed=0)
+    config = dict(net.config)          # sizes, activation, output, cost, dtype (+ engine options)
+    config["dtype"] = "float64"
+    sizes = config.pop("sizes")
+    twin = Net(list(sizes), seed=0, **config)
     twin.weights = [np.asarray(w, dtype=np.float64) for w in net.weights]
     twin.biases = [np.asarray(b, dtype=np.float64) for b in net.biases]
     return twin
