@@ -11,7 +11,7 @@ Two formats, chosen by the file name:
     ``opt.<key>.npy`` one member per array in ``net.optimizer_state`` (``velocity``, ``m``, ``v``)
 
     The JSON holds ``format`` (``"loopnet"``), ``format_version``, ``config`` (sizes,
-    activation, output, cost, dtype, n_chunks), ``epoch``, ``history``, ``rng_state``
+    activation, output, cost, dtype as ``net.config`` gives them), ``epoch``, ``history``, ``rng_state``
     (``net.rng.bit_generator.state``), ``optimizer`` (its scalar fields and the names of its
     arrays), ``arrays`` (dtype, shape and SHA-256 of every array member) and ``extra``
     (free-form, e.g. the training options the command line used).
@@ -358,8 +358,10 @@ def _build(path, meta, params, opt_arrays):
         raise ModelFormatError(f"{path}: parameters are {params.dtype}, metadata says {dtype}")
     if not np.all(np.isfinite(params)):
         raise ModelFormatError(f"{path}: parameters contain NaN or infinity")
+    import inspect
+    accepted = inspect.signature(loopnet.Net).parameters
     kwargs = {k: config[k] for k in ("activation", "output", "cost", "dtype", "n_chunks")
-              if k in config}
+              if k in config and k in accepted}   # n_chunks: only for cores that take it
     try:
         net = loopnet.Net(sizes, seed=0, **kwargs)
     except (ValueError, TypeError) as exc:

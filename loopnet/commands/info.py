@@ -27,7 +27,7 @@ def run(args):
     opt = net.optimizer_state
     d = {"model": args.model, "format_version": meta.get("format_version"),
          "sizes": list(net.sizes), "activation": net.activation, "output": net.output,
-         "cost": net.cost_name, "dtype": net.dtype.name, "n_chunks": net.n_chunks,
+         "cost": net.cost_name, "dtype": net.dtype.name,
          "parameters": int(net.params.size), "epoch": net.epoch,
          "optimizer": {"name": opt["name"], "t": opt["t"]},
          "status": extra.get("status"), "train": extra.get("train"), "data": extra.get("data"),
