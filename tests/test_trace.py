@@ -297,3 +297,13 @@ def test_registered_in_cli(capsys):
     from loopnet import cli
     assert cli.main(["trace", "--sizes", "2,3,2", "--seed", "0", "--json"]) == 0
     assert set(json.loads(capsys.readouterr().out)) == set(KEYS)
+
+
+def test_top_level_api():
+    """loopnet.trace(net, x, y) and loopnet.gradcheck(net, X, Y), once loopnet/__init__.py
+    exports them (``from .trace import trace`` / ``from .gradcheck import gradcheck``)."""
+    if not callable(getattr(loopnet, "trace", None)):
+        pytest.skip("loopnet/__init__.py does not export trace/gradcheck yet (core file)")
+    tr = loopnet.trace(loopnet.Net([2, 2], seed=0), [0.1, 0.2], 0)
+    assert set(tr) == set(KEYS)
+    assert loopnet.gradcheck(loopnet.Net([2, 2], seed=0), [[0.1, 0.2]], [[0.0, 1.0]]).ok
