@@ -1,9 +1,9 @@
 """Trace one example through a network: every z, a, δ and ∂C/∂w, ∂C/∂b, by index.
 
 This is loopnet's teaching view of backpropagation (Nielsen, *Neural Networks
-and Deep Learning*, chapter 2).  :func:`trace` runs the **same compiled
-per-example kernels** that training uses (:mod:`loopnet.kernels`), one call per
-layer and equation, and keeps every intermediate array:
+and Deep Learning*, chapter 2).  :func:`trace` runs the **compiled
+per-example kernels** of :mod:`loopnet.kernels`, the equations the training engine
+is built from, one call per layer and equation, and keeps every intermediate array:
 
 =======  ==========================================  ==============================
 eq.      component form                              kernel
