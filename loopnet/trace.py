@@ -30,7 +30,6 @@ numbers, e.g. ``δ^2_1 = (a^2_1 − y_1) · σ'(z^2_1) = (0.731 − 1) · 0.197 
 """
 
 import json
-import re
 
 import numpy as np
 
@@ -394,11 +393,3 @@ def render(tr, *, layer=None, neuron=None, digits=3, max_terms=6, ascii=False):
                     f" = {f(A[l - 1][k])} · {f.p(D[l - 1][j])} = {f(NW[l - 1][j, k])}")
     text = "\n".join(lines) + "\n"
     return ascii_text(text) if ascii else text
-
-
-def numbers_in(line):
-    """The numbers printed after the first '=' of a rendered line (for tests and notebooks)."""
-    rhs = line.split("=", 1)[1] if "=" in line else line
-    # drop index sub/superscripts such as ^2 or _10 attached to symbols
-    rhs = re.sub(r"[\^_](\{[^}]*\}|\d+|[a-zA-Z]+)", "", rhs)
-    return [float(t) for t in re.findall(r"(?<![A-Za-z])-?\d+(?:\.\d+)?(?:e[-+]?\d+)?", rhs)]

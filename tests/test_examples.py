@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from loopnet.examples import bp_equations, chain, hand_worked, matrix_form
-from loopnet.trace import render, trace
+from loopnet.trace import trace
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
