@@ -197,3 +197,21 @@ def test_missing_registered_module_is_skipped(monkeypatch, capsys):
     assert main(["--help"]) == 0
     assert "ghost" not in capsys.readouterr().out
     assert main(["info", "--help"]) == 0
+
+
+def test_progress_bar_plain_fallback_without_tqdm(monkeypatch, capsys):
+    from loopnet.commands import train
+    monkeypatch.setitem(sys.modules, "tqdm", None)          # as if tqdm were not installed
+    bar = train._Progress(True, total_epochs=3, n_batches=40)
+    bar.start(2)
+    bar(20, 40)
+    bar(40, 40)
+    bar.close()
+    err = capsys.readouterr().err
+    assert "epoch 2/3" in err and "20/40 batches" in err and "40/40 batches" in err
+    assert err.endswith("\r")                                 # the line is wiped afterwards
+    quiet = train._Progress(False, total_epochs=3, n_batches=40)
+    quiet.start(1)
+    quiet(40, 40)
+    quiet.close()
+    assert capsys.readouterr().err == ""
