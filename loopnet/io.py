@@ -433,7 +433,7 @@ def _load_json(path):
                                    f"{', '.join(_N2_COSTS)})")
         config = {"sizes": doc["sizes"], "activation": "sigmoid", "output": "sigmoid",
                   "cost": _N2_COSTS[cost], "dtype": "float64"}
-        lm = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": config,
+        lm = {"format": "network2", "format_version": None, "config": config,
               "epoch": 0, "history": [], "rng_state": None, "optimizer": {}, "extra": {}}
     sizes = _check_config(path, config)
     if doc["sizes"] != sizes:

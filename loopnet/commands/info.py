@@ -37,7 +37,9 @@ def run(args):
         sys.stdout.write("\n")
         return 0
     n_w = sum(w.size for w in net.weights)
-    print(f"model:       {args.model} (loopnet format version {d['format_version']})")
+    kind = "network2 JSON, no training state" if meta.get("format") == "network2" else \
+        f"loopnet format version {d['format_version']}"
+    print(f"model:       {args.model} ({kind})")
     print(f"sizes:       {','.join(map(str, net.sizes))}")
     print(f"activations: {net.activation} (hidden), {net.output} (output)")
     print(f"cost:        {net.cost_name}")
