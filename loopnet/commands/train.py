@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
 import time
 
@@ -285,16 +287,19 @@ def run(args):
     fit_kwargs = dict(epochs=remaining, batch_size=s["batch_size"], eta=s["eta"],
                       lmbda=s["lmbda"], momentum=s["momentum"], optimizer=s["optimizer"],
                       tol=s["tol"], validation_data=(Xv, yv), callback=on_epoch, progress=bar)
+    stopped = []
     try:
-        (net.fit if mpi is None else mpi.fit(net))(X, y, **fit_kwargs)
+        with _sigterm_as_interrupt(stopped):
+            (net.fit if mpi is None else mpi.fit(net))(X, y, **fit_kwargs)
     except KeyboardInterrupt:
         bar.close()
         save(net, checkpoint, extra=extra("interrupted"))
+        why = "terminated (SIGTERM)" if stopped else "interrupted"
         sys.stderr.write(
-            f"loopnet: interrupted; {net.epoch} epochs complete (the epoch in progress was "
+            f"loopnet: {why}; {net.epoch} epochs complete (the epoch in progress was "
             f"rolled back). Checkpoint saved to {checkpoint}\n"
             f"loopnet: resume with: loopnet train --resume {_quote(checkpoint)}\n")
-        return 130
+        return 143 if stopped else 130
     except loopnet.DivergenceError as exc:
         bar.close()
         if mpi is not None and not mpi.root:
@@ -326,6 +331,24 @@ def _mpi_session(args):
         return None
     from ..distributed import cli_session
     return cli_session(args)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt(stopped):
+    """While training, SIGTERM (a scheduler's or `kill`'s stop) takes the Ctrl-C path:
+    the epoch in progress is rolled back and a checkpoint is written."""
+    def handler(signum, frame):
+        stopped.append(signum)
+        raise KeyboardInterrupt
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except (ValueError, OSError):       # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _quote(path):
