@@ -184,6 +184,8 @@ CASES = [
      ["nowhere", "does not exist"]),
     ("save-dir-missing", None, T + ["--save", "no/such/dir/m.npz"], 1,
      ["no/such/dir", "does not exist"]),
+    ("save-equals-checkpoint", None, T + ["--checkpoint", "keep.npz"] + S, 2,
+     ["--save and --checkpoint"]),
     ("unknown-command", None, ["tarin"], 2, ["tarin"]),
     ("unknown-option", None, T + ["--learning-rate", "3"], 2, ["--learning-rate"]),
     ("predict-output-suffix", None, ["predict", "keep.npz", "keep.npz", "-o", "out.txt"], 2,

@@ -205,7 +205,7 @@ def run(args):
         c.check_output_path(path, what)
     if args.plot:
         _check_plot_available()
-    if s["save"] and args.resume and os.path.abspath(s["save"]) == os.path.abspath(checkpoint):
+    if s["save"] and os.path.abspath(s["save"]) == os.path.abspath(checkpoint):
         raise c.UsageError("--save and --checkpoint must be different files")
     c.set_threads(args.threads)
     mpi = _mpi_session(args)        # None unless --distributed; then rank 0 alone prints/writes
