@@ -109,6 +109,8 @@ def _describe(v):
 
 def _stack_columns(vs, n, name, role, hint=""):
     """(len(vs), n) float64 matrix from (n, 1) or (n,) arrays; ValueError naming a bad one."""
+    if len(vs) == 0:
+        return np.zeros((0, n))
     try:
         A = np.array(vs, dtype=np.float64)
     except (ValueError, TypeError):
@@ -117,9 +119,11 @@ def _stack_columns(vs, n, name, role, hint=""):
         (A.ndim == 2 and A.shape[1] == n) or (A.ndim == 3 and A.shape[1:] == (n, 1)))
     if ok:
         A = A.reshape(len(vs), n)
-        finite = np.isfinite(A).all(axis=1)
-        if not finite.all():
-            i = int(np.argmin(finite))
+        # Row sums are finite unless a row holds NaN/inf (or overflows: re-checked below).
+        suspect = np.flatnonzero(~np.isfinite(A.sum(axis=1)))
+        bad = [i for i in suspect if not np.isfinite(A[i]).all()]
+        if bad:
+            i = int(bad[0])
             raise ValueError("%s[%d][%d] contains NaN or infinity"
                              % (name, i, 0 if role.startswith("input") else 1))
         return A

@@ -220,3 +220,12 @@ def test_pickle_and_copy_keep_nielsens_attributes_only():
         assert set(vars(other)) == {"num_layers", "sizes", "biases", "weights"}
         assert all(np.array_equal(a, b) for a, b in zip(other.weights, net.weights))
         assert other.evaluate(test) == net.evaluate(test)
+
+
+def test_empty_training_data_prints_epochs_like_nielsen():
+    np.random.seed(0)
+    net = network.Network([3, 2])
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        net.SGD([], 2, 10, 3.0)
+    assert buf.getvalue() == "Epoch 0 complete\nEpoch 1 complete\n"
