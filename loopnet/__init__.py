@@ -7,7 +7,10 @@
 """
 
 from . import activations, costs, data, kernels, reference
+from .gradcheck import gradcheck
 from .net import DivergenceError, Net
+from .trace import trace
 
 __version__ = "0.1.0"
-__all__ = ["Net", "DivergenceError", "activations", "costs", "data", "kernels", "reference"]
+__all__ = ["Net", "DivergenceError", "trace", "gradcheck", "activations", "costs", "data",
+           "kernels", "reference"]

@@ -20,23 +20,65 @@ compiled code whatever ``NUMBA_NUM_THREADS`` is (see :mod:`loopnet.engine`),
 and results stay within 1e-10 relative of the NumPy reference (tested).
 ``nnan``/``ninf`` are NOT used: NaN must stay visible to divergence checks.
 
-Cache caveat: Numba invalidates a cached function when ITS source file
-changes, not when a function it calls changes in another file.  After
-editing loopnet's kernels by hand, delete ``loopnet/__pycache__/*.nb[ic]``.
+Cache invalidation
+------------------
+Numba alone invalidates a cached function when ITS source file changes, not
+when a kernel it inlines changes in another file: after an edit to
+kernels.py, engine.py's cached code would still run the old kernel (wrong
+numbers, or a crash when a data layout changed).  :class:`_CoreStampLocator`
+therefore stamps every cache entry of loopnet with a hash of all the modules
+that hold compiled code, as well as the function's own file; any edit to
+them recompiles everything on the next run.  An installed release never
+changes, so users only ever pay the compile once.
 """
 
+import hashlib
+import os
+
 import numba
+from numba.core.caching import CacheImpl, InTreeCacheLocator
 
 FASTMATH = {"contract", "reassoc"}
 
 OPTIONS = dict(cache=True, nogil=True, fastmath=FASTMATH)
 
+# Modules whose compiled functions are inlined into one another.
+CORE_MODULES = ("_jit.py", "activations.py", "costs.py", "kernels.py", "optim.py", "engine.py")
+
+
+def _core_stamp():
+    here = os.path.dirname(os.path.abspath(__file__))
+    digest = hashlib.sha256()
+    for name in CORE_MODULES:
+        with open(os.path.join(here, name), "rb") as f:
+            digest.update(f.read())
+    return digest.hexdigest()
+
+
+class _CoreStampLocator(InTreeCacheLocator):
+    """Numba's usual ``__pycache__`` location, stamped with the hash of the core modules."""
+
+    core_stamp = _core_stamp()
+
+    def get_source_stamp(self):
+        return (self.core_stamp, super().get_source_stamp())
+
+
+def _compile(fn, **options):
+    """``numba.njit(**options)(fn)`` with :class:`_CoreStampLocator` tried first for its cache."""
+    usual = CacheImpl._locator_classes
+    CacheImpl._locator_classes = [_CoreStampLocator] + list(usual)
+    try:
+        return numba.njit(**options)(fn)
+    finally:
+        CacheImpl._locator_classes = usual
+
 
 def jit(fn):
     """Compile ``fn`` as a serial nopython function."""
-    return numba.njit(**OPTIONS)(fn)
+    return _compile(fn, **OPTIONS)
 
 
 def pjit(fn):
     """Compile ``fn`` with ``parallel=True`` so that its ``prange`` loops run on threads."""
-    return numba.njit(parallel=True, **OPTIONS)(fn)
+    return _compile(fn, parallel=True, **OPTIONS)

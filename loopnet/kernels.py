@@ -36,16 +36,16 @@ def forward_layer(z, a, w, b, a_prev, act):
     For ``act == SOFTMAX`` the activation couples the layer:
     a_j = e^{z_j} / Σ_i e^{z_i} (computed with max z subtracted, which leaves it unchanged).
     """
-    n, m = w.shape
-    for j in range(n):
+    n_l, n_prev = w.shape  # j runs over the n_l neurons, k over the n_prev inputs
+    for j in range(n_l):
         z_j = w.dtype.type(0)
-        for k in range(m):
+        for k in range(n_prev):
             z_j += w[j, k] * a_prev[k]
         z[j] = z_j + b[j]
     if act == SOFTMAX:
         softmax(a, z)
     else:
-        for j in range(n):
+        for j in range(n_l):
             a[j] = sigma(act, z[j])
 
 
@@ -70,18 +70,27 @@ def softmax(a, z):
 def output_delta(delta, z, a, y, act, cost):
     """BP1, the error of the output layer.
 
+    Differentiates the forward lines a^L_j = σ(z^L_j) and C = C_x(a^L, y):
+
     .. math::  \\delta^L_j = \\frac{\\partial C}{\\partial a^L_j} \\sigma'(z^L_j)
 
-    Two pairs simplify because σ' cancels against ∂C/∂a:
-    cross-entropy with sigmoid and log-likelihood with softmax both give
-    δ^L_j = a^L_j − y_j (Nielsen, chapter 3).  A softmax output with another cost
-    uses the full Jacobian ∂a_i/∂z_j = a_i (1[i = j] − a_j):
+    Two pairs simplify because σ' cancels against ∂C/∂a (Nielsen, chapter 3):
+    cross-entropy with sigmoid gives δ^L_j = a^L_j − y_j; log-likelihood with
+    softmax gives δ^L_j = a^L_j Σ_i y_i − y_j, which is a^L_j − y_j for one-hot
+    (or any probability) targets.  A softmax output with another cost uses the
+    full Jacobian ∂a_i/∂z_j = a_i (1[i = j] − a_j):
     δ^L_j = a_j (∂C/∂a_j − Σ_i ∂C/∂a_i a_i).
     """
     n = z.shape[0]
-    if (cost == CROSS_ENTROPY and act == SIGMOID) or (cost == LOG_LIKELIHOOD and act == SOFTMAX):
+    if cost == CROSS_ENTROPY and act == SIGMOID:
         for j in range(n):
             delta[j] = a[j] - y[j]
+    elif cost == LOG_LIKELIHOOD and act == SOFTMAX:
+        y_total = y.dtype.type(0)
+        for i in range(n):
+            y_total += y[i]
+        for j in range(n):
+            delta[j] = a[j] * y_total - y[j]
     elif act == SOFTMAX:
         s = 0.0
         for i in range(n):
@@ -118,11 +127,11 @@ def accumulate_gradient(nabla_w, nabla_b, delta, a_prev):
     .. math::  \\frac{\\partial C_x}{\\partial b_j} = \\delta_j, \\qquad
                \\frac{\\partial C_x}{\\partial w_{jk}} = \\delta_j a^{prev}_k
     """
-    n, m = nabla_w.shape
-    for j in range(n):
+    n_l, n_prev = nabla_w.shape  # j runs over the n_l neurons, k over the n_prev inputs
+    for j in range(n_l):
         d = delta[j]
         nabla_b[j] += d
-        for k in range(m):
+        for k in range(n_prev):
             nabla_w[j, k] += d * a_prev[k]
 
 
@@ -137,9 +146,9 @@ def accumulate_gradient4(nabla_w, nabla_b, d0, d1, d2, d3, a0, a1, a2, a3):
     would add them; but each ∂C/∂w_jk is loaded and stored once per four
     examples instead of once per example, which is what limits the speed.
     """
-    n, m = nabla_w.shape
-    for j in range(n):
+    n_l, n_prev = nabla_w.shape
+    for j in range(n_l):
         e0, e1, e2, e3 = d0[j], d1[j], d2[j], d3[j]
         nabla_b[j] = nabla_b[j] + e0 + e1 + e2 + e3
-        for k in range(m):
+        for k in range(n_prev):
             nabla_w[j, k] = nabla_w[j, k] + e0 * a0[k] + e1 * a1[k] + e2 * a2[k] + e3 * a3[k]

@@ -9,6 +9,7 @@ import math
 import time
 from numbers import Integral, Real
 
+import numba
 import numpy as np
 
 from . import activations, costs, engine, optim
@@ -17,6 +18,12 @@ from . import activations, costs, engine, optim
 #: divergence, reports progress and lets Ctrl-C in; a call this size costs a
 #: few milliseconds, so the ~10 µs of dispatch per call is noise.
 SEGMENT_EXAMPLES = 4096
+
+#: Below this many floating-point operations per mini-batch, training runs on
+#: the calling thread alone: waking other threads twice per mini-batch (a few
+#: µs, far more on a busy machine) would cost more than it saves.  Results are
+#: bit-identical either way, so this is purely a speed choice.
+PARALLEL_MIN_FLOPS = 400_000
 
 DTYPES = ("float64", "float32")
 
@@ -268,11 +275,14 @@ class Net:
                 order = self.rng.permutation(n) if shuffle else np.arange(n)
             n_batches = -(-n // batch_size)
             per_call = max(1, SEGMENT_EXAMPLES // batch_size)
+            threads = numba.get_num_threads()
+            if self._flops_per_example() * batch_size < PARALLEL_MIN_FLOPS:
+                threads = 1
             start = time.perf_counter()
             for first in range(0, n_batches, per_call):
                 last = min(first + per_call, n_batches)
-                engine.train_batches(self.params, self._state, self._work, X, Y, order,
-                                     batch_size, first, last, self._arch, hyper)
+                _train_batches(threads, self.params, self._state, self._work, X, Y, order,
+                               batch_size, first, last, self._arch, hyper)
                 if not np.isfinite(self.params).all():
                     raise DivergenceError(self.epoch + 1, "a parameter")
                 if progress is not None:
@@ -294,6 +304,10 @@ class Net:
         self.epoch += 1
         self.history.append(record)
         return record
+
+    def _flops_per_example(self):
+        """Multiply-adds ×2 for the forward pass and for BP4, the bulk of a training step."""
+        return 4 * sum(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
 
     def _measure(self, X, Y, labels, lmbda, prefix):
         """Cost (and accuracy for classification) of a data set, keys prefixed."""
@@ -395,6 +409,16 @@ class Net:
 
 
 # ------------------------------------------------------------------ helpers
+def _train_batches(threads, *args):
+    """engine.train_batches with at most ``threads`` threads (restored afterwards)."""
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(threads, before))
+    try:
+        engine.train_batches(*args)
+    finally:
+        numba.set_num_threads(before)
+
+
 def _check_sizes(sizes):
     try:
         sizes = list(sizes)

@@ -4,7 +4,7 @@ Shares no code with the compiled kernels.  Examples are the ROWS of a batch
 A^{l−1} (m × n_{l−1}), so the batched forward line is Z^l = A^{l−1} (W^l)ᵀ + b^l,
 the transpose of the column-vector form z^l = W^l a^{l−1} + b^l of the book.
 
-  BP1  Δ^L = ∇_a C ⊙ σ'(Z^L)                 (or A^L − Y for the paired costs)
+  BP1  Δ^L = ∇_a C ⊙ σ'(Z^L)                 (or A^L − Y for the paired costs, one-hot Y)
   BP2  Δ^l = (Δ^{l+1} W^{l+1}) ⊙ σ'(Z^l)      (row form of ((W^{l+1})ᵀ δ^{l+1}) ⊙ σ'(z^l))
   BP3  ∂C/∂b^l = (1/m) Σ_rows Δ^l
   BP4  ∂C/∂W^l = (1/m) (Δ^l)ᵀ A^{l−1}
@@ -83,8 +83,10 @@ def forward(weights, biases, X, activation, output):
 
 def output_error(ZL, AL, Y, output, cost):
     """BP1 for the batch: Δ^L (m × n_L)."""
-    if (output, cost) in (("sigmoid", "cross_entropy"), ("softmax", "log_likelihood")):
+    if (output, cost) == ("sigmoid", "cross_entropy"):
         return AL - Y
+    if (output, cost) == ("softmax", "log_likelihood"):  # a Σy − y; a − y for one-hot y
+        return AL * Y.sum(axis=-1, keepdims=True) - Y
     G = dcost_da(cost, AL, Y)
     if output == "softmax":  # δ = J_softmax(a) g = a ⊙ (g − (g·a))
         return AL * (G - (G * AL).sum(axis=-1, keepdims=True))

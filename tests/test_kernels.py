@@ -144,3 +144,24 @@ def test_sigmoid_is_stable_for_large_inputs():
         s = activations.sigma(activations.SIGMOID, z)
         assert 0.0 <= s <= 1.0 and math.isfinite(s)
         assert s == pytest.approx(1 / (1 + math.exp(-z)) if z > -700 else 0.0, abs=1e-300)
+
+
+def test_softmax_log_likelihood_with_targets_not_summing_to_one():
+    """δ^L = a Σy − y holds for any targets, e.g. label-smoothed or unnormalised rows."""
+    rng = np.random.default_rng(3)
+    net = loopnet.Net([3, 4, 3], activation="tanh", output="softmax", cost="log_likelihood",
+                      seed=5)
+    X = rng.standard_normal((4, 3))
+    Y = rng.uniform(0.0, 1.0, (4, 3))   # rows sum to anything
+    flat = net.gradient_sum(X, Y) / 4
+    h = 1e-6
+    numeric = np.empty_like(flat)
+    for p in range(net.params.size):
+        keep = net.params[p]
+        net.params[p] = keep + h
+        plus = net.cost(X, Y)
+        net.params[p] = keep - h
+        minus = net.cost(X, Y)
+        net.params[p] = keep
+        numeric[p] = (plus - minus) / (2 * h)
+    assert rel_err(flat, numeric) < 1e-7
