@@ -180,7 +180,7 @@ def draw(results, threads_rows, threads, dtype, path, cores):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description="scaling sweep: batch size, width, depth, threads")
-    p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    p.add_argument("--dtype", choices=["float64", "float32", "both"], default="float64")
     p.add_argument("--kinds", default="batch,width,depth,threads")
     p.add_argument("--gflop", type=float, default=1.0, help="work timed per point (GFLOP)")
     p.add_argument("--repeats", "-r", type=int, default=3)
@@ -195,6 +195,11 @@ def main(argv=None):
     cores = H.n_cores()
     threads = [int(t) for t in args.threads.split(",")] if args.threads else list(range(1, cores + 1))
     kinds = args.kinds.split(",")
+    if args.dtype == "both":
+        rc = 0
+        for dt in ("float64", "float32"):
+            rc |= main((argv if argv is not None else sys.argv[1:]) + ["--dtype", dt])  # the last --dtype wins
+        return rc
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     sections, results, trows = {}, {}, []
     for kind in kinds:

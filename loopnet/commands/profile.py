@@ -99,6 +99,13 @@ def _argv(args):
 
 
 def run(args):
+    try:
+        return _run(args)
+    except SystemExit as exc:  # argparse inside a profiles script: a usage error
+        return exc.code if isinstance(exc.code, int) else 2
+
+
+def _run(args):
     import importlib
 
     from ._common import CommandError, UsageError
@@ -139,7 +146,4 @@ def run(args):
                          f"{', '.join(harness.SCENARIOS)}, all (see 'loopnet profile --list')")
     if args.threads or args.readme or args.png:
         raise UsageError("--threads/--readme/--png apply to --phases, all and --sweep")
-    try:
-        return harness.main_for(scenario, argv)
-    except SystemExit as exc:  # argparse inside the harness
-        return exc.code if isinstance(exc.code, int) else 2
+    return harness.main_for(scenario, argv)
