@@ -46,6 +46,9 @@ STAGES = ["forward", "output error (BP1)", "hidden errors (BP2)", "gradient accu
           "cross-chunk reduction", "parameter update"]
 
 _mirror = None
+# The compiled drivers below are NOT cached on disk: Numba checks only this file's stamp, so a
+# cached driver would keep running an edited engine's old code.  They compile at each run,
+# during the warm-up, outside every timing.
 
 
 def _build_mirror():
@@ -58,7 +61,7 @@ def _build_mirror():
 
     from loopnet.kernels import accumulate_gradient, forward_layer, hidden_delta, output_delta
 
-    @numba.njit(parallel=True, cache=True)
+    @numba.njit(parallel=True)
     def epoch(params, grad, chunk_grad, Z, A, D, X, Y, order, m, sizes, p_off, u_off, act, out_act,
               cost, eta, stage):
         n_layers = sizes.shape[0] - 1
@@ -170,7 +173,7 @@ def _build_engine_drivers():
     feedforward, units = E.feedforward, E.units
     errors_of_examples, sum_gradients, train_batches = E.errors_of_examples, E.sum_gradients, E.train_batches
 
-    @numba.njit(parallel=True, cache=True)
+    @numba.njit(parallel=True)
     def forward_only(params, work, X, Y, order, m, n_batches, arch, with_bp1):
         out = arch.sizes.shape[0] - 2
         for bt in range(n_batches):
@@ -182,12 +185,12 @@ def _build_engine_drivers():
                     output_delta(units(work.delta[t], arch, out), units(work.z[t], arch, out),
                                  units(work.a[t], arch, out), Y[r], arch.out_act, arch.cost)
 
-    @numba.njit(cache=True)
+    @numba.njit
     def errors_only(params, work, X, Y, order, m, n_batches, arch):
         for bt in range(n_batches):
             errors_of_examples(work, params, X, Y, order, bt * m, bt * m + m, arch)
 
-    @numba.njit(cache=True)
+    @numba.njit
     def errors_and_gradient(params, work, X, Y, order, m, n_batches, arch):
         for bt in range(n_batches):  # sums into work.grad without zeroing (zeroing is counted with the update)
             errors_of_examples(work, params, X, Y, order, bt * m, bt * m + m, arch)
