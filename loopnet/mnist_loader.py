@@ -27,7 +27,6 @@ unchanged.  Two things are new:
 """
 
 import gzip
-import io
 import os
 import pickle
 import zlib

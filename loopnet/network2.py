@@ -19,7 +19,6 @@ own ``fn`` / ``delta``) work too, through Nielsen's per-example Python loop.
 
 import json
 import os
-import random  # noqa: F401  (part of the module's namespace, as in the original)
 import tempfile
 
 import numpy as np
