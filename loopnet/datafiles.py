@@ -5,7 +5,8 @@ Layouts understood (used by ``loopnet train/eval/predict``):
 IDX (MNIST, Fashion-MNIST)
     A directory holding ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
     ``t10k-images-idx3-ubyte`` and ``t10k-labels-idx1-ubyte``, each optionally gzipped
-    (``.gz``; ``.idx3-ubyte`` spellings are accepted too). Images are flattened to rows and
+    (``.gz``; ``.idx3-ubyte`` spellings are accepted too; without ``t10k-*`` files a fixed
+    share of the training rows is held out). Images are flattened to rows and
     scaled from 0..255 to [0, 1]. Named datasets are looked for in, in order: ``--data DIR``,
     ``$LOOPNET_DATA``, ``/usr/share/datasets/<name>`` (Debian's ``dataset-fashion-mnist``
     installs there); in each place the directory itself and its ``<name>/`` subdirectory.
@@ -434,7 +435,7 @@ def load_dataset(name=None, data=None, *, test=None, holdout=0.2, limit=None, n_
             if not find_idx_files(data, "train"):
                 raise DataError(f"{data}: no train-images-idx3-ubyte[.gz] and "
                                 "train-labels-idx1-ubyte[.gz] here")
-            ds = _idx_dataset("idx", data, scale)
+            ds = _idx_dataset("idx", data, scale, holdout)
         elif not os.path.exists(data):
             raise DataError(f"{data}: no such file or directory")
         else:
@@ -462,22 +463,34 @@ def read_data_file(path, n_classes=None, scale="auto"):
                     "a .csv or a .npz)")
 
 
-def _idx_dataset(name, directory, scale="auto"):
+def _idx_dataset(name, directory, scale="auto", holdout=0.2):
     tr = find_idx_files(directory, "train")
     te = find_idx_files(directory, "t10k")
-    if not te:
-        raise DataError(f"{directory}: no t10k-images/t10k-labels IDX files (held-out set)")
     Xtr, ytr = load_idx_split(*tr, scale="none")
-    Xte, yte = load_idx_split(*te, scale="none")
+    if te:
+        Xte, yte = load_idx_split(*te, scale="none")
+        if Xte.shape[1] != Xtr.shape[1]:
+            raise DataError(f"{te[0]}: images have {Xte.shape[1]} pixels, the training images "
+                            f"{Xtr.shape[1]}")
+    else:       # only train-* files: hold some out
+        (Xtr, ytr), (Xte, yte) = _holdout_split(Xtr, ytr, holdout, directory)
     d = input_divisor(Xtr, scale, pixels=True)
     if d != 1.0:
         Xtr, Xte = Xtr / d, Xte / d
-    if Xte.shape[1] != Xtr.shape[1]:
-        raise DataError(f"{te[0]}: images have {Xte.shape[1]} pixels, the training images "
-                        f"{Xtr.shape[1]}")
     ds = Dataset(name, Xtr, ytr, Xte, yte, directory)
     ds.divisor = d
     return ds
+
+
+def _holdout_split(X, y, holdout, source):
+    """A seeded split: ``holdout`` of the rows held out, the same on every machine."""
+    n = len(y)
+    n_test = max(1, int(round(holdout * n)))
+    if n - n_test < 1:
+        raise DataError(f"{source}: only {n} example(s); too few to hold some out "
+                        "(give a separate test set)")
+    order = np.random.default_rng(0).permutation(n)
+    return (X[order[n_test:]], y[order[n_test:]]), (X[order[:n_test]], y[order[:n_test]])
 
 
 def _file_dataset(data, test, holdout, n_classes, scale):
@@ -489,14 +502,7 @@ def _file_dataset(data, test, holdout, n_classes, scale):
         test_xy = train.get("test")
     Xtr, ytr = train["train"]
     if test_xy is None:     # hold out a seeded fraction
-        n = len(ytr)
-        n_test = max(1, int(round(holdout * n)))
-        if n - n_test < 1:
-            raise DataError(f"{data}: only {n} example(s); too few to hold some out "
-                            "(pass a test file)")
-        order = np.random.default_rng(0).permutation(n)
-        Xte, yte = Xtr[order[:n_test]], ytr[order[:n_test]]
-        Xtr, ytr = Xtr[order[n_test:]], ytr[order[n_test:]]
+        (Xtr, ytr), (Xte, yte) = _holdout_split(Xtr, ytr, holdout, data)
     else:
         Xte, yte = test_xy
         if Xte.shape[1] != Xtr.shape[1]:

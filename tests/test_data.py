@@ -203,3 +203,14 @@ def test_scaling_rules(tmp_path):
     ds = df.load_dataset(data=str(p), scale="max", holdout=0.25)
     assert ds.divisor == 16.0 and ds.X_train.max() <= 1.0 and len(ds.y_test) == 5
     assert df.load_dataset(data=str(p)).divisor == 1.0
+
+
+def test_idx_directory_without_test_files_holds_out(tmp_path):
+    d = make_idx_dir(str(tmp_path / "ds"), n_train=50)
+    for f in os.listdir(d):
+        if f.startswith("t10k"):
+            os.remove(os.path.join(d, f))
+    ds = df.load_dataset(data=d, holdout=0.2)
+    assert (len(ds.y_train), len(ds.y_test)) == (40, 10)
+    again = df.load_dataset(data=d, holdout=0.2)
+    assert np.array_equal(ds.X_test, again.X_test)          # the same split every time
