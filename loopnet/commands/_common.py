@@ -118,8 +118,8 @@ def add_data_arguments(parser, *, limit=True):
     g.add_argument("--test", metavar="FILE", default=None,
                    help="held-out .csv/.npz file when --data is a single file")
     g.add_argument("--holdout", metavar="FRACTION", type=open_unit_interval, default=None,
-                   help="fraction of a single-file dataset held out for evaluation "
-                        "(default 0.2; ignored when a test set exists)")
+                   help="fraction held out for evaluation when the data has no test set "
+                        "(default 0.2; a fixed seeded split)")
     g.add_argument("--scale", metavar="MODE", default=None,
                    type=_scale_mode,
                    help="divide inputs by: auto (255 for IDX and 0..255 pixel data, else 1; "
