@@ -6,19 +6,22 @@ disk so a second process starts in well under a second.
 
 Floating-point flags
 --------------------
-``FASTMATH = {"contract", "reassoc"}``:
+Every compiled function may use ``contract``: LLVM fuses ``a*b + c`` into
+one FMA instruction.  Functions decorated with :func:`jit_sums` — the kernels
+with long sums, z_j = Σ_k w_jk a_k and Σ_k δ_k w_kj — also use ``reassoc``,
+which lets LLVM split such a sum into partial sums that run in SIMD lanes.
+Without it the sum is one dependent chain of additions and the forward pass of
+[784, 30, 10] runs about 10× slower (21 µs instead of 2 µs per example on
+layer 1).  ``reassoc`` is NOT given to everything: it also licenses rewrites
+such as (η/m)·g → (η·g)/m, which put a division in every step of the
+parameter update (measured: the update loop was left scalar).
 
-* ``contract`` lets LLVM fuse ``a*b + c`` into one FMA instruction.
-* ``reassoc`` lets LLVM split a long sum such as z_j = Σ_k w_jk a_k into
-  several partial sums that run in SIMD lanes.  Without it the sum is one
-  dependent chain of additions and the forward pass of [784, 30, 10] runs
-  about 10× slower (21 µs instead of 2 µs per example on layer 1).
-
-Both change the last bits of a result compared with a plain Python loop, but
-never between runs or thread counts: every number is computed by the same
-compiled code whatever ``NUMBA_NUM_THREADS`` is (see :mod:`loopnet.engine`),
-and results stay within 1e-10 relative of the NumPy reference (tested).
-``nnan``/``ninf`` are NOT used: NaN must stay visible to divergence checks.
+Both flags change the last bits of a result compared with a plain Python
+loop, but never between runs or thread counts: every number is computed by
+the same compiled code whatever ``NUMBA_NUM_THREADS`` is (see
+:mod:`loopnet.engine`), and results stay within 1e-10 relative of the NumPy
+reference (tested).  ``nnan``/``ninf`` are never used: NaN must stay visible
+to the divergence checks.
 
 Cache invalidation
 ------------------
@@ -38,9 +41,10 @@ import os
 import numba
 from numba.core.caching import CacheImpl, InTreeCacheLocator
 
-FASTMATH = {"contract", "reassoc"}
+FASTMATH = {"contract"}
+FASTMATH_SUMS = {"contract", "reassoc"}
 
-OPTIONS = dict(cache=True, nogil=True, fastmath=FASTMATH)
+OPTIONS = dict(cache=True, nogil=True)
 
 # Modules whose compiled functions are inlined into one another.
 CORE_MODULES = ("_jit.py", "activations.py", "costs.py", "kernels.py", "optim.py", "engine.py")
@@ -76,9 +80,14 @@ def _compile(fn, **options):
 
 def jit(fn):
     """Compile ``fn`` as a serial nopython function."""
-    return _compile(fn, **OPTIONS)
+    return _compile(fn, fastmath=FASTMATH, **OPTIONS)
+
+
+def jit_sums(fn):
+    """Like :func:`jit`, and let LLVM reassociate ``fn``'s sums into SIMD partial sums."""
+    return _compile(fn, fastmath=FASTMATH_SUMS, **OPTIONS)
 
 
 def pjit(fn):
     """Compile ``fn`` with ``parallel=True`` so that its ``prange`` loops run on threads."""
-    return _compile(fn, parallel=True, **OPTIONS)
+    return _compile(fn, parallel=True, fastmath=FASTMATH, **OPTIONS)

@@ -17,17 +17,18 @@ accumulate_       ∂C/∂b^l_j = δ^l_j                                    (BP3
 gradient          ∂C/∂w^l_jk = a^{l−1}_k δ^l_j                         (BP4)
 ================  ==========================================================
 
-Sums over k run k = 0, 1, 2, ... in order, as written: see ``_jit.FASTMATH``.
+forward_layer and hidden_delta let LLVM split their sums over k into SIMD
+partial sums (``_jit.jit_sums``); everything else adds in the order written.
 """
 
 import math
 
-from ._jit import jit
+from ._jit import jit, jit_sums
 from .activations import SIGMOID, SOFTMAX, sigma, sigma_prime
 from .costs import CROSS_ENTROPY, LOG_LIKELIHOOD, dcost_da
 
 
-@jit
+@jit_sums
 def forward_layer(z, a, w, b, a_prev, act):
     """Feed one example forward through one layer.
 
@@ -102,7 +103,7 @@ def output_delta(delta, z, a, y, act, cost):
             delta[j] = dcost_da(cost, a[j], y[j], n) * sigma_prime(act, z[j])
 
 
-@jit
+@jit_sums
 def hidden_delta(delta, z, w_next, delta_next, act):
     """BP2, the error of hidden layer l from the error of layer l+1.
 
