@@ -6,6 +6,9 @@ Each subcommand is a module ``loopnet/commands/<name>.py`` with ``HELP`` (one li
 when needed (``loopnet --help`` imports them for their ``HELP`` but never runs them), and a
 registered module that is not installed is skipped.
 
+A registered module whose
+imports fail is left out of ``loopnet --help`` (and named there); running it says why.
+
 Exit codes: 0 success, 1 failure, 2 usage; errors are one line ``loopnet: error: ...`` on
 stderr without a traceback (set ``LOOPNET_DEBUG=1`` to see one).
 """
@@ -83,10 +86,19 @@ def build_parser(only=None):
                      epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"loopnet {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    broken = []
     for name in COMMANDS:
         if only is not None and name != only:
             continue
-        module = _import(name)
+        try:
+            module = _import(name)
+        except Exception as exc:     # a registered command whose own imports fail
+            if only is not None:
+                from .commands._common import CommandError
+                raise CommandError(f"command '{name}' cannot be loaded: "
+                                   f"{type(exc).__name__}: {exc}") from None
+            broken.append(name)      # keep `loopnet --help` working for the others
+            continue
         if module is None:
             continue
         epilog = getattr(module, "EXAMPLES", None)
@@ -96,6 +108,9 @@ def build_parser(only=None):
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
+    if broken:
+        parser.epilog += (f"\nnot available here (their imports fail; run one for the "
+                          f"reason): {', '.join(broken)}\n")
     return parser
 
 

@@ -212,6 +212,18 @@ def test_missing_registered_module_is_skipped(monkeypatch, capsys):
     assert main(["info", "--help"]) == 0
 
 
+def test_command_with_failing_imports_does_not_break_help(monkeypatch, capsys, tmp_path):
+    (tmp_path / "broken_cmd.py").write_text("import no_such_dependency_xyz\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(COMMANDS, "broken", "broken_cmd")
+    assert main(["--help"]) == 0
+    assert "not available here" in capsys.readouterr().out
+    assert main(["broken"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("loopnet: error: command 'broken' cannot be loaded") and \
+        "no_such_dependency_xyz" in err and err.count("\n") == 1
+
+
 def test_progress_bar_plain_fallback_without_tqdm(monkeypatch, capsys):
     from loopnet.commands import train
     monkeypatch.setitem(sys.modules, "tqdm", None)          # as if tqdm were not installed
