@@ -24,7 +24,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceW
 # Under NUMBA_DISABLE_JIT=1 the engine runs as plain Python (about 1 ms per example):
 # the checks run with fewer epochs, and the accuracy tests, which need many, are skipped.
 NO_JIT = os.environ.get("NUMBA_DISABLE_JIT", "0") not in ("", "0")
-CHECK_ITER = 8 if NO_JIT else 30
+CHECK_ITER = 5 if NO_JIT else 10
 needs_jit = pytest.mark.skipif(NO_JIT, reason="trains for many epochs; minutes without JIT")
 
 
