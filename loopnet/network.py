@@ -133,7 +133,7 @@ def _stack_columns(vs, n, name, role, hint=""):
         good = (a is not None and a.dtype.kind in "biuf"
                 and a.shape in ((n, 1), (n,)))
         if not good:
-            raise ValueError("%s[%d][%d] is %s, but %s must be an (%d, 1) array%s"
+            raise ValueError("%s[%d][%d] is %s, but %s must be a (%d, 1) array%s"
                              % (name, i, 0 if role.startswith("input") else 1,
                                 _describe(v), role, n, hint))
     raise ValueError("%s: could not convert the %ss to numbers" % (name, role))
@@ -268,7 +268,7 @@ class _Compiled(object):
                              "so x must be (%d, 1)" % (x.shape, n_in, n_in))
         yv = np.asarray(y, dtype=np.float64)
         if yv.shape not in ((n_out, 1), (n_out,)):
-            raise ValueError("y is %s, but the desired output must be an (%d, 1) vector "
+            raise ValueError("y is %s, but the desired output must be a (%d, 1) vector "
                              "(for a label j use vectorized_result(j))" % (_describe(y), n_out))
         return x.reshape(n_in, 1), yv.reshape(n_out, 1)
 
