@@ -229,3 +229,39 @@ def test_empty_training_data_prints_epochs_like_nielsen():
     with contextlib.redirect_stdout(buf):
         net.SGD([], 2, 10, 3.0)
     assert buf.getvalue() == "Epoch 0 complete\nEpoch 1 complete\n"
+
+
+def _write_idx(path, array):
+    import gzip
+    import struct
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(struct.pack(">I", s) for s in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_profile_script_runs(tmp_path):
+    """profiles/nielsen_ch1.py end to end on tiny IDX files; a stand-in module plays
+    Nielsen's network.py (his code is not part of this repository)."""
+    import subprocess
+    import sys
+    rs = np.random.RandomState(0)
+    for prefix, n in (("train", 24), ("t10k", 6)):
+        _write_idx(tmp_path / ("%s-images-idx3-ubyte.gz" % prefix), rs.randint(0, 256, (n, 28, 28)))
+        _write_idx(tmp_path / ("%s-labels-idx1-ubyte.gz" % prefix), np.arange(n) % 10)
+    standin = tmp_path / "standin"
+    standin.mkdir()
+    (standin / "network.py").write_text("from loopnet.network import *  # noqa\n"
+                                        "from loopnet.network import Network  # noqa\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = os.path.join(root, "profiles", "nielsen_ch1.py")
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, script, "--data", str(tmp_path), "--examples", "15",
+                          "--nielsen", str(standin)], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "same printed lines: yes" in out.stdout
+    assert "max |w_nielsen - w_loopnet| over all weights and biases: 0" in out.stdout
+    assert "speed-up" in out.stdout
+    alone = subprocess.run([sys.executable, script, "--data", str(tmp_path), "--examples", "15"],
+                           capture_output=True, text=True, env=env, timeout=300)
+    assert alone.returncode == 0 and "timing loopnet.network only" in alone.stdout
