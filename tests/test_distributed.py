@@ -63,6 +63,8 @@ def launch(n, args, *, mpi4py_runner=True, timeout=TIMEOUT):
     env = dict(os.environ)
     env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
     env.setdefault("NUMBA_NUM_THREADS", "1")  # n ranks x threads on a small machine; results don't depend on it
+    if n > (os.cpu_count() or 1):
+        env.setdefault("MPIR_CVAR_ENABLE_HEAVY_YIELD", "1")  # MPICH: yield instead of spinning when oversubscribed
     cmd = [_mpiexec(), "-n", str(n), sys.executable]
     if mpi4py_runner:
         cmd += ["-m", "mpi4py"]
