@@ -295,6 +295,8 @@ def run(args):
         bar.close()
         save(net, checkpoint, extra=extra("interrupted"))
         why = "terminated (SIGTERM)" if stopped else "interrupted"
+        if mpi is not None and not mpi.root:
+            return 143 if stopped else 130      # rank 0 reports it
         sys.stderr.write(
             f"loopnet: {why}; {net.epoch} epochs complete (the epoch in progress was "
             f"rolled back). Checkpoint saved to {checkpoint}\n"
