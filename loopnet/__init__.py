@@ -8,9 +8,9 @@
 
 from . import activations, costs, data, kernels, reference
 from .gradcheck import gradcheck
-from .net import DivergenceError, Net
+from .net import DivergenceError, Net, warmup
 from .trace import trace
 
 __version__ = "0.1.0"
-__all__ = ["Net", "DivergenceError", "trace", "gradcheck", "activations", "costs", "data",
+__all__ = ["Net", "DivergenceError", "warmup", "trace", "gradcheck", "activations", "costs", "data",
            "kernels", "reference"]

@@ -251,3 +251,10 @@ def test_bad_input_to_other_methods():
         net.cost(np.zeros((2, 4)), [0, 1], lmbda=-1)
     with pytest.raises(ValueError, match="gradient has shape"):
         net.step(np.zeros(3), eta=0.1)
+
+
+def test_warmup_compiles_without_touching_anything():
+    np.random.seed(0)
+    before = np.random.get_state()[1].copy()
+    assert loopnet.warmup() > 0
+    assert np.array_equal(np.random.get_state()[1], before)
