@@ -115,7 +115,8 @@ def sweep_table(kind, rows, dtype, cores):
             "depth": "depth d, [784, 64 × d, 10], m = 10"}[kind]
     cols = ["loopnet 1 thread"] + ([f"loopnet {cores} threads"] if cores > 1 else []) + ["NumPy 1 thread"]
     keys = ["loopnet1"] + (["loopnet"] if cores > 1 else []) + ["numpy1"]
-    lines = [f"#### Sweep over {what}, {dtype} ({unit})", "",
+    lines = [f"#### Sweep over {what}, {dtype} ({unit}; 1-thread columns by process CPU time, "
+             f"the {cores}-thread column by wall time)", "",
              "| point | examples timed | " + " | ".join(cols) + " | loopnet 1 thread vs NumPy 1 thread |",
              "|---|---|" + "---|" * len(cols) + "---|"]
     for label, sc, n, t, fl in rows:
@@ -148,7 +149,8 @@ def draw(results, threads_rows, threads, dtype, path, cores):
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
     for ax, (kind, rows) in zip(axes.flat, results.items()):
         keys = ["loopnet1"] + (["loopnet"] if cores > 1 else []) + ["numpy1"]
-        names = {"loopnet1": "loopnet, 1 thread", "loopnet": f"loopnet, {cores} threads", "numpy1": "NumPy, 1 thread"}
+        names = {"loopnet1": "loopnet, 1 thread (CPU time)", "loopnet": f"loopnet, {cores} threads (wall)",
+                 "numpy1": "NumPy, 1 thread (CPU time)"}
         xs = [sc.m if kind == "batch" else (sc.sizes[1] if kind == "width" else len(sc.sizes) - 2)
               for _, sc, _, _, _ in rows]
         for k in keys:
