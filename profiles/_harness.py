@@ -50,6 +50,7 @@ import math
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -813,29 +814,44 @@ sizes, m, dtype = json.loads(sys.argv[1])
 rng = np.random.default_rng(0)
 X = rng.random((2 * m, sizes[0])).astype(dtype)
 Y = np.zeros((2 * m, sizes[-1]), dtype); Y[np.arange(2 * m), np.arange(2 * m) % sizes[-1]] = 1
+tw = time.perf_counter()
+warm = loopnet.warmup(dtype) if hasattr(loopnet, "warmup") else None  # every compiled path, if offered
+tw = time.perf_counter() - tw if warm is not None else None
 net = loopnet.Net(sizes, dtype=dtype, seed=0)
 net.fit(X, Y, epochs=1, batch_size=m, eta=0.1, monitor=False)
 net.gradient(X[:m], Y[:m])
 t2 = time.perf_counter()
 net.fit(X, Y, epochs=1, batch_size=m, eta=0.1, monitor=False)
 t3 = time.perf_counter()
-print(json.dumps({"import_s": t1 - t0, "first_s": t2 - t1, "again_s": t3 - t2}))
+print(json.dumps({"import_s": t1 - t0, "first_s": t2 - t1, "again_s": t3 - t2, "warmup_s": tw}))
 """
 
 
 def compile_times(sc, dtype, cache_dir=None):
-    """Cold (empty NUMBA_CACHE_DIR) and cached (same dir, new process) start of loopnet:
-    import + Net + first fit of two mini-batches + first gradient, measured inside the child."""
+    """Cold and cached start of loopnet, each in a fresh process, timed inside the child:
+    import + loopnet.warmup(dtype) when it exists + Net + first fit of two mini-batches + first
+    gradient.
+
+    Cold means no compiled code anywhere: the child imports a fresh copy of the ``loopnet``
+    package (without its ``__pycache__``) from a temporary folder, with ``NUMBA_CACHE_DIR``
+    pointing at an empty folder too, so the result does not depend on where loopnet keeps its
+    cache.  Cached is a second child on the same copy, after the first one filled the cache."""
+    import loopnet
+
     out = {}
-    with tempfile.TemporaryDirectory(prefix="loopnet-numba-cache-") as tmp:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir or tmp)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_DIR), env.get("PYTHONPATH")]))
+    with tempfile.TemporaryDirectory(prefix="loopnet-compile-probe-") as tmp:
+        src = Path(loopnet.__file__).resolve().parent
+        shutil.copytree(src, Path(tmp) / "pkg" / "loopnet",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.nbi", "*.nbc", "*.pyc"))
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir or str(Path(tmp) / "numba-cache"))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(tmp) / "pkg"), env.get("PYTHONPATH")]))
         for label in ("cold", "cached"):
             r = subprocess.run([sys.executable, "-c", _COMPILE_SNIPPET, json.dumps([sc.sizes, sc.m, dtype])],
-                               env=env, capture_output=True, text=True, timeout=600)
+                               env=env, capture_output=True, text=True, timeout=900, cwd=tmp)
             if r.returncode:
                 raise RuntimeError(f"compile probe failed: {r.stderr.strip().splitlines()[-1:]}")
             out[label] = json.loads(r.stdout.strip().splitlines()[-1])
+            out[label]["loopnet_from"] = "copy"
     return out
 
 
@@ -912,7 +928,7 @@ def scenario_table(res):
                      + ("**bit-identical**." if res["bit_identical"][0] else "**DIFFER** (should be bit-identical)."))
     if res.get("compile"):
         c = res["compile"]
-        notes.append(f"loopnet start (import + first fit + first gradient, fresh process): cold compile "
+        notes.append(f"loopnet start (import + warmup() + first fit + first gradient, fresh process): cold compile "
                      f"**{c['cold']['import_s'] + c['cold']['first_s']:.2f} s** (empty NUMBA_CACHE_DIR), "
                      f"cached **{c['cached']['import_s'] + c['cached']['first_s']:.2f} s** "
                      f"(of which import {c['cached']['import_s']:.2f} s).")
