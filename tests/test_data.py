@@ -214,3 +214,15 @@ def test_idx_directory_without_test_files_holds_out(tmp_path):
     assert (len(ds.y_train), len(ds.y_test)) == (40, 10)
     again = df.load_dataset(data=d, holdout=0.2)
     assert np.array_equal(ds.X_test, again.X_test)          # the same split every time
+
+
+def test_csv_fast_and_line_by_line_parsers_agree(tmp_path):
+    p = tmp_path / "d.csv"
+    p.write_text("label,a,b\n\n1,0.5,1e-3\n0, 0.25 ,7\n\n2,3,4\n")
+    A_fast, lines = df._read_csv_matrix(p)
+    A_slow, numbers = df._slow_csv(str(p), p.read_text())
+    assert np.array_equal(A_fast, A_slow) and A_fast.shape == (3, 3)
+    assert [lines[i] for i in range(3)] == numbers.tolist() == [3, 4, 6]
+    p.write_text("1,0.5\n\n0,0.1\n12,0.3\n")          # found after a fast parse
+    with pytest.raises(df.DataError, match="line 4: label 12 out of range"):
+        df.load_csv(p, n_classes=10)
