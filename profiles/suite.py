@@ -64,7 +64,7 @@ def summary(results, peaks, dtypes):
         out.append("")
     out.append("Every implementation was validated against loopnet.reference before it was timed (gradient "
                "after one mini-batch and weights after three, within 1e-10 relative in float64, 1e-5 in "
-               "float32); Nielsen-style code timed on 10 % of each epoch and scaled; "
+               "float32); Nielsen-style code timed on 10 % of each epoch, PyTorch and scikit-learn on 25 %, and scaled; "
                "² timed on 10,000 examples and scaled to 50,000. Hardware bound = epoch FLOPs ÷ the matmul "
                "peak measured in the same run (FLOPs counted as in profiles/README.md).")
     return "\n".join(out) + "\n"

@@ -30,7 +30,7 @@ examples:
   loopnet profile w1 --quick              # smoke run: tiny epoch, nothing written
 """
 
-PASS_THROUGH = ("dtype", "examples", "repeats", "impls", "sizes", "batch", "nielsen_fraction",
+PASS_THROUGH = ("dtype", "examples", "repeats", "impls", "sizes", "batch", "nielsen_fraction", "slow_fraction",
                 "no_compile", "quick", "out", "threads", "readme", "png")
 
 
@@ -61,6 +61,8 @@ def add_arguments(parser):
     g.add_argument("--batch", "-m", type=int, default=None, help="override the mini-batch size")
     g.add_argument("--nielsen-fraction", type=float, default=None, metavar="F",
                    help="share of each epoch timed for the per-example NumPy code (scaled up)")
+    g.add_argument("--slow-fraction", type=float, default=None, metavar="F",
+                   help="share of each epoch timed for PyTorch and scikit-learn (default 0.25; scaled up)")
     g.add_argument("--no-compile", action="store_true", help="skip the cold/cached compile probe")
     g.add_argument("--quick", action="store_true",
                    help="smoke mode: tiny epoch, one repeat, no compile probe, nothing written")
