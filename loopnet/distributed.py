@@ -282,6 +282,8 @@ def _take(X, idx):
         return X[idx]
     if len(idx) == 0:
         return np.asarray(X[np.empty(0, dtype=np.intp)])
+    if idx[-1] - idx[0] + 1 == len(idx) and np.all(np.diff(idx) == 1):
+        return np.asarray(X[int(idx[0]): int(idx[-1]) + 1])  # a block: one contiguous read
     u, inverse = np.unique(idx, return_inverse=True)
     return np.asarray(X[u])[inverse]
 
@@ -539,7 +541,9 @@ def fit(
                 lo, hi = bounds[r][b], bounds[r][b + 1]
                 if hi > lo:
                     Xl, Yl = local[r]
-                    parts.append(np.array(grad_of(Xl[lo:hi], Yl[lo:hi]), copy=True))
+                    g = grad_of(Xl[lo:hi], Yl[lo:hi])
+                    # several pieces in one process (the emulation) must not share a buffer
+                    parts.append(np.array(g, copy=True) if len(group.local_ranks) > 1 else np.asarray(g))
                 else:
                     parts.append(np.zeros(P, dtype=net.params.dtype))
             tc = time.perf_counter()
