@@ -21,9 +21,13 @@ SEGMENT_EXAMPLES = 4096
 
 #: Below this many floating-point operations per mini-batch, training runs on
 #: the calling thread alone: waking other threads twice per mini-batch (a few
-#: µs, far more on a busy machine) would cost more than it saves.  Results are
-#: bit-identical either way, so this is purely a speed choice.
+#: µs) would cost more than it saves.  Results are bit-identical for any number
+#: of threads, so this and :class:`_ThreadChooser` are purely speed choices.
 PARALLEL_MIN_FLOPS = 400_000
+
+#: With ``threads=None`` every PROBE_EVERY-th compiled call of an epoch is
+#: timed with the thread count not currently preferred, to notice a change of load.
+PROBE_EVERY = 8
 
 DTYPES = ("float64", "float32")
 
@@ -220,7 +224,7 @@ class Net:
     def fit(self, X, Y, *, epochs=30, batch_size=10, eta=3.0, lmbda=0.0, momentum=0.0,
             optimizer="sgd", beta1=0.9, beta2=0.999, epsilon=1e-8, tol=None,
             validation_data=None, shuffle=True, order=None, monitor=True, callback=None,
-            progress=None):
+            progress=None, threads=None):
         """Mini-batch gradient descent for ``epochs`` more epochs; returns ``self``.
 
         Each epoch visits the rows in a fresh ``self.rng.permutation`` (or in
@@ -232,6 +236,12 @@ class Net:
         after each epoch; costs one extra pass).  ``callback(net, record)``
         runs after each epoch and stops training by returning True.
         ``progress(done, total)`` reports mini-batches done within an epoch.
+
+        ``threads``: how many threads train (at most ``numba.get_num_threads()``).
+        ``None`` chooses by measurement: each run of mini-batches is timed, and
+        the faster of one thread and all threads is used (on a busy machine,
+        synchronising threads twice per mini-batch can cost more than it saves).
+        The result is bit-identical whatever is chosen.
 
         Ctrl-C or divergence restores the state at the start of the epoch in
         progress, so a saved network can always resume bit-identically.
@@ -247,6 +257,8 @@ class Net:
         if order is not None:
             order = _check_order(order, n)
         labels = self._labels_or_none(Y)
+        if threads is not None:
+            threads = _check_int(threads, "threads", minimum=1)
         if self._work.z.shape[0] < batch_size:
             self._work = engine.make_work(self._arch, batch_size, self.dtype)
         val = None
@@ -256,9 +268,10 @@ class Net:
             Xv = self._inputs(validation_data[0], "validation X")
             Yv = self._targets(validation_data[1], Xv.shape[0], "validation Y")
             val = (Xv, Yv, self._labels_or_none(Yv))
+        chooser = _ThreadChooser(threads, self._flops_per_example() * batch_size)
         for _ in range(epochs):
             record = self._train_epoch(X, Y, labels, order, shuffle, batch_size, hyper,
-                                       lmbda, monitor, val, tol, progress)
+                                       lmbda, monitor, val, tol, progress, chooser)
             if callback is not None and callback(self, record):
                 break
             if tol is not None and record["grad_norm"] <= tol:
@@ -266,7 +279,7 @@ class Net:
         return self
 
     def _train_epoch(self, X, Y, labels, order, shuffle, batch_size, hyper, lmbda, monitor,
-                     val, tol, progress):
+                     val, tol, progress, chooser):
         """One epoch, with rollback to its start on Ctrl-C or divergence."""
         saved = self._snapshot()
         n = X.shape[0]
@@ -275,14 +288,14 @@ class Net:
                 order = self.rng.permutation(n) if shuffle else np.arange(n)
             n_batches = -(-n // batch_size)
             per_call = max(1, SEGMENT_EXAMPLES // batch_size)
-            threads = numba.get_num_threads()
-            if self._flops_per_example() * batch_size < PARALLEL_MIN_FLOPS:
-                threads = 1
             start = time.perf_counter()
             for first in range(0, n_batches, per_call):
                 last = min(first + per_call, n_batches)
+                threads = chooser.next()
+                began = time.perf_counter()
                 _train_batches(threads, self.params, self._state, self._work, X, Y, order,
                                batch_size, first, last, self._arch, hyper)
+                chooser.record(threads, (time.perf_counter() - began) / (last - first))
                 if not np.isfinite(self.params).all():
                     raise DivergenceError(self.epoch + 1, "a parameter")
                 if progress is not None:
@@ -435,6 +448,40 @@ def warmup(dtype="float64"):
 
 
 # ------------------------------------------------------------------ helpers
+class _ThreadChooser:
+    """Picks the thread count for each compiled run of mini-batches.
+
+    A fixed request is honoured (capped at Numba's thread count).  Otherwise
+    the candidates are one thread and all threads; each is timed per
+    mini-batch, the faster is used, and every PROBE_EVERY-th run re-times the
+    other one so that a change of machine load is noticed.
+    """
+
+    def __init__(self, threads, flops_per_batch):
+        most = numba.get_num_threads()
+        if threads is not None:
+            self.candidates = [min(threads, most)]
+        elif most > 1 and flops_per_batch >= PARALLEL_MIN_FLOPS:
+            self.candidates = [most, 1]
+        else:
+            self.candidates = [1]
+        self.seconds = {}
+        self.calls = 0
+
+    def next(self):
+        self.calls += 1
+        untried = [k for k in self.candidates if k not in self.seconds]
+        if untried:
+            return untried[0]
+        best = min(self.candidates, key=self.seconds.get)
+        if len(self.candidates) > 1 and self.calls % PROBE_EVERY == 0:
+            return next(k for k in self.candidates if k != best)
+        return best
+
+    def record(self, threads, seconds_per_batch):
+        self.seconds[threads] = seconds_per_batch
+
+
 def _train_batches(threads, *args):
     """engine.train_batches with at most ``threads`` threads (restored afterwards)."""
     before = numba.get_num_threads()

@@ -13,7 +13,8 @@ out = []
 for opt, kw, m in (("sgd", {}, 10), ("sgd", {"momentum": 0.5, "lmbda": 1.0}, 7),
                    ("adam", {"eta": 0.01}, 33)):
     net = loopnet.Net([64, 20, 10], seed=3)
-    args = dict(epochs=2, batch_size=m, eta=1.0)
+    # threads= forces every thread to work (by default small batches use one)
+    args = dict(epochs=2, batch_size=m, eta=1.0, threads=numba.get_num_threads())
     args.update(kw)
     net.fit(X, y, optimizer=opt, **args)
     out.append(hashlib.sha256(net.params.tobytes()).hexdigest())

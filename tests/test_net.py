@@ -224,6 +224,7 @@ BAD_FITS = [
     (dict(validation_data=np.zeros((2, 4))), TypeError, "validation_data must be a pair"),
     (dict(validation_data=(np.zeros((2, 5)), [0, 1])), ValueError, "validation X has shape"),
     (dict(order=np.array([0, 9])), ValueError, "order holds indices outside"),
+    (dict(threads=0), ValueError, "threads must be >= 1"),
 ]
 
 
@@ -258,3 +259,12 @@ def test_warmup_compiles_without_touching_anything():
     before = np.random.get_state()[1].copy()
     assert loopnet.warmup() > 0
     assert np.array_equal(np.random.get_state()[1], before)
+
+
+def test_thread_choice_never_changes_the_result():
+    X, y, _ = small_problem(m=300, sizes=(40, 30, 3))
+    nets = [loopnet.Net([40, 30, 3], seed=9) for _ in range(3)]
+    for net, threads in zip(nets, (None, 1, 2)):
+        net.fit(X, y, epochs=2, batch_size=20, eta=0.5, threads=threads)
+    assert np.array_equal(nets[0].params, nets[1].params)
+    assert np.array_equal(nets[1].params, nets[2].params)
