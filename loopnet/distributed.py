@@ -400,7 +400,7 @@ def _monitor(net, group, X, Y, n, lmbda, labels, blocks, validation_data):
     return record
 
 
-def _grad_norm(net, group, grad_of, X, Y, n, lmbda, blocks, deterministic):
+def _grad_norm(net, group, grad_of, X, Y, n, lmbda, blocks):
     """‖∇C‖ over the whole training set (Net.fit's ``tol`` test), L2 term included."""
     parts = []
     for r in group.local_ranks:
@@ -572,7 +572,7 @@ def fit(
             if not np.isfinite(record["cost"]):
                 return None, "the cost"
         if tol is not None:
-            record["grad_norm"] = _grad_norm(net, group, grad_of, X, Y, n, lmbda, blocks, deterministic)
+            record["grad_norm"] = _grad_norm(net, group, grad_of, X, Y, n, lmbda, blocks)
         record["ranks"] = size
         record["comm_seconds"] = comm_s
         return record, None
