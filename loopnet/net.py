@@ -163,6 +163,23 @@ class Net:
         """An independent copy: parameters, optimizer state, RNG state and history."""
         return _copy.deepcopy(self)
 
+    def __getstate__(self):
+        """Plain state for pickle/joblib/deepcopy; buffers are rebuilt on unpickling."""
+        state = self.optimizer_state
+        return {"config": self.config, "params": self.params, "optimizer": state,
+                "rng": self.rng.bit_generator.state, "epoch": self.epoch,
+                "history": self.history}
+
+    def __setstate__(self, d):
+        c = d["config"]
+        self.__init__(c["sizes"], activation=c["activation"], output=c["output"],
+                      cost=c["cost"], dtype=c["dtype"], seed=0)
+        self.params[...] = d["params"]          # a copy: memory-mapped inputs stay untouched
+        self.optimizer_state = d["optimizer"]
+        self.rng.bit_generator.state = d["rng"]
+        self.epoch = d["epoch"]
+        self.history = list(d["history"])
+
     def __repr__(self):
         return (f"Net({self.sizes}, activation={self.activation!r}, output={self.output!r}, "
                 f"cost={self.cost_name!r}, dtype={self.dtype.name!r}, epoch={self.epoch})")

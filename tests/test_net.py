@@ -268,3 +268,22 @@ def test_thread_choice_never_changes_the_result():
         net.fit(X, y, epochs=2, batch_size=20, eta=0.5, threads=threads)
     assert np.array_equal(nets[0].params, nets[1].params)
     assert np.array_equal(nets[1].params, nets[2].params)
+
+
+def test_pickle_round_trip_keeps_everything(tmp_path):
+    import pickle
+    X, y, _ = small_problem()
+    net = loopnet.Net([4, 5, 3], seed=1, output="softmax", cost="log_likelihood")
+    net.fit(X, y, epochs=2, optimizer="adam", eta=0.01)
+    twin = pickle.loads(pickle.dumps(net))
+    assert np.array_equal(twin.params, net.params) and twin.epoch == 2
+    net.fit(X, y, epochs=1, optimizer="adam", eta=0.01)
+    twin.fit(X, y, epochs=1, optimizer="adam", eta=0.01)
+    assert np.array_equal(twin.params, net.params)
+    # read-only (memory-mapped) parameters are copied into writable buffers
+    state = net.__getstate__()
+    state["params"] = state["params"].copy()
+    state["params"].flags.writeable = False
+    clone = loopnet.Net.__new__(loopnet.Net)
+    clone.__setstate__(state)
+    np.testing.assert_array_equal(clone.predict(X), net.predict(X))
