@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import os
 import signal
 import sys
@@ -67,8 +68,9 @@ def add_arguments(p):
     t.add_argument("--optimizer", choices=c.OPTIMIZERS, help="sgd (default) or adam")
     t.add_argument("--tol", type=c.positive_float, metavar="EPS",
                    help="stop when the full-batch gradient norm falls to this")
-    t.add_argument("--threads", type=c.positive_int, metavar="N", help="Numba threads (results do not "
-                   "depend on it)")
+    t.add_argument("--threads", type=c.positive_int, metavar="N",
+                   help="train with N threads (default: one or all, whichever runs faster "
+                        "here; results are identical either way)")
     c.add_data_arguments(p)
     # ---- distributed training (MPI): implemented in loopnet/distributed.py ----
     d = p.add_argument_group("distributed training (MPI; pip install 'loopnet[mpi]')")
@@ -277,7 +279,8 @@ def run(args):
     def on_epoch(n, record):
         bar.close()
         if not args.quiet:
-            print(_epoch_line(record, s["epochs"]), file=out, flush=True)
+            print(_epoch_line(record, s["epochs"], first=record["epoch"] == first_epoch + 1),
+                  file=out, flush=True)
         every = s["checkpoint_every"]
         if every and n.epoch % every == 0 and n.epoch < s["epochs"]:
             save(n, checkpoint, extra=extra("checkpoint"))
@@ -287,6 +290,8 @@ def run(args):
     fit_kwargs = dict(epochs=remaining, batch_size=s["batch_size"], eta=s["eta"],
                       lmbda=s["lmbda"], momentum=s["momentum"], optimizer=s["optimizer"],
                       tol=s["tol"], validation_data=(Xv, yv), callback=on_epoch, progress=bar)
+    if args.threads and mpi is None and "threads" in inspect.signature(net.fit).parameters:
+        fit_kwargs["threads"] = args.threads
     stopped = []
     try:
         with _sigterm_as_interrupt(stopped):
@@ -358,7 +363,7 @@ def _quote(path):
     return shlex.quote(path)
 
 
-def _epoch_line(r, total):
+def _epoch_line(r, total, first=False):
     parts = [f"epoch {r['epoch']:>{len(str(total))}d}/{total}"]
     if "cost" in r:
         parts.append(f"cost {r['cost']:.5f}")
@@ -370,6 +375,8 @@ def _epoch_line(r, total):
         parts.append(f"held-out cost {r['val_cost']:.5f}")
     parts.append(f"{r['seconds']:6.2f} s")
     parts.append(f"{r['examples_per_s']:>9,.0f} ex/s")
+    if first:
+        parts.append("(incl. loading compiled code)")
     return "  ".join(parts)
 
 
