@@ -75,8 +75,9 @@ def _version():
     try:
         from importlib.metadata import version
         return version("loopnet")
-    except Exception:
-        return "unknown"
+    except Exception:   # not installed (run from a source tree)
+        from . import __version__
+        return __version__
 
 
 def build_parser(only=None):
