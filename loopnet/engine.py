@@ -204,13 +204,13 @@ def gradient_and_step(params, state, work, X, order, lo, hi, arch, hyper):
 
 
 @pjit
-def apply_step(params, state, grad, arch, hyper):
-    """One optimizer step for every parameter from an averaged gradient ``grad``."""
+def apply_step(params, state, grad, m, arch, hyper):
+    """One optimizer step for every parameter from ``grad`` = Σ_x ∇C_x over m examples."""
     state.t[0] += 1
     for task in prange(arch.tasks.shape[0]):
         w_lo, w_hi, b_lo, b_hi = task_ranges(arch, task)
-        update_range(params, state, grad, w_lo, w_hi, 1, True, hyper)
-        update_range(params, state, grad, b_lo, b_hi, 1, False, hyper)
+        update_range(params, state, grad, w_lo, w_hi, m, True, hyper)
+        update_range(params, state, grad, b_lo, b_hi, m, False, hyper)
 
 
 # ------------------------------------------------------- drivers

@@ -230,18 +230,24 @@ class Net:
 
     # --------------------------------------------------------------- training
     def step(self, grad, *, eta, lmbda=0.0, n=1, momentum=0.0, optimizer="sgd",
-             beta1=0.9, beta2=0.999, epsilon=1e-8):
-        """One optimizer update from a flat averaged gradient (see :mod:`loopnet.optim`)."""
-        grad = np.asarray(grad, dtype=self.dtype)
+             beta1=0.9, beta2=0.999, epsilon=1e-8, m=1):
+        """One optimizer update (see :mod:`loopnet.optim`) from a flat gradient.
+
+        ``grad`` is the averaged gradient, or with ``m`` > 1 the SUM Σ_x ∇C_x
+        over m examples: ``step(net.gradient_sum(X, Y), m=len(X), ...)`` is then
+        exactly the update ``fit`` makes for the mini-batch X, bit for bit.
+        """
+        grad = np.ascontiguousarray(grad, dtype=self.dtype)
         if grad.shape != self.params.shape:
             raise ValueError(f"gradient has shape {grad.shape}, expected {self.params.shape}")
+        m = _check_int(m, "m (examples summed in grad)", minimum=1)
         hyper = self._hyper(optimizer, eta, lmbda, n, momentum, beta1, beta2, epsilon)
-        engine.apply_step(self.params, self._state, grad, self._arch, hyper)
+        engine.apply_step(self.params, self._state, grad, m, self._arch, hyper)
 
     def fit(self, X, Y, *, epochs=30, batch_size=10, eta=3.0, lmbda=0.0, momentum=0.0,
             optimizer="sgd", beta1=0.9, beta2=0.999, epsilon=1e-8, tol=None,
             validation_data=None, shuffle=True, order=None, monitor=True, callback=None,
-            progress=None, threads=None):
+            progress=None, threads=None, comm=None, deterministic=False):
         """Mini-batch gradient descent for ``epochs`` more epochs; returns ``self``.
 
         Each epoch visits the rows in a fresh ``self.rng.permutation`` (or in
@@ -260,9 +266,21 @@ class Net:
         synchronising threads twice per mini-batch can cost more than it saves).
         The result is bit-identical whatever is chosen.
 
+        ``comm``: an MPI communicator (or ``"world"``) to train data-parallel
+        over MPI ranks, each mini-batch split across them; ``deterministic``
+        then sums the ranks' parts in rank order.  See :mod:`loopnet.distributed`.
+
         Ctrl-C or divergence restores the state at the start of the epoch in
         progress, so a saved network can always resume bit-identically.
         """
+        if comm is not None:
+            from . import distributed
+            return distributed.fit(
+                self, X, Y, comm=comm, deterministic=deterministic, epochs=epochs,
+                batch_size=batch_size, eta=eta, lmbda=lmbda, momentum=momentum,
+                optimizer=optimizer, beta1=beta1, beta2=beta2, epsilon=epsilon, tol=tol,
+                validation_data=validation_data, shuffle=shuffle, order=order, monitor=monitor,
+                callback=callback, progress=progress)
         X = self._inputs(X)
         Y = self._targets(Y, X.shape[0])
         n = X.shape[0]

@@ -287,3 +287,13 @@ def test_pickle_round_trip_keeps_everything(tmp_path):
     clone = loopnet.Net.__new__(loopnet.Net)
     clone.__setstate__(state)
     np.testing.assert_array_equal(clone.predict(X), net.predict(X))
+
+
+def test_step_with_gradient_sum_is_exactly_fits_update():
+    X, y, _ = small_problem(m=10)
+    a = loopnet.Net([4, 5, 3], seed=2)
+    b = a.copy()
+    a.fit(X, y, epochs=1, batch_size=10, eta=0.7, lmbda=0.3, momentum=0.5, shuffle=False,
+          monitor=False)
+    b.step(b.gradient_sum(X, y), m=10, eta=0.7, lmbda=0.3, n=10, momentum=0.5)
+    assert np.array_equal(a.params, b.params)
