@@ -181,8 +181,6 @@ class _Progress:
 # --------------------------------------------------------------------------- the command
 
 def run(args):
-    import numpy as np
-
     import loopnet
     from .. import io
 
