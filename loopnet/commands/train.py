@@ -269,6 +269,7 @@ def run(args):
 
     show_bar = args.progress if args.progress is not None else (
         sys.stderr.isatty() and not args.quiet)
+    show_bar = show_bar and (mpi is None or mpi.root)      # one bar, not one per MPI rank
     bar = _Progress(show_bar, s["epochs"], -(-len(y) // s["batch_size"]))
     bar.start(net.epoch + 1)
     first_epoch = net.epoch
