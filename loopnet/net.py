@@ -203,11 +203,14 @@ class Net:
         X = self._inputs(X)
         Y = self._targets(Y, X.shape[0])
         lmbda = _check_real(lmbda, "lmbda", minimum=0.0)
-        c = float(np.sum(self._forward(X, Y)[1])) / X.shape[0]
-        if lmbda:
-            c += 0.5 * lmbda / X.shape[0] * sum(float((w.astype(np.float64) ** 2).sum())
-                                                for w in self.weights)
-        return c
+        return float(np.sum(self._forward(X, Y)[1])) / X.shape[0] + self._l2_term(lmbda, len(X))
+
+    def _l2_term(self, lmbda, n):
+        """(λ/2n) Σ_w w², network2's regularisation term of the cost."""
+        if not lmbda:
+            return 0.0
+        return 0.5 * lmbda / n * sum(float((w.astype(np.float64) ** 2).sum())
+                                     for w in self.weights)
 
     def accuracy(self, X, labels):
         """Fraction of rows whose largest output is the label (labels or one-hot rows)."""
@@ -358,11 +361,12 @@ class Net:
         return 4 * sum(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
 
     def _measure(self, X, Y, labels, lmbda, prefix):
-        """Cost (and accuracy for classification) of a data set, keys prefixed."""
-        out = {prefix + "cost": self.cost(X, Y, lmbda)}
+        """Cost (and accuracy for classification) of a validated data set in one forward pass."""
+        outputs, costs = self._forward(X, Y)
+        record = {prefix + "cost": float(np.sum(costs)) / len(X) + self._l2_term(lmbda, len(X))}
         if labels is not None:
-            out[prefix + "accuracy"] = self.accuracy(X, labels)
-        return out
+            record[prefix + "accuracy"] = float(np.mean(np.argmax(outputs, axis=1) == labels))
+        return record
 
     def _grad_norm(self, X, Y, lmbda):
         """‖∇C‖ over the whole training set, the L2 term λ/n · w included."""
