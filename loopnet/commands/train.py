@@ -267,6 +267,12 @@ def run(args):
             save(net, s["save"], extra=extra("complete"))
         return 0
 
+    # Compile (first run) or load the cached kernels now, so no epoch time includes the JIT.
+    ready = loopnet.warmup(net.dtype.name)
+    if not args.quiet:
+        print(f"loopnet: compiled kernels ready in {ready:.1f} s (compiled once, then loaded "
+              f"from the cache)", file=out, flush=True)
+
     show_bar = args.progress if args.progress is not None else (
         sys.stderr.isatty() and not args.quiet)
     show_bar = show_bar and (mpi is None or mpi.root)      # one bar, not one per MPI rank
@@ -278,7 +284,7 @@ def run(args):
     def on_epoch(n, record):
         bar.close()
         if not args.quiet:
-            print(_epoch_line(record, s["epochs"], first=record["epoch"] == first_epoch + 1),
+            print(_epoch_line(record, s["epochs"]),
                   file=out, flush=True)
         every = s["checkpoint_every"]
         if every and n.epoch % every == 0 and n.epoch < s["epochs"]:
@@ -362,7 +368,7 @@ def _quote(path):
     return shlex.quote(path)
 
 
-def _epoch_line(r, total, first=False):
+def _epoch_line(r, total):
     parts = [f"epoch {r['epoch']:>{len(str(total))}d}/{total}"]
     if "cost" in r:
         parts.append(f"cost {r['cost']:.5f}")
@@ -374,8 +380,6 @@ def _epoch_line(r, total, first=False):
         parts.append(f"held-out cost {r['val_cost']:.5f}")
     parts.append(f"{r['seconds']:6.2f} s")
     parts.append(f"{r['examples_per_s']:>9,.0f} ex/s")
-    if first:
-        parts.append("(incl. loading compiled code)")
     return "  ".join(parts)
 
 
