@@ -38,7 +38,7 @@ from .optim import update_range
 
 # The network's shape and choices, passed to every compiled driver.
 # ``tasks[t] = (i, j_lo, j_hi)``: phase-B task t owns rows j_lo … j_hi−1 of layer i+1.
-Arch = namedtuple("Arch", "sizes p_off u_off tasks act out_act cost")
+Arch = namedtuple("Arch", "sizes p_off u_off tasks first_tasks act out_act cost")
 # Scratch: the averaged gradient, and z, a, δ of each example of a block.
 Work = namedtuple("Work", "grad z a delta")
 
@@ -60,7 +60,8 @@ def make_arch(sizes, act, out_act, cost):
         u_off[i + 1] = u_off[i] + n
         rows = max(1, TASK_WEIGHTS // m)
         tasks += [(i, j, min(j + rows, n)) for j in range(0, n, rows)]
-    return Arch(sizes, p_off, u_off, np.array(tasks, dtype=np.int64),
+    first_tasks = sum(1 for t in tasks if t[0] == 0)
+    return Arch(sizes, p_off, u_off, np.array(tasks, dtype=np.int64), np.int64(first_tasks),
                 np.int64(act), np.int64(out_act), np.int64(cost))
 
 
@@ -98,10 +99,10 @@ def units(row, arch, i):
 
 # ------------------------------------------------------- one example
 @jit
-def feedforward(z, a, params, x, arch):
-    """Forward pass of one example: every z^l and a^l, l = 1..L."""
+def feedforward(z, a, params, x, arch, first=0):
+    """Forward pass of one example: every z^l and a^l, l = first+1 .. L."""
     n_layers = arch.sizes.shape[0] - 1
-    for i in range(n_layers):
+    for i in range(first, n_layers):
         act = arch.act if i < n_layers - 1 else arch.out_act
         a_prev = x if i == 0 else units(a, arch, i - 1)
         forward_layer(units(z, arch, i), units(a, arch, i),
@@ -109,10 +110,10 @@ def feedforward(z, a, params, x, arch):
 
 
 @jit
-def backpropagate_errors(z, a, delta, params, x, y, arch):
-    """Forward pass, then BP1 at the output and BP2 back to layer 1: every δ^l of one example."""
+def backpropagate_errors(z, a, delta, params, x, y, arch, first=0):
+    """Forward pass (from layer first+1), then BP1 at the output and BP2 back to layer 1."""
     n_layers = arch.sizes.shape[0] - 1
-    feedforward(z, a, params, x, arch)
+    feedforward(z, a, params, x, arch, first)
     out = n_layers - 1
     output_delta(units(delta, arch, out), units(z, arch, out), units(a, arch, out),
                  y, arch.out_act, arch.cost)
@@ -123,11 +124,46 @@ def backpropagate_errors(z, a, delta, params, x, y, arch):
 
 # ------------------------------------------------------- phase A
 @pjit
-def errors_of_examples(work, params, X, Y, order, lo, hi, arch):
-    """Phase A: z, a and δ of examples order[lo:hi], one scratch row each (parallel)."""
+def first_layer_rows(work, params, X, order, lo, hi, arch):
+    """Phase A1: z^1 and a^1 of examples order[lo:hi], in parallel over blocks of rows j.
+
+    Layer 1 holds most of the weights (784 inputs).  Cutting it by rows, with
+    the same blocks as phase B, means the thread that updates rows j of w^1
+    is the one that reads them in the next forward pass: the weights stay in
+    that core's cache instead of moving between cores every mini-batch.
+    """
+    for task in prange(arch.first_tasks):
+        j_lo, j_hi = arch.tasks[task, 1], arch.tasks[task, 2]
+        w = weight(params, arch, 0)[j_lo:j_hi]
+        b = bias(params, arch, 0)[j_lo:j_hi]
+        for t in range(hi - lo):
+            forward_layer(units(work.z[t], arch, 0)[j_lo:j_hi],
+                          units(work.a[t], arch, 0)[j_lo:j_hi], w, b, X[order[lo + t]], arch.act)
+
+
+@pjit
+def errors_of_examples(work, params, X, Y, order, lo, hi, arch, first):
+    """Phase A2: the rest of the forward pass (from layer first+1), BP1 and BP2 of
+    examples order[lo:hi], one scratch row each, in parallel over examples."""
     for t in prange(hi - lo):
         r = order[lo + t]
-        backpropagate_errors(work.z[t], work.a[t], work.delta[t], params, X[r], Y[r], arch)
+        backpropagate_errors(work.z[t], work.a[t], work.delta[t], params, X[r], Y[r], arch,
+                             first)
+
+
+@jit
+def errors(work, params, X, Y, order, lo, hi, arch):
+    """Phase A: every z, a and δ of examples order[lo:hi].
+
+    With a hidden layer, layer 1 goes by rows (A1) and the rest by examples
+    (A2); a single-layer network (whose softmax would couple the rows) goes
+    by examples only.
+    """
+    if arch.sizes.shape[0] > 2:
+        first_layer_rows(work, params, X, order, lo, hi, arch)
+        errors_of_examples(work, params, X, Y, order, lo, hi, arch, 1)
+    else:
+        errors_of_examples(work, params, X, Y, order, lo, hi, arch, 0)
 
 
 # ------------------------------------------------------- phase B
@@ -222,7 +258,7 @@ def gradient_sum(work, params, X, Y, order, arch):
     block = work.z.shape[0]
     for lo in range(0, n, block):
         hi = min(lo + block, n)
-        errors_of_examples(work, params, X, Y, order, lo, hi, arch)
+        errors(work, params, X, Y, order, lo, hi, arch)
         sum_gradients(work.grad, work, X, order, lo, hi, arch)
 
 
@@ -237,7 +273,7 @@ def train_batches(params, state, work, X, Y, order, batch_size, first, last, arc
     for b in range(first, last):
         lo = b * batch_size
         hi = min(lo + batch_size, n)
-        errors_of_examples(work, params, X, Y, order, lo, hi, arch)
+        errors(work, params, X, Y, order, lo, hi, arch)
         gradient_and_step(params, state, work, X, order, lo, hi, arch, hyper)
 
 
