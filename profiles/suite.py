@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _harness as H  # noqa: E402
 
-COLS = [("numpy", "NumPy matrix"), ("nielsen", "Nielsen-style per-example"), ("torch", "PyTorch eager"),
+COLS = [("numpy", "NumPy matrix"), ("nielsen", "Nielsen-style per-example"), ("torch1", "PyTorch eager 1 thread"),
+        ("torch", "PyTorch eager {c} threads"),
         ("sklearn", "sklearn MLP (sgd)"), ("loopnet1", "loopnet 1 thread"), ("loopnet", "loopnet {c} threads")]
 
 
@@ -64,7 +65,8 @@ def summary(results, peaks, dtypes):
         out.append("")
     out.append("Every implementation was validated against loopnet.reference before it was timed (gradient "
                "after one mini-batch and weights after three, within 1e-10 relative in float64, 1e-5 in "
-               "float32); Nielsen-style code timed on 10 % of each epoch, PyTorch and scikit-learn on 25 %, and scaled; "
+               "float32); Nielsen-style code timed on 10 % of each epoch, PyTorch and scikit-learn on 25 % (PyTorch "
+               "on all threads 5 %), and scaled; "
                "² timed on 10,000 examples and scaled to 50,000. Hardware bound = epoch FLOPs ÷ the matmul "
                "peak measured in the same run (FLOPs counted as in profiles/README.md).")
     return "\n".join(out) + "\n"

@@ -70,7 +70,7 @@ def test_validation_catches_a_missing_one_over_m():
 
 @pytest.mark.parametrize("key", sorted(TINY))
 def test_scenario_quick_validates_and_times(key, capsys):
-    impls = "numpy,nielsen,loopnet1,loopnet" + (",sklearn,torch" if key == "w1" else "")
+    impls = "numpy,nielsen,loopnet1,loopnet" + (",sklearn,torch1,torch" if key == "w1" else "")
     rc = H.main_for(key, ["--quick", "--sizes", TINY[key], "--impls", impls, "--examples", "200"])
     out = capsys.readouterr().out
     assert rc == 0, out

@@ -56,7 +56,7 @@ def add_arguments(parser):
     g.add_argument("--repeats", "-r", type=int, default=None, metavar="R",
                    help="timed epochs per implementation; the best is reported (default 3)")
     g.add_argument("--impls", default=None,
-                   help="comma list among numpy,numpy1,nielsen,loopnet1,loopnet,torch,sklearn")
+                   help="comma list among numpy,numpy1,nielsen,loopnet1,loopnet,torch1,torch,sklearn")
     g.add_argument("--sizes", default=None, help="override the layer sizes, e.g. 20,8,4")
     g.add_argument("--batch", "-m", type=int, default=None, help="override the mini-batch size")
     g.add_argument("--nielsen-fraction", type=float, default=None, metavar="F",
