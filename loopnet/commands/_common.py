@@ -212,3 +212,22 @@ def format_confusion(cm):
     for i in range(n):
         lines.append(f"  {i:>3d} " + "".join(f"{int(v):>{width}d}" for v in cm[i]))
     return "\n".join(lines)
+
+
+def epoch_line(r, total=None):
+    """One history record as a line: epoch, cost, training and held-out accuracy, time, speed."""
+    width = len(str(total)) if total else 3
+    parts = [f"epoch {r.get('epoch', '?'):>{width}}" + (f"/{total}" if total else "")]
+    if "cost" in r:
+        parts.append(f"cost {r['cost']:.5f}")
+    if "accuracy" in r:
+        parts.append(f"train {percent(r['accuracy'])}")
+    if "val_accuracy" in r:
+        parts.append(f"held-out {percent(r['val_accuracy'])}")
+    elif "val_cost" in r:
+        parts.append(f"held-out cost {r['val_cost']:.5f}")
+    if "seconds" in r:
+        parts.append(f"{r['seconds']:6.2f} s")
+    if "examples_per_s" in r:
+        parts.append(f"{r['examples_per_s']:>9,.0f} ex/s")
+    return "  ".join(parts)

@@ -58,14 +58,5 @@ def run(args):
     if net.history:
         print("history:")
         for h in net.history:
-            parts = [f"  epoch {h.get('epoch', '?'):>3}"]
-            if "cost" in h:
-                parts.append(f"cost {h['cost']:.5f}")
-            if "accuracy" in h:
-                parts.append(f"train {c.percent(h['accuracy'])}")
-            if "val_accuracy" in h:
-                parts.append(f"held-out {c.percent(h['val_accuracy'])}")
-            if "seconds" in h:
-                parts.append(f"{h['seconds']:.2f} s")
-            print("  ".join(parts))
+            print("  " + c.epoch_line(h))
     return 0

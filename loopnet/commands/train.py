@@ -284,7 +284,7 @@ def run(args):
     def on_epoch(n, record):
         bar.close()
         if not args.quiet:
-            print(_epoch_line(record, s["epochs"]),
+            print(c.epoch_line(record, s["epochs"]),
                   file=out, flush=True)
         every = s["checkpoint_every"]
         if every and n.epoch % every == 0 and n.epoch < s["epochs"]:
@@ -368,19 +368,6 @@ def _quote(path):
     return shlex.quote(path)
 
 
-def _epoch_line(r, total):
-    parts = [f"epoch {r['epoch']:>{len(str(total))}d}/{total}"]
-    if "cost" in r:
-        parts.append(f"cost {r['cost']:.5f}")
-    if "accuracy" in r:
-        parts.append(f"train {c.percent(r['accuracy'])}")
-    if "val_accuracy" in r:
-        parts.append(f"held-out {c.percent(r['val_accuracy'])}")
-    elif "val_cost" in r:
-        parts.append(f"held-out cost {r['val_cost']:.5f}")
-    parts.append(f"{r['seconds']:6.2f} s")
-    parts.append(f"{r['examples_per_s']:>9,.0f} ex/s")
-    return "  ".join(parts)
 
 
 def _summary(net, first_epoch, elapsed, Xv, yv, s, out):
