@@ -158,9 +158,11 @@ _drivers = None
 def _build_engine_drivers():
     """Compiled epoch loops that call the engine's own two-phase functions (once per process).
 
-    Used when loopnet.engine has the two-phase layout (phase A ``errors_of_examples``:
-    forward, BP1, BP2 per example in parallel; phase B ``gradient_and_step``: BP3/BP4
-    summed per block of rows, then the update).  Raises AttributeError otherwise."""
+    Used when loopnet.engine has the two-phase layout (phase A: forward, BP1, BP2; phase B
+    ``gradient_and_step``: BP3/BP4 summed per block of rows, then the update).  Adapts to
+    the layouts seen so far: phase A as ``errors(...)`` (layer 1 by blocks of rows in
+    ``first_layer_rows``, the rest per example) or as ``errors_of_examples(...)`` alone.
+    Raises AttributeError when the engine has neither."""
     global _drivers
     if _drivers is not None:
         return _drivers
@@ -171,30 +173,62 @@ def _build_engine_drivers():
     from loopnet.kernels import output_delta
 
     feedforward, units = E.feedforward, E.units
-    errors_of_examples, sum_gradients, train_batches = E.errors_of_examples, E.sum_gradients, E.train_batches
+    sum_gradients, train_batches = E.sum_gradients, E.train_batches
+    split_first = hasattr(E, "first_layer_rows") and hasattr(E, "errors")
 
-    @numba.njit(parallel=True)
-    def forward_only(params, work, X, Y, order, m, n_batches, arch, with_bp1):
-        out = arch.sizes.shape[0] - 2
-        for bt in range(n_batches):
-            lo = bt * m
-            for t in prange(m):
-                r = order[lo + t]
-                feedforward(work.z[t], work.a[t], params, X[r], arch)
-                if with_bp1:
-                    output_delta(units(work.delta[t], arch, out), units(work.z[t], arch, out),
-                                 units(work.a[t], arch, out), Y[r], arch.out_act, arch.cost)
+    if split_first:
+        first_layer_rows, errors = E.first_layer_rows, E.errors
 
-    @numba.njit
-    def errors_only(params, work, X, Y, order, m, n_batches, arch):
-        for bt in range(n_batches):
-            errors_of_examples(work, params, X, Y, order, bt * m, bt * m + m, arch)
+        @numba.njit(parallel=True)
+        def forward_only(params, work, X, Y, order, m, n_batches, arch, with_bp1):
+            out = arch.sizes.shape[0] - 2
+            first = 1 if arch.sizes.shape[0] > 2 else 0
+            for bt in range(n_batches):
+                lo = bt * m
+                if first:
+                    first_layer_rows(work, params, X, order, lo, lo + m, arch)
+                for t in prange(m):
+                    r = order[lo + t]
+                    feedforward(work.z[t], work.a[t], params, X[r], arch, first)
+                    if with_bp1:
+                        output_delta(units(work.delta[t], arch, out), units(work.z[t], arch, out),
+                                     units(work.a[t], arch, out), Y[r], arch.out_act, arch.cost)
 
-    @numba.njit
-    def errors_and_gradient(params, work, X, Y, order, m, n_batches, arch):
-        for bt in range(n_batches):  # sums into work.grad without zeroing (zeroing is counted with the update)
-            errors_of_examples(work, params, X, Y, order, bt * m, bt * m + m, arch)
-            sum_gradients(work.grad, work, X, order, bt * m, bt * m + m, arch)
+        @numba.njit
+        def errors_only(params, work, X, Y, order, m, n_batches, arch):
+            for bt in range(n_batches):
+                errors(work, params, X, Y, order, bt * m, bt * m + m, arch)
+
+        @numba.njit
+        def errors_and_gradient(params, work, X, Y, order, m, n_batches, arch):
+            for bt in range(n_batches):  # sums into work.grad without zeroing (zeroing is counted with the update)
+                errors(work, params, X, Y, order, bt * m, bt * m + m, arch)
+                sum_gradients(work.grad, work, X, order, bt * m, bt * m + m, arch)
+    else:
+        errors_of_examples = E.errors_of_examples
+
+        @numba.njit(parallel=True)
+        def forward_only(params, work, X, Y, order, m, n_batches, arch, with_bp1):
+            out = arch.sizes.shape[0] - 2
+            for bt in range(n_batches):
+                lo = bt * m
+                for t in prange(m):
+                    r = order[lo + t]
+                    feedforward(work.z[t], work.a[t], params, X[r], arch)
+                    if with_bp1:
+                        output_delta(units(work.delta[t], arch, out), units(work.z[t], arch, out),
+                                     units(work.a[t], arch, out), Y[r], arch.out_act, arch.cost)
+
+        @numba.njit
+        def errors_only(params, work, X, Y, order, m, n_batches, arch):
+            for bt in range(n_batches):
+                errors_of_examples(work, params, X, Y, order, bt * m, bt * m + m, arch)
+
+        @numba.njit
+        def errors_and_gradient(params, work, X, Y, order, m, n_batches, arch):
+            for bt in range(n_batches):
+                errors_of_examples(work, params, X, Y, order, bt * m, bt * m + m, arch)
+                sum_gradients(work.grad, work, X, order, bt * m, bt * m + m, arch)
 
     _drivers = (forward_only, errors_only, errors_and_gradient, train_batches)
     return _drivers
@@ -322,8 +356,9 @@ def profile_phases(sc, dtype="float64", n=10_000, repeats=3, threads=(1,), log=p
 
 
 HOW_ENGINE = ("Stages call the engine's own compiled functions in epoch loops: forward only "
-              "(engine.feedforward per example in a prange per mini-batch, like phase A), + BP1, "
-              "= phase A (engine.errors_of_examples), + BP3/BP4 (engine.sum_gradients, no update), "
+              "(engine.first_layer_rows when the engine has it, then engine.feedforward per example in "
+              "a prange, as phase A does), + BP1, = phase A (engine.errors), + BP3/BP4 "
+              "(engine.sum_gradients, no update), "
               "= the real engine.train_batches (zeroing + gradient + update). This engine has no "
               "cross-chunk reduction (each gradient number is owned by one task): 0 by construction.")
 HOW_MIRROR = ("Stages come from a compiled mirror of the epoch loop built from loopnet.kernels (per "
