@@ -73,8 +73,12 @@ def summary(results, peaks, dtypes):
 
 
 def update_readme(path, text):
+    """Replace the body of README's ``## Performance`` section (append the section if missing).
+    Returns False, writing nothing, when README.md does not exist (its top belongs to the lead)."""
     path = Path(path)
-    body = path.read_text() if path.exists() else ""
+    if not path.exists():
+        return False
+    body = path.read_text()
     head = "## Performance"
     if head in body:
         pre, rest = body.split(head, 1)
@@ -84,6 +88,7 @@ def update_readme(path, text):
     else:
         body = body.rstrip("\n") + "\n\n" + head + "\n\n" + text.rstrip("\n") + "\n"
     path.write_text(body.rstrip("\n") + "\n")
+    return True
 
 
 def main(argv=None):
@@ -134,8 +139,10 @@ def main(argv=None):
         H.update_results(path, header, {"summary": "## Summary\n\n" + summ, **sections})
         log(f"wrote {path}")
     if args.readme:
-        update_readme(H.REPO_DIR / "README.md", text)
-        log("updated README.md ## Performance")
+        if update_readme(H.REPO_DIR / "README.md", text):
+            log("updated README.md ## Performance")
+        else:
+            log("README.md does not exist: nothing written there")
     return 1 if failed else 0
 
 

@@ -118,3 +118,18 @@ def test_results_file_sections_are_replaced_in_place(tmp_path):
     assert "first" not in text and "second" in text and "### W2" in text
     assert "header 2" in text and "header 1" not in text
     assert text.index("## Summary") < text.index("### W1") < text.index("### W2")
+
+
+def test_readme_performance_section_replaced_in_place(tmp_path):
+    suite = importlib.import_module("suite")
+    readme = tmp_path / "README.md"
+    assert suite.update_readme(readme, "x") is False and not readme.exists()
+    readme.write_text("# loopnet\n\nintro\n\n## Install\n\npip\n")
+    assert suite.update_readme(readme, "table 1")
+    assert readme.read_text().endswith("## Performance\n\ntable 1\n")
+    readme.write_text(readme.read_text() + "\n## Later\n\nkept\n")
+    suite.update_readme(readme, "table 2")
+    text = readme.read_text()
+    assert "table 1" not in text and "table 2" in text
+    assert text.index("## Install") < text.index("## Performance") < text.index("## Later")
+    assert "kept" in text and "pip" in text
