@@ -116,8 +116,12 @@ class Net:
 
     @property
     def weights(self):
-        """w^1 … w^L, each (n_l, n_{l−1}): views into :attr:`params`."""
-        return self.unflatten(self.params)[0]
+        """w^1 … w^L, each (n_l, n_{l−1}): views into :attr:`params`.
+
+        ``net.weights[0] = W`` and ``net.weights[0][j, k] = v`` both write into
+        the network (the list copies an assigned array into its layer).
+        """
+        return LayerList(self.unflatten(self.params)[0], "weights")
 
     @weights.setter
     def weights(self, values):
@@ -125,8 +129,8 @@ class Net:
 
     @property
     def biases(self):
-        """b^1 … b^L, each (n_l,): views into :attr:`params`."""
-        return self.unflatten(self.params)[1]
+        """b^1 … b^L, each (n_l,): views into :attr:`params` (assignable like :attr:`weights`)."""
+        return LayerList(self.unflatten(self.params)[1], "biases")
 
     @biases.setter
     def biases(self, values):
@@ -591,15 +595,39 @@ def _check_order(order, n):
     return np.ascontiguousarray(order, dtype=np.int64)
 
 
+class LayerList(list):
+    """The per-layer views of :attr:`Net.weights` / :attr:`Net.biases`.
+
+    Assigning an element copies the array into the network's buffer (after
+    checking its shape and values) instead of silently replacing a list entry.
+    """
+
+    def __init__(self, views, name):
+        super().__init__(views)
+        self.name = name
+
+    def __setitem__(self, i, value):
+        if not isinstance(i, Integral):
+            raise TypeError(f"assign {self.name} one layer at a time, e.g. net.{self.name}[0] = ...")
+        i = range(len(self))[i]
+        list.__getitem__(self, i)[...] = _layer_array(list.__getitem__(self, i), value,
+                                                      f"{self.name}[{i}]")
+
+
+def _layer_array(view, value, label):
+    """``value`` as an array shaped like ``view``; (n, 1) columns (Nielsen's biases) are accepted."""
+    arr = _as_float_array(value, label)
+    if arr.shape != view.shape and not (view.ndim == 1 and arr.shape == (view.shape[0], 1)):
+        raise ValueError(f"{label} has shape {arr.shape}, expected {view.shape}")
+    _check_finite(arr, label)
+    return arr.reshape(view.shape)
+
+
 def _assign(views, values, name):
     values = list(values)
     if len(values) != len(views):
         raise ValueError(f"{name}: expected {len(views)} arrays, got {len(values)}")
-    arrays = [np.asarray(v) for v in values]
-    for l, (view, arr) in enumerate(zip(views, arrays), start=1):
-        if arr.shape != view.shape:
-            raise ValueError(f"{name}[{l - 1}] (layer {l}) has shape {arr.shape}, "
-                             f"expected {view.shape}")
-        _check_finite(arr, f"{name}[{l - 1}]")
+    arrays = [_layer_array(view, v, f"{name}[{i}] (layer {i + 1})")
+              for i, (view, v) in enumerate(zip(views, values))]
     for view, arr in zip(views, arrays):
         view[...] = arr

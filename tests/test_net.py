@@ -155,6 +155,14 @@ def test_weights_are_views_and_setter_validates():
     assert net.params[0] == 42.0
     with pytest.raises(ValueError, match=r"weights\[1\].*shape \(4, 2\).*expected \(2, 4\)"):
         net.weights = [np.zeros((4, 3)), np.zeros((4, 2))]
+    net.weights[1] = np.ones((2, 4))          # element assignment writes into the net
+    assert np.all(net.weights[1] == 1.0)
+    net.biases[0] = np.arange(4.0).reshape(4, 1)   # Nielsen's (n, 1) columns are accepted
+    assert np.array_equal(net.biases[0], np.arange(4.0))
+    with pytest.raises(ValueError, match=r"biases\[1\] has shape \(3,\), expected \(2,\)"):
+        net.biases[1] = np.zeros(3)
+    with pytest.raises(ValueError, match="NaN"):
+        net.weights[0] = np.full((4, 3), np.nan)
 
 
 def test_same_seed_same_network_and_no_global_rng():
