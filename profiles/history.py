@@ -76,7 +76,8 @@ def export(rev, root):
 def describe(rev):
     if rev == "WORKTREE":
         return "working tree (uncommitted)"
-    r = subprocess.run(["git", "-C", str(H.REPO_DIR), "log", "-1", "--format=%h %s", rev],
+    # the last commit at or before rev that changed loopnet/ (what the timing actually ran)
+    r = subprocess.run(["git", "-C", str(H.REPO_DIR), "log", "-1", "--format=%h %s", rev, "--", "loopnet"],
                        capture_output=True, text=True, check=True)
     text = r.stdout.strip()
     return text if len(text) < 90 else text[:87] + "…"
