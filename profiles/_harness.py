@@ -709,6 +709,10 @@ class Sklearn(Impl):
         return [c.T.copy() for c in self.clf.coefs_], [b.copy() for b in self.clf.intercepts_]
 
     def gradient(self, X, Y):
+        if self.dtype == np.float32:
+            # (w0 - w1)/η loses ~eps32·|w|/|η g| ≈ 1e-4 to rounding: not a test of sklearn;
+            # float32 is validated by the weights after the mini-batches only
+            return None
         w0, b0 = self.get()
         self._fit(X.astype(self.dtype), Y.argmax(axis=1))
         w1, b1 = self.get()
