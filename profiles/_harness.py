@@ -417,7 +417,8 @@ def rel_err(got, want):
 
 
 def _sigmoid(z):
-    return 1.0 / (1.0 + np.exp(-z))
+    with np.errstate(over="ignore"):  # e^{-z} = inf for z << 0 gives σ = 0, the right limit
+        return 1.0 / (1.0 + np.exp(-z))
 
 
 class Impl:
