@@ -7,8 +7,8 @@ disk so a second process starts in well under a second.
 Floating-point flags
 --------------------
 Every compiled function may use ``contract``: LLVM fuses ``a*b + c`` into
-one FMA instruction.  Functions decorated with :func:`jit_sums` — the kernels
-with long sums, z_j = Σ_k w_jk a_k and Σ_k δ_k w_kj — also use ``reassoc``,
+one FMA instruction.  Functions decorated with :func:`jit_sums` — the kernel
+with a long dot product, z_j = Σ_k w_jk a_k (forward_layer) — also use ``reassoc``,
 which lets LLVM split such a sum into partial sums that run in SIMD lanes.
 Without it the sum is one dependent chain of additions and the forward pass of
 [784, 30, 10] runs about 10× slower (21 µs instead of 2 µs per example on

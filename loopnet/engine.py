@@ -43,7 +43,8 @@ Arch = namedtuple("Arch", "sizes p_off u_off tasks first_tasks act out_act cost"
 Work = namedtuple("Work", "grad z a delta")
 
 CACHE_LINE = 8          # float64 values per 64-byte line
-TASK_WEIGHTS = 2048     # weights per phase-B task: many tasks share out evenly; each still amortises its loads
+FIRST_LAYER_BLOCKS = 8  # layer 1 is cut into this many row blocks: even shares for 1, 2, 4, 8 threads
+TASK_WEIGHTS = 8192     # weights per task in the other layers
 BLOCK_EXAMPLES = 256    # examples per phase-A block outside training (gradient, predict, cost)
 
 
@@ -58,7 +59,7 @@ def make_arch(sizes, act, out_act, cost):
         n, m = int(sizes[i + 1]), int(sizes[i])
         p_off[i + 1] = p_off[i] + n * m + n
         u_off[i + 1] = u_off[i] + n
-        rows = max(1, TASK_WEIGHTS // m)
+        rows = -(-n // FIRST_LAYER_BLOCKS) if i == 0 else max(1, TASK_WEIGHTS // m)
         tasks += [(i, j, min(j + rows, n)) for j in range(0, n, rows)]
     first_tasks = sum(1 for t in tasks if t[0] == 0)
     return Arch(sizes, p_off, u_off, np.array(tasks, dtype=np.int64), np.int64(first_tasks),
@@ -221,22 +222,35 @@ def task_ranges(arch, task):
 @pjit
 def sum_gradients(grad, work, X, order, lo, hi, arch):
     """Phase B without update: grad += Σ_x ∇C_x over examples order[lo:hi] (parallel over rows)."""
-    for task in prange(arch.tasks.shape[0]):
+    for task in prange(arch.first_tasks):
         gradient_rows(grad, work, X, order, lo, hi, arch, task)
+    for task in prange(arch.first_tasks, arch.tasks.shape[0]):
+        gradient_rows(grad, work, X, order, lo, hi, arch, task)
+
+
+@jit
+def gradient_and_step_task(params, state, work, X, order, lo, hi, arch, hyper, task):
+    """One task of phase B: sum its rows' gradient over the examples, then update those rows."""
+    w_lo, w_hi, b_lo, b_hi = task_ranges(arch, task)
+    fill_zero(work.grad[w_lo:w_hi])
+    fill_zero(work.grad[b_lo:b_hi])
+    gradient_rows(work.grad, work, X, order, lo, hi, arch, task)
+    update_range(params, state, work.grad, w_lo, w_hi, hi - lo, True, hyper)
+    update_range(params, state, work.grad, b_lo, b_hi, hi - lo, False, hyper)
 
 
 @pjit
 def gradient_and_step(params, state, work, X, order, lo, hi, arch, hyper):
-    """Phase B of a training step: each task sums its rows' gradient, then updates them."""
+    """Phase B of a training step, in parallel over tasks.
+
+    Layer 1's blocks go first, over the same loop as phase A1 so that each
+    block of w^1 is read and written by the same thread; then the other layers.
+    """
     state.t[0] += 1
-    m = hi - lo
-    for task in prange(arch.tasks.shape[0]):
-        w_lo, w_hi, b_lo, b_hi = task_ranges(arch, task)
-        fill_zero(work.grad[w_lo:w_hi])
-        fill_zero(work.grad[b_lo:b_hi])
-        gradient_rows(work.grad, work, X, order, lo, hi, arch, task)
-        update_range(params, state, work.grad, w_lo, w_hi, m, True, hyper)
-        update_range(params, state, work.grad, b_lo, b_hi, m, False, hyper)
+    for task in prange(arch.first_tasks):
+        gradient_and_step_task(params, state, work, X, order, lo, hi, arch, hyper, task)
+    for task in prange(arch.first_tasks, arch.tasks.shape[0]):
+        gradient_and_step_task(params, state, work, X, order, lo, hi, arch, hyper, task)
 
 
 @pjit

@@ -17,8 +17,8 @@ accumulate_       ∂C/∂b^l_j = δ^l_j                                    (BP3
 gradient          ∂C/∂w^l_jk = a^{l−1}_k δ^l_j                         (BP4)
 ================  ==========================================================
 
-forward_layer and hidden_delta let LLVM split their sums over k into SIMD
-partial sums (``_jit.jit_sums``); everything else adds in the order written.
+forward_layer lets LLVM split its sums over k into SIMD partial sums
+(``_jit.jit_sums``); everything else adds in the order written.
 """
 
 import math
@@ -103,20 +103,27 @@ def output_delta(delta, z, a, y, act, cost):
             delta[j] = dcost_da(cost, a[j], y[j], n) * sigma_prime(act, z[j])
 
 
-@jit_sums
+@jit
 def hidden_delta(delta, z, w_next, delta_next, act):
     """BP2, the error of hidden layer l from the error of layer l+1.
 
     Differentiates the forward line z^{l+1}_k = Σ_j w^{l+1}_kj σ(z^l_j) + b^{l+1}_k:
 
     .. math::  \\delta^l_j = \\sum_k \\delta^{l+1}_k w^{l+1}_{kj} \\, \\sigma'(z^l_j)
+
+    The sum over k is the outer loop, so the inner loop walks along row k of
+    w^{l+1} (contiguous in memory) for every j at once; each δ^l_j still adds
+    its terms in the order k = 0, 1, 2, …
     """
-    n_next, n = w_next.shape
-    for j in range(n):
-        s = w_next.dtype.type(0)
-        for k in range(n_next):
-            s += delta_next[k] * w_next[k, j]
-        delta[j] = s * sigma_prime(act, z[j])
+    n_next, n_l = w_next.shape
+    for j in range(n_l):
+        delta[j] = 0
+    for k in range(n_next):
+        d_k = delta_next[k]
+        for j in range(n_l):
+            delta[j] += d_k * w_next[k, j]
+    for j in range(n_l):
+        delta[j] *= sigma_prime(act, z[j])
 
 
 @jit
