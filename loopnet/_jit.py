@@ -31,7 +31,8 @@ kernels.py, engine.py's cached code would still run the old kernel (wrong
 numbers, or a crash when a data layout changed).  :class:`_CoreStampLocator`
 therefore stamps every cache entry of loopnet with a hash of all the modules
 that hold compiled code, as well as the function's own file; any edit to
-them recompiles everything on the next run.  An installed release never
+them recompiles everything on the next run.  The cache is kept per user
+(``$NUMBA_CACHE_DIR`` if set), not inside the installed package.  An installed release never
 changes, so users only ever pay the compile once.
 """
 
@@ -39,7 +40,7 @@ import hashlib
 import os
 
 import numba
-from numba.core.caching import CacheImpl, InTreeCacheLocator
+from numba.core.caching import CacheImpl, UserWideCacheLocator
 
 FASTMATH = {"contract"}
 FASTMATH_SUMS = {"contract", "reassoc"}
@@ -59,10 +60,22 @@ def _core_stamp():
     return digest.hexdigest()
 
 
-class _CoreStampLocator(InTreeCacheLocator):
-    """Numba's usual ``__pycache__`` location, stamped with the hash of the core modules."""
+class _CoreStampLocator(UserWideCacheLocator):
+    """A per-user cache directory, stamped with the hash of the core modules.
+
+    The cache lives under ``$NUMBA_CACHE_DIR`` when that is set, else in
+    Numba's per-user cache directory (e.g. ``~/.cache/numba``), never inside
+    the installed package: files written into site-packages/loopnet outlive
+    ``pip uninstall`` and can shadow a later editable install.
+    """
 
     core_stamp = _core_stamp()
+
+    def __init__(self, py_func, py_file):
+        super().__init__(py_func, py_file)
+        if numba.config.CACHE_DIR:
+            self._cache_path = os.path.join(numba.config.CACHE_DIR,
+                                            self.get_suitable_cache_subpath(py_file))
 
     def get_source_stamp(self):
         return (self.core_stamp, super().get_source_stamp())
