@@ -61,10 +61,20 @@ def main(argv=None):
     args, _ = p.parse_known_args(argv)
     if not os.environ.get("_LOOPNET_VEC_CHILD"):
         # Numba cannot show the assembly of code loaded from its cache: compile afresh in a child
+        # that imports a copy of the package without its __pycache__ (loopnet's own cache
+        # locator does not follow NUMBA_CACHE_DIR)
+        import shutil
+
+        import loopnet
+
         with tempfile.TemporaryDirectory(prefix="loopnet-vec-") as tmp:
-            env = dict(os.environ, NUMBA_CACHE_DIR=tmp, _LOOPNET_VEC_CHILD="1")
+            shutil.copytree(Path(loopnet.__file__).resolve().parent, Path(tmp) / "pkg" / "loopnet",
+                            ignore=shutil.ignore_patterns("__pycache__", "*.nbi", "*.nbc", "*.pyc"))
+            env = dict(os.environ, NUMBA_CACHE_DIR=str(Path(tmp) / "cache"), _LOOPNET_VEC_CHILD="1")
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(tmp) / "pkg"), env.get("PYTHONPATH")]))
             argv = sys.argv[1:] if argv is None else list(argv)
-            return subprocess.run([sys.executable, __file__, *argv], env=env).returncode
+            return subprocess.run([sys.executable, str(Path(__file__).resolve()), *argv], env=env,
+                                  cwd=tmp).returncode
     import warnings
 
     warnings.filterwarnings("ignore", message="Inspection disabled")
