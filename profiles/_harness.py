@@ -867,6 +867,13 @@ def compile_times(sc, dtype, cache_dir=None):
 # ---------------------------------------------------------------------------
 
 
+def stamp():
+    """' (HH:MM UTC, load L)': when a section was measured, for sections written by other scripts."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    load = _loadavg()
+    return f" ({now:%Y-%m-%d %H:%M} UTC" + (f", load {load:.1f})" if load is not None else ")")
+
+
 def fmt_s(s):
     if s is None or not math.isfinite(s):
         return "–"

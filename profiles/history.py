@@ -124,7 +124,7 @@ def main(argv=None):
     cores = H.n_cores()
     head = "| revision | " + " | ".join(
         f"{k.upper()} loopnet 1 thr / {cores} thr (NumPy 1 thr)" for k in keys) + " |"
-    lines = [f"### loopnet across revisions, {args.dtype}", "",
+    lines = [f"### loopnet across revisions, {args.dtype}{H.stamp()}", "",
              f"s per 50,000-example epoch (measured on {args.examples:,} examples × {scale:g}), best of "
              f"{args.rounds} rounds × {args.repeats} epochs, each revision in its own process with its own cold "
              f"Numba cache; NumPy matrix form (BLAS on 1 thread) timed in the same process as the yardstick. "

@@ -374,7 +374,7 @@ def phases_table(sc, dtype, n, res, source, mode="mirror", epoch_n=50_000):
     head = "| phase | " + " | ".join(f"{t} thread{'s' if t > 1 else ''}: ms / epoch | share" for t in ths) + \
            " | GFLOP/s (1st column) |"
     lines = [
-        f"### Phases of one epoch: {sc.title}, {dtype}",
+        f"### Phases of one epoch: {sc.title}, {dtype}{H.stamp()}",
         "",
         f"Measured on {n:,} examples ({source}), reported per {epoch_n:,}-example epoch (× {scale:g}); "
         f"best of the runs; 1 thread: CPU time of the process (robust to other processes' load), "

@@ -115,7 +115,7 @@ def sweep_table(kind, rows, dtype, cores):
             "depth": "depth d, [784, 64 × d, 10], m = 10"}[kind]
     cols = ["loopnet 1 thread"] + ([f"loopnet {cores} threads"] if cores > 1 else []) + ["NumPy 1 thread"]
     keys = ["loopnet1"] + (["loopnet"] if cores > 1 else []) + ["numpy1"]
-    lines = [f"#### Sweep over {what}, {dtype} ({unit}; 1-thread columns by process CPU time, "
+    lines = [f"#### Sweep over {what}, {dtype}{H.stamp()} ({unit}; 1-thread columns by process CPU time, "
              f"the {cores}-thread column by wall time)", "",
              "| point | examples timed | " + " | ".join(cols) + " | loopnet 1 thread vs NumPy 1 thread |",
              "|---|---|" + "---|" * len(cols) + "---|"]
@@ -129,7 +129,8 @@ def sweep_table(kind, rows, dtype, cores):
 
 
 def threads_table(rows, dtype, threads):
-    lines = [f"#### Sweep over threads, {dtype} (loopnet examples / s, wall time; speed-up over 1 thread)", "",
+    lines = [f"#### Sweep over threads, {dtype}{H.stamp()} (loopnet examples / s, wall time; speed-up over 1 thread)",
+             "",
              "| workload | examples timed | " + " | ".join(f"{t} thread{'s' if t > 1 else ''}" for t in threads)
              + " |", "|---|---|" + "---|" * len(threads)]
     for sc, n, t in rows:

@@ -98,7 +98,7 @@ def main(argv=None):
             c = count(asm)
             rows.append((name, c))
             break
-    lines = [f"### Vectorisation of the compiled functions, {args.dtype} (static instruction counts)", "",
+    lines = [f"### Vectorisation of the compiled functions, {args.dtype}{H.stamp()} (static instruction counts)", "",
              "| function | zmm packed | ymm packed | xmm packed | scalar | verdict |", "|---|---|---|---|---|---|"]
     note = ("Packed = vector arithmetic (4/8 float64 lanes on ymm/zmm); scalar instructions remain in every "
             "function (loop remainders, σ, bounds), so read 'has packed loops' as 'the vectoriser fired "
