@@ -131,6 +131,8 @@ def main(argv=None):
             f"[profiles/results/{H.machine_slug()}.md](profiles/results/{H.machine_slug()}.md); how to run "
             f"and how FLOPs are counted in [profiles/README.md](profiles/README.md).\n\n{header}\n\n{summ}")
     print("\n" + summ)
+    if args.readme:
+        print("README.md ## Performance body, as written:\n\n" + text)
     for r in results:
         print(r["markdown"])
     failed = any(r["failed"] for r in results)
