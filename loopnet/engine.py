@@ -32,8 +32,8 @@ from numba import prange
 
 from ._jit import jit, pjit
 from .costs import cost_x
-from .kernels import (accumulate_gradient, accumulate_gradient4, forward_layer, hidden_delta,
-                      output_delta)
+from .kernels import (accumulate_gradient, accumulate_gradient4, activate, forward_layer,
+                      forward_layer4, hidden_delta, output_delta)
 from .optim import update_range
 
 # The network's shape and choices, passed to every compiled driver.
@@ -137,9 +137,23 @@ def first_layer_rows(work, params, X, order, lo, hi, arch):
         j_lo, j_hi = arch.tasks[task, 1], arch.tasks[task, 2]
         w = weight(params, arch, 0)[j_lo:j_hi]
         b = bias(params, arch, 0)[j_lo:j_hi]
-        for t in range(hi - lo):
+        m = hi - lo
+        t = 0
+        while t + 4 <= m:   # four examples per pass over the block's rows of w
+            forward_layer4(units(work.z[t], arch, 0)[j_lo:j_hi],
+                           units(work.z[t + 1], arch, 0)[j_lo:j_hi],
+                           units(work.z[t + 2], arch, 0)[j_lo:j_hi],
+                           units(work.z[t + 3], arch, 0)[j_lo:j_hi], w, b,
+                           X[order[lo + t]], X[order[lo + t + 1]], X[order[lo + t + 2]],
+                           X[order[lo + t + 3]])
+            for e in range(t, t + 4):
+                activate(units(work.a[e], arch, 0)[j_lo:j_hi],
+                         units(work.z[e], arch, 0)[j_lo:j_hi], arch.act)
+            t += 4
+        while t < m:
             forward_layer(units(work.z[t], arch, 0)[j_lo:j_hi],
                           units(work.a[t], arch, 0)[j_lo:j_hi], w, b, X[order[lo + t]], arch.act)
+            t += 1
 
 
 @pjit

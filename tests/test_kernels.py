@@ -158,3 +158,12 @@ def test_softmax_log_likelihood_with_targets_not_summing_to_one():
     X = rng.standard_normal((4, 3))
     Y = rng.uniform(0.0, 1.0, (4, 3))   # rows sum to anything
     assert rel_err(net.gradient_sum(X, Y) / 4, central_differences(net, X, Y)) < 1e-7
+
+
+def test_forward_layer4_is_four_forward_passes(rng):
+    w, b = rng.standard_normal((5, 9)), rng.standard_normal(5)
+    xs = [rng.standard_normal(9) for _ in range(4)]
+    zs = [np.empty(5) for _ in range(4)]
+    kernels.forward_layer4(*zs, w, b, *xs)
+    for z, x in zip(zs, xs):
+        assert rel_err(z, w @ x + b) < RTOL
