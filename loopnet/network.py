@@ -18,9 +18,9 @@ How "the same numbers" is achieved:
   (``loopnet.Net.fit(..., order=...)``).  Mini-batches are consecutive runs
   of ``mini_batch_size`` examples of that order, the last one possibly
   shorter, exactly as in the original.
-* The gradient of a mini-batch is summed in a different order (in parallel
-  chunks), so weights agree with Nielsen's to floating-point rounding
-  (about 1e-15 per step), not bit for bit.
+* The arithmetic is rounded differently (SIMD partial sums inside each dot
+  product, fused multiply-adds), so weights agree with Nielsen's to
+  floating-point rounding (about 1e-15 per step), not bit for bit.
 
 What is different: training data may be any iterable of ``(x, y)`` pairs
 (a Python 3 ``zip`` object included), inputs may be (n, 1) columns or 1-D
