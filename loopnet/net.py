@@ -328,7 +328,7 @@ class Net:
         try:
             if order is None:
                 order = self.rng.permutation(n) if shuffle else np.arange(n)
-            n_batches = -(-n // batch_size)
+            n_batches = -(-len(order) // batch_size)   # order may visit a subset of the rows
             per_call = max(1, SEGMENT_EXAMPLES // batch_size)
             start = time.perf_counter()
             for first in range(0, n_batches, per_call):
@@ -344,7 +344,7 @@ class Net:
                     progress(last, n_batches)
             seconds = time.perf_counter() - start
             record = {"epoch": self.epoch + 1, "seconds": seconds,
-                      "examples_per_s": n / seconds if seconds > 0 else float("inf")}
+                      "examples_per_s": len(order) / seconds if seconds > 0 else float("inf")}
             if monitor:
                 record.update(self._measure(X, Y, labels, lmbda, ""))
                 if val is not None:

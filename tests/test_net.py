@@ -305,3 +305,14 @@ def test_step_with_gradient_sum_is_exactly_fits_update():
           monitor=False)
     b.step(b.gradient_sum(X, y), m=10, eta=0.7, lmbda=0.3, n=10, momentum=0.5)
     assert np.array_equal(a.params, b.params)
+
+
+def test_order_may_visit_a_subset_of_the_rows():
+    X, y, Y = small_problem(m=30)
+    order = np.array([3, 7, 1, 22, 9])     # 5 of 30 rows: mini-batches of 2, 2, 1
+    net = loopnet.Net([4, 5, 3], seed=4)
+    ws, bs = [w.copy() for w in net.weights], [b.copy() for b in net.biases]
+    net.fit(X, y, epochs=1, batch_size=2, eta=0.5, order=order)
+    ws, bs = R.train_sgd(ws, bs, X, Y, order, 2, 0.5, "sigmoid", "sigmoid", "quadratic")
+    for got, want in zip(net.weights + net.biases, ws + bs):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
