@@ -32,6 +32,8 @@ import os
 
 import numpy as np
 
+from .io import looks_like_pickle
+
 __all__ = ["DataError", "Dataset", "load_dataset", "read_data_file", "read_idx", "find_idx_files", "locate_dataset",
            "load_idx_split", "load_csv", "load_npz", "load_inputs", "check_inputs",
            "check_labels", "scale_pixels", "input_divisor", "SYSTEM_DATA_DIR", "IDX_DATASETS"]
@@ -408,7 +410,7 @@ def load_inputs(path, n_inputs=None, scale="auto"):
     with open(path, "rb") as f:
         head = f.read(8)
     low = path.lower()
-    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+    if looks_like_pickle(head):
         raise DataError(f"{path}: a Python pickle; refused (use .npy, .npz, .csv or IDX)")
     if head.startswith(b"\x93NUMPY") or low.endswith(".npy"):
         try:

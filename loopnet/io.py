@@ -46,6 +46,11 @@ import zipfile
 
 import numpy as np
 
+
+def looks_like_pickle(head):
+    """True when the first bytes of a file are a pickle header (protocol 2-5): never load those."""
+    return head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
+
 __all__ = ["save", "load", "load_with_meta", "ModelFormatError", "atomic_write",
            "FORMAT", "FORMAT_VERSION"]
 
@@ -249,7 +254,7 @@ def load_with_meta(path):
         head = f.read(16)
     if not head:
         raise ModelFormatError(f"{path}: empty file, not a loopnet model")
-    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+    if looks_like_pickle(head):
         raise ModelFormatError(
             f"{path}: this is a Python pickle; loopnet never loads pickles (they can run "
             "arbitrary code). Save models with loopnet.io.save / 'loopnet train --save'")
