@@ -119,7 +119,7 @@ def backpropagate_errors(z, a, delta, params, x, y, arch, first=0):
     output_delta(units(delta, arch, out), units(z, arch, out), units(a, arch, out),
                  y, arch.out_act, arch.cost)
     for i in range(n_layers - 2, -1, -1):
-        hidden_delta(units(delta, arch, i), units(z, arch, i),
+        hidden_delta(units(delta, arch, i), units(z, arch, i), units(a, arch, i),
                      weight(params, arch, i + 1), units(delta, arch, i + 1), arch.act)
 
 

@@ -24,7 +24,7 @@ forward_layer lets LLVM split its sums over k into SIMD partial sums
 import math
 
 from ._jit import jit, jit_sums
-from .activations import SIGMOID, SOFTMAX, sigma, sigma_prime
+from .activations import SIGMOID, SOFTMAX, sigma, sigma_prime_of
 from .costs import CROSS_ENTROPY, LOG_LIKELIHOOD, dcost_da
 
 
@@ -54,26 +54,81 @@ def forward_layer(z, a, w, b, a_prev, act):
 def forward_layer4(z0, z1, z2, z3, w, b, x0, x1, x2, x3):
     """z_j = Σ_k w_jk x_k + b_j for four examples at once (no activation).
 
-    The same sums as :func:`forward_layer`, but each w_jk is loaded once for
-    four examples; streaming w is what limits the one-example kernel when
-    mini-batches are large.
+    The same sums as :func:`forward_layer`, computed for a tile of four rows
+    j × four examples per pass over k (:func:`dot_tile`): each w_jk and each
+    x_k loaded serves four multiply-adds, which keeps the FMA units busy
+    where one-row, one-example dot products wait on loads.
     """
-    n_l, n_prev = w.shape
-    for j in range(n_l):
-        s0 = w.dtype.type(0)
-        s1 = w.dtype.type(0)
-        s2 = w.dtype.type(0)
-        s3 = w.dtype.type(0)
-        for k in range(n_prev):
-            w_jk = w[j, k]
-            s0 += w_jk * x0[k]
-            s1 += w_jk * x1[k]
-            s2 += w_jk * x2[k]
-            s3 += w_jk * x3[k]
-        z0[j] = s0 + b[j]
-        z1[j] = s1 + b[j]
-        z2[j] = s2 + b[j]
-        z3[j] = s3 + b[j]
+    n_l = w.shape[0]
+    j = 0
+    while j + 4 <= n_l:
+        s = dot_tile(w[j], w[j + 1], w[j + 2], w[j + 3], x0, x1, x2, x3)
+        for q in range(4):
+            z0[j + q] = s[q][0] + b[j + q]
+            z1[j + q] = s[q][1] + b[j + q]
+            z2[j + q] = s[q][2] + b[j + q]
+            z3[j + q] = s[q][3] + b[j + q]
+        j += 4
+    while j < n_l:    # the last n_l mod 4 rows, one at a time
+        s = dot_row(w[j], x0, x1, x2, x3)
+        z0[j] = s[0] + b[j]
+        z1[j] = s[1] + b[j]
+        z2[j] = s[2] + b[j]
+        z3[j] = s[3] + b[j]
+        j += 1
+
+
+@jit_sums
+def dot_row(w0, x0, x1, x2, x3):
+    """The four dot products Σ_k w0[k] x_e[k] of one weight row with four inputs."""
+    zero = w0.dtype.type(0)
+    s0, s1, s2, s3 = zero, zero, zero, zero
+    for k in range(w0.shape[0]):
+        v = w0[k]
+        s0 += v * x0[k]
+        s1 += v * x1[k]
+        s2 += v * x2[k]
+        s3 += v * x3[k]
+    return s0, s1, s2, s3
+
+
+@jit_sums
+def dot_tile(w0, w1, w2, w3, x0, x1, x2, x3):
+    """The 4 × 4 dot products Σ_k w_r[k] x_e[k] of four weight rows with four inputs.
+
+    Returned as four tuples, one per row r, of four sums, one per example e.
+    Sixteen running sums live in registers; LLVM splits each into SIMD
+    partial sums (``reassoc``).
+    """
+    zero = w0.dtype.type(0)
+    s00, s01, s02, s03 = zero, zero, zero, zero
+    s10, s11, s12, s13 = zero, zero, zero, zero
+    s20, s21, s22, s23 = zero, zero, zero, zero
+    s30, s31, s32, s33 = zero, zero, zero, zero
+    for k in range(w0.shape[0]):
+        p0, p1, p2, p3 = x0[k], x1[k], x2[k], x3[k]
+        v = w0[k]
+        s00 += v * p0
+        s01 += v * p1
+        s02 += v * p2
+        s03 += v * p3
+        v = w1[k]
+        s10 += v * p0
+        s11 += v * p1
+        s12 += v * p2
+        s13 += v * p3
+        v = w2[k]
+        s20 += v * p0
+        s21 += v * p1
+        s22 += v * p2
+        s23 += v * p3
+        v = w3[k]
+        s30 += v * p0
+        s31 += v * p1
+        s32 += v * p2
+        s33 += v * p3
+    return ((s00, s01, s02, s03), (s10, s11, s12, s13),
+            (s20, s21, s22, s23), (s30, s31, s32, s33))
 
 
 @jit
@@ -133,11 +188,11 @@ def output_delta(delta, z, a, y, act, cost):
             delta[j] = a[j] * (dcost_da(cost, a[j], y[j], n) - s)
     else:
         for j in range(n):
-            delta[j] = dcost_da(cost, a[j], y[j], n) * sigma_prime(act, z[j])
+            delta[j] = dcost_da(cost, a[j], y[j], n) * sigma_prime_of(act, z[j], a[j])
 
 
 @jit
-def hidden_delta(delta, z, w_next, delta_next, act):
+def hidden_delta(delta, z, a, w_next, delta_next, act):
     """BP2, the error of hidden layer l from the error of layer l+1.
 
     Differentiates the forward line z^{l+1}_k = Σ_j w^{l+1}_kj σ(z^l_j) + b^{l+1}_k:
@@ -146,7 +201,8 @@ def hidden_delta(delta, z, w_next, delta_next, act):
 
     The sum over k is the outer loop, so the inner loop walks along row k of
     w^{l+1} (contiguous in memory) for every j at once; each δ^l_j still adds
-    its terms in the order k = 0, 1, 2, …
+    its terms in the order k = 0, 1, 2, …  σ'(z^l_j) is computed from the
+    stored a^l_j = σ(z^l_j) (:func:`~loopnet.activations.sigma_prime_of`).
     """
     n_next, n_l = w_next.shape
     for j in range(n_l):
@@ -156,7 +212,7 @@ def hidden_delta(delta, z, w_next, delta_next, act):
         for j in range(n_l):
             delta[j] += d_k * w_next[k, j]
     for j in range(n_l):
-        delta[j] *= sigma_prime(act, z[j])
+        delta[j] *= sigma_prime_of(act, z[j], a[j])
 
 
 @jit
@@ -185,11 +241,37 @@ def accumulate_gradient4(nabla_w, nabla_b, d0, d1, d2, d3, a0, a1, a2, a3):
 
     The terms are added left to right, example 0 first, exactly as four calls
     would add them; but each ∂C/∂w_jk is loaded and stored once per four
-    examples instead of once per example, which is what limits the speed.
+    examples instead of once per example, and four rows j share each load of
+    a_k (:func:`outer_tile`).
     """
-    n_l, n_prev = nabla_w.shape
-    for j in range(n_l):
+    n_l = nabla_w.shape[0]
+    j = 0
+    while j + 4 <= n_l:
+        outer_tile(nabla_w[j], nabla_w[j + 1], nabla_w[j + 2], nabla_w[j + 3],
+                   (d0[j], d1[j], d2[j], d3[j]), (d0[j + 1], d1[j + 1], d2[j + 1], d3[j + 1]),
+                   (d0[j + 2], d1[j + 2], d2[j + 2], d3[j + 2]),
+                   (d0[j + 3], d1[j + 3], d2[j + 3], d3[j + 3]), a0, a1, a2, a3)
+        j += 4
+    while j < n_l:    # the last n_l mod 4 rows, one at a time
         e0, e1, e2, e3 = d0[j], d1[j], d2[j], d3[j]
-        nabla_b[j] = nabla_b[j] + e0 + e1 + e2 + e3
-        for k in range(n_prev):
-            nabla_w[j, k] = nabla_w[j, k] + e0 * a0[k] + e1 * a1[k] + e2 * a2[k] + e3 * a3[k]
+        g = nabla_w[j]
+        for k in range(g.shape[0]):
+            g[k] = g[k] + e0 * a0[k] + e1 * a1[k] + e2 * a2[k] + e3 * a3[k]
+        j += 1
+    for j in range(n_l):
+        nabla_b[j] = nabla_b[j] + d0[j] + d1[j] + d2[j] + d3[j]
+
+
+@jit
+def outer_tile(g0, g1, g2, g3, e0, e1, e2, e3, a0, a1, a2, a3):
+    """g_r[k] += Σ_x e_r[x] a_x[k] for four rows r and four examples x, x in order.
+
+    ``e_r`` holds δ_j of row r for the four examples; each a_x[k] loaded
+    serves the four rows.
+    """
+    for k in range(g0.shape[0]):
+        p0, p1, p2, p3 = a0[k], a1[k], a2[k], a3[k]
+        g0[k] = g0[k] + e0[0] * p0 + e0[1] * p1 + e0[2] * p2 + e0[3] * p3
+        g1[k] = g1[k] + e1[0] * p0 + e1[1] * p1 + e1[2] * p2 + e1[3] * p3
+        g2[k] = g2[k] + e2[0] * p0 + e2[1] * p1 + e2[2] * p2 + e2[3] * p3
+        g3[k] = g3[k] + e3[0] * p0 + e3[1] * p1 + e3[2] * p2 + e3[3] * p3

@@ -71,7 +71,7 @@ def backprop_example(weights, biases, x, y, activation="sigmoid", output="sigmoi
     # BP1 at the output layer, then BP2 from layer L-1 down to layer 1.
     K.output_delta(delta[L - 1], z[L - 1], a[L], y, out, cost_code)
     for i in range(L - 2, -1, -1):
-        K.hidden_delta(delta[i], z[i], weights[i + 1], delta[i + 1], hidden)
+        K.hidden_delta(delta[i], z[i], a[i + 1], weights[i + 1], delta[i + 1], hidden)
     # BP3 and BP4: the gradient buffers start at zero and the kernel only adds (+=).
     nabla_w = [np.zeros_like(w) for w in weights]
     nabla_b = [np.zeros_like(b) for b in biases]

@@ -78,7 +78,7 @@ def averaged_gradient_with(ns):
     return gradient
 
 
-def hidden_delta_without_sigma_prime(delta, z, w_next, delta_next, act):
+def hidden_delta_without_sigma_prime(delta, z, a, w_next, delta_next, act):
     """BP2 with the σ'(z^l_j) factor dropped: the classic backprop bug."""
     n_next, n = w_next.shape
     for j in range(n):
