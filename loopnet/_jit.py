@@ -45,7 +45,7 @@ from numba.core.caching import CacheImpl, UserWideCacheLocator
 FASTMATH = {"contract"}
 FASTMATH_SUMS = {"contract", "reassoc"}
 
-OPTIONS = dict(cache=True, nogil=True)
+OPTIONS = dict(cache=True, nogil=True, error_model="numpy")
 
 # Modules whose compiled functions are inlined into one another.
 CORE_MODULES = ("_jit.py", "activations.py", "costs.py", "kernels.py", "optim.py", "engine.py")

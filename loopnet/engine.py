@@ -10,19 +10,26 @@ Memory layout (llm.c style, one flat buffer):
   layers 1..L side by side from ``arch.u_off[i]``, rows padded to whole cache
   lines so that two threads never write the same line.
 
-A mini-batch step runs in two parallel phases:
+Every layer is cut into ``BLOCKS`` blocks of rows j (:func:`block_rows`);
+block b of every layer belongs to task b.  A mini-batch step runs in two
+parallel phases:
 
-A. **errors** — for each example x (in parallel over examples): the forward
-   pass, BP1 and BP2, i.e. every z^l_j, a^l_j and δ^l_j of that example.
-B. **gradient** — for each block of rows j of a layer (in parallel over
-   blocks): BP3/BP4 summed over the examples, ∂C/∂w_jk = Σ_x δ^x_j a^x_k,
-   in example order x = 0, 1, …, m−1; then (when training) the update of
-   those rows: w_jk ← w_jk − (η/m) ∂C/∂w_jk.
+A. **errors** — A1: z^1 and a^1 of the mini-batch's examples, in parallel over
+   the blocks of layer 1; A2: for each example x (in parallel over examples)
+   the rest of the forward pass, BP1 and BP2, i.e. every z^l_j, a^l_j and δ^l_j.
+B. **gradient** — for each task (in parallel over tasks): BP3/BP4 of its rows,
+   summed over the examples, ∂C/∂w_jk = Σ_x δ^x_j a^x_k in example order
+   x = 0, 1, …, m−1; then (when training) the update of those rows:
+   w_jk ← w_jk − (η/m) ∂C/∂w_jk.
 
 Each number is computed by exactly one thread, in an order that does not
 depend on how the work is split, so the result is bit-identical for any
 ``NUMBA_NUM_THREADS`` (and equal to the plain serial loop), without per-thread
 gradient copies to reduce.
+
+Compile time is dominated by Numba's work per ``prange`` region and per
+compiled driver, so there are three regions (A1, A2, B) and one driver,
+:func:`run_batches`, for training, gradients and predictions alike.
 """
 
 from collections import namedtuple
@@ -33,37 +40,35 @@ from numba import prange
 from ._jit import jit, pjit
 from .costs import cost_x
 from .kernels import (accumulate_gradient, accumulate_gradient4, activate, forward_layer,
-                      forward_layer4, hidden_delta, output_delta)
+                      forward_layer4,
+                      hidden_delta, output_delta)
 from .optim import update_range
 
 # The network's shape and choices, passed to every compiled driver.
-# ``tasks[t] = (i, j_lo, j_hi)``: phase-B task t owns rows j_lo … j_hi−1 of layer i+1.
-Arch = namedtuple("Arch", "sizes p_off u_off tasks first_tasks act out_act cost")
-# Scratch: the averaged gradient, and z, a, δ of each example of a block.
+Arch = namedtuple("Arch", "sizes p_off u_off act out_act cost")
+# Scratch: the gradient, and z, a, δ of each example of a block.
 Work = namedtuple("Work", "grad z a delta")
 
 CACHE_LINE = 8          # float64 values per 64-byte line
-FIRST_LAYER_BLOCKS = 8  # layer 1 is cut into this many row blocks: even shares for 1, 2, 4, 8 threads
-TASK_WEIGHTS = 8192     # weights per task in the other layers
+BLOCKS = 8              # row blocks per layer: even shares for 1, 2, 4 and 8 threads
+TILE_ROWS = 4           # rows per register tile of the kernels (forward_layer4, accumulate_gradient4)
 BLOCK_EXAMPLES = 256    # examples per phase-A block outside training (gradient, predict, cost)
+
+# What run_batches does after phase A.
+PREDICT, GRADIENT, TRAIN = 0, 1, 2
 
 
 def make_arch(sizes, act, out_act, cost):
-    """Offsets of every layer in the flat buffers and the phase-B task table."""
+    """Offsets of every layer in the flat buffers."""
     sizes = np.asarray(sizes, dtype=np.int64)
     n_layers = len(sizes) - 1
     p_off = np.zeros(n_layers + 1, dtype=np.int64)
     u_off = np.zeros(n_layers + 1, dtype=np.int64)
-    tasks = []
     for i in range(n_layers):
         n, m = int(sizes[i + 1]), int(sizes[i])
         p_off[i + 1] = p_off[i] + n * m + n
         u_off[i + 1] = u_off[i] + n
-        rows = -(-n // FIRST_LAYER_BLOCKS) if i == 0 else max(1, TASK_WEIGHTS // m)
-        tasks += [(i, j, min(j + rows, n)) for j in range(0, n, rows)]
-    first_tasks = sum(1 for t in tasks if t[0] == 0)
-    return Arch(sizes, p_off, u_off, np.array(tasks, dtype=np.int64), np.int64(first_tasks),
-                np.int64(act), np.int64(out_act), np.int64(cost))
+    return Arch(sizes, p_off, u_off, np.int64(act), np.int64(out_act), np.int64(cost))
 
 
 def make_work(arch, n_rows, dtype):
@@ -98,9 +103,23 @@ def units(row, arch, i):
     return row[arch.u_off[i]:arch.u_off[i + 1]]
 
 
+@jit
+def block_rows(n, b):
+    """Rows [j_lo, j_hi) of block b of a layer of n neurons.
+
+    The BLOCKS blocks are contiguous and made of whole 4-row tiles (but the
+    layer's last tile), as even as that allows.  They depend on n only, never
+    on the number of threads.
+    """
+    tiles = (n + TILE_ROWS - 1) // TILE_ROWS
+    j_lo = TILE_ROWS * (tiles * b // BLOCKS)
+    j_hi = TILE_ROWS * (tiles * (b + 1) // BLOCKS)
+    return min(j_lo, n), min(j_hi, n)
+
+
 # ------------------------------------------------------- one example
 @jit
-def feedforward(z, a, params, x, arch, first=0):
+def feedforward(z, a, params, x, arch, first):
     """Forward pass of one example: every z^l and a^l, l = first+1 .. L."""
     n_layers = arch.sizes.shape[0] - 1
     for i in range(first, n_layers):
@@ -111,10 +130,13 @@ def feedforward(z, a, params, x, arch, first=0):
 
 
 @jit
-def backpropagate_errors(z, a, delta, params, x, y, arch, first=0):
-    """Forward pass (from layer first+1), then BP1 at the output and BP2 back to layer 1."""
+def backpropagate_errors(z, a, delta, params, x, y, arch, first, with_errors):
+    """Forward pass (from layer first+1), then (``with_errors``) BP1 at the output and
+    BP2 back to layer 1."""
     n_layers = arch.sizes.shape[0] - 1
     feedforward(z, a, params, x, arch, first)
+    if not with_errors:
+        return
     out = n_layers - 1
     output_delta(units(delta, arch, out), units(z, arch, out), units(a, arch, out),
                  y, arch.out_act, arch.cost)
@@ -129,56 +151,62 @@ def first_layer_rows(work, params, X, order, lo, hi, arch):
     """Phase A1: z^1 and a^1 of examples order[lo:hi], in parallel over blocks of rows j.
 
     Layer 1 holds most of the weights (784 inputs).  Cutting it by rows, with
-    the same blocks as phase B, means the thread that updates rows j of w^1
-    is the one that reads them in the next forward pass: the weights stay in
-    that core's cache instead of moving between cores every mini-batch.
+    the same blocks and the same loop as phase B, means the thread that
+    updates rows j of w^1 is the one that reads them in the next forward
+    pass: the weights stay in that core's cache instead of moving between
+    cores every mini-batch.
     """
-    for task in prange(arch.first_tasks):
-        j_lo, j_hi = arch.tasks[task, 1], arch.tasks[task, 2]
-        w = weight(params, arch, 0)[j_lo:j_hi]
-        b = bias(params, arch, 0)[j_lo:j_hi]
-        m = hi - lo
-        t = 0
-        while t + 4 <= m:   # four examples per pass over the block's rows of w
-            forward_layer4(units(work.z[t], arch, 0)[j_lo:j_hi],
-                           units(work.z[t + 1], arch, 0)[j_lo:j_hi],
-                           units(work.z[t + 2], arch, 0)[j_lo:j_hi],
-                           units(work.z[t + 3], arch, 0)[j_lo:j_hi], w, b,
-                           X[order[lo + t]], X[order[lo + t + 1]], X[order[lo + t + 2]],
-                           X[order[lo + t + 3]])
-            for e in range(t, t + 4):
-                activate(units(work.a[e], arch, 0)[j_lo:j_hi],
-                         units(work.z[e], arch, 0)[j_lo:j_hi], arch.act)
-            t += 4
-        while t < m:
-            forward_layer(units(work.z[t], arch, 0)[j_lo:j_hi],
-                          units(work.a[t], arch, 0)[j_lo:j_hi], w, b, X[order[lo + t]], arch.act)
-            t += 1
-
-
-@pjit
-def errors_of_examples(work, params, X, Y, order, lo, hi, arch, first):
-    """Phase A2: the rest of the forward pass (from layer first+1), BP1 and BP2 of
-    examples order[lo:hi], one scratch row each, in parallel over examples."""
-    for t in prange(hi - lo):
-        r = order[lo + t]
-        backpropagate_errors(work.z[t], work.a[t], work.delta[t], params, X[r], Y[r], arch,
-                             first)
+    for b in prange(BLOCKS):
+        first_layer_block(work, params, X, order, lo, hi, arch, np.int64(b))
 
 
 @jit
-def errors(work, params, X, Y, order, lo, hi, arch):
-    """Phase A: every z, a and δ of examples order[lo:hi].
+def first_layer_block(work, params, X, order, lo, hi, arch, b):
+    """z^1_j and a^1_j for the rows j of block b of layer 1, examples order[lo:hi]."""
+    layer = np.int64(0)
+    j_lo, j_hi = block_rows(arch.sizes[1], b)
+    w = weight(params, arch, layer)[j_lo:j_hi]
+    bias_j = bias(params, arch, layer)[j_lo:j_hi]
+    last = hi - lo - 1
+    for t in range(0, last + 1, 4):
+        # Four examples per pass over the block's rows of w.  Past the end, the
+        # last example stands in for the missing ones (its z is written again,
+        # with the same value): every z^1 comes out of the same 4-example tile,
+        # so an example's z^1 does not depend on the other rows of the batch.
+        e1, e2, e3 = min(t + 1, last), min(t + 2, last), min(t + 3, last)
+        forward_layer4(units(work.z[t], arch, layer)[j_lo:j_hi],
+                       units(work.z[e1], arch, layer)[j_lo:j_hi],
+                       units(work.z[e2], arch, layer)[j_lo:j_hi],
+                       units(work.z[e3], arch, layer)[j_lo:j_hi], w, bias_j,
+                       X[order[lo + t]], X[order[lo + e1]], X[order[lo + e2]],
+                       X[order[lo + e3]])
+        for e in range(t, min(t + 4, last + 1)):
+            activate(units(work.a[e], arch, layer)[j_lo:j_hi],
+                     units(work.z[e], arch, layer)[j_lo:j_hi], arch.act)
+
+
+@pjit
+def errors_of_examples(work, params, X, Y, order, lo, hi, arch, first, with_errors):
+    """Phase A2: the rest of the forward pass (from layer first+1) and, ``with_errors``,
+    BP1 and BP2 of examples order[lo:hi], one scratch row each, in parallel over examples."""
+    for t in prange(hi - lo):
+        r = order[lo + t]
+        backpropagate_errors(work.z[t], work.a[t], work.delta[t], params, X[r], Y[r], arch,
+                             first, with_errors)
+
+
+@jit
+def errors(work, params, X, Y, order, lo, hi, arch, with_errors):
+    """Phase A: every z and a (and, ``with_errors``, δ) of examples order[lo:hi].
 
     With a hidden layer, layer 1 goes by rows (A1) and the rest by examples
     (A2); a single-layer network (whose softmax would couple the rows) goes
     by examples only.
     """
-    if arch.sizes.shape[0] > 2:
+    first = np.int64(1) if arch.sizes.shape[0] > 2 else np.int64(0)  # a value, not a constant: compiled once
+    if first:
         first_layer_rows(work, params, X, order, lo, hi, arch)
-        errors_of_examples(work, params, X, Y, order, lo, hi, arch, 1)
-    else:
-        errors_of_examples(work, params, X, Y, order, lo, hi, arch, 0)
+    errors_of_examples(work, params, X, Y, order, lo, hi, arch, first, with_errors)
 
 
 # ------------------------------------------------------- phase B
@@ -191,12 +219,11 @@ def previous_activations(work, X, order, lo, arch, i, t):
 
 
 @jit
-def gradient_rows(grad, work, X, order, lo, hi, arch, task):
-    """BP3/BP4 for the rows of one task, summed over examples order[lo:hi] in order.
+def gradient_rows(grad, work, X, order, lo, hi, arch, i, j_lo, j_hi):
+    """BP3/BP4 for rows j_lo … j_hi−1 of layer i+1, summed over examples order[lo:hi] in order.
 
     Four examples per pass (:func:`accumulate_gradient4`), the rest one by one.
     """
-    i, j_lo, j_hi = arch.tasks[task, 0], arch.tasks[task, 1], arch.tasks[task, 2]
     nabla_w = weight(grad, arch, i)[j_lo:j_hi]
     nabla_b = bias(grad, arch, i)[j_lo:j_hi]
     m = hi - lo
@@ -225,102 +252,92 @@ def fill_zero(buf):
 
 
 @jit
-def task_ranges(arch, task):
-    """Flat-buffer ranges [w_lo, w_hi) and [b_lo, b_hi) of one task's rows."""
-    i, j_lo, j_hi = arch.tasks[task, 0], arch.tasks[task, 1], arch.tasks[task, 2]
+def row_ranges(arch, i, j_lo, j_hi):
+    """Flat-buffer ranges [w_lo, w_hi) and [b_lo, b_hi) of rows j_lo … j_hi−1 of layer i+1."""
     n, m = arch.sizes[i + 1], arch.sizes[i]
     w0 = arch.p_off[i]
     return w0 + j_lo * m, w0 + j_hi * m, w0 + n * m + j_lo, w0 + n * m + j_hi
 
 
-@pjit
-def sum_gradients(grad, work, X, order, lo, hi, arch):
-    """Phase B without update: grad += Σ_x ∇C_x over examples order[lo:hi] (parallel over rows)."""
-    for task in prange(arch.first_tasks):
-        gradient_rows(grad, work, X, order, lo, hi, arch, task)
-    for task in prange(arch.first_tasks, arch.tasks.shape[0]):
-        gradient_rows(grad, work, X, order, lo, hi, arch, task)
+@jit
+def update_rows(params, state, grad, arch, i, j_lo, j_hi, m, hyper):
+    """The optimizer step for rows j_lo … j_hi−1 of layer i+1: weights (with weight decay), biases."""
+    w_lo, w_hi, b_lo, b_hi = row_ranges(arch, i, j_lo, j_hi)
+    for part in range(2):
+        is_weight = part == 0
+        lo, hi = (w_lo, w_hi) if is_weight else (b_lo, b_hi)
+        update_range(params, state, grad, lo, hi, m, is_weight, hyper)
 
 
 @jit
-def gradient_and_step_task(params, state, work, X, order, lo, hi, arch, hyper, task):
-    """One task of phase B: sum its rows' gradient over the examples, then update those rows."""
-    w_lo, w_hi, b_lo, b_hi = task_ranges(arch, task)
-    fill_zero(work.grad[w_lo:w_hi])
-    fill_zero(work.grad[b_lo:b_hi])
-    gradient_rows(work.grad, work, X, order, lo, hi, arch, task)
-    update_range(params, state, work.grad, w_lo, w_hi, hi - lo, True, hyper)
-    update_range(params, state, work.grad, b_lo, b_hi, hi - lo, False, hyper)
+def gradient_block(params, state, work, X, order, lo, hi, arch, hyper, b, train):
+    """Task b of phase B: for every layer, block b's gradient summed over examples order[lo:hi].
+
+    When ``train``, the rows' gradient starts from zero and the rows are
+    updated right after; otherwise the sum is added to ``work.grad``.
+    """
+    for i in range(arch.sizes.shape[0] - 1):
+        j_lo, j_hi = block_rows(arch.sizes[i + 1], b)
+        if train:
+            w_lo, w_hi, b_lo, b_hi = row_ranges(arch, i, j_lo, j_hi)
+            fill_zero(work.grad[w_lo:w_hi])
+            fill_zero(work.grad[b_lo:b_hi])
+        gradient_rows(work.grad, work, X, order, lo, hi, arch, i, j_lo, j_hi)
+        if train:
+            update_rows(params, state, work.grad, arch, i, j_lo, j_hi, hi - lo, hyper)
 
 
 @pjit
-def gradient_and_step(params, state, work, X, order, lo, hi, arch, hyper):
-    """Phase B of a training step, in parallel over tasks.
+def gradient_and_step(params, state, work, X, order, lo, hi, arch, hyper, train):
+    """Phase B, in parallel over tasks: BP3/BP4 summed over the examples and, when
+    ``train``, the optimizer step of the same rows.
 
-    Layer 1's blocks go first, over the same loop as phase A1 so that each
-    block of w^1 is read and written by the same thread; then the other layers.
+    The loop over tasks is the same as phase A1's, so each block of w^1 is
+    read and written by the same thread.
+    """
+    if train:
+        state.t[0] += 1
+    for b in prange(BLOCKS):
+        gradient_block(params, state, work, X, order, lo, hi, arch, hyper, np.int64(b), train)
+
+
+@jit
+def apply_step(params, state, grad, m, arch, hyper):
+    """One optimizer step for every parameter from ``grad`` = Σ_x ∇C_x over m examples.
+
+    Serial: an update is a few operations per parameter, not worth a parallel region.
     """
     state.t[0] += 1
-    for task in prange(arch.first_tasks):
-        gradient_and_step_task(params, state, work, X, order, lo, hi, arch, hyper, task)
-    for task in prange(arch.first_tasks, arch.tasks.shape[0]):
-        gradient_and_step_task(params, state, work, X, order, lo, hi, arch, hyper, task)
+    for i in range(arch.sizes.shape[0] - 1):
+        update_rows(params, state, grad, arch, i, np.int64(0), arch.sizes[i + 1], m, hyper)
 
 
-@pjit
-def apply_step(params, state, grad, m, arch, hyper):
-    """One optimizer step for every parameter from ``grad`` = Σ_x ∇C_x over m examples."""
-    state.t[0] += 1
-    for task in prange(arch.tasks.shape[0]):
-        w_lo, w_hi, b_lo, b_hi = task_ranges(arch, task)
-        update_range(params, state, grad, w_lo, w_hi, m, True, hyper)
-        update_range(params, state, grad, b_lo, b_hi, m, False, hyper)
-
-
-# ------------------------------------------------------- drivers
+# ------------------------------------------------------- the driver
 @jit
-def gradient_sum(work, params, X, Y, order, arch):
-    """work.grad = Σ_x ∇C_x over examples ``order``, in blocks of the scratch's rows."""
-    work.grad[:] = 0
-    n = order.shape[0]
-    block = work.z.shape[0]
-    for lo in range(0, n, block):
-        hi = min(lo + block, n)
-        errors(work, params, X, Y, order, lo, hi, arch)
-        sum_gradients(work.grad, work, X, order, lo, hi, arch)
+def run_batches(params, state, work, X, Y, order, batch_size, first, last, arch, hyper, job,
+                out, costs):
+    """Mini-batches first … last−1 of examples ``order``: phase A, then by ``job``
 
-
-@jit
-def train_batches(params, state, work, X, Y, order, batch_size, first, last, arch, hyper):
-    """Mini-batches first … last−1 of one epoch: errors (A), then gradient and update (B).
+    * TRAIN: phase B with the update, mini-batch after mini-batch;
+    * GRADIENT: phase B without update, adding Σ_x ∇C_x into ``work.grad``;
+    * PREDICT: ``out[p]`` = a^L of example order[p] and, when ``costs`` has
+      room, ``costs[p]`` = C_x.
 
     Mini-batch b holds examples order[b·m : (b+1)·m] (the last one may be
     shorter).  Running many mini-batches per call keeps Python out of the loop.
     """
     n = order.shape[0]
+    out_layer = arch.sizes.shape[0] - 2
     for b in range(first, last):
         lo = b * batch_size
         hi = min(lo + batch_size, n)
-        errors(work, params, X, Y, order, lo, hi, arch)
-        gradient_and_step(params, state, work, X, order, lo, hi, arch, hyper)
-
-
-@pjit
-def forward_block(out, costs, params, X, Y, lo, hi, arch, work, with_cost):
-    """a^L (and C_x when ``with_cost``) of rows lo … hi−1, in parallel over rows."""
-    out_layer = arch.sizes.shape[0] - 2
-    for t in prange(hi - lo):
-        feedforward(work.z[t], work.a[t], params, X[lo + t], arch)
-        a_out = units(work.a[t], arch, out_layer)
-        out[lo + t, :] = a_out
-        if with_cost:
-            costs[lo + t] = cost_x(arch.cost, a_out, Y[lo + t])
-
-
-@jit
-def forward_rows(out, costs, params, X, Y, arch, work, with_cost):
-    """Outputs (and per-example costs) of every row of X, a block of rows at a time."""
-    block = work.z.shape[0]
-    for lo in range(0, X.shape[0], block):
-        forward_block(out, costs, params, X, Y, lo, min(lo + block, X.shape[0]), arch, work,
-                      with_cost)
+        errors(work, params, X, Y, order, lo, hi, arch, job != PREDICT)
+        if job == PREDICT:
+            for t in range(hi - lo):
+                a_out = units(work.a[t], arch, out_layer)
+                for j in range(a_out.shape[0]):   # not out[lo + t, :] = a_out: its shape check
+                    out[lo + t, j] = a_out[j]      # compiles a second of error-message code
+                if costs.shape[0] > 0:
+                    costs[lo + t] = cost_x(arch.cost, a_out, Y[order[lo + t]])
+        else:
+            gradient_and_step(params, state, work, X, order, lo, hi, arch, hyper, job == TRAIN)

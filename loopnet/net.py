@@ -18,6 +18,8 @@ from . import activations, costs, engine, optim
 #: divergence, reports progress and lets Ctrl-C in; a call this size costs a
 #: few milliseconds, so the ~10 µs of dispatch per call is noise.
 SEGMENT_EXAMPLES = 4096
+# Hyper-parameters for engine.run_batches when it does not update: any valid set would do.
+_NO_STEP = optim.make_hyper("sgd", 1.0, 0.0, 1, 0.0, 0.9, 0.999, 1e-8)
 
 #: Below this many floating-point operations per mini-batch, training runs on
 #: the calling thread alone: waking other threads twice per mini-batch (a few
@@ -198,8 +200,7 @@ class Net:
         """Outputs a^L of every row and, when targets Y are given, each row's C_x."""
         out = np.empty((X.shape[0], self.sizes[-1]), self.dtype)
         costs = np.zeros(X.shape[0] if Y is not None else 0)
-        engine.forward_rows(out, costs, self.params, X, out if Y is None else Y, self._arch,
-                            self._work, Y is not None)
+        self._run(X, out if Y is None else Y, self._work.z.shape[0], engine.PREDICT, out, costs)
         return out, costs
 
     def cost(self, X, Y, lmbda=0.0):
@@ -227,13 +228,26 @@ class Net:
         """Σ_x ∇C_x over the rows as a flat (P,) array laid out like :attr:`params`."""
         X = self._inputs(X)
         Y = self._targets(Y, X.shape[0])
-        engine.gradient_sum(self._work, self.params, X, Y, np.arange(X.shape[0]), self._arch)
+        self._work.grad[:] = 0
+        self._run(X, Y, self._work.z.shape[0], engine.GRADIENT)
         return self._work.grad.copy()
 
     def gradient(self, X, Y):
         """The averaged gradient (1/m) Σ_x ∇C_x: lists ``(nabla_w, nabla_b)`` like weights."""
         total = self.gradient_sum(X, Y)
         return self.unflatten(total / total.dtype.type(len(X)))
+
+    def _run(self, X, Y, block, job, out=None, costs=None):
+        """engine.run_batches over every row of X, ``block`` rows per phase-A block."""
+        if out is None:
+            out, costs = self._no_output()
+        n_blocks = -(-X.shape[0] // block)
+        engine.run_batches(self.params, self._state, self._work, X, Y, np.arange(X.shape[0]), block,
+                           0, n_blocks, self._arch, _NO_STEP, job, out, costs)
+
+    def _no_output(self):
+        """(out, costs) for engine.run_batches when it writes no outputs: empty, typed as it expects."""
+        return np.empty((0, self.sizes[-1]), self.dtype), np.empty(0)
 
     # --------------------------------------------------------------- training
     def step(self, grad, *, eta, lmbda=0.0, n=1, momentum=0.0, optimizer="sgd",
@@ -336,7 +350,8 @@ class Net:
                 threads = chooser.next()
                 began = time.perf_counter()
                 _train_batches(threads, self.params, self._state, self._work, X, Y, order,
-                               batch_size, first, last, self._arch, hyper)
+                               batch_size, first, last, self._arch, hyper, engine.TRAIN,
+                               *self._no_output())
                 chooser.record(threads, (time.perf_counter() - began) / (last - first))
                 if not np.isfinite(self.params).all():
                     raise DivergenceError(self.epoch + 1, "a parameter")
@@ -521,11 +536,11 @@ class _ThreadChooser:
 
 
 def _train_batches(threads, *args):
-    """engine.train_batches with at most ``threads`` threads (restored afterwards)."""
+    """engine.run_batches(..., TRAIN) with at most ``threads`` threads (restored afterwards)."""
     before = numba.get_num_threads()
     numba.set_num_threads(min(threads, before))
     try:
-        engine.train_batches(*args)
+        engine.run_batches(*args)
     finally:
         numba.set_num_threads(before)
 

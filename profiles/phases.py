@@ -172,7 +172,43 @@ def _build_engine_drivers():
     from loopnet import engine as E
     from loopnet.kernels import output_delta
 
-    feedforward, units = E.feedforward, E.units
+    units = E.units
+    if hasattr(E, "run_batches"):   # one driver for every job; phase B with a train flag
+        errors, gradient_and_step, run_batches = E.errors, E.gradient_and_step, E.run_batches
+
+        @numba.njit(parallel=True)
+        def forward_only(params, work, X, Y, order, m, n_batches, arch, with_bp1):
+            out = arch.sizes.shape[0] - 2
+            for bt in range(n_batches):
+                lo = bt * m
+                errors(work, params, X, Y, order, lo, lo + m, arch, False)
+                if with_bp1:
+                    for t in prange(m):
+                        output_delta(units(work.delta[t], arch, out), units(work.z[t], arch, out),
+                                     units(work.a[t], arch, out), Y[order[lo + t]], arch.out_act,
+                                     arch.cost)
+
+        @numba.njit
+        def errors_only(params, work, X, Y, order, m, n_batches, arch):
+            for bt in range(n_batches):
+                errors(work, params, X, Y, order, bt * m, bt * m + m, arch, True)
+
+        @numba.njit
+        def errors_and_gradient(params, state, work, X, Y, order, m, n_batches, arch, hyper):
+            for bt in range(n_batches):  # sums into work.grad without zeroing (zeroing is counted with the update)
+                errors(work, params, X, Y, order, bt * m, bt * m + m, arch, True)
+                gradient_and_step(params, state, work, X, order, bt * m, bt * m + m, arch, hyper,
+                                  np.bool_(False))
+
+        def train_batches(params, state, work, X, Y, order, m, first, last, arch, hyper):
+            out = np.empty((0, int(arch.sizes[-1])), params.dtype)
+            run_batches(params, state, work, X, Y, order, m, first, last, arch, hyper, E.TRAIN,
+                        out, np.empty(0))
+
+        _drivers = (forward_only, errors_only, errors_and_gradient, train_batches, True)
+        return _drivers
+
+    feedforward = E.feedforward
     sum_gradients, train_batches = E.sum_gradients, E.train_batches
     split_first = hasattr(E, "first_layer_rows") and hasattr(E, "errors")
 
@@ -230,7 +266,7 @@ def _build_engine_drivers():
                 errors_of_examples(work, params, X, Y, order, bt * m, bt * m + m, arch)
                 sum_gradients(work.grad, work, X, order, bt * m, bt * m + m, arch)
 
-    _drivers = (forward_only, errors_only, errors_and_gradient, train_batches)
+    _drivers = (forward_only, errors_only, errors_and_gradient, train_batches, False)
     return _drivers
 
 
@@ -249,12 +285,14 @@ class EngineStages:
         net, m = self.net, np.int64(self.sc.m)
         nb = np.int64(len(order) // self.sc.m)
         net.params[:] = self.p0
-        fwd, err, grad, train = self.fns
+        fwd, err, grad, train, one_driver = self.fns
         if stage <= 2:
             fwd(net.params, net._work, X, Y, order, m, nb, net._arch, stage == 2)
         elif stage == 3:
             err(net.params, net._work, X, Y, order, m, nb, net._arch)
-        elif stage in (4, 5):  # no cross-chunk reduction in this engine: stage 5 = stage 4
+        elif stage in (4, 5) and one_driver:  # no cross-chunk reduction: stage 5 = stage 4
+            grad(net.params, net._state, net._work, X, Y, order, m, nb, net._arch, self.hyper)
+        elif stage in (4, 5):
             grad(net.params, net._work, X, Y, order, m, nb, net._arch)
         else:
             train(net.params, net._state, net._work, X, Y, order, m, np.int64(0), nb, net._arch, self.hyper)
@@ -356,10 +394,10 @@ def profile_phases(sc, dtype="float64", n=10_000, repeats=3, threads=(1,), log=p
 
 
 HOW_ENGINE = ("Stages call the engine's own compiled functions in epoch loops: forward only "
-              "(engine.first_layer_rows when the engine has it, then engine.feedforward per example in "
-              "a prange, as phase A does), + BP1, = phase A (engine.errors), + BP3/BP4 "
-              "(engine.sum_gradients, no update), "
-              "= the real engine.train_batches (zeroing + gradient + update). This engine has no "
+              "(engine.errors without BP1/BP2: layer 1 by row blocks, the rest per example), + BP1 "
+              "(a prange of engine's output_delta), = phase A (engine.errors), + BP3/BP4 "
+              "(engine.gradient_and_step with train=False: no zeroing, no update), "
+              "= the real engine.run_batches(TRAIN) (zeroing + gradient + update). This engine has no "
               "cross-chunk reduction (each gradient number is owned by one task): 0 by construction.")
 HOW_MIRROR = ("Stages come from a compiled mirror of the epoch loop built from loopnet.kernels (per "
               "mini-batch: prange over the fixed example chunks, fold of the chunk rows, SGD update) "
