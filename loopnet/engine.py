@@ -39,7 +39,7 @@ from numba import prange
 
 from ._jit import jit, pjit
 from .costs import cost_x
-from .kernels import (accumulate_gradient, accumulate_gradient4, activate, forward_layer,
+from .kernels import (accumulate_gradient4, activate, forward_layer,
                       forward_layer4,
                       hidden_delta, output_delta)
 from .optim import update_range
@@ -77,7 +77,7 @@ def make_work(arch, n_rows, dtype):
     row = (n_units // CACHE_LINE + 2) * CACHE_LINE
     return Work(grad=np.zeros(int(arch.p_off[-1]), dtype),
                 z=np.zeros((n_rows, row), dtype), a=np.zeros((n_rows, row), dtype),
-                delta=np.zeros((n_rows, row), dtype))
+                delta=np.zeros((n_rows + 1, row), dtype))   # the extra row stays 0: see gradient_rows
 
 
 # ---------------------------------------------------------------- views
@@ -222,26 +222,29 @@ def previous_activations(work, X, order, lo, arch, i, t):
 def gradient_rows(grad, work, X, order, lo, hi, arch, i, j_lo, j_hi):
     """BP3/BP4 for rows j_lo … j_hi−1 of layer i+1, summed over examples order[lo:hi] in order.
 
-    Four examples per pass (:func:`accumulate_gradient4`), the rest one by one.
+    Four examples per pass (:func:`accumulate_gradient4`).  Past the last
+    example, the missing ones are phantoms with δ = 0 (the never-written last
+    row of ``work.delta``) and the last example's a: they add exact zeros,
+    g + 0·a = g, so the sums are bit for bit those of the real examples.
     """
-    nabla_w = weight(grad, arch, i)[j_lo:j_hi]
-    nabla_b = bias(grad, arch, i)[j_lo:j_hi]
-    m = hi - lo
-    t = 0
-    while t + 4 <= m:
-        accumulate_gradient4(
-            nabla_w, nabla_b,
-            units(work.delta[t], arch, i)[j_lo:j_hi], units(work.delta[t + 1], arch, i)[j_lo:j_hi],
-            units(work.delta[t + 2], arch, i)[j_lo:j_hi], units(work.delta[t + 3], arch, i)[j_lo:j_hi],
-            previous_activations(work, X, order, lo, arch, i, t),
-            previous_activations(work, X, order, lo, arch, i, t + 1),
-            previous_activations(work, X, order, lo, arch, i, t + 2),
-            previous_activations(work, X, order, lo, arch, i, t + 3))
-        t += 4
-    while t < m:
-        accumulate_gradient(nabla_w, nabla_b, units(work.delta[t], arch, i)[j_lo:j_hi],
-                            previous_activations(work, X, order, lo, arch, i, t))
-        t += 1
+    last = hi - lo - 1
+    zero = work.delta.shape[0] - 1
+    for j in range(j_lo, j_hi, TILE_ROWS):   # one tile of rows at a time: its ∂C/∂w rows stay in L1
+        j_end = min(j + TILE_ROWS, j_hi)
+        nabla_w = weight(grad, arch, i)[j:j_end]
+        nabla_b = bias(grad, arch, i)[j:j_end]
+        for t in range(0, last + 1, 4):
+            d1 = t + 1 if t + 1 <= last else zero
+            d2 = t + 2 if t + 2 <= last else zero
+            d3 = t + 3 if t + 3 <= last else zero
+            accumulate_gradient4(
+                nabla_w, nabla_b,
+                units(work.delta[t], arch, i)[j:j_end], units(work.delta[d1], arch, i)[j:j_end],
+                units(work.delta[d2], arch, i)[j:j_end], units(work.delta[d3], arch, i)[j:j_end],
+                previous_activations(work, X, order, lo, arch, i, t),
+                previous_activations(work, X, order, lo, arch, i, min(t + 1, last)),
+                previous_activations(work, X, order, lo, arch, i, min(t + 2, last)),
+                previous_activations(work, X, order, lo, arch, i, min(t + 3, last)))
 
 
 @jit

@@ -57,21 +57,25 @@ def sgd_update(w, g_sum, m, decay, hyper):
     """w ← (1 − ηλ/n) w − (η/m) Σ_x ∂C_x/∂w, elementwise (biases: decay = 1).
 
     η/m multiplies the gradient sum as in network.py; a division per
-    parameter would cost more than the update itself.
+    parameter would cost more than the update itself.  The factors are
+    rounded to the parameters' dtype first, so float32 updates run in float32.
     """
-    step = hyper.eta / m
+    step = w.dtype.type(hyper.eta / m)
+    keep = w.dtype.type(decay)
     for p in range(w.shape[0]):
-        w[p] = decay * w[p] - step * g_sum[p]
+        w[p] = keep * w[p] - step * g_sum[p]
 
 
 @jit
 def momentum_update(w, velocity, g_sum, m, decay, hyper):
-    """v ← μ v − (η/m) Σ_x ∂C_x/∂w,  w ← (1 − ηλ/n) w + v, elementwise."""
-    step = hyper.eta / m
+    """v ← μ v − (η/m) Σ_x ∂C_x/∂w,  w ← (1 − ηλ/n) w + v, elementwise, in w's dtype."""
+    step = w.dtype.type(hyper.eta / m)
+    keep = w.dtype.type(decay)
+    mu = w.dtype.type(hyper.mu)
     for p in range(w.shape[0]):
-        v = hyper.mu * velocity[p] - step * g_sum[p]
+        v = mu * velocity[p] - step * g_sum[p]
         velocity[p] = v
-        w[p] = decay * w[p] + v
+        w[p] = keep * w[p] + v
 
 
 @jit
