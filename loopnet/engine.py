@@ -28,8 +28,9 @@ depend on how the work is split, so the result is bit-identical for any
 gradient copies to reduce.
 
 Compile time is dominated by Numba's work per ``prange`` region and per
-compiled driver, so there are three regions (A1, A2, B) and one driver,
-:func:`run_batches`, for training, gradients and predictions alike.
+compiled function, so there are two regions (A1 and B share one loop,
+:func:`blocks_phase`; A2 is the other) and one driver, :func:`run_batches`,
+for training, gradients and predictions alike.
 """
 
 from collections import namedtuple
@@ -56,6 +57,9 @@ BLOCK_EXAMPLES = 256    # examples per phase-A block outside training (gradient,
 
 # What run_batches does after phase A.
 PREDICT, GRADIENT, TRAIN = 0, 1, 2
+# What blocks_phase runs: phase A1, or phase B without or with the update.  Passed as
+# np.int64(A1) etc.: a bare constant would make Numba compile blocks_phase once per value.
+A1, B_SUM, B_STEP = 0, 1, 2
 
 
 def make_arch(sizes, act, out_act, cost):
@@ -146,20 +150,6 @@ def backpropagate_errors(z, a, delta, params, x, y, arch, first, with_errors):
 
 
 # ------------------------------------------------------- phase A
-@pjit
-def first_layer_rows(work, params, X, order, lo, hi, arch):
-    """Phase A1: z^1 and a^1 of examples order[lo:hi], in parallel over blocks of rows j.
-
-    Layer 1 holds most of the weights (784 inputs).  Cutting it by rows, with
-    the same blocks and the same loop as phase B, means the thread that
-    updates rows j of w^1 is the one that reads them in the next forward
-    pass: the weights stay in that core's cache instead of moving between
-    cores every mini-batch.
-    """
-    for b in prange(BLOCKS):
-        first_layer_block(work, params, X, order, lo, hi, arch, np.int64(b))
-
-
 @jit
 def first_layer_block(work, params, X, order, lo, hi, arch, b):
     """z^1_j and a^1_j for the rows j of block b of layer 1, examples order[lo:hi]."""
@@ -196,7 +186,7 @@ def errors_of_examples(work, params, X, Y, order, lo, hi, arch, first, with_erro
 
 
 @jit
-def errors(work, params, X, Y, order, lo, hi, arch, with_errors):
+def errors(params, state, work, X, Y, order, lo, hi, arch, hyper, with_errors):
     """Phase A: every z and a (and, ``with_errors``, δ) of examples order[lo:hi].
 
     With a hidden layer, layer 1 goes by rows (A1) and the rest by examples
@@ -205,7 +195,7 @@ def errors(work, params, X, Y, order, lo, hi, arch, with_errors):
     """
     first = np.int64(1) if arch.sizes.shape[0] > 2 else np.int64(0)  # a value, not a constant: compiled once
     if first:
-        first_layer_rows(work, params, X, order, lo, hi, arch)
+        blocks_phase(params, state, work, X, order, lo, hi, arch, hyper, np.int64(A1))
     errors_of_examples(work, params, X, Y, order, lo, hi, arch, first, with_errors)
 
 
@@ -291,17 +281,25 @@ def gradient_block(params, state, work, X, order, lo, hi, arch, hyper, b, train)
 
 
 @pjit
-def gradient_and_step(params, state, work, X, order, lo, hi, arch, hyper, train):
-    """Phase B, in parallel over tasks: BP3/BP4 summed over the examples and, when
-    ``train``, the optimizer step of the same rows.
+def blocks_phase(params, state, work, X, order, lo, hi, arch, hyper, phase):
+    """Phase A1 or phase B, in parallel over the BLOCKS tasks; task b owns block b of every layer.
 
-    The loop over tasks is the same as phase A1's, so each block of w^1 is
-    read and written by the same thread.
+    * A1: z^1 and a^1 of examples order[lo:hi] for block b of layer 1
+      (:func:`first_layer_block`);
+    * B_SUM: BP3/BP4 of block b of every layer, summed over the examples and
+      added to ``work.grad`` (:func:`gradient_block`);
+    * B_STEP: the same sums from zero, each followed by the optimizer step of its rows.
+
+    Both phases run this one loop, so the thread that updates block b of w^1
+    in phase B is the one that reads it in the next phase A1: layer 1's
+    weights (most of the network) stay in that core's cache.
     """
-    if train:
-        state.t[0] += 1
     for b in prange(BLOCKS):
-        gradient_block(params, state, work, X, order, lo, hi, arch, hyper, np.int64(b), train)
+        if phase == A1:
+            first_layer_block(work, params, X, order, lo, hi, arch, np.int64(b))
+        else:
+            gradient_block(params, state, work, X, order, lo, hi, arch, hyper, np.int64(b),
+                           phase == B_STEP)
 
 
 @jit
@@ -334,7 +332,7 @@ def run_batches(params, state, work, X, Y, order, batch_size, first, last, arch,
     for b in range(first, last):
         lo = b * batch_size
         hi = min(lo + batch_size, n)
-        errors(work, params, X, Y, order, lo, hi, arch, job != PREDICT)
+        errors(params, state, work, X, Y, order, lo, hi, arch, hyper, job != PREDICT)
         if job == PREDICT:
             for t in range(hi - lo):
                 a_out = units(work.a[t], arch, out_layer)
@@ -342,5 +340,8 @@ def run_batches(params, state, work, X, Y, order, batch_size, first, last, arch,
                     out[lo + t, j] = a_out[j]      # compiles a second of error-message code
                 if costs.shape[0] > 0:
                     costs[lo + t] = cost_x(arch.cost, a_out, Y[order[lo + t]])
+        elif job == TRAIN:
+            state.t[0] += 1
+            blocks_phase(params, state, work, X, order, lo, hi, arch, hyper, np.int64(B_STEP))
         else:
-            gradient_and_step(params, state, work, X, order, lo, hi, arch, hyper, job == TRAIN)
+            blocks_phase(params, state, work, X, order, lo, hi, arch, hyper, np.int64(B_SUM))

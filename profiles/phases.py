@@ -174,14 +174,14 @@ def _build_engine_drivers():
 
     units = E.units
     if hasattr(E, "run_batches"):   # one driver for every job; phase B with a train flag
-        errors, gradient_and_step, run_batches = E.errors, E.gradient_and_step, E.run_batches
+        errors, blocks_phase, run_batches = E.errors, E.blocks_phase, E.run_batches
 
         @numba.njit(parallel=True)
-        def forward_only(params, work, X, Y, order, m, n_batches, arch, with_bp1):
+        def forward_only(params, state, work, X, Y, order, m, n_batches, arch, hyper, with_bp1):
             out = arch.sizes.shape[0] - 2
             for bt in range(n_batches):
                 lo = bt * m
-                errors(work, params, X, Y, order, lo, lo + m, arch, False)
+                errors(params, state, work, X, Y, order, lo, lo + m, arch, hyper, False)
                 if with_bp1:
                     for t in prange(m):
                         output_delta(units(work.delta[t], arch, out), units(work.z[t], arch, out),
@@ -189,16 +189,16 @@ def _build_engine_drivers():
                                      arch.cost)
 
         @numba.njit
-        def errors_only(params, work, X, Y, order, m, n_batches, arch):
+        def errors_only(params, state, work, X, Y, order, m, n_batches, arch, hyper):
             for bt in range(n_batches):
-                errors(work, params, X, Y, order, bt * m, bt * m + m, arch, True)
+                errors(params, state, work, X, Y, order, bt * m, bt * m + m, arch, hyper, True)
 
         @numba.njit
         def errors_and_gradient(params, state, work, X, Y, order, m, n_batches, arch, hyper):
             for bt in range(n_batches):  # sums into work.grad without zeroing (zeroing is counted with the update)
-                errors(work, params, X, Y, order, bt * m, bt * m + m, arch, True)
-                gradient_and_step(params, state, work, X, order, bt * m, bt * m + m, arch, hyper,
-                                  np.bool_(False))
+                errors(params, state, work, X, Y, order, bt * m, bt * m + m, arch, hyper, True)
+                blocks_phase(params, state, work, X, order, bt * m, bt * m + m, arch, hyper,
+                             np.int64(E.B_SUM))
 
         def train_batches(params, state, work, X, Y, order, m, first, last, arch, hyper):
             out = np.empty((0, int(arch.sizes[-1])), params.dtype)
@@ -286,7 +286,12 @@ class EngineStages:
         nb = np.int64(len(order) // self.sc.m)
         net.params[:] = self.p0
         fwd, err, grad, train, one_driver = self.fns
-        if stage <= 2:
+        if stage <= 2 and one_driver:
+            fwd(net.params, net._state, net._work, X, Y, order, m, nb, net._arch, self.hyper,
+                stage == 2)
+        elif stage == 3 and one_driver:
+            err(net.params, net._state, net._work, X, Y, order, m, nb, net._arch, self.hyper)
+        elif stage <= 2:
             fwd(net.params, net._work, X, Y, order, m, nb, net._arch, stage == 2)
         elif stage == 3:
             err(net.params, net._work, X, Y, order, m, nb, net._arch)
@@ -396,7 +401,7 @@ def profile_phases(sc, dtype="float64", n=10_000, repeats=3, threads=(1,), log=p
 HOW_ENGINE = ("Stages call the engine's own compiled functions in epoch loops: forward only "
               "(engine.errors without BP1/BP2: layer 1 by row blocks, the rest per example), + BP1 "
               "(a prange of engine's output_delta), = phase A (engine.errors), + BP3/BP4 "
-              "(engine.gradient_and_step with train=False: no zeroing, no update), "
+              "(engine.blocks_phase(B_SUM): no zeroing, no update), "
               "= the real engine.run_batches(TRAIN) (zeroing + gradient + update). This engine has no "
               "cross-chunk reduction (each gradient number is owned by one task): 0 by construction.")
 HOW_MIRROR = ("Stages come from a compiled mirror of the epoch loop built from loopnet.kernels (per "
