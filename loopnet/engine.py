@@ -28,9 +28,9 @@ depend on how the work is split, so the result is bit-identical for any
 gradient copies to reduce.
 
 Compile time is dominated by Numba's work per ``prange`` region and per
-compiled function, so there are two regions (A1 and B share one loop,
-:func:`blocks_phase`; A2 is the other) and one driver, :func:`run_batches`,
-for training, gradients and predictions alike.
+compiled function, so every phase runs in one parallel loop,
+:func:`run_phase`, and one driver, :func:`run_batches`, serves training,
+gradients and predictions alike.
 """
 
 from collections import namedtuple
@@ -57,9 +57,9 @@ BLOCK_EXAMPLES = 256    # examples per phase-A block outside training (gradient,
 
 # What run_batches does after phase A.
 PREDICT, GRADIENT, TRAIN = 0, 1, 2
-# What blocks_phase runs: phase A1, or phase B without or with the update.  Passed as
-# np.int64(A1) etc.: a bare constant would make Numba compile blocks_phase once per value.
-A1, B_SUM, B_STEP = 0, 1, 2
+# The phases run_phase runs.  Passed as np.int64(A1) etc.: a bare constant would make
+# Numba compile run_phase once per value.
+A1, A2, A2_FORWARD, B_SUM, B_STEP = 0, 1, 2, 3, 4
 
 
 def make_arch(sizes, act, out_act, cost):
@@ -175,30 +175,6 @@ def first_layer_block(work, params, X, order, lo, hi, arch, b):
                      units(work.z[e], arch, layer)[j_lo:j_hi], arch.act)
 
 
-@pjit
-def errors_of_examples(work, params, X, Y, order, lo, hi, arch, first, with_errors):
-    """Phase A2: the rest of the forward pass (from layer first+1) and, ``with_errors``,
-    BP1 and BP2 of examples order[lo:hi], one scratch row each, in parallel over examples."""
-    for t in prange(hi - lo):
-        r = order[lo + t]
-        backpropagate_errors(work.z[t], work.a[t], work.delta[t], params, X[r], Y[r], arch,
-                             first, with_errors)
-
-
-@jit
-def errors(params, state, work, X, Y, order, lo, hi, arch, hyper, with_errors):
-    """Phase A: every z and a (and, ``with_errors``, δ) of examples order[lo:hi].
-
-    With a hidden layer, layer 1 goes by rows (A1) and the rest by examples
-    (A2); a single-layer network (whose softmax would couple the rows) goes
-    by examples only.
-    """
-    first = np.int64(1) if arch.sizes.shape[0] > 2 else np.int64(0)  # a value, not a constant: compiled once
-    if first:
-        blocks_phase(params, state, work, X, order, lo, hi, arch, hyper, np.int64(A1))
-    errors_of_examples(work, params, X, Y, order, lo, hi, arch, first, with_errors)
-
-
 # ------------------------------------------------------- phase B
 @jit
 def previous_activations(work, X, order, lo, arch, i, t):
@@ -281,24 +257,35 @@ def gradient_block(params, state, work, X, order, lo, hi, arch, hyper, b, train)
 
 
 @pjit
-def blocks_phase(params, state, work, X, order, lo, hi, arch, hyper, phase):
-    """Phase A1 or phase B, in parallel over the BLOCKS tasks; task b owns block b of every layer.
+def run_phase(params, state, work, X, Y, order, lo, hi, arch, hyper, phase):
+    """One parallel phase of the mini-batch order[lo:hi]: the engine's only ``prange`` loop.
 
-    * A1: z^1 and a^1 of examples order[lo:hi] for block b of layer 1
+    * A1: z^1 and a^1 of the examples, task b doing block b of layer 1
       (:func:`first_layer_block`);
+    * A2 / A2_FORWARD: for each example, the rest of the forward pass and
+      (A2 only) BP1 and BP2 (:func:`backpropagate_errors`);
     * B_SUM: BP3/BP4 of block b of every layer, summed over the examples and
       added to ``work.grad`` (:func:`gradient_block`);
     * B_STEP: the same sums from zero, each followed by the optimizer step of its rows.
 
-    Both phases run this one loop, so the thread that updates block b of w^1
-    in phase B is the one that reads it in the next phase A1: layer 1's
-    weights (most of the network) stay in that core's cache.
+    A1 and B run the same loop over the BLOCKS tasks, so the thread that
+    updates block b of w^1 in phase B is the one that reads it in the next
+    phase A1: layer 1's weights (most of the network) stay in that core's
+    cache.  One loop for every phase also means one parallel region for
+    Numba to compile.
     """
-    for b in prange(BLOCKS):
+    by_example = phase == A2 or phase == A2_FORWARD
+    first = np.int64(1) if arch.sizes.shape[0] > 2 else np.int64(0)   # where A2 starts
+    n_tasks = hi - lo if by_example else np.int64(BLOCKS)
+    for task in prange(n_tasks):
         if phase == A1:
-            first_layer_block(work, params, X, order, lo, hi, arch, np.int64(b))
+            first_layer_block(work, params, X, order, lo, hi, arch, np.int64(task))
+        elif by_example:
+            r = order[lo + task]
+            backpropagate_errors(work.z[task], work.a[task], work.delta[task], params, X[r], Y[r],
+                                 arch, first, phase == A2)
         else:
-            gradient_block(params, state, work, X, order, lo, hi, arch, hyper, np.int64(b),
+            gradient_block(params, state, work, X, order, lo, hi, arch, hyper, np.int64(task),
                            phase == B_STEP)
 
 
@@ -329,10 +316,16 @@ def run_batches(params, state, work, X, Y, order, batch_size, first, last, arch,
     """
     n = order.shape[0]
     out_layer = arch.sizes.shape[0] - 2
+    # Phase A: with a hidden layer, layer 1 goes by blocks of rows (A1) and the rest by
+    # examples (A2); a single-layer network (whose softmax couples the rows) goes by examples.
+    by_rows = arch.sizes.shape[0] > 2
+    a2 = np.int64(A2_FORWARD) if job == PREDICT else np.int64(A2)
     for b in range(first, last):
         lo = b * batch_size
         hi = min(lo + batch_size, n)
-        errors(params, state, work, X, Y, order, lo, hi, arch, hyper, job != PREDICT)
+        if by_rows:
+            run_phase(params, state, work, X, Y, order, lo, hi, arch, hyper, np.int64(A1))
+        run_phase(params, state, work, X, Y, order, lo, hi, arch, hyper, a2)
         if job == PREDICT:
             for t in range(hi - lo):
                 a_out = units(work.a[t], arch, out_layer)
@@ -342,6 +335,6 @@ def run_batches(params, state, work, X, Y, order, batch_size, first, last, arch,
                     costs[lo + t] = cost_x(arch.cost, a_out, Y[order[lo + t]])
         elif job == TRAIN:
             state.t[0] += 1
-            blocks_phase(params, state, work, X, order, lo, hi, arch, hyper, np.int64(B_STEP))
+            run_phase(params, state, work, X, Y, order, lo, hi, arch, hyper, np.int64(B_STEP))
         else:
-            blocks_phase(params, state, work, X, order, lo, hi, arch, hyper, np.int64(B_SUM))
+            run_phase(params, state, work, X, Y, order, lo, hi, arch, hyper, np.int64(B_SUM))

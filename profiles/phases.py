@@ -173,15 +173,23 @@ def _build_engine_drivers():
     from loopnet.kernels import output_delta
 
     units = E.units
-    if hasattr(E, "run_batches"):   # one driver for every job; phase B with a train flag
-        errors, blocks_phase, run_batches = E.errors, E.blocks_phase, E.run_batches
+    if hasattr(E, "run_phase"):   # every phase through run_phase; one driver for every job
+        run_phase, run_batches = E.run_phase, E.run_batches
+        A1, A2, A2_FORWARD, B_SUM = (np.int64(E.A1), np.int64(E.A2), np.int64(E.A2_FORWARD),
+                                     np.int64(E.B_SUM))
+
+        @numba.njit
+        def phase_a(params, state, work, X, Y, order, lo, hi, arch, hyper, a2):
+            if arch.sizes.shape[0] > 2:
+                run_phase(params, state, work, X, Y, order, lo, hi, arch, hyper, A1)
+            run_phase(params, state, work, X, Y, order, lo, hi, arch, hyper, a2)
 
         @numba.njit(parallel=True)
         def forward_only(params, state, work, X, Y, order, m, n_batches, arch, hyper, with_bp1):
             out = arch.sizes.shape[0] - 2
             for bt in range(n_batches):
                 lo = bt * m
-                errors(params, state, work, X, Y, order, lo, lo + m, arch, hyper, False)
+                phase_a(params, state, work, X, Y, order, lo, lo + m, arch, hyper, A2_FORWARD)
                 if with_bp1:
                     for t in prange(m):
                         output_delta(units(work.delta[t], arch, out), units(work.z[t], arch, out),
@@ -191,14 +199,13 @@ def _build_engine_drivers():
         @numba.njit
         def errors_only(params, state, work, X, Y, order, m, n_batches, arch, hyper):
             for bt in range(n_batches):
-                errors(params, state, work, X, Y, order, bt * m, bt * m + m, arch, hyper, True)
+                phase_a(params, state, work, X, Y, order, bt * m, bt * m + m, arch, hyper, A2)
 
         @numba.njit
         def errors_and_gradient(params, state, work, X, Y, order, m, n_batches, arch, hyper):
             for bt in range(n_batches):  # sums into work.grad without zeroing (zeroing is counted with the update)
-                errors(params, state, work, X, Y, order, bt * m, bt * m + m, arch, hyper, True)
-                blocks_phase(params, state, work, X, order, bt * m, bt * m + m, arch, hyper,
-                             np.int64(E.B_SUM))
+                phase_a(params, state, work, X, Y, order, bt * m, bt * m + m, arch, hyper, A2)
+                run_phase(params, state, work, X, Y, order, bt * m, bt * m + m, arch, hyper, B_SUM)
 
         def train_batches(params, state, work, X, Y, order, m, first, last, arch, hyper):
             out = np.empty((0, int(arch.sizes[-1])), params.dtype)
@@ -399,9 +406,9 @@ def profile_phases(sc, dtype="float64", n=10_000, repeats=3, threads=(1,), log=p
 
 
 HOW_ENGINE = ("Stages call the engine's own compiled functions in epoch loops: forward only "
-              "(engine.errors without BP1/BP2: layer 1 by row blocks, the rest per example), + BP1 "
-              "(a prange of engine's output_delta), = phase A (engine.errors), + BP3/BP4 "
-              "(engine.blocks_phase(B_SUM): no zeroing, no update), "
+              "(engine.run_phase A1, then A2_FORWARD: layer 1 by row blocks, the rest per example), "
+              "+ BP1 (a prange of engine's output_delta), = phase A (run_phase A1 + A2), + BP3/BP4 "
+              "(run_phase B_SUM: no zeroing, no update), "
               "= the real engine.run_batches(TRAIN) (zeroing + gradient + update). This engine has no "
               "cross-chunk reduction (each gradient number is owned by one task): 0 by construction.")
 HOW_MIRROR = ("Stages come from a compiled mirror of the epoch loop built from loopnet.kernels (per "
