@@ -43,7 +43,7 @@ from .costs import cost_x
 from .kernels import (accumulate_gradient4, activate, forward_layer,
                       forward_layer4,
                       hidden_delta, output_delta)
-from .optim import update_range
+from .optim import update_rows
 
 # The network's shape and choices, passed to every compiled driver.
 Arch = namedtuple("Arch", "sizes p_off u_off act out_act cost")
@@ -123,22 +123,15 @@ def block_rows(n, b):
 
 # ------------------------------------------------------- one example
 @jit
-def feedforward(z, a, params, x, arch, first):
-    """Forward pass of one example: every z^l and a^l, l = first+1 .. L."""
+def backpropagate_errors(z, a, delta, params, x, y, arch, first, with_errors):
+    """One example: the forward pass from layer first+1 (every z^l and a^l), then,
+    ``with_errors``, BP1 at the output and BP2 back to layer 1 (every δ^l)."""
     n_layers = arch.sizes.shape[0] - 1
     for i in range(first, n_layers):
         act = arch.act if i < n_layers - 1 else arch.out_act
         a_prev = x if i == 0 else units(a, arch, i - 1)
         forward_layer(units(z, arch, i), units(a, arch, i),
                       weight(params, arch, i), bias(params, arch, i), a_prev, act)
-
-
-@jit
-def backpropagate_errors(z, a, delta, params, x, y, arch, first, with_errors):
-    """Forward pass (from layer first+1), then (``with_errors``) BP1 at the output and
-    BP2 back to layer 1."""
-    n_layers = arch.sizes.shape[0] - 1
-    feedforward(z, a, params, x, arch, first)
     if not with_errors:
         return
     out = n_layers - 1
@@ -229,16 +222,6 @@ def row_ranges(arch, i, j_lo, j_hi):
 
 
 @jit
-def update_rows(params, state, grad, arch, i, j_lo, j_hi, m, hyper):
-    """The optimizer step for rows j_lo … j_hi−1 of layer i+1: weights (with weight decay), biases."""
-    w_lo, w_hi, b_lo, b_hi = row_ranges(arch, i, j_lo, j_hi)
-    for part in range(2):
-        is_weight = part == 0
-        lo, hi = (w_lo, w_hi) if is_weight else (b_lo, b_hi)
-        update_range(params, state, grad, lo, hi, m, is_weight, hyper)
-
-
-@jit
 def gradient_block(params, state, work, X, order, lo, hi, arch, hyper, b, train):
     """Task b of phase B: for every layer, block b's gradient summed over examples order[lo:hi].
 
@@ -247,13 +230,13 @@ def gradient_block(params, state, work, X, order, lo, hi, arch, hyper, b, train)
     """
     for i in range(arch.sizes.shape[0] - 1):
         j_lo, j_hi = block_rows(arch.sizes[i + 1], b)
+        w_lo, w_hi, b_lo, b_hi = row_ranges(arch, i, j_lo, j_hi)
         if train:
-            w_lo, w_hi, b_lo, b_hi = row_ranges(arch, i, j_lo, j_hi)
             fill_zero(work.grad[w_lo:w_hi])
             fill_zero(work.grad[b_lo:b_hi])
         gradient_rows(work.grad, work, X, order, lo, hi, arch, i, j_lo, j_hi)
         if train:
-            update_rows(params, state, work.grad, arch, i, j_lo, j_hi, hi - lo, hyper)
+            update_rows(params, state, work.grad, w_lo, w_hi, b_lo, b_hi, hi - lo, hyper)
 
 
 @pjit
@@ -297,7 +280,8 @@ def apply_step(params, state, grad, m, arch, hyper):
     """
     state.t[0] += 1
     for i in range(arch.sizes.shape[0] - 1):
-        update_rows(params, state, grad, arch, i, np.int64(0), arch.sizes[i + 1], m, hyper)
+        w_lo, w_hi, b_lo, b_hi = row_ranges(arch, i, np.int64(0), arch.sizes[i + 1])
+        update_rows(params, state, grad, w_lo, w_hi, b_lo, b_hi, m, hyper)
 
 
 # ------------------------------------------------------- the driver

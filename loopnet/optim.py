@@ -92,19 +92,23 @@ def adam_update(w, mom, vel, g_sum, m, l2, hyper, t):
 
 
 @jit
-def update_range(params, state, grad, lo, hi, m, is_weight, hyper):
-    """Apply the optimizer to parameters [lo, hi) from the gradient sum ``grad`` over m examples.
+def update_rows(params, state, grad, w_lo, w_hi, b_lo, b_hi, m, hyper):
+    """Apply the optimizer to weights [w_lo, w_hi) and biases [b_lo, b_hi) of the flat buffer,
+    from the gradient sum ``grad`` over m examples.
 
-    ``state.t`` already counts this step.  Weight decay applies when ``is_weight``.
+    ``state.t`` already counts this step.  Weight decay applies to the weights only.
     The loops run over views starting at 0, which is what lets LLVM vectorise them.
     """
-    w, g_sum = params[lo:hi], grad[lo:hi]
-    if hyper.kind == ADAM:
-        l2 = hyper.l2 if is_weight else 0.0
-        adam_update(w, state.m[lo:hi], state.v[lo:hi], g_sum, m, l2, hyper, state.t[0])
-    else:
-        decay = 1.0 - hyper.shrink if is_weight else 1.0
-        if hyper.mu != 0.0:
-            momentum_update(w, state.velocity[lo:hi], g_sum, m, decay, hyper)
+    for part in range(2):
+        is_weight = part == 0
+        lo, hi = (w_lo, w_hi) if is_weight else (b_lo, b_hi)
+        w, g_sum = params[lo:hi], grad[lo:hi]
+        if hyper.kind == ADAM:
+            l2 = hyper.l2 if is_weight else 0.0
+            adam_update(w, state.m[lo:hi], state.v[lo:hi], g_sum, m, l2, hyper, state.t[0])
         else:
-            sgd_update(w, g_sum, m, decay, hyper)
+            decay = 1.0 - hyper.shrink if is_weight else 1.0
+            if hyper.mu != 0.0:
+                momentum_update(w, state.velocity[lo:hi], g_sum, m, decay, hyper)
+            else:
+                sgd_update(w, g_sum, m, decay, hyper)
