@@ -29,7 +29,10 @@ PARALLEL_MIN_FLOPS = 400_000
 
 #: With ``threads=None`` every PROBE_EVERY-th compiled call of an epoch is
 #: timed with the thread count not currently preferred, to notice a change of load.
+#: Such a probe runs 1/PROBE_SHARE of the usual mini-batches, so that probing the
+#: slower choice costs little (at 1/1 it cost W2 10% of its epoch).
 PROBE_EVERY = 8
+PROBE_SHARE = 8
 
 DTYPES = ("float64", "float32")
 
@@ -345,9 +348,12 @@ class Net:
             n_batches = -(-len(order) // batch_size)   # order may visit a subset of the rows
             per_call = max(1, SEGMENT_EXAMPLES // batch_size)
             start = time.perf_counter()
-            for first in range(0, n_batches, per_call):
-                last = min(first + per_call, n_batches)
-                threads = chooser.next()
+            last = 0
+            while last < n_batches:
+                first = last
+                threads, probe = chooser.next()
+                last = min(first + (max(1, per_call // PROBE_SHARE) if probe else per_call),
+                           n_batches)
                 began = time.perf_counter()
                 _train_batches(threads, self.params, self._state, self._work, X, Y, order,
                                batch_size, first, last, self._arch, hyper, engine.TRAIN,
@@ -507,7 +513,7 @@ class _ThreadChooser:
     A fixed request is honoured (capped at Numba's thread count).  Otherwise
     the candidates are one thread and all threads; each is timed per
     mini-batch, the faster is used, and every PROBE_EVERY-th run re-times the
-    other one so that a change of machine load is noticed.
+    other one (on a short run) so that a change of machine load is noticed.
     """
 
     def __init__(self, threads, flops_per_batch):
@@ -522,14 +528,15 @@ class _ThreadChooser:
         self.calls = 0
 
     def next(self):
+        """(threads, probe) for the next run; a probe times a choice that is not the best."""
         self.calls += 1
         untried = [k for k in self.candidates if k not in self.seconds]
         if untried:
-            return untried[0]
+            return untried[0], bool(self.seconds)
         best = min(self.candidates, key=self.seconds.get)
         if len(self.candidates) > 1 and self.calls % PROBE_EVERY == 0:
-            return next(k for k in self.candidates if k != best)
-        return best
+            return next(k for k in self.candidates if k != best), True
+        return best, False
 
     def record(self, threads, seconds_per_batch):
         self.seconds[threads] = seconds_per_batch
@@ -570,7 +577,9 @@ def _as_float_array(A, name):
 
 
 def _check_finite(A, name):
-    if not np.all(np.isfinite(A)):
+    if np.isfinite(A.sum(axis=0)).all():   # a NaN or inf makes its column's sum non-finite;
+        return                              # one pass, no temporary the size of A
+    if not np.all(np.isfinite(A)):          # (or finite numbers overflowed: look closer)
         row = int(np.argwhere(~np.isfinite(A))[0][0])
         raise ValueError(f"{name} contains NaN or infinity (first in row {row})")
 
