@@ -490,7 +490,7 @@ def warmup(dtype="float64"):
 
     The compiled code does not depend on the layer sizes, activations or cost
     (those are values, not types), so a tiny network warms up all of them.
-    Call it before timing anything: the first run compiles for 10–30 s, later
+    Call it before timing anything: the first run compiles for about 10 s, later
     processes load the cache in about a second.
     """
     start = time.perf_counter()
