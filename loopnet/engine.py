@@ -59,7 +59,7 @@ BLOCK_EXAMPLES = 256    # examples per phase-A block outside training (gradient,
 PREDICT, GRADIENT, TRAIN = 0, 1, 2
 # The phases run_phase runs.  Passed as np.int64(A1) etc.: a bare constant would make
 # Numba compile run_phase once per value.
-A1, A2, A2_FORWARD, B_SUM, B_STEP = 0, 1, 2, 3, 4
+A1, A2, A2_FORWARD, B_SUM, B_STEP, B_STEP_A1 = 0, 1, 2, 3, 4, 5
 
 
 def make_arch(sizes, act, out_act, cost):
@@ -76,12 +76,29 @@ def make_arch(sizes, act, out_act, cost):
 
 
 def make_work(arch, n_rows, dtype):
-    """Scratch for ``n_rows`` examples at a time; training allocates nothing after this."""
+    """Scratch for ``n_rows`` examples at a time; training allocates nothing after this.
+
+    z, a and δ come twice (``work.z[h]``, h = 0, 1; see :func:`half`): while
+    phase B of one mini-batch reads one half, phase A1 of the next writes the
+    other.  Each half has one row more than ``n_rows``, whose δ stays 0 (see
+    :func:`gradient_rows`).
+    """
     n_units = int(arch.u_off[-1])
     row = (n_units // CACHE_LINE + 2) * CACHE_LINE
-    return Work(grad=np.zeros(int(arch.p_off[-1]), dtype),
-                z=np.zeros((n_rows, row), dtype), a=np.zeros((n_rows, row), dtype),
-                delta=np.zeros((n_rows + 1, row), dtype))   # the extra row stays 0: see gradient_rows
+    shape = (2, n_rows + 1, row)
+    return Work(grad=np.zeros(int(arch.p_off[-1]), dtype), z=np.zeros(shape, dtype),
+                a=np.zeros(shape, dtype), delta=np.zeros(shape, dtype))
+
+
+def work_rows(work):
+    """How many examples a phase-A block of ``work`` holds."""
+    return work.z.shape[1] - 1
+
+
+@jit
+def half(work, h):
+    """The scratch of half h of ``work``: one row of z, a, δ per example of a mini-batch."""
+    return Work(work.grad, work.z[h], work.a[h], work.delta[h])
 
 
 # ---------------------------------------------------------------- views
@@ -240,7 +257,7 @@ def gradient_block(params, state, work, X, order, lo, hi, arch, hyper, b, train)
 
 
 @pjit
-def run_phase(params, state, work, X, Y, order, lo, hi, arch, hyper, phase):
+def run_phase(params, state, work, X, Y, order, lo, hi, arch, hyper, phase, nxt, next_lo, next_hi):
     """One parallel phase of the mini-batch order[lo:hi]: the engine's only ``prange`` loop.
 
     * A1: z^1 and a^1 of the examples, task b doing block b of layer 1
@@ -249,13 +266,17 @@ def run_phase(params, state, work, X, Y, order, lo, hi, arch, hyper, phase):
       (A2 only) BP1 and BP2 (:func:`backpropagate_errors`);
     * B_SUM: BP3/BP4 of block b of every layer, summed over the examples and
       added to ``work.grad`` (:func:`gradient_block`);
-    * B_STEP: the same sums from zero, each followed by the optimizer step of its rows.
+    * B_STEP: the same sums from zero, each followed by the optimizer step of its rows;
+    * B_STEP_A1: B_STEP, then at once A1 of the next mini-batch order[next_lo:next_hi]
+      into the other half of the scratch, ``nxt``.
 
     A1 and B run the same loop over the BLOCKS tasks, so the thread that
     updates block b of w^1 in phase B is the one that reads it in the next
     phase A1: layer 1's weights (most of the network) stay in that core's
-    cache.  One loop for every phase also means one parallel region for
-    Numba to compile.
+    cache.  A1 of the next mini-batch needs nothing but its own block of w^1,
+    so B_STEP_A1 runs it without waiting for the other tasks: one parallel
+    region per mini-batch fewer.  One loop for every phase also means one
+    parallel region for Numba to compile.
     """
     by_example = phase == A2 or phase == A2_FORWARD
     first = np.int64(1) if arch.sizes.shape[0] > 2 else np.int64(0)   # where A2 starts
@@ -269,7 +290,9 @@ def run_phase(params, state, work, X, Y, order, lo, hi, arch, hyper, phase):
                                  arch, first, phase == A2)
         else:
             gradient_block(params, state, work, X, order, lo, hi, arch, hyper, np.int64(task),
-                           phase == B_STEP)
+                           phase != B_SUM)
+            if phase == B_STEP_A1:
+                first_layer_block(nxt, params, X, order, next_lo, next_hi, arch, np.int64(task))
 
 
 @jit
@@ -304,21 +327,29 @@ def run_batches(params, state, work, X, Y, order, batch_size, first, last, arch,
     # examples (A2); a single-layer network (whose softmax couples the rows) goes by examples.
     by_rows = arch.sizes.shape[0] > 2
     a2 = np.int64(A2_FORWARD) if job == PREDICT else np.int64(A2)
+    a1_done = False       # A1 of this mini-batch already ran, with phase B of the one before
     for b in range(first, last):
         lo = b * batch_size
         hi = min(lo + batch_size, n)
-        if by_rows:
-            run_phase(params, state, work, X, Y, order, lo, hi, arch, hyper, np.int64(A1))
-        run_phase(params, state, work, X, Y, order, lo, hi, arch, hyper, a2)
+        here, nxt = half(work, b % 2), half(work, (b + 1) % 2)
+        if by_rows and not a1_done:
+            run_phase(params, state, here, X, Y, order, lo, hi, arch, hyper, np.int64(A1),
+                      nxt, lo, hi)
+        run_phase(params, state, here, X, Y, order, lo, hi, arch, hyper, a2, nxt, lo, hi)
         if job == PREDICT:
             for t in range(hi - lo):
-                a_out = units(work.a[t], arch, out_layer)
+                a_out = units(here.a[t], arch, out_layer)
                 for j in range(a_out.shape[0]):   # not out[lo + t, :] = a_out: its shape check
                     out[lo + t, j] = a_out[j]      # compiles a second of error-message code
                 if costs.shape[0] > 0:
                     costs[lo + t] = cost_x(arch.cost, a_out, Y[order[lo + t]])
         elif job == TRAIN:
             state.t[0] += 1
-            run_phase(params, state, work, X, Y, order, lo, hi, arch, hyper, np.int64(B_STEP))
+            a1_done = by_rows and b + 1 < last
+            phase = np.int64(B_STEP_A1) if a1_done else np.int64(B_STEP)
+            next_lo = min(hi, n)
+            run_phase(params, state, here, X, Y, order, lo, hi, arch, hyper, phase,
+                      nxt, next_lo, min(next_lo + batch_size, n))
         else:
-            run_phase(params, state, work, X, Y, order, lo, hi, arch, hyper, np.int64(B_SUM))
+            run_phase(params, state, here, X, Y, order, lo, hi, arch, hyper, np.int64(B_SUM),
+                      nxt, lo, hi)

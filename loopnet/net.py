@@ -203,7 +203,8 @@ class Net:
         """Outputs a^L of every row and, when targets Y are given, each row's C_x."""
         out = np.empty((X.shape[0], self.sizes[-1]), self.dtype)
         costs = np.zeros(X.shape[0] if Y is not None else 0)
-        self._run(X, out if Y is None else Y, self._work.z.shape[0], engine.PREDICT, out, costs)
+        self._run(X, out if Y is None else Y, engine.work_rows(self._work), engine.PREDICT, out,
+                  costs)
         return out, costs
 
     def cost(self, X, Y, lmbda=0.0):
@@ -232,7 +233,7 @@ class Net:
         X = self._inputs(X)
         Y = self._targets(Y, X.shape[0])
         self._work.grad[:] = 0
-        self._run(X, Y, self._work.z.shape[0], engine.GRADIENT)
+        self._run(X, Y, engine.work_rows(self._work), engine.GRADIENT)
         return self._work.grad.copy()
 
     def gradient(self, X, Y):
@@ -318,7 +319,7 @@ class Net:
         labels = self._labels_or_none(Y)
         if threads is not None:
             threads = _check_int(threads, "threads", minimum=1)
-        if self._work.z.shape[0] < batch_size:
+        if engine.work_rows(self._work) < batch_size:
             self._work = engine.make_work(self._arch, batch_size, self.dtype)
         val = None
         if validation_data is not None:

@@ -95,7 +95,8 @@ def _build_mirror():
                         for i in range(n_layers - 2, -1, -1):
                             nn, kk = sizes[i + 2], sizes[i + 1]
                             wn = params[p_off[i + 1]:p_off[i + 1] + nn * kk].reshape((nn, kk))
-                            hidden_delta(d[u_off[i]:u_off[i + 1]], z[u_off[i]:u_off[i + 1]], wn,
+                            hidden_delta(d[u_off[i]:u_off[i + 1]], z[u_off[i]:u_off[i + 1]],
+                                         a[u_off[i]:u_off[i + 1]], wn,
                                          d[u_off[i + 1]:u_off[i + 2]], act)
                     if stage >= 4:
                         for i in range(n_layers):
@@ -174,27 +175,31 @@ def _build_engine_drivers():
 
     units = E.units
     if hasattr(E, "run_phase"):   # every phase through run_phase; one driver for every job
-        run_phase, run_batches = E.run_phase, E.run_batches
+        run_phase, run_batches, half = E.run_phase, E.run_batches, E.half
         A1, A2, A2_FORWARD, B_SUM = (np.int64(E.A1), np.int64(E.A2), np.int64(E.A2_FORWARD),
                                      np.int64(E.B_SUM))
 
         @numba.njit
         def phase_a(params, state, work, X, Y, order, lo, hi, arch, hyper, a2):
+            here = half(work, 0)
             if arch.sizes.shape[0] > 2:
-                run_phase(params, state, work, X, Y, order, lo, hi, arch, hyper, A1)
-            run_phase(params, state, work, X, Y, order, lo, hi, arch, hyper, a2)
+                run_phase(params, state, here, X, Y, order, lo, hi, arch, hyper, A1, here, lo, hi)
+            run_phase(params, state, here, X, Y, order, lo, hi, arch, hyper, a2, here, lo, hi)
 
         @numba.njit(parallel=True)
-        def forward_only(params, state, work, X, Y, order, m, n_batches, arch, hyper, with_bp1):
+        def bp1_only(delta, z, a, Y, order, lo, m, arch):
             out = arch.sizes.shape[0] - 2
+            for t in prange(m):
+                output_delta(units(delta[t], arch, out), units(z[t], arch, out),
+                             units(a[t], arch, out), Y[order[lo + t]], arch.out_act, arch.cost)
+
+        @numba.njit
+        def forward_only(params, state, work, X, Y, order, m, n_batches, arch, hyper, with_bp1):
             for bt in range(n_batches):
                 lo = bt * m
                 phase_a(params, state, work, X, Y, order, lo, lo + m, arch, hyper, A2_FORWARD)
                 if with_bp1:
-                    for t in prange(m):
-                        output_delta(units(work.delta[t], arch, out), units(work.z[t], arch, out),
-                                     units(work.a[t], arch, out), Y[order[lo + t]], arch.out_act,
-                                     arch.cost)
+                    bp1_only(work.delta[0], work.z[0], work.a[0], Y, order, lo, m, arch)
 
         @numba.njit
         def errors_only(params, state, work, X, Y, order, m, n_batches, arch, hyper):
@@ -205,7 +210,9 @@ def _build_engine_drivers():
         def errors_and_gradient(params, state, work, X, Y, order, m, n_batches, arch, hyper):
             for bt in range(n_batches):  # sums into work.grad without zeroing (zeroing is counted with the update)
                 phase_a(params, state, work, X, Y, order, bt * m, bt * m + m, arch, hyper, A2)
-                run_phase(params, state, work, X, Y, order, bt * m, bt * m + m, arch, hyper, B_SUM)
+                here = half(work, 0)
+                run_phase(params, state, here, X, Y, order, bt * m, bt * m + m, arch, hyper, B_SUM,
+                          here, 0, 0)
 
         def train_batches(params, state, work, X, Y, order, m, first, last, arch, hyper):
             out = np.empty((0, int(arch.sizes[-1])), params.dtype)
