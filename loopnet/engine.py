@@ -40,9 +40,8 @@ from numba import prange
 
 from ._jit import jit, pjit
 from .costs import cost_x
-from .kernels import (accumulate_gradient4, activate, forward_layer,
-                      forward_layer4,
-                      hidden_delta, output_delta)
+from .kernels import (accumulate_gradient4, activate, forward_layer, forward_layer4, hidden_delta,
+                      output_delta)
 from .optim import update_rows
 
 # The network's shape and choices, passed to every compiled driver.
