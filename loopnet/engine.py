@@ -204,22 +204,20 @@ def gradient_rows(grad, work, X, order, lo, hi, arch, i, j_lo, j_hi):
     """
     last = hi - lo - 1
     zero = work.delta.shape[0] - 1
-    for j in range(j_lo, j_hi, TILE_ROWS):   # one tile of rows at a time: its ∂C/∂w rows stay in L1
-        j_end = min(j + TILE_ROWS, j_hi)
-        nabla_w = weight(grad, arch, i)[j:j_end]
-        nabla_b = bias(grad, arch, i)[j:j_end]
-        for t in range(0, last + 1, 4):
-            d1 = t + 1 if t + 1 <= last else zero
-            d2 = t + 2 if t + 2 <= last else zero
-            d3 = t + 3 if t + 3 <= last else zero
-            accumulate_gradient4(
-                nabla_w, nabla_b,
-                units(work.delta[t], arch, i)[j:j_end], units(work.delta[d1], arch, i)[j:j_end],
-                units(work.delta[d2], arch, i)[j:j_end], units(work.delta[d3], arch, i)[j:j_end],
-                previous_activations(work, X, order, lo, arch, i, t),
-                previous_activations(work, X, order, lo, arch, i, min(t + 1, last)),
-                previous_activations(work, X, order, lo, arch, i, min(t + 2, last)),
-                previous_activations(work, X, order, lo, arch, i, min(t + 3, last)))
+    nabla_w = weight(grad, arch, i)[j_lo:j_hi]
+    nabla_b = bias(grad, arch, i)[j_lo:j_hi]
+    for t in range(0, last + 1, 4):
+        d1 = t + 1 if t + 1 <= last else zero
+        d2 = t + 2 if t + 2 <= last else zero
+        d3 = t + 3 if t + 3 <= last else zero
+        accumulate_gradient4(
+            nabla_w, nabla_b,
+            units(work.delta[t], arch, i)[j_lo:j_hi], units(work.delta[d1], arch, i)[j_lo:j_hi],
+            units(work.delta[d2], arch, i)[j_lo:j_hi], units(work.delta[d3], arch, i)[j_lo:j_hi],
+            previous_activations(work, X, order, lo, arch, i, t),
+            previous_activations(work, X, order, lo, arch, i, min(t + 1, last)),
+            previous_activations(work, X, order, lo, arch, i, min(t + 2, last)),
+            previous_activations(work, X, order, lo, arch, i, min(t + 3, last)))
 
 
 @jit
