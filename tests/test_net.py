@@ -316,3 +316,27 @@ def test_order_may_visit_a_subset_of_the_rows():
     ws, bs = R.train_sgd(ws, bs, X, Y, order, 2, 0.5, "sigmoid", "sigmoid", "quadratic")
     for got, want in zip(net.weights + net.biases, ws + bs):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_how_fit_cuts_an_epoch_into_compiled_runs_never_changes_the_result(monkeypatch):
+    """Runs of mini-batches end where Python checks for NaN; phase A1 of a run's first
+    mini-batch is computed on its own, of the others inside the phase B before.  A
+    different cut (here 2 mini-batches per run instead of all) gives the same bits."""
+    X, y, _ = small_problem(m=300, sizes=(40, 30, 3))
+    a, b = loopnet.Net([40, 30, 3], seed=9), loopnet.Net([40, 30, 3], seed=9)
+    a.fit(X, y, epochs=2, batch_size=10, eta=0.5, monitor=False)
+    monkeypatch.setattr(loopnet.net, "SEGMENT_EXAMPLES", 20)
+    b.fit(X, y, epochs=2, batch_size=10, eta=0.5, monitor=False)
+    assert np.array_equal(a.params, b.params)
+
+
+@pytest.mark.parametrize("rows", [1, 3, 5, 258])
+def test_an_example_predicts_the_same_whatever_is_predicted_with_it(rows):
+    """Predictions go 4 examples per pass; a short last group is padded with copies of its
+    last example, so a row's outputs do not depend on its neighbours (nor on the 256-row
+    blocks of predict)."""
+    X, _, _ = small_problem(m=300, sizes=(40, 30, 3))
+    net = loopnet.Net([40, 30, 3], seed=3)
+    whole = net.predict(X)
+    assert net.predict(X[:rows]).tobytes() == whole[:rows].tobytes()
+    assert net.predict(X[rows:rows + 7]).tobytes() == whole[rows:rows + 7].tobytes()
