@@ -157,13 +157,12 @@ _drivers = None
 
 
 def _build_engine_drivers():
-    """Compiled epoch loops that call the engine's own two-phase functions (once per process).
+    """Compiled epoch loops that call the engine's own phases (once per process).
 
-    Used when loopnet.engine has the two-phase layout (phase A: forward, BP1, BP2; phase B
-    ``gradient_and_step``: BP3/BP4 summed per block of rows, then the update).  Adapts to
-    the layouts seen so far: phase A as ``errors(...)`` (layer 1 by blocks of rows in
-    ``first_layer_rows``, the rest per example) or as ``errors_of_examples(...)`` alone.
-    Raises AttributeError when the engine has neither."""
+    Phase A is ``run_phase`` A1 (layer 1 by blocks of rows) then A2 (the rest per example),
+    phase B is ``run_phase`` B_SUM; the real epoch is ``run_batches(TRAIN)``.  Raises
+    AttributeError for an engine without ``run_phase`` (the caller then falls back to the
+    kernel mirror)."""
     global _drivers
     if _drivers is not None:
         return _drivers
@@ -219,69 +218,10 @@ def _build_engine_drivers():
             run_batches(params, state, work, X, Y, order, m, first, last, arch, hyper, E.TRAIN,
                         out, np.empty(0))
 
-        _drivers = (forward_only, errors_only, errors_and_gradient, train_batches, True)
+        _drivers = (forward_only, errors_only, errors_and_gradient, train_batches)
         return _drivers
 
-    feedforward = E.feedforward
-    sum_gradients, train_batches = E.sum_gradients, E.train_batches
-    split_first = hasattr(E, "first_layer_rows") and hasattr(E, "errors")
-
-    if split_first:
-        first_layer_rows, errors = E.first_layer_rows, E.errors
-
-        @numba.njit(parallel=True)
-        def forward_only(params, work, X, Y, order, m, n_batches, arch, with_bp1):
-            out = arch.sizes.shape[0] - 2
-            first = 1 if arch.sizes.shape[0] > 2 else 0
-            for bt in range(n_batches):
-                lo = bt * m
-                if first:
-                    first_layer_rows(work, params, X, order, lo, lo + m, arch)
-                for t in prange(m):
-                    r = order[lo + t]
-                    feedforward(work.z[t], work.a[t], params, X[r], arch, first)
-                    if with_bp1:
-                        output_delta(units(work.delta[t], arch, out), units(work.z[t], arch, out),
-                                     units(work.a[t], arch, out), Y[r], arch.out_act, arch.cost)
-
-        @numba.njit
-        def errors_only(params, work, X, Y, order, m, n_batches, arch):
-            for bt in range(n_batches):
-                errors(work, params, X, Y, order, bt * m, bt * m + m, arch)
-
-        @numba.njit
-        def errors_and_gradient(params, work, X, Y, order, m, n_batches, arch):
-            for bt in range(n_batches):  # sums into work.grad without zeroing (zeroing is counted with the update)
-                errors(work, params, X, Y, order, bt * m, bt * m + m, arch)
-                sum_gradients(work.grad, work, X, order, bt * m, bt * m + m, arch)
-    else:
-        errors_of_examples = E.errors_of_examples
-
-        @numba.njit(parallel=True)
-        def forward_only(params, work, X, Y, order, m, n_batches, arch, with_bp1):
-            out = arch.sizes.shape[0] - 2
-            for bt in range(n_batches):
-                lo = bt * m
-                for t in prange(m):
-                    r = order[lo + t]
-                    feedforward(work.z[t], work.a[t], params, X[r], arch)
-                    if with_bp1:
-                        output_delta(units(work.delta[t], arch, out), units(work.z[t], arch, out),
-                                     units(work.a[t], arch, out), Y[r], arch.out_act, arch.cost)
-
-        @numba.njit
-        def errors_only(params, work, X, Y, order, m, n_batches, arch):
-            for bt in range(n_batches):
-                errors_of_examples(work, params, X, Y, order, bt * m, bt * m + m, arch)
-
-        @numba.njit
-        def errors_and_gradient(params, work, X, Y, order, m, n_batches, arch):
-            for bt in range(n_batches):
-                errors_of_examples(work, params, X, Y, order, bt * m, bt * m + m, arch)
-                sum_gradients(work.grad, work, X, order, bt * m, bt * m + m, arch)
-
-    _drivers = (forward_only, errors_only, errors_and_gradient, train_batches, False)
-    return _drivers
+    raise AttributeError("loopnet.engine has no run_phase: a layout this profiler does not know")
 
 
 class EngineStages:
@@ -299,22 +239,17 @@ class EngineStages:
         net, m = self.net, np.int64(self.sc.m)
         nb = np.int64(len(order) // self.sc.m)
         net.params[:] = self.p0
-        fwd, err, grad, train, one_driver = self.fns
-        if stage <= 2 and one_driver:
-            fwd(net.params, net._state, net._work, X, Y, order, m, nb, net._arch, self.hyper,
-                stage == 2)
-        elif stage == 3 and one_driver:
-            err(net.params, net._state, net._work, X, Y, order, m, nb, net._arch, self.hyper)
-        elif stage <= 2:
-            fwd(net.params, net._work, X, Y, order, m, nb, net._arch, stage == 2)
+        fwd, err, grad, train = self.fns
+        args = (net.params, net._state, net._work, X, Y, order, m, nb, net._arch, self.hyper)
+        if stage <= 2:
+            fwd(*args, stage == 2)
         elif stage == 3:
-            err(net.params, net._work, X, Y, order, m, nb, net._arch)
-        elif stage in (4, 5) and one_driver:  # no cross-chunk reduction: stage 5 = stage 4
-            grad(net.params, net._state, net._work, X, Y, order, m, nb, net._arch, self.hyper)
-        elif stage in (4, 5):
-            grad(net.params, net._work, X, Y, order, m, nb, net._arch)
+            err(*args)
+        elif stage in (4, 5):  # no cross-chunk reduction in this engine: stage 5 = stage 4
+            grad(*args)
         else:
-            train(net.params, net._state, net._work, X, Y, order, m, np.int64(0), nb, net._arch, self.hyper)
+            train(net.params, net._state, net._work, X, Y, order, m, np.int64(0), nb, net._arch,
+                  self.hyper)
 
 
 class compiled_timer:
