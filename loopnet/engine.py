@@ -6,9 +6,10 @@ Memory layout (llm.c style, one flat buffer):
 
 * ``params`` holds, for layers l = 1..L, w^l (n_l × n_{l−1}, C order) then b^l;
   ``arch.p_off[i]`` is where layer i+1 starts.  Gradients use the same layout.
-* ``work.z``, ``work.a``, ``work.delta``: one row per example of the mini-batch,
-  layers 1..L side by side from ``arch.u_off[i]``, rows padded to whole cache
-  lines so that two threads never write the same line.
+* ``work.z``, ``work.a``, ``work.delta``: two halves (:func:`half`), each with
+  one row per example of the mini-batch, layers 1..L side by side from
+  ``arch.u_off[i]``, rows padded to whole cache lines so that two threads
+  never write the same line.
 
 Every layer is cut into ``BLOCKS`` blocks of rows j (:func:`block_rows`);
 block b of every layer belongs to task b.  A mini-batch step runs in two
@@ -20,7 +21,8 @@ A. **errors** — A1: z^1 and a^1 of the mini-batch's examples, in parallel over
 B. **gradient** — for each task (in parallel over tasks): BP3/BP4 of its rows,
    summed over the examples, ∂C/∂w_jk = Σ_x δ^x_j a^x_k in example order
    x = 0, 1, …, m−1; then (when training) the update of those rows:
-   w_jk ← w_jk − (η/m) ∂C/∂w_jk.
+   w_jk ← w_jk − (η/m) ∂C/∂w_jk, and at once A1 of the next mini-batch for
+   the task's block of layer 1, into the other half of the scratch.
 
 Each number is computed by exactly one thread, in an order that does not
 depend on how the work is split, so the result is bit-identical for any
