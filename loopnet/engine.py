@@ -246,6 +246,8 @@ def gradient_block(params, state, work, X, order, lo, hi, arch, hyper, b, train)
     """
     for i in range(arch.sizes.shape[0] - 1):
         j_lo, j_hi = block_rows(arch.sizes[i + 1], b)
+        if j_lo == j_hi:   # a narrow layer has fewer tiles than blocks
+            continue
         w_lo, w_hi, b_lo, b_hi = row_ranges(arch, i, j_lo, j_hi)
         if train:
             fill_zero(work.grad[w_lo:w_hi])
