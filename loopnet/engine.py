@@ -348,9 +348,8 @@ def run_batches(params, state, work, X, Y, order, batch_size, first, last, arch,
             state.t[0] += 1
             a1_done = by_rows and b + 1 < last
             phase = np.int64(B_STEP_A1) if a1_done else np.int64(B_STEP)
-            next_lo = min(hi, n)
             run_phase(params, state, here, X, Y, order, lo, hi, arch, hyper, phase,
-                      nxt, next_lo, min(next_lo + batch_size, n))
+                      nxt, hi, min(hi + batch_size, n))
         else:
             run_phase(params, state, here, X, Y, order, lo, hi, arch, hyper, np.int64(B_SUM),
                       nxt, lo, hi)

@@ -203,8 +203,7 @@ class Net:
         """Outputs a^L of every row and, when targets Y are given, each row's C_x."""
         out = np.empty((X.shape[0], self.sizes[-1]), self.dtype)
         costs = np.zeros(X.shape[0] if Y is not None else 0)
-        self._run(X, out if Y is None else Y, engine.work_rows(self._work), engine.PREDICT, out,
-                  costs)
+        self._run(X, out if Y is None else Y, engine.PREDICT, out, costs)
         return out, costs
 
     def cost(self, X, Y, lmbda=0.0):
@@ -233,7 +232,7 @@ class Net:
         X = self._inputs(X)
         Y = self._targets(Y, X.shape[0])
         self._work.grad[:] = 0
-        self._run(X, Y, engine.work_rows(self._work), engine.GRADIENT)
+        self._run(X, Y, engine.GRADIENT)
         return self._work.grad.copy()
 
     def gradient(self, X, Y):
@@ -241,10 +240,12 @@ class Net:
         total = self.gradient_sum(X, Y)
         return self.unflatten(total / total.dtype.type(len(X)))
 
-    def _run(self, X, Y, block, job, out=None, costs=None):
-        """engine.run_batches over every row of X, ``block`` rows per phase-A block."""
+    def _run(self, X, Y, job, out=None, costs=None):
+        """engine.run_batches over every row of X, as many rows per phase-A block as the
+        scratch holds."""
         if out is None:
             out, costs = self._no_output()
+        block = engine.work_rows(self._work)
         n_blocks = -(-X.shape[0] // block)
         engine.run_batches(self.params, self._state, self._work, X, Y, np.arange(X.shape[0]), block,
                            0, n_blocks, self._arch, _NO_STEP, job, out, costs)

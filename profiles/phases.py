@@ -213,12 +213,7 @@ def _build_engine_drivers():
                 run_phase(params, state, here, X, Y, order, bt * m, bt * m + m, arch, hyper, B_SUM,
                           here, 0, 0)
 
-        def train_batches(params, state, work, X, Y, order, m, first, last, arch, hyper):
-            out = np.empty((0, int(arch.sizes[-1])), params.dtype)
-            run_batches(params, state, work, X, Y, order, m, first, last, arch, hyper, E.TRAIN,
-                        out, np.empty(0))
-
-        _drivers = (forward_only, errors_only, errors_and_gradient, train_batches)
+        _drivers = (forward_only, errors_only, errors_and_gradient, run_batches)
         return _drivers
 
     raise AttributeError("loopnet.engine has no run_phase: a layout this profiler does not know")
@@ -236,6 +231,8 @@ class EngineStages:
         self.hyper = net._hyper("sgd", sc.eta, 0.0, n, 0.0, 0.9, 0.999, 1e-8)
 
     def run(self, X, Y, order, stage):
+        from loopnet import engine
+
         net, m = self.net, np.int64(self.sc.m)
         nb = np.int64(len(order) // self.sc.m)
         net.params[:] = self.p0
@@ -249,7 +246,7 @@ class EngineStages:
             grad(*args)
         else:
             train(net.params, net._state, net._work, X, Y, order, m, np.int64(0), nb, net._arch,
-                  self.hyper)
+                  self.hyper, engine.TRAIN, *net._no_output())
 
 
 class compiled_timer:
