@@ -349,6 +349,7 @@ class Net:
                 order = self.rng.permutation(n) if shuffle else np.arange(n)
             n_batches = -(-len(order) // batch_size)   # order may visit a subset of the rows
             per_call = max(1, SEGMENT_EXAMPLES // batch_size)
+            no_output = self._no_output()
             start = time.perf_counter()
             last = 0
             while last < n_batches:
@@ -359,7 +360,7 @@ class Net:
                 began = time.perf_counter()
                 _train_batches(threads, self.params, self._state, self._work, X, Y, order,
                                batch_size, first, last, self._arch, hyper, engine.TRAIN,
-                               *self._no_output())
+                               *no_output)
                 chooser.record(threads, (time.perf_counter() - began) / (last - first))
                 if not np.isfinite(self.params).all():
                     raise DivergenceError(self.epoch + 1, "a parameter")
