@@ -231,6 +231,9 @@ class CudaNet:
         """Blocks for a cooperative launch: enough for ``items``, at most the co-resident ones."""
         want = self._grid(items)
         if simulated():
+            if want > 1:
+                raise ValueError("the simulator's grid.sync() synchronises one block only: "
+                                 "use blocks=1 with launch='cooperative' there")
             return want
         kernel = kernels.train_batches.specialize(*args)
         most = kernel.max_cooperative_grid_blocks(self.threads)

@@ -69,11 +69,20 @@ cost_x = _device(costs.cost_x)
 
 
 @cuda.jit(device=True)
-def previous_row(X, order, a, lo, x, i, u_off):
-    """a^{l−1} of example x for layer index i (= l − 1): the input row of X when i = 0."""
+def previous(X, order, a, lo, x, i, u_off, k):
+    """a^{l−1}_k of example x for layer index i (= l − 1): X[order[lo + x], k] when i = 0."""
     if i == 0:
-        return X[order[lo + x]]
-    return a[x, u_off[i - 1]:u_off[i]]
+        return X[order[lo + x], k]
+    return a[x, u_off[i - 1] + k]
+
+
+@cuda.jit(device=True)
+def row_dot(params, w_start, src, r, c0, n):
+    """Σ_k w_k src[r, c0 + k] for k = 0, 1, …, n−1 in order, w_k = params[w_start + k]."""
+    s = params[w_start] * src[r, c0]
+    for k in range(1, n):
+        s += params[w_start + k] * src[r, c0 + k]
+    return s
 
 
 # ----------------------------------------------------------------- phases
@@ -91,11 +100,10 @@ def forward_phase(z, a, params, X, order, lo, m, sizes, p_off, u_off, i, act, st
     for t in range(start, m * n_l, stride):
         x = t // n_l
         j = t - x * n_l
-        prev = previous_row(X, order, a, lo, x, i, u_off)
-        row = w0 + j * n_prev
-        s = params[row] * prev[0]
-        for k in range(1, n_prev):
-            s += params[row + k] * prev[k]
+        if i == 0:
+            s = row_dot(params, w0 + j * n_prev, X, order[lo + x], 0, n_prev)
+        else:
+            s = row_dot(params, w0 + j * n_prev, a, x, u_off[i - 1], n_prev)
         z[x, u + j] = s + params[b0 + j]
         if act != SOFTMAX:
             a[x, u + j] = sigma(act, z[x, u + j])
@@ -197,7 +205,7 @@ def gradient_phase(params, velocity, mom, vsq, grad, X, order, a, delta, lo, m, 
             j = q // n_prev
             k = q - j * n_prev
             for x in range(m):
-                g += delta[x, u + j] * previous_row(X, order, a, lo, x, i, u_off)[k]
+                g += delta[x, u + j] * previous(X, order, a, lo, x, i, u_off, k)
         else:
             j = q - n_l * n_prev
             for x in range(m):
