@@ -73,3 +73,18 @@ def test_on_a_real_gpu_matches_the_cpu_engine():
     if out.startswith("skip"):
         pytest.skip(f"no CUDA GPU on this machine: {out.strip()}")
     assert out.count("ok gpu") == 2
+
+
+@needs_numba_cuda
+def test_gpu_profile_script_runs_on_the_simulator(tmp_path):
+    out_file = tmp_path / "gpu-sim.md"
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "profiles", "gpu.py"), "--simulate",
+                           "--workloads", "w1", "--dtypes", "float64", "--no-phases", "--out", str(out_file)],
+                          capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    text = out_file.read_text()
+    assert "SIMULATED" in text and "loopnet.cuda epoch" in text
+    assert "FAILED" not in proc.stdout
+    row = next(l for l in text.splitlines() if "| loopnet.cuda epoch |" in l)
+    assert float(row.split("|")[-2]) <= 1e-10          # weights error against the reference

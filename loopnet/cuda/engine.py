@@ -228,19 +228,19 @@ class CudaNet:
             lo, m, self._sizes, self._p_off, self._u_off, job, *_hyper_args(hyper), t_step)
 
     def _cooperative_blocks(self, args, items):
-        """Blocks for a cooperative launch: enough for ``items``, at most the co-resident ones."""
-        want = self._grid(items)
+        """Blocks for a cooperative launch: enough for ``items``, at most the co-resident ones
+        (``max_cooperative_grid_blocks`` of the compiled kernel; the simulator's says 1)."""
+        disp = kernels.train_batches
         if simulated():
-            if want > 1:
-                raise ValueError("the simulator's grid.sync() synchronises one block only: "
-                                 "use blocks=1 with launch='cooperative' there")
-            return want
-        kernel = kernels.train_batches.specialize(*args)
+            kernel = disp.overloads[None]
+        else:
+            kernel = disp.compile(tuple(disp.typeof_pyval(a) for a in args))
         most = kernel.max_cooperative_grid_blocks(self.threads)
         if self.blocks is not None and self.blocks > most:
             raise ValueError(f"blocks={self.blocks} exceeds the {most} blocks of "
-                             f"{self.threads} threads this GPU can hold at once")
-        return max(1, min(want, most))
+                             f"{self.threads} threads that can run at once for a cooperative "
+                             f"launch here" + (" (the simulator runs one)" if simulated() else ""))
+        return max(1, min(self._grid(items), most))
 
     def _train_run(self, dX, dY, order, batch_size, first, last, hyper):
         """Mini-batches first … last−1 of ``order`` (training), by the chosen driver."""
