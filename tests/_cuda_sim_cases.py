@@ -102,6 +102,28 @@ def case_train():
     layout = np.concatenate([np.concatenate([w.ravel(), b]) for w, b in zip(ws, bs)])
     close(dev.params, layout, "float64", "reference epoch")
     print("ok reference epoch")
+    # Divergence: the epoch is rolled back (parameters, optimizer state, RNG) and reported.
+    from loopnet.net import DivergenceError
+    net = loopnet.Net([3, 4, 2], output="identity", cost="mse", seed=2)
+    dev = to_device(net, **SMALL)
+    dev.fit(X, Y, epochs=1, batch_size=3, eta=0.01, monitor=False)
+    before, rng_state = dev.params, net.rng.bit_generator.state
+    try:
+        dev.fit(X, Y * 1e150, epochs=1, batch_size=3, eta=1e200, monitor=False)
+    except DivergenceError as exc:
+        assert "epoch 2" in str(exc)
+    else:
+        raise AssertionError("no DivergenceError")
+    assert np.array_equal(dev.params, before) and net.epoch == 1
+    assert net.rng.bit_generator.state == rng_state
+    for bad, kw in (("launch", dict(launch="warp")), ("threads", dict(threads=0))):
+        try:
+            to_device(net, **kw)
+        except ValueError as exc:
+            assert bad in str(exc)
+        else:
+            raise AssertionError(f"bad {bad} accepted")
+    print("ok divergence and bad options")
 
 
 def case_configs():
@@ -171,10 +193,16 @@ def case_ptx():
 def case_gpu():
     """On a real GPU: both drivers, two launch configurations, against the CPU engine."""
     from numba import cuda
+    from loopnet.cuda import to_device
     if not cuda.is_available():
+        try:
+            to_device(loopnet.Net([2, 2], seed=0))
+        except RuntimeError as exc:
+            assert "needs an NVIDIA GPU" in str(exc)
+        else:
+            raise AssertionError("to_device without a GPU did not raise")
         print("skip: numba.cuda.is_available() is False")
         return
-    from loopnet.cuda import to_device
     sizes = [20, 16, 8, 5]
     rng = np.random.default_rng(2)
     X = rng.standard_normal((200, 20))
