@@ -68,6 +68,8 @@ def parse(argv):
                    help="workloads that also time torch.compile ('' for none)")
     p.add_argument("--no-cpu", action="store_true", help="skip the loopnet CPU row")
     p.add_argument("--no-phases", action="store_true", help="skip the per-phase driver row")
+    p.add_argument("--budget-s", type=float, default=420.0,
+                   help="start no new workload after this many seconds (results so far are kept)")
     p.add_argument("--out", help="results file (default profiles/results/gpu-<gpu>.md)")
     args = p.parse_args(argv)
     if args.quick:
@@ -303,6 +305,10 @@ def run(args):
         m = min(sc.m, 4) if sim else sc.m
         sc = type(sc)(sc.key, sizes, m, sc.eta)
         for dtype in args.dtypes.split(","):
+            if time.perf_counter() - began > args.budget_s:
+                print(f"  {key} {dtype}: skipped, past --budget-s {args.budget_s:.0f} s",
+                      flush=True)
+                continue
             X, Y, _, source = load_data(args.n, sizes[0], sizes[-1], dtype)
             net = loopnet.Net(sizes, dtype=dtype, seed=0)
             p0 = net.params.copy()
@@ -345,9 +351,17 @@ def run(args):
             times = {r.label: [] for r in ok_rows}
             walls = {r.label: [] for r in ok_rows}
             for rep, order in enumerate(orders):     # rep 0 is the warm-up (compiles)
-                for row in ok_rows:
+                for row in list(ok_rows):
                     reset(row)
-                    s = row.train(X, Y, order, m, sc.eta)
+                    try:
+                        s = row.train(X, Y, order, m, sc.eta)
+                    except Exception as exc:  # noqa: BLE001 - report the row, keep the others
+                        print(f"  {key} {dtype} {row.label}: FAILED while timing: {exc!r}",
+                              flush=True)
+                        results[row.label] = {"error": f"{type(exc).__name__} while timing"}
+                        ok_rows.remove(row)
+                        del times[row.label], walls[row.label]
+                        continue
                     if rep == 0:
                         results[row.label]["warmup"] = row.wall
                     else:

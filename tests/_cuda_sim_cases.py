@@ -71,8 +71,7 @@ def case_train():
     from loopnet.cuda import to_device
     sizes = [3, 4, 2]
     X, Y = data(sizes, "sigmoid", "quadratic")
-    runs = [dict(optimizer="sgd", eta=0.5), dict(optimizer="sgd", eta=0.5, lmbda=0.3),
-            dict(optimizer="sgd", eta=0.5, momentum=0.8, lmbda=0.1),
+    runs = [dict(optimizer="sgd", eta=0.5), dict(optimizer="sgd", eta=0.5, momentum=0.8, lmbda=0.1),
             dict(optimizer="adam", eta=0.05, lmbda=0.2)]
     for dtype in ("float64", "float32"):
         for kw in runs:
@@ -135,8 +134,7 @@ def case_configs():
         results = []
         for opts in (dict(launch="phases", threads=1, blocks=1),
                      dict(launch="phases", threads=5, blocks=3),
-                     dict(launch="cooperative", threads=7, blocks=1),
-                     dict(launch="cooperative", threads=2, blocks=1)):
+                     dict(launch="cooperative", threads=7, blocks=1)):
             net = loopnet.Net(sizes, activation="tanh", output="softmax",
                               cost="log_likelihood", dtype=dtype, seed=5)
             dev = to_device(net, **opts)

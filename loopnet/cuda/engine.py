@@ -69,6 +69,7 @@ class CudaNet:
         if launch not in ("cooperative", "phases"):
             raise ValueError(f"launch must be 'cooperative' or 'phases', not {launch!r}")
         self.net, self.launch = net, launch
+        self._auto_threads = threads is None
         self.threads = THREADS if threads is None else _check_int(threads, "threads", 1)
         self.blocks = None if blocks is None else _check_int(blocks, "blocks", 1)
         arch = net._arch
@@ -236,6 +237,12 @@ class CudaNet:
         else:
             kernel = disp.compile(tuple(disp.typeof_pyval(a) for a in args))
         most = kernel.max_cooperative_grid_blocks(self.threads)
+        while most < 1 and self._auto_threads and self.threads > 32:
+            self.threads //= 2      # too many registers for a block this size: smaller blocks
+            most = kernel.max_cooperative_grid_blocks(self.threads)
+        if most < 1:
+            raise RuntimeError(f"the cooperative kernel cannot run with blocks of {self.threads} "
+                               "threads on this GPU; pass threads=64 or launch='phases'")
         if self.blocks is not None and self.blocks > most:
             raise ValueError(f"blocks={self.blocks} exceeds the {most} blocks of "
                              f"{self.threads} threads that can run at once for a cooperative "
