@@ -88,6 +88,14 @@ def case_train():
                 close(net._state.m, cpu._state.m, dtype, "adam m")
                 close(net._state.v, cpu._state.v, dtype, "adam v")
             print("ok fit", dtype, kw)
+    # monitor=True: the epoch record's cost and accuracy as the CPU engine's.
+    y = np.argmax(Y, axis=1)
+    cpu, net = loopnet.Net(sizes, seed=9), loopnet.Net(sizes, seed=9)
+    cpu.fit(X, y, epochs=1, batch_size=4, eta=0.5)
+    to_device(net, **SMALL).fit(X, y, epochs=1, batch_size=4, eta=0.5)
+    close(net.history[0]["cost"], cpu.history[0]["cost"], "float64", "monitored cost")
+    assert net.history[0]["accuracy"] == cpu.history[0]["accuracy"]
+    print("ok monitor")
     # The reference's SGD epoch over the same order (network2's update).
     net = loopnet.Net(sizes, seed=11)
     ws, bs = [w.copy() for w in net.weights], [b.copy() for b in net.biases]

@@ -50,7 +50,7 @@ def test_every_output_cost_pair_against_reference():
 def test_fit_against_cpu_engine_and_reference_epoch():
     out = run_case("train")
     assert out.count("ok fit") == 6 and "ok reference epoch" in out
-    assert "ok divergence and bad options" in out
+    assert "ok divergence and bad options" in out and "ok monitor" in out
 
 
 @needs_numba_cuda

@@ -154,11 +154,11 @@ class CudaNet:
                                                 for w in self.weights)
         return float(np.sum(c)) / X.shape[0] + l2
 
-    def _forward_all(self, X, Y):
-        """a^L of every row of X and, when Y is given, every C_x."""
+    def _forward_all(self, X, Y, dX=None, dY=None):
+        """a^L of every row of X and, when Y is given, every C_x (dX, dY: X, Y on the device)."""
         n = X.shape[0]
-        dX = cuda.to_device(X)
-        dY = cuda.to_device(Y) if Y is not None else None
+        dX = cuda.to_device(X) if dX is None else dX
+        dY = (cuda.to_device(Y) if dY is None else dY) if Y is not None else None
         order = cuda.to_device(np.arange(n, dtype=np.int64))
         n_out = self.net.sizes[-1]
         out = cuda.device_array((n, n_out), self.net.dtype)
@@ -329,7 +329,7 @@ class CudaNet:
             record = {"epoch": net.epoch + 1, "seconds": seconds,
                       "examples_per_s": len(order) / seconds if seconds > 0 else float("inf")}
             if monitor:
-                out, c = self._forward_all(X, Y)
+                out, c = self._forward_all(X, Y, dX, dY)
                 record["cost"] = float(np.sum(c)) / len(X) + (
                     0.5 * lmbda / len(X) * sum(float((w.astype(np.float64) ** 2).sum())
                                                for w in self.weights) if lmbda else 0.0)
