@@ -95,6 +95,11 @@ class CudaNet:
         self._optimizer = net._optimizer
         self._grad = cuda.device_array(net.params.size, net.dtype)
 
+    def load(self):
+        """Copy the Net's parameters and optimizer state to the device again (after host edits)."""
+        self._load()
+        return self
+
     def to_cpu(self):
         """Write the parameters and optimizer state back into the Net; return the Net."""
         net = self.net
