@@ -324,6 +324,10 @@ def train_batches(params, velocity, mom, vsq, grad, X, Y, order, z, a, delta, si
     instead of kernel boundaries; the grid must be co-resident (launch at most
     ``max_cooperative_grid_blocks`` blocks).  Mini-batch b is update step
     t0 + (b − first) + 1 of Adam.
+
+    For an elementwise output σ, BP1 follows the output layer's forward line
+    without a synchronisation: item t = x · n_L + j of both phases falls to
+    the same thread, which reads back only the z_j and a_j it has just written.
     """
     grid = cuda.cg.this_grid()
     start, stride = cuda.grid(1), cuda.gridsize(1)
@@ -338,7 +342,8 @@ def train_batches(params, velocity, mom, vsq, grad, X, Y, order, z, a, delta, si
             layer_act = out_act if i == n_layers - 1 else act
             forward_phase(z, a, params, X, order, lo, m, sizes, p_off, u_off, i, layer_act,
                           start, stride)
-            grid.sync()
+            if i < n_layers - 1 or out_act == SOFTMAX:
+                grid.sync()     # (BP1 of an elementwise output reads only its own thread's z, a)
         if out_act == SOFTMAX:
             softmax_phase(a, z, m, n_out, out_u, start, stride)
             grid.sync()
