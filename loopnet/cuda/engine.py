@@ -25,6 +25,7 @@ Both are bit-identical to each other and for any ``blocks``/``threads``
 
 import math
 import time
+import warnings
 
 import numpy as np
 from numba import cuda
@@ -53,8 +54,9 @@ class CudaNet:
     """``net`` on the GPU: fit, predict, gradient, cost as :class:`loopnet.Net` has them.
 
     ``launch``: "cooperative" (one launch per run of mini-batches), "phases"
-    (one launch per phase) or None (cooperative on a GPU, phases on the
-    simulator).  ``blocks``/``threads``: the launch configuration (None:
+    (one launch per phase) or None (cooperative on a GPU, falling back to
+    phases with a warning if the GPU or toolkit cannot launch it; phases on
+    the simulator).  ``blocks``/``threads``: the launch configuration (None:
     ``threads`` = 256 and enough blocks for the largest phase, capped at the
     number of co-resident blocks for a cooperative launch).  They change the
     speed only, never a bit of the results.
@@ -64,6 +66,7 @@ class CudaNet:
         if not cuda.is_available():
             raise RuntimeError("device='cuda' needs an NVIDIA GPU with a working CUDA driver "
                                "(or NUMBA_ENABLE_CUDASIM=1 for Numba's simulator)")
+        self._auto_launch = launch is None
         if launch is None:
             launch = "phases" if simulated() else "cooperative"
         if launch not in ("cooperative", "phases"):
@@ -270,8 +273,17 @@ class CudaNet:
                 z, a, delta, self._sizes, self._p_off, self._u_off, act, out_act, cost,
                 batch_size, first, last, kernels.TRAIN, *_hyper_args(hyper), self._t)
         items = max(self.net.params.size, batch_size * max(self.net.sizes[1:]))
-        blocks = self._cooperative_blocks(args, items)
-        kernels.train_batches[blocks, self.threads](*args)
+        try:
+            blocks = self._cooperative_blocks(args, items)
+            kernels.train_batches[blocks, self.threads](*args)
+        except Exception as exc:  # noqa: BLE001 - e.g. no cooperative launch / cudadevrt here
+            if not self._auto_launch:
+                raise
+            warnings.warn(f"cooperative launch failed ({type(exc).__name__}: {exc}); "
+                          "using one launch per phase instead (same results, slower)",
+                          RuntimeWarning, stacklevel=3)
+            self.launch = "phases"
+            return self._train_run(dX, dY, order, batch_size, first, last, hyper)
         self._t += last - first
 
     def fit(self, X, Y, *, epochs=30, batch_size=10, eta=3.0, lmbda=0.0, momentum=0.0,
