@@ -70,7 +70,8 @@ def parse(argv):
     p.add_argument("--no-phases", action="store_true", help="skip the per-phase driver row")
     p.add_argument("--budget-s", type=float, default=420.0,
                    help="start no new workload after this many seconds (results so far are kept)")
-    p.add_argument("--out", help="results file (default profiles/results/gpu-<gpu>.md)")
+    p.add_argument("--out", help="results file, or a folder to write gpu-<gpu>.md into "
+                   "(default profiles/results/)")
     args = p.parse_args(argv)
     if args.quick:
         args.workloads, args.repeats = "w1,w5", 1
@@ -295,7 +296,9 @@ def run(args):
     except ImportError:
         torch, tdev = None, None
     name, header = gpu_header(sim)
-    out = Path(args.out) if args.out else PROFILES_DIR / "results" / f"gpu-{slug(name)}.md"
+    out = Path(args.out) if args.out else PROFILES_DIR / "results"
+    if out.is_dir():
+        out = out / f"gpu-{slug(name)}.md"
     print("\n".join(header), flush=True)
     table = []
     began = time.perf_counter()
