@@ -423,7 +423,33 @@ def render(header, table, sim, args):
                          f"the last timed epoch: max rel. difference {cuda_vs_cpu:.1e} "
                          "| | | | | | | | |")
     lines += ["", "Data: " + "; ".join(sorted({t[3] for t in table})), ""]
+    lines += targets(table, sim)
     return "\n".join(lines)
+
+
+MUST = {"w1": 10.0, "w3": 1.0, "w5": 1.0}   # issue 19: × PyTorch CUDA eager, epoch time
+
+
+def targets(table, sim):
+    """Issue 19's must targets, read off this run's table (errors ≤ tolerance; speed ratios)."""
+    out = ["## Targets (issue 19), from this run", "",
+           "| workload | dtype | errors ≤ tol | × eager (must) | × loopnet CPU (goal > 1 for W1) |",
+           "|---|---|---|---|---|"]
+    for sc, dtype, n, source, results, _ in table:
+        cu = results.get("loopnet.cuda epoch", {})
+        eager = next((r for k, r in results.items() if k.endswith("eager")), {})
+        cpu = results.get("loopnet CPU", {})
+        ok = "e_w" in cu and cu["e_grad"] <= TOL[dtype] and cu["e_w"] <= TOL[dtype]
+        ratio = cu.get("vs_eager")
+        need = MUST.get(sc.key)
+        verdict = "–" if ratio is None else f"{ratio:.3g}×" + (
+            "" if need is None else (" met" if ratio >= need else " NOT met") + f" (≥ {need:g}×)")
+        vs_cpu = (f"{cpu['median'] / cu['median']:.3g}×" if "median" in cpu and "median" in cu
+                  else "–")
+        out.append(f"| {sc.title} | {dtype} | {'yes' if ok else 'NO'} | {verdict} | {vs_cpu} |")
+    if sim:
+        out += ["", "(simulated: the ratios mean nothing)"]
+    return out + [""]
 
 
 def write(out, header, table, sim, args):
