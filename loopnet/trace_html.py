@@ -280,7 +280,8 @@ svg .pix{cursor:pointer;stroke:none}
 svg .pix.hl{stroke:#e6a700;stroke-width:1.5}
 svg text{font-size:11px;fill:#222;pointer-events:none}
 svg text.layer{font-size:13px;font-weight:600}
-svg text.val{font-size:11px}
+svg text.val{font-size:11px;paint-order:stroke;stroke:#fff;stroke-width:3px;stroke-linejoin:round}
+svg .sel{opacity:1}
 svg text.val.hl{font-weight:700}
 h2{font-size:18px;margin:4px 0}
 .tag{display:inline-block;background:#222;color:#fff;border-radius:4px;padding:0 6px;margin-right:6px;font-weight:700}
@@ -324,7 +325,7 @@ function N(s){ return '<span class="num">' + esc(s) + '</span>'; }
 function P(s){ return s[0] === '-' ? '(' + N(s) + ')' : N(s); }
 function ix(){ const a = Array.from(arguments); return a.every(i => typeof i !== 'number' || i < 10) ? a.join('') : a.join(','); }
 function q(name, l, idx){ return '<i>' + name + '</i>' + (l === null ? '' : '<sup>' + l + '</sup>') + (idx === undefined ? '' : '<sub>' + idx + '</sub>'); }
-const labelName = j => D.label_names ? ' (' + esc(D.label_names[j]) + ')' : '';
+const labelName = j => D.label_names && j >= 0 ? ' (' + esc(D.label_names[j]) + ')' : '';
 
 // ------------------------------------------------------------------ state
 const sel = [];  // selected neuron per layer
@@ -361,11 +362,11 @@ function progress(){
 // ------------------------------------------------------------------ drawing
 const svg = document.getElementById('net');
 const IMG = D.image;
-const W0 = 660, H0 = 520, PAD = 34;
+const W0 = 730, H0 = 520, PAD = 34;
 const imgSide = IMG ? 230 : 0;
 const colX = [];
 (function(){
-  const x0 = IMG ? PAD + imgSide : PAD + 40, x1 = W0 - PAD - 60;
+  const x0 = IMG ? PAD + imgSide + 130 : PAD + 50, x1 = W0 - PAD - 150;
   for (let l = 0; l <= L; l++) colX.push(IMG && l === 0 ? PAD + imgSide / 2 : (L === 0 ? x0 : (IMG ? x0 + (x1 - x0) * (l - 1) / Math.max(1, L - 1) : x0 + (x1 - x0) * l / L)));
   if (IMG && L === 1) colX[1] = x1;
 })();
@@ -393,13 +394,20 @@ function edgesOf(l, p){
   if (n <= 1500) { const out = []; for (let j = 0; j < S[l]; j++) for (let k = 0; k < S[l - 1]; k++) out.push([j, k]); return out; }
   const j = sel[l];
   let ks = D.fwd[l][j].t.map(t => t[0]);
+  const st = steps[cur].stage;
+  if ((st === 'BP4' && steps[cur].layer === l) || st === 'update') ks = topBy(D.W[l].g[j], TOP);
   if (!ks.includes(sel[l - 1])) ks.push(sel[l - 1]);
   return ks.map(k => [j, k]);
+}
+function topBy(row, n){
+  const ks = row.map((_, i) => i);
+  ks.sort((p, r) => Math.abs(num(row[r])) - Math.abs(num(row[p])));
+  return ks.slice(0, n);
 }
 function draw(){
   while (svg.firstChild) svg.removeChild(svg.firstChild);
   const s = steps[cur], pr = progress(), sl = stepLayer();
-  const gEdges = el('g', {}, svg), gNodes = el('g', {}, svg), gText = el('g', {}, svg);
+  const gPix = el('g', {}, svg), gEdges = el('g', {}, svg), gNodes = el('g', {}, svg), gText = el('g', {}, svg);
   // which edges are highlighted: forward l -> w^l; BP2 l -> w^{l+1}; BP4 l -> w^l; update -> all
   let hlW = null;
   if (s.stage === 'forward') hlW = s.layer;
@@ -411,12 +419,15 @@ function draw(){
     let m = 0; for (const row of M) { const v = maxabs(row); if (v > m) m = v; }
     const list = edgesOf(l);
     const lit = hlW === l || s.stage === 'update';
+    const many = list.length > 40;
+    // in a crowded layer only the lines of the selected neuron stand out
+    const mine = (j, k) => (s.stage === 'BP2' ? k === sel[l - 1] : j === sel[l]);
     for (const [j, k] of list){
       const v = num(M[j][k]);
       const [x1, y1] = pos(l - 1, k), [x2, y2] = pos(l, j);
       const wdt = 0.4 + 4.6 * (m > 0 ? Math.abs(v) / m : 0);
       const e = el('line', {x1:x1, y1:y1, x2:x2, y2:y2, stroke: v >= 0 ? 'rgb(31,95,168)' : 'rgb(192,57,43)',
-        'stroke-width': wdt.toFixed(2), 'class':'edge ' + (lit ? 'hl' : 'dim'), id:'e' + l + '_' + j + '_' + k}, gEdges);
+        'stroke-width': wdt.toFixed(2), 'class':'edge ' + (lit && (!many || mine(j, k)) ? 'hl' : 'dim'), id:'e' + l + '_' + j + '_' + k}, gEdges);
       if (!lit) e.setAttribute('stroke-opacity', 1);
       if (info && info.kind === 'weight' && info.l === l && info.j === j && info.k === k) e.classList.add('sel');
       e.addEventListener('click', ev => { ev.stopPropagation(); sel[l] = j; sel[l - 1] = k; if (steps[cur].layer === null) focusBP = l; info = {kind:'weight', l:l, j:j, k:k}; render(); });
@@ -439,7 +450,7 @@ function draw(){
       let e;
       if (IMG && l === 0){
         const g = Math.round(255 * (1 - Math.max(0, Math.min(1, num(D.x[j])))));
-        e = el('rect', {x: cx - r / 2, y: cy - r / 2, width: r, height: r, fill: 'rgb(' + g + ',' + g + ',' + g + ')', 'class':'pix', id:'n0_' + j}, gNodes);
+        e = el('rect', {x: cx - r / 2, y: cy - r / 2, width: r, height: r, fill: 'rgb(' + g + ',' + g + ',' + g + ')', 'class':'pix', id:'n0_' + j}, gPix);
       } else {
         const fill = vals === null ? '#fff' : (kind === 'a' && l > 0 && D.lay[l].act === 'sigmoid' ? col(num(vals[j]), 1) : col(num(vals[j]), m));
         e = el('circle', {cx:cx, cy:cy, r:r, fill:fill, 'class':'neuron', id:'n' + l + '_' + j}, gNodes);
@@ -451,7 +462,7 @@ function draw(){
       const big = S[l] <= 12;
       if (vals && !(IMG && l === 0) && (big || j === sel[l])){
         const tx = el('text', {x: cx + r + 4, y: cy + 4, 'class':'val' + (isHl ? ' hl' : '')}, gText);
-        tx.textContent = (j === sel[l] && !big ? 'j=' + j + ' ' : '') + kind + '=' + vals[j] + (l === L && D.label_names && big ? ' ' + D.label_names[j] : '');
+        tx.textContent = (j === sel[l] && !big ? 'j=' + j + ' ' : '') + kind + '=' + vals[j] + (l === L && pr.fwd === L && s.id !== 'forward-' + L ? '  y=' + D.y[j] : '') + (l === L && D.label_names && big ? ' ' + D.label_names[j] : '');
       }
       if (l === 0 && !IMG && S[0] <= 12) {
         const tx = el('text', {x: cx - r - 4, y: cy + 4, 'text-anchor':'end'}, gText); tx.textContent = 'x' + j;
@@ -485,7 +496,7 @@ function sumNumbers(v, back){
 function layerTable(l, cols){
   if (S[l] > 32) return '';
   let h = '<table><tr><th>j</th>' + cols.map(c => '<th>' + c[0] + '</th>').join('') + '</tr>';
-  for (let j = 0; j < S[l]; j++) h += '<tr' + (j === sel[l] ? ' class="sel"' : '') + '><td>' + j + labelName(j) + '</td>' + cols.map(c => '<td>' + N(c[1][j]) + '</td>').join('') + '</tr>';
+  for (let j = 0; j < S[l]; j++) h += '<tr' + (j === sel[l] ? ' class="sel"' : '') + '><td>' + j + (l === L ? labelName(j) : '') + '</td>' + cols.map(c => '<td>' + N(c[1][j]) + '</td>').join('') + '</tr>';
   return h + '</table>';
 }
 function forwardPanel(l){
@@ -494,7 +505,7 @@ function forwardPanel(l){
   let h = '<div class="what">Each neuron j of layer ' + l + ' adds up its weighted inputs from layer ' + (l - 1) + ' plus its bias (the weighted input z), then applies ' + (soft ? 'softmax' : 'σ') + ' to get its activation a.</div>';
   h += '<div class="eq">' + q('z', l, 'j') + ' = Σ<sub>k</sub> ' + q('w', l, 'jk') + ' ' + q('a', l - 1, 'k') + ' + ' + q('b', l, 'j') + ' &nbsp;&nbsp; ' + q('a', l, 'j') + ' = ' + (soft ? 'e<sup>z<sub>j</sub></sup> / Σ<sub>i</sub> e<sup>z<sub>i</sub></sup>' : 'σ(' + q('z', l, 'j') + ')') + '</div>';
   h += '<div class="what">' + (l === L ? D.sigma_html.output : D.sigma_html.hidden) + '</div>';
-  h += '<div class="sub">For the selected neuron j = ' + j + labelName(l === L ? j : -1).replace(' (undefined)', '') + ' (↑/↓ or click to choose another):<br>';
+  h += '<div class="sub">For the selected neuron j = ' + j + labelName(l === L ? j : -1) + ' (↑/↓ or click to choose another):<br>';
   h += q('z', l, j) + ' = ' + (nk <= TOP ? Array.from({length:nk}, (_, k) => q('w', l, ix(j, k)) + q('a', l - 1, k)).join(' + ') : 'Σ<sub>k</sub> ' + q('w', l, j + 'k') + q('a', l - 1, 'k') + ' (' + nk + ' terms' + (v.rest ? ', the ' + v.t.length + ' largest shown' : '') + ')') + ' + ' + q('b', l, j) + '<br>';
   h += '&nbsp;&nbsp;&nbsp;= ' + sumNumbers(v) + ' + ' + P(Ly.b[j]) + '<br>';
   if (v.rest || nk > TOP) h += '&nbsp;&nbsp;&nbsp;= ' + N(v.s) + ' + ' + P(Ly.b[j]) + '<br>';
@@ -571,7 +582,7 @@ function bp4Panel(l){
   // the row of neuron j: every k, or the largest ones
   const nk = S[l - 1];
   let ks = Array.from({length:nk}, (_, i) => i);
-  if (nk > TOP) { ks.sort((p, r) => Math.abs(num(Wl.g[j][r])) - Math.abs(num(Wl.g[j][p]))); ks = ks.slice(0, TOP); if (!ks.includes(k)) ks.push(k); }
+  if (nk > TOP) { ks = topBy(Wl.g[j], TOP); if (!ks.includes(k)) ks.push(k); }
   h += '<div>Row j = ' + j + (nk > TOP ? ' (the ' + TOP + ' largest of ' + nk + ')' : '') + ':</div><table><tr><th>k</th><th>' + q('a', l - 1, 'k') + '</th><th>' + q('δ', l, j) + '</th><th>∂C/∂' + q('w', l, ix(j, 'k')) + '</th></tr>';
   for (const i of ks) h += '<tr' + (i === k ? ' class="sel"' : '') + '><td>' + i + '</td><td>' + N(a[i]) + '</td><td>' + N(D.lay[l].d[j]) + '</td><td>' + N(Wl.g[j][i]) + '</td></tr>';
   return h + '</table>';
