@@ -399,6 +399,7 @@ function edgesOf(l, p){
   if (!ks.includes(sel[l - 1])) ks.push(sel[l - 1]);
   return ks.map(k => [j, k]);
 }
+let gPix = null, pixels = null;   // the input image is drawn once
 function topBy(row, n){
   const ks = row.map((_, i) => i);
   ks.sort((p, r) => Math.abs(num(row[r])) - Math.abs(num(row[p])));
@@ -407,7 +408,9 @@ function topBy(row, n){
 function draw(){
   while (svg.firstChild) svg.removeChild(svg.firstChild);
   const s = steps[cur], pr = progress(), sl = stepLayer();
-  const gPix = el('g', {}, svg), gEdges = el('g', {}, svg), gNodes = el('g', {}, svg), gText = el('g', {}, svg);
+  if (!gPix) gPix = el('g', {}, null);
+  svg.appendChild(gPix);
+  const gEdges = el('g', {}, svg), gNodes = el('g', {}, svg), gText = el('g', {}, svg);
   // which edges are highlighted: forward l -> w^l; BP2 l -> w^{l+1}; BP4 l -> w^l; update -> all
   let hlW = null;
   if (s.stage === 'forward') hlW = s.layer;
@@ -429,7 +432,8 @@ function draw(){
       const e = el('line', {x1:x1, y1:y1, x2:x2, y2:y2, stroke: v >= 0 ? 'rgb(31,95,168)' : 'rgb(192,57,43)',
         'stroke-width': wdt.toFixed(2), 'class':'edge ' + (lit && (!many || mine(j, k)) ? 'hl' : 'dim'), id:'e' + l + '_' + j + '_' + k}, gEdges);
       if (!lit) e.setAttribute('stroke-opacity', 1);
-      if (info && info.kind === 'weight' && info.l === l && info.j === j && info.k === k) e.classList.add('sel');
+      const selW = info && info.kind === 'weight' ? info : ((s.stage === 'BP4' && s.layer === l) || (s.stage === 'update' && focusBP === l) ? {l:l, j:sel[l], k:sel[l - 1]} : null);
+      if (selW && selW.l === l && selW.j === j && selW.k === k) e.classList.add('sel');
       e.addEventListener('click', ev => { ev.stopPropagation(); sel[l] = j; sel[l - 1] = k; if (steps[cur].layer === null) focusBP = l; info = {kind:'weight', l:l, j:j, k:k}; render(); });
       const t = el('title', {}, e); t.textContent = 'w' + l + '[' + j + ',' + k + '] = ' + D.W[l].w[j][k];
     }
@@ -449,8 +453,10 @@ function draw(){
       const [cx, cy, r] = pos(l, j);
       let e;
       if (IMG && l === 0){
+        if (pixels) { pixels[j].classList.toggle('sel', j === sel[0]); continue; }
         const g = Math.round(255 * (1 - Math.max(0, Math.min(1, num(D.x[j])))));
         e = el('rect', {x: cx - r / 2, y: cy - r / 2, width: r, height: r, fill: 'rgb(' + g + ',' + g + ',' + g + ')', 'class':'pix', id:'n0_' + j}, gPix);
+        if (j === S[0] - 1) pixels = Array.from(gPix.children);
       } else {
         const fill = vals === null ? '#fff' : (kind === 'a' && l > 0 && D.lay[l].act === 'sigmoid' ? col(num(vals[j]), 1) : col(num(vals[j]), m));
         e = el('circle', {cx:cx, cy:cy, r:r, fill:fill, 'class':'neuron', id:'n' + l + '_' + j}, gNodes);
