@@ -127,6 +127,15 @@ def _draw_network(ax, vm, sel, top):
             (x1, y1), (x2, y2) = pos[l - 1, k], pos[l, j]
             ax.plot([x1, x2], [y1, y2], color=POS if v >= 0 else NEG,
                     lw=0.3 + 3.2 * abs(v) / m, alpha=0.9 if on else 0.18, zorder=2)
+    gold = "#e6a700"
+    for l in range(1, L + 1):               # the path followed on the right, in gold
+        (x1, y1), (x2, y2) = pos[l - 1, sel[l - 1]], pos[l, sel[l]]
+        ax.plot([x1, x2], [y1, y2], color=gold, lw=3.5, zorder=3, solid_capstyle="round")
+    if img:
+        from matplotlib.patches import Rectangle
+        x, y = pos[0, sel[0]]
+        c = 0.34 / max(img)
+        ax.add_patch(Rectangle((x - c / 2, y - c / 2), c, c, fc="none", ec=gold, lw=2, zorder=4))
     for l in range(1, L + 1):
         n = sizes[l]
         r = min(0.035, 0.42 / n)
@@ -176,7 +185,9 @@ def figure(tr, *, eta=3.0, digits=4, top=8, caption="", label_names=None):
     tx = fig.add_axes([0.49, 0.02, 0.5, 0.88])
     tx.axis("off")
     y = 0.97
+    import textwrap
     for label, text, kernel in equation_lines(vm, sel):
+        text = "\n".join(textwrap.fill(t, 88, subsequent_indent="      ") for t in text.split("\n"))
         if label:
             tx.text(0.0, y, label, fontsize=10, weight="bold", va="top",
                     bbox=dict(fc="#222", ec="none", pad=1.5), color="white")
