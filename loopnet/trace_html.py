@@ -277,7 +277,6 @@ svg .neuron.hl{stroke:#000;stroke-width:2.2}
 svg .neuron.sel,svg .pix.sel{stroke:#e6a700;stroke-width:4}
 svg .edge.sel{stroke:#e6a700 !important;opacity:1}
 svg .pix{cursor:pointer;stroke:none}
-svg .pix.hl{stroke:#e6a700;stroke-width:1.5}
 svg text{font-size:11px;fill:#222;pointer-events:none}
 svg text.layer{font-size:13px;font-weight:600}
 svg text.val{font-size:11px;paint-order:stroke;stroke:#fff;stroke-width:3px;stroke-linejoin:round}
@@ -362,11 +361,11 @@ function progress(){
 // ------------------------------------------------------------------ drawing
 const svg = document.getElementById('net');
 const IMG = D.image;
-const W0 = 730, H0 = 520, PAD = 34;
+const W0 = D.label_names ? 800 : 730, H0 = 520, PAD = 34;
 const imgSide = IMG ? 230 : 0;
 const colX = [];
 (function(){
-  const x0 = IMG ? PAD + imgSide + 130 : PAD + 50, x1 = W0 - PAD - 150;
+  const x0 = IMG ? PAD + imgSide + 130 : PAD + 50, x1 = W0 - PAD - (D.label_names ? 205 : 150);
   for (let l = 0; l <= L; l++) colX.push(IMG && l === 0 ? PAD + imgSide / 2 : (L === 0 ? x0 : (IMG ? x0 + (x1 - x0) * (l - 1) / Math.max(1, L - 1) : x0 + (x1 - x0) * l / L)));
   if (IMG && L === 1) colX[1] = x1;
 })();
@@ -461,7 +460,7 @@ function draw(){
         const fill = vals === null ? '#fff' : (kind === 'a' && l > 0 && D.lay[l].act === 'sigmoid' ? col(num(vals[j]), 1) : col(num(vals[j]), m));
         e = el('circle', {cx:cx, cy:cy, r:r, fill:fill, 'class':'neuron', id:'n' + l + '_' + j}, gNodes);
       }
-      if (isHl) e.classList.add('hl'); else if (!(IMG && l === 0)) e.classList.add('dim');
+      if (!(IMG && l === 0)) e.classList.add(isHl ? 'hl' : 'dim');
       if (j === sel[l]) e.classList.add('sel');
       e.addEventListener('click', ev => { ev.stopPropagation(); sel[l] = j; if (steps[cur].layer === null && l >= 1) focusBP = l; info = {kind:'neuron', l:l, j:j}; render(); });
       const t = el('title', {}, e); t.textContent = 'layer ' + l + ', neuron ' + j;
