@@ -272,6 +272,8 @@ svg#net{background:#fcfcfc;border:1px solid #ddd;display:block}
 svg .edge{stroke-linecap:round;cursor:pointer}
 svg .dim{opacity:.13}
 svg .hl{opacity:1}
+svg .edge.faint{opacity:.35}
+svg .src{opacity:1}
 svg .neuron{stroke:#555;stroke-width:1.2;cursor:pointer}
 svg .neuron.hl{stroke:#000;stroke-width:2.2}
 svg .neuron.sel,svg .pix.sel{stroke:#e6a700;stroke-width:4}
@@ -429,7 +431,7 @@ function draw(){
       const [x1, y1] = pos(l - 1, k), [x2, y2] = pos(l, j);
       const wdt = 0.4 + 4.6 * (m > 0 ? Math.abs(v) / m : 0);
       const e = el('line', {x1:x1, y1:y1, x2:x2, y2:y2, stroke: v >= 0 ? 'rgb(31,95,168)' : 'rgb(192,57,43)',
-        'stroke-width': wdt.toFixed(2), 'class':'edge ' + (lit && (!many || mine(j, k)) ? 'hl' : 'dim'), id:'e' + l + '_' + j + '_' + k}, gEdges);
+        'stroke-width': wdt.toFixed(2), 'class':'edge ' + (lit && (!many || mine(j, k)) ? 'hl' + (mine(j, k) || s.stage === 'update' ? '' : ' faint') : 'dim'), id:'e' + l + '_' + j + '_' + k}, gEdges);
       if (!lit) e.setAttribute('stroke-opacity', 1);
       const selW = info && info.kind === 'weight' ? info : ((s.stage === 'BP4' && s.layer === l) || (s.stage === 'update' && focusBP === l) ? {l:l, j:sel[l], k:sel[l - 1]} : null);
       if (selW && selW.l === l && selW.j === j && selW.k === k) e.classList.add('sel');
@@ -460,7 +462,8 @@ function draw(){
         const fill = vals === null ? '#fff' : (kind === 'a' && l > 0 && D.lay[l].act === 'sigmoid' ? col(num(vals[j]), 1) : col(num(vals[j]), m));
         e = el('circle', {cx:cx, cy:cy, r:r, fill:fill, 'class':'neuron', id:'n' + l + '_' + j}, gNodes);
       }
-      if (!(IMG && l === 0)) e.classList.add(isHl ? 'hl' : 'dim');
+      const isSrc = (s.stage === 'forward' || s.stage === 'BP4') && l === s.layer - 1 || s.stage === 'BP2' && l === s.layer + 1;
+      if (!(IMG && l === 0)) e.classList.add(isHl ? 'hl' : (isSrc ? 'src' : 'dim'));
       if (j === sel[l]) e.classList.add('sel');
       e.addEventListener('click', ev => { ev.stopPropagation(); sel[l] = j; if (steps[cur].layer === null && l >= 1) focusBP = l; info = {kind:'neuron', l:l, j:j}; render(); });
       const t = el('title', {}, e); t.textContent = 'layer ' + l + ', neuron ' + j;
@@ -634,7 +637,7 @@ function renderInfo(){
   } else {
     const k = info.k, Wl = D.W[l], a = l - 1 === 0 ? D.x : D.lay[l - 1].a;
     h = '<h3>Weight w<sup>' + l + '</sup><sub>' + ix(j, k) + '</sub>: from neuron ' + k + ' of layer ' + (l - 1) + ' to neuron ' + j + ' of layer ' + l + '</h3><table>' +
-      [['w', Wl.w[j][k]], ['a<sup>' + (l - 1) + '</sup><sub>' + k + '</sub> (in)', a[k]], ['w · a (its term in z)', null], ['δ<sup>' + l + '</sup><sub>' + j + '</sub> (out)', D.lay[l].d[j]], ['∂C/∂w = a · δ', Wl.g[j][k]], ['w after the update', Wl.wn[j][k]]]
+      [['w', Wl.w[j][k]], ['a<sup>' + (l - 1) + '</sup><sub>' + k + '</sub> (in)', a[k]], ['δ<sup>' + l + '</sup><sub>' + j + '</sub> (out)', D.lay[l].d[j]], ['∂C/∂w = a · δ', Wl.g[j][k]], ['w after the update', Wl.wn[j][k]]]
         .filter(r => r[1] !== null).map(r => '<tr><th>' + r[0] + '</th><td>' + N(r[1]) + '</td></tr>').join('') + '</table>';
   }
   infoBox.innerHTML = h;

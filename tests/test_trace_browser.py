@@ -141,6 +141,13 @@ def test_small_network_every_number_and_every_step(browser, tmp_path):
     for key in ("biases", "z", "delta", "nabla_b"):
         assert g4(obj[key][0][2]) in info, key
     assert g4(obj["a"][1][2]) in info
+    # and a weight all of its own: w, the activation in, the error out, ∂C/∂w, w after the update
+    page.dispatch_event("#e2_1_0", "click")
+    info = page.inner_text("#info")
+    w, g = obj["weights"][1][1][0], obj["nabla_w"][1][1][0]
+    for v in (w, obj["a"][1][0], obj["delta"][1][1], g, w - 3.0 * g):
+        assert g4(v) in info, v
+    assert "e2_1_0" in highlighted(page, "line.edge.sel")
     assert not errors and all(u.startswith("file:") for u in requests), (errors, requests)
 
 
