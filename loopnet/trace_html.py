@@ -553,7 +553,8 @@ function bp1Panel(){
   if (Ly.act !== 'softmax') h += '<div class="what">' + D.sigma_prime_html.output + '</div>';
   h += '<div class="sub">For output neuron j = ' + j + labelName(j) + ':<br>' + q('δ', L, j) + ' = ' + b.sym.replace(/<sup>L<\/sup>/g, '<sup>' + L + '</sup>').replace(/<sub>j<\/sub>/g, '<sub>' + j + '</sub>') + '<br>&nbsp;&nbsp;&nbsp;= ' + b.num.replace(/(^|[\s(·])(-?\d[\d.]*(?:e[-+]\d+)?)/g, (m0, a, n) => a + N(n)) + ' = <span class="result">' + N(Ly.d[j]) + '</span></div>';
   h += kernel('BP1');
-  h += layerTable(L, [['a', Ly.a], ['y', D.y], ['σ′(z)', Ly.sp.map(s => s === null ? '' : s)], ['δ', Ly.d]]);
+  h += layerTable(L, Ly.act === 'softmax' ? [['a', Ly.a], ['y', D.y], ['δ', Ly.d]]
+                                          : [['a', Ly.a], ['y', D.y], ['σ′(z)', Ly.sp], ['δ', Ly.d]]);
   return h;
 }
 function bp2Panel(l){
