@@ -603,7 +603,8 @@ function updatePanel(){
   h += '<div class="sub">Layer ' + l + ', j = ' + j + ', k = ' + k + ':<br>' + q('w', l, ix(j, k)) + ' ← ' + N(Wl.w[j][k]) + ' − ' + N(D.eta) + ' · ' + P(Wl.g[j][k]) + ' = <span class="result">' + N(Wl.wn[j][k]) + '</span><br>';
   h += q('b', l, j) + ' ← ' + N(Ly.b[j]) + ' − ' + N(D.eta) + ' · ' + P(Ly.nb[j]) + ' = <span class="result">' + N(Ly.bn[j]) + '</span></div>';
   h += kernel('update', ' (through <code>Net.step</code>)');
-  h += '<div class="sub">The cost of this example: before ' + N(D.cost_x) + ', after the step ' + N(D.cost_after) + '.</div>';
+  const up = num(D.cost_after) > num(D.cost_x);
+  h += '<div class="sub">The cost of this example: before ' + N(D.cost_x) + ', after the step ' + N(D.cost_after) + (up ? ': it went <b>up</b>, the step overshot (η is too large here; try a smaller --eta)' : ': it went down') + '.</div>';
   return h;
 }
 function renderPanel(){
