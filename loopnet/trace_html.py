@@ -278,7 +278,7 @@ svg .neuron{stroke:#555;stroke-width:1.2;cursor:pointer}
 svg .neuron.hl{stroke:#000;stroke-width:2.2}
 svg .neuron.sel,svg .pix.sel{stroke:#e6a700;stroke-width:4}
 svg .edge.sel{stroke:#e6a700 !important;opacity:1}
-svg .pix{cursor:pointer;stroke:none}
+svg .pix{cursor:pointer;stroke:none;shape-rendering:crispEdges}
 svg text{font-size:11px;fill:#222;pointer-events:none}
 svg text.layer{font-size:13px;font-weight:600}
 svg text.val{font-size:11px;paint-order:stroke;stroke:#fff;stroke-width:3px;stroke-linejoin:round}
