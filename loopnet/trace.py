@@ -38,7 +38,35 @@ from . import costs as _costs
 from . import kernels as _kernels
 
 KEYS = ("sizes", "activation", "output", "cost", "x", "y", "weights", "biases",
-        "z", "a", "delta", "nabla_w", "nabla_b")
+        "z", "a", "delta", "nabla_w", "nabla_b", "cost_x")
+
+# Where each stage of the trace is computed (file:function), as the teaching views name it.
+KERNELS = {
+    "forward": "loopnet/kernels.py:forward_layer",
+    "cost": "loopnet/costs.py:cost_x",
+    "BP1": "loopnet/kernels.py:output_delta",
+    "BP2": "loopnet/kernels.py:hidden_delta",
+    "BP3": "loopnet/kernels.py:accumulate_gradient",
+    "BP4": "loopnet/kernels.py:accumulate_gradient",
+    "update": "loopnet/optim.py:sgd_update",
+}
+
+
+class Trace(dict):
+    """What :func:`trace` returns: a dict with the keys of :data:`KEYS`, which also draws itself.
+
+    ``to_html()`` is one self-contained page that steps through the forward and backward
+    pass (see :mod:`loopnet.trace_html`); in Jupyter the trace shows as that page.
+    """
+
+    def to_html(self, **options):
+        """The stepping page as one HTML string; options of :func:`loopnet.trace_html.page`."""
+        from .trace_html import page
+        return page(self, **options)
+
+    def _repr_html_(self):
+        from .trace_html import iframe
+        return iframe(self)
 
 
 # --------------------------------------------------------------------------- compute
@@ -101,8 +129,9 @@ def trace(net, x, y, *, kernels=None):
 
     ``x``: n_in input values; ``y``: n_out targets or an int class label (one-hot).
     Returns a dict with keys ``sizes, activation, output, cost`` (the configuration),
-    ``x, y`` (1-D arrays), ``weights, biases`` (copies), and per-layer lists for layers
-    1..L: ``z, delta, nabla_w, nabla_b``; ``a`` holds a^0 = x first, then a^1..a^L.
+    ``x, y`` (1-D arrays), ``weights, biases`` (copies), per-layer lists for layers
+    1..L: ``z, delta, nabla_w, nabla_b``; ``a`` holds a^0 = x first, then a^1..a^L; and
+    ``cost_x``, the example's cost C_x (a float, :func:`example_cost`).
     Every number is produced by the compiled kernels of :mod:`loopnet.kernels`.
     ``nabla_w``/``nabla_b`` are the gradient of this one example's cost C_x, so they
     equal ``net.gradient(x[None], y[None])``.
@@ -122,11 +151,37 @@ def trace(net, x, y, *, kernels=None):
     biases = [np.array(b, dtype=dtype, order="C") for b in net.biases]
     z, a, delta, nabla_w, nabla_b = backprop_example(
         weights, biases, xa, ya, net.activation, net.output, net.cost_name, kernels)
-    return {
+    tr = Trace({
         "sizes": sizes, "activation": net.activation, "output": net.output,
         "cost": net.cost_name, "x": xa, "y": ya, "weights": weights, "biases": biases,
         "z": z, "a": a, "delta": delta, "nabla_w": nabla_w, "nabla_b": nabla_b,
-    }
+    })
+    tr["cost_x"] = example_cost(tr)
+    return tr
+
+
+def sgd_step(tr, eta):
+    """The update w ← w − η ∂C_x/∂w, b ← b − η ∂C_x/∂b for this one example (m = 1).
+
+    Computed by ``Net.step`` (:func:`loopnet.optim.sgd_update`) on a network holding the
+    trace's weights.  Returns ``{"eta", "weights", "biases", "cost_x"}``: the new
+    parameters (lists for layers 1..L) and C_x of the same example after the step.
+    """
+    from .net import Net
+    eta = float(eta)
+    if not eta > 0 or not np.isfinite(eta):
+        raise ValueError(f"eta must be a finite number > 0, got {eta}")
+    net = Net(tr["sizes"], activation=tr["activation"], output=tr["output"], cost=tr["cost"],
+              dtype=tr["x"].dtype.name, seed=0)
+    net.weights, net.biases = tr["weights"], tr["biases"]
+    grad = np.zeros_like(net.params)
+    gw, gb = net.unflatten(grad)
+    for l in range(len(gw)):
+        gw[l][...], gb[l][...] = tr["nabla_w"][l], tr["nabla_b"][l]
+    net.step(grad, eta=eta)
+    after = trace(net, tr["x"], tr["y"])
+    return {"eta": eta, "weights": [np.array(w) for w in net.weights],
+            "biases": [np.array(b) for b in net.biases], "cost_x": after["cost_x"]}
 
 
 def to_jsonable(tr):

@@ -11,7 +11,11 @@ DESCRIPTION = HELP + """.
 Layers are counted as in Nielsen's book (0 = input, L = output); neurons j, k from 0,
 as the arrays are indexed.  Each backward line is labelled BP1..BP4 and names the
 kernel in loopnet/kernels.py that computed it.  --json prints one object with keys
-sizes, activation, output, cost, x, y, weights, biases, z, a, delta, nabla_w, nabla_b.
+sizes, activation, output, cost, x, y, weights, biases, z, a, delta, nabla_w, nabla_b,
+cost_x.  --html writes one self-contained page (no network needed to open it) that steps
+through the forward pass, the cost, BP1-BP4 and the update with the arrow keys; --png and
+--svg a static picture (matplotlib).  --model traces a saved network on one example of a
+data set (--dataset, --index).
 """
 
 EXAMPLES = """\
@@ -20,6 +24,8 @@ EXAMPLES = """\
   loopnet trace --example hand_worked --digits 6  # the 2-2-2 network worked by hand
   loopnet trace --example chain --digits 9        # one neuron per layer, C0 = (a^L - y)^2
   loopnet trace --output softmax --cost log_likelihood --label 1 --json > trace.json
+  loopnet trace --sizes 2,3,2 --html trace.html    # open trace.html in a browser, press →
+  loopnet trace --model fm.npz --dataset fashion-mnist --index 17 --html fm.html --png fm.png
 """
 
 
@@ -66,12 +72,31 @@ def add_arguments(parser):
                              "instead of a random one")
     parser.add_argument("--layer", type=int, help="show only layer L (0 = input, 1..L)")
     parser.add_argument("--neuron", type=int, help="show only neuron J (counted from 0)")
-    parser.add_argument("--digits", type=int, default=3,
-                        help="significant digits per number (default 3)")
+    parser.add_argument("--digits", type=int, default=None,
+                        help="significant digits per number (default 3; 4 in --html)")
     parser.add_argument("--json", action="store_true",
                         help="print the trace as one JSON object instead of text")
     parser.add_argument("--ascii", action="store_true",
                         help="spell Greek letters in ASCII (automatic if the terminal needs it)")
+    g = parser.add_argument_group("pictures")
+    g.add_argument("--html", metavar="FILE", help="write a page that steps through the trace "
+                   "(self-contained: opens from disk, loads nothing)")
+    g.add_argument("--png", metavar="FILE", help="write a static picture (needs matplotlib)")
+    g.add_argument("--svg", metavar="FILE", help="write a static picture as SVG (needs matplotlib)")
+    g.add_argument("--eta", type=float, default=None,
+                   help="learning rate of the update step shown (default: the model's, else 3)")
+    g.add_argument("--top", type=int, default=8,
+                   help="terms of a wider sum shown one by one; the rest are summed (default 8)")
+    d = parser.add_argument_group("a saved network on a real example")
+    d.add_argument("--model", metavar="FILE", help="trace a network saved by loopnet.io.save / "
+                   "'loopnet train --save' instead of a random one")
+    d.add_argument("--dataset", choices=("digits", "fashion-mnist", "mnist"),
+                   help="take the example from this data set (default with --model: the one "
+                        "it was trained on)")
+    d.add_argument("--data", metavar="PATH", help="directory of IDX files or a .csv/.npz file")
+    d.add_argument("--index", type=int, default=0, help="which example (default 0)")
+    d.add_argument("--split", choices=("test", "train"), default="test",
+                   help="held-out (default) or training examples")
 
 
 def build_net(args):
@@ -112,6 +137,60 @@ def named_example(name):
     return ex.make_net(), np.array([ex.X]), np.array([ex.Y])
 
 
+def dataset_example(args, net, meta):
+    """(x, y label, caption, class names, eta) for --model / --dataset."""
+    from . import _common as c
+    extra = (meta or {}).get("extra") or {}
+    saved = dict(extra.get("data") or {})
+    spec = {"dataset": args.dataset, "data": args.data, "test": None, "holdout": None,
+            "limit": None, "scale": None}
+    if args.dataset is None and args.data is None:
+        spec = c.data_spec(argparse_namespace(spec), saved)
+        if spec.get("dataset") is None and spec.get("data") is None:
+            if net.sizes[0] != 64:
+                raise ValueError("say which data set the example comes from (--dataset or --data)")
+            spec["dataset"] = "digits"
+    elif spec["scale"] is None and saved.get("divisor") and spec["dataset"] == saved.get("dataset"):
+        spec["scale"] = saved["divisor"]
+    ds = c.load_data(spec, n_classes=net.sizes[-1])
+    X, y = (ds.X_test, ds.y_test) if args.split == "test" else (ds.X_train, ds.y_train)
+    if not 0 <= args.index < len(y):
+        raise ValueError(f"--index must be between 0 and {len(y) - 1} ({args.split} set of "
+                         f"{ds.name}), got {args.index}")
+    if X.shape[1] != net.sizes[0]:
+        raise ValueError(f"{ds.name} examples have {X.shape[1]} inputs but the network has "
+                         f"{net.sizes[0]}")
+    label = int(y[args.index])
+    names = None
+    if ds.name == "fashion-mnist":
+        from ..trace_html import FASHION_MNIST
+        names = FASHION_MNIST
+    caption = (f"{ds.name} {args.split} example {args.index}, label {label}"
+               + (f" ({names[label]})" if names else "")
+               + (f"; network from {args.model}" if args.model else ""))
+    eta = (extra.get("train") or {}).get("eta")
+    return np.asarray(X[args.index], dtype=np.float64), label, caption, names, eta
+
+
+def argparse_namespace(d):
+    import argparse
+    return argparse.Namespace(**d)
+
+
+def write_pictures(tr, args, caption="", names=None, eta=3.0):
+    """--html / --png / --svg, one line on stderr per file written."""
+    if args.html:
+        from ..trace_html import write_html
+        write_html(tr, args.html, eta=eta, top=args.top, caption=caption, label_names=names,
+                   digits=args.digits or 4)
+        print(f"loopnet: wrote {args.html} (open it in a browser; → and ← step)", file=sys.stderr)
+    for path in (args.png, args.svg):
+        if path:
+            from ..trace_plot import save_figure
+            save_figure(tr, path, top=args.top, caption=caption, label_names=names)
+            print(f"loopnet: wrote {path}", file=sys.stderr)
+
+
 def write_text(text, ascii=False, stream=None):
     """Write ``text``; fall back to ASCII spellings if the stream cannot encode Greek letters."""
     from ..trace import ascii_text
@@ -126,23 +205,46 @@ def write_text(text, ascii=False, stream=None):
 
 
 def run(args):
-    import loopnet
+    from . import _common as c
     from ..trace import render, to_json, trace
+    pictures = args.html or args.png or args.svg
+    caption, names, eta = "", None, None
     try:
-        if args.digits < 1 or args.digits > 17:
+        if args.digits is not None and not 1 <= args.digits <= 17:
             raise ValueError(f"--digits must be between 1 and 17, got {args.digits}")
-        if args.example:
+        if args.top < 1:
+            raise ValueError(f"--top must be at least 1, got {args.top}")
+        if args.eta is not None and not (0 < args.eta < float("inf")):
+            raise ValueError(f"--eta must be a finite number > 0, got {args.eta}")
+        for path in (args.html, args.png, args.svg):
+            c.check_output_path(path, "output file")
+        if args.model and args.example:
+            raise ValueError("give either --model or --example, not both")
+        if args.model:
+            from .. import io
+            net, meta = io.load_with_meta(args.model)
+        elif args.example:
             net, x, y = named_example(args.example)
         else:
-            net = build_net(args)
+            net, meta = build_net(args), None
+        if args.model or args.dataset or args.data:
+            if args.example:
+                raise ValueError("--dataset/--data cannot be used with --example")
+            x, y, caption, names, eta = dataset_example(args, net, meta)
+        elif not args.example:
             x, y = example_for(net, args.x, args.y, args.label)
         tr = trace(net, x, y)
         if args.json:
             out = to_json(tr) + "\n"
+        elif pictures:
+            out = ""
         else:
-            out = render(tr, layer=args.layer, neuron=args.neuron, digits=args.digits)
-    except (ValueError, TypeError) as e:
+            out = render(tr, layer=args.layer, neuron=args.neuron, digits=args.digits or 3)
+        if pictures:
+            write_pictures(tr, args, caption, names, args.eta or eta or 3.0)
+    except (ValueError, TypeError, OSError, c.CommandError, ImportError) as e:
         print(f"loopnet: error: {e}", file=sys.stderr)
         return 2
-    write_text(out, ascii=args.ascii)
+    if out:
+        write_text(out, ascii=args.ascii)
     return 0
