@@ -88,7 +88,7 @@ def check_sizes(sizes, name="sizes"):
         raise ValueError(f"{name} needs at least an input and an output layer, got {sizes}")
     for s in sizes:
         if not is_int(s) or s < 1:
-            raise ValueError(f"every layer width must be a positive integer, got {sizes}")
+            raise ValueError(f"every layer size in {name} must be a positive integer, got {sizes}")
     return [int(s) for s in sizes]
 
 

@@ -323,18 +323,7 @@ def machine_header(peaks):
 # ---------------------------------------------------------------------------
 
 
-def read_idx(path):
-    """IDX reader: loopnet.data.read_idx when the core has it, else a local copy of the format."""
-    try:
-        from loopnet.data import read_idx as core_read_idx
-
-        return core_read_idx(path)
-    except ImportError:
-        pass
-    raw = gzip.open(path, "rb").read() if str(path).endswith(".gz") else Path(path).read_bytes()
-    ndim = raw[3]
-    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+from loopnet.idx import read_idx  # noqa: E402  (the one IDX parser)
 
 
 def load_data(n, n_in, n_out, dtype="float64", seed=0):
