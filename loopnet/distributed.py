@@ -36,8 +36,8 @@ Guarantees
   practice bit-identical too.  At the end of every epoch rank 0's parameters and optimizer
   state are broadcast, so ranks never drift apart.
 * One rank computes what ``Net.fit`` computes: same permutation, same in-order gradient sum,
-  same update - bit for bit when ``Net.step`` accepts the sum and ``m`` (then the update is
-  literally ``Net.fit``'s (η/m)·Σ), else to the rounding of η·(Σ/m).  k ranks add the same
+  same update - bit for bit (``Net.step(Σ, m=m)`` is literally ``Net.fit``'s (η/m)·Σ).
+  k ranks add the same
   per-example gradients grouped into k partial sums, so they equal ``Net.fit`` - and each
   other - to rounding (1e-12 after a few epochs in the tests), not bit for bit:
   floating-point addition is not associative.
@@ -60,6 +60,9 @@ Two decompositions (``partition=``)
     mini-batches, but the one-process emulation (``ranks=size, partition="data"``) reproduces
     it bit for bit (deterministic) or to rounding.
 
+The epoch loop itself (rollback on Ctrl-C or divergence, the epoch record, monitoring,
+‖∇C‖ for ``tol``, callbacks) is :func:`loopnet.training.run`, the one ``Net.fit`` uses;
+this module supplies its steps (:class:`_RankSteps`).
 Only rank 0 calls ``callback`` and ``progress``; whether to stop is broadcast from it.  Monitor
 quantities (cost, accuracy) are computed by every rank on a fixed block and combined in rank
 order, so they are the same on every rank (and equal ``Net.fit``'s to rounding).  mpi4py is

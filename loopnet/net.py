@@ -87,10 +87,10 @@ class Net:
             raise ValueError(f"flat array has shape {flat.shape}, expected {self.params.shape}")
         ws, bs = [], []
         for i in range(len(self.sizes) - 1):
-            n, m = self.sizes[i + 1], self.sizes[i]
+            n_out, n_in = self.sizes[i + 1], self.sizes[i]
             start = self._arch.p_off[i]
-            ws.append(flat[start:start + n * m].reshape(n, m))
-            bs.append(flat[start + n * m:start + n * m + n])
+            ws.append(flat[start:start + n_out * n_in].reshape(n_out, n_in))
+            bs.append(flat[start + n_out * n_in:start + n_out * n_in + n_out])
         return ws, bs
 
     @property
