@@ -4,13 +4,11 @@ their FLOP counts (see _harness's docstring for how FLOPs are counted).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import importlib.util
 import os
 import sys
-
-
-
+from dataclasses import dataclass
+from pathlib import Path
 
 PROFILES_DIR = Path(__file__).resolve().parent
 REPO_DIR = PROFILES_DIR.parent
