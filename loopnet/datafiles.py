@@ -32,7 +32,10 @@ import os
 
 import numpy as np
 
-from .io import looks_like_pickle
+from importlib import resources
+
+from .checks import looks_like_pickle
+from .idx import read_idx as _read_idx
 
 __all__ = ["DataError", "Dataset", "load_dataset", "read_data_file", "read_idx", "find_idx_files", "locate_dataset",
            "load_idx_split", "load_csv", "load_npz", "load_inputs", "check_inputs",
@@ -62,11 +65,41 @@ class Dataset:
         return int(self.X_train.shape[1])
 
 
+# --------------------------------------------------------------------------- embedded digits
+
+DIGITS_FILE = "digits.npz"
+
+
+def load_digits():
+    """The UCI 8×8 handwritten digits shipped inside loopnet (no download).
+
+    1,797 images of the digits 0–9, each 64 pixel intensities 0–16, from the
+    UCI ML repository's "Optical Recognition of Handwritten Digits" test set
+    (the copy scikit-learn bundles).  Returns ``X`` (1797, 64) float64 scaled
+    to [0, 1] and ``y`` (1797,) int64 labels.
+    """
+    with resources.files("loopnet").joinpath("datasets", DIGITS_FILE).open("rb") as f:
+        with np.load(f, allow_pickle=False) as data:
+            images, labels = data["images"], data["labels"]
+    return images.astype(np.float64) / 16.0, labels.astype(np.int64)
+
+
+def digits_split(seed=0, test_size=360):
+    """A fixed train/held-out split of :func:`load_digits`: 1,437 / 360 examples.
+
+    The split is a seeded permutation, so it is the same on every machine.
+    Returns ``(X_train, y_train), (X_test, y_test)``.
+    """
+    X, y = load_digits()
+    order = np.random.default_rng(seed).permutation(len(y))
+    test, train = order[:test_size], order[test_size:]
+    return (X[train], y[train]), (X[test], y[test])
+
+
 # --------------------------------------------------------------------------- IDX
 
 def read_idx(path):
-    """:func:`loopnet.data.read_idx` (gz or plain, size-checked) raising :class:`DataError`."""
-    from .data import read_idx as _read_idx
+    """:func:`loopnet.idx.read_idx` (gz or plain, size-checked) raising :class:`DataError`."""
     path = os.fspath(path)
     if os.path.isdir(path):
         raise DataError(f"{path}: is a directory, not an IDX file")
@@ -473,7 +506,6 @@ def load_dataset(name=None, data=None, *, test=None, holdout=0.2, limit=None, n_
     if name == "digits":
         if data is not None:
             raise DataError("the digits are embedded; 'data' cannot be given with them")
-        from .data import digits_split
         (Xtr, ytr), (Xte, yte) = digits_split(seed=0)
         ds = Dataset("digits", Xtr, ytr, Xte, yte, "embedded UCI digits", n_classes=10)
         ds.divisor = 1.0

@@ -36,8 +36,8 @@ Guarantees
   practice bit-identical too.  At the end of every epoch rank 0's parameters and optimizer
   state are broadcast, so ranks never drift apart.
 * One rank computes what ``Net.fit`` computes: same permutation, same in-order gradient sum,
-  same update - bit for bit when ``Net.step`` accepts the sum and ``m`` (then the update is
-  literally ``Net.fit``'s (η/m)·Σ), else to the rounding of η·(Σ/m).  k ranks add the same
+  same update - bit for bit (``Net.step(Σ, m=m)`` is literally ``Net.fit``'s (η/m)·Σ).
+  k ranks add the same
   per-example gradients grouped into k partial sums, so they equal ``Net.fit`` - and each
   other - to rounding (1e-12 after a few epochs in the tests), not bit for bit:
   floating-point addition is not associative.
@@ -60,6 +60,9 @@ Two decompositions (``partition=``)
     mini-batches, but the one-process emulation (``ranks=size, partition="data"``) reproduces
     it bit for bit (deterministic) or to rounding.
 
+The epoch loop itself (rollback on Ctrl-C or divergence, the epoch record, monitoring,
+‖∇C‖ for ``tol``, callbacks) is :func:`loopnet.training.run`, the one ``Net.fit`` uses;
+this module supplies its steps (:class:`_RankSteps`).
 Only rank 0 calls ``callback`` and ``progress``; whether to stop is broadcast from it.  Monitor
 quantities (cost, accuracy) are computed by every rank on a fixed block and combined in rank
 order, so they are the same on every rank (and equal ``Net.fit``'s to rounding).  mpi4py is
@@ -70,7 +73,6 @@ from __future__ import annotations
 
 import copy
 import gzip
-import inspect
 import os
 import shutil
 import sys
@@ -78,6 +80,10 @@ import time
 import traceback
 
 import numpy as np
+
+from . import training
+from .checks import check_choice, check_int, check_order, check_pair, is_one_hot
+from .idx import IdxRows
 
 __all__ = [
     "fit",
@@ -88,15 +94,6 @@ __all__ = [
     "uncompressed",
     "DistributedError",
 ]
-
-_IDX_DTYPES = {
-    0x08: np.dtype("u1"),
-    0x09: np.dtype("i1"),
-    0x0B: np.dtype(">i2"),
-    0x0C: np.dtype(">i4"),
-    0x0D: np.dtype(">f4"),
-    0x0E: np.dtype(">f8"),
-}
 
 
 class DistributedError(RuntimeError):
@@ -214,7 +211,7 @@ class _MPIGroup:
 
 def _group(comm, ranks):
     if comm is None:
-        return _SerialGroup(1 if ranks is None else _positive_int(ranks, "ranks"))
+        return _SerialGroup(1 if ranks is None else check_int(ranks, "ranks", minimum=1))
     if isinstance(comm, str):
         if comm != "world":
             raise ValueError(f"comm must be an mpi4py communicator, 'world' or None, got {comm!r}")
@@ -238,12 +235,6 @@ def split_bounds(m, size):
     [0, 3, 6, 10]
     """
     return (int(m) * np.arange(int(size) + 1, dtype=np.int64)) // int(size)
-
-
-def _positive_int(v, name):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-        raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    return int(v)
 
 
 def _batch_plan(order, batch_size, size):
@@ -304,10 +295,7 @@ def _check_data(X, Y):
 
 def _one_hot_rows(Y, lo, hi):
     """True when rows lo..hi-1 of 2-D targets are one-hot (Net.fit then reports accuracy)."""
-    if hi == lo:
-        return True
-    A = np.asarray(_take(Y, np.arange(lo, hi)))
-    return bool(np.all((A == 0) | (A == 1)) and np.all(A.sum(axis=1) == 1))
+    return hi == lo or is_one_hot(_take(Y, np.arange(lo, hi)))
 
 
 def _classification(net, Y, group, blocks):
@@ -323,25 +311,6 @@ def _classification(net, Y, group, blocks):
 # --------------------------------------------------------------------------------------------
 # training
 # --------------------------------------------------------------------------------------------
-
-
-def _snapshot(net):
-    return (
-        net.params.copy(),
-        copy.deepcopy(net.optimizer_state),
-        copy.deepcopy(net.rng.bit_generator.state),
-        net.epoch,
-        len(net.history),
-    )
-
-
-def _restore(net, snap):
-    params, opt, rng_state, epoch, n_hist = snap
-    net.params[...] = params
-    net.optimizer_state = copy.deepcopy(opt)
-    net.rng.bit_generator.state = copy.deepcopy(rng_state)
-    net.epoch = epoch
-    del net.history[n_hist:]
 
 
 def _sync_from_root(net, group):
@@ -368,14 +337,90 @@ def _sync_from_root(net, group):
     net.history[:] = copy.deepcopy(state["history"])
 
 
-def _monitor(net, group, X, Y, n, lmbda, labels, blocks, validation_data):
-    """Net.fit's record (cost, accuracy, val_*) from fixed blocks combined in rank order."""
-    record = {}
+class _RankSteps:
+    """The steps of :func:`loopnet.training.run` over ranks: each mini-batch's gradient sum
+    is computed piece by piece (one piece per rank) and combined by ``group``."""
 
-    def measure(A, B, bounds, is_labels, lm, prefix):
+    def __init__(self, group, X, Y, partition, order, shuffle, batch_size, step_kw,
+                 deterministic, labels, validation_data, abort_on_error):
+        self.group, self.X, self.Y = group, X, Y
+        self.partition, self.order, self.shuffle = partition, order, shuffle
+        self.batch_size, self.step_kw, self.deterministic = batch_size, step_kw, deterministic
+        self.labels, self.validation_data = labels, validation_data
+        self.abort_on_error = abort_on_error
+        self.n = len(X)
+        self.blocks = [int(b) for b in split_bounds(self.n, group.size)]
+        self.is_root = group.rank == 0
+        self.has_validation = validation_data is not None
+        self.own = {}
+        if partition == "data":          # each rank reads its contiguous block once
+            self.own = {r: (_take(X, self._block(r)), _take(Y, self._block(r)))
+                        for r in group.local_ranks}
+
+    def _block(self, r):
+        return np.arange(self.blocks[r], self.blocks[r + 1])
+
+    def _plan(self, net):
+        """(rows of this epoch per local rank, per-rank step bounds, examples per step)."""
+        size = self.group.size
+        if self.partition == "batch":
+            if self.order is not None:
+                epoch_order = self.order
+            else:
+                epoch_order = net.rng.permutation(self.n) if self.shuffle else np.arange(self.n)
+            rows, bounds, ms = _batch_plan(epoch_order, self.batch_size, size)
+            local = {r: (_take(self.X, rows[r]), _take(self.Y, rows[r])) for r in self.group.local_ranks}
+        else:
+            blocks = self.blocks
+            perms = [net.rng.permutation(blocks[r + 1] - blocks[r]) if self.shuffle
+                     else np.arange(blocks[r + 1] - blocks[r]) for r in range(size)]
+            rows, bounds, ms = _data_plan(perms, blocks, self.n, self.batch_size)
+            local = {r: (self.own[r][0][perms[r]], self.own[r][1][perms[r]])
+                     for r in self.group.local_ranks}
+        return local, bounds, ms
+
+    def epoch(self, net, epoch, progress):
+        group, P = self.group, net.params.size
+        comm_s = 0.0
+        local, bounds, ms = self._plan(net)
+        steps = len(ms)
+        every = max(1, steps // 50)
+        for b in range(steps):
+            parts = []
+            for r in group.local_ranks:
+                lo, hi = bounds[r][b], bounds[r][b + 1]
+                if hi > lo:
+                    Xl, Yl = local[r]
+                    g = net.gradient_sum(Xl[lo:hi], Yl[lo:hi])
+                    # several pieces in one process (the emulation) must not share a buffer
+                    parts.append(np.array(g, copy=True) if len(group.local_ranks) > 1 else np.asarray(g))
+                else:
+                    parts.append(np.zeros(P, dtype=net.params.dtype))
+            tc = time.perf_counter()
+            total = group.sum_parts(parts, self.deterministic)
+            comm_s += time.perf_counter() - tc
+            net.step(total, m=ms[b], **self.step_kw)      # (η/m)·Σ, exactly as Net.fit
+            if progress is not None and self.is_root and ((b + 1) % every == 0 or b + 1 == steps):
+                progress(b + 1, steps)
+        if group.size > 1 and not self.deterministic and group.comm is not None:
+            # Allreduce need not give every rank the same bits; rank 0's state is the truth.
+            tc = time.perf_counter()
+            net.params[...] = group.bcast_array(net.params.copy())
+            net.optimizer_state = group.bcast(net.optimizer_state)
+            comm_s += time.perf_counter() - tc
+        return self.n, {"ranks": group.size, "comm_seconds": comm_s}
+
+    def measure(self, net, which):
+        """Cost and accuracy from fixed blocks, combined in rank order (the same on every rank)."""
+        if which == "train":
+            A, B, bounds, is_labels = self.X, self.Y, self.blocks, self.labels
+        else:
+            A, B = self.validation_data
+            bounds = split_bounds(len(A), self.group.size)
+            is_labels = _classification(net, B, self.group, bounds)
         total = len(A)
         cost_parts, acc_parts = [], []
-        for r in group.local_ranks:
+        for r in self.group.local_ranks:
             lo, hi = int(bounds[r]), int(bounds[r + 1])
             if hi == lo:
                 cost_parts.append(0.0)
@@ -385,36 +430,34 @@ def _monitor(net, group, X, Y, n, lmbda, labels, blocks, validation_data):
             cost_parts.append(float(net.cost(As, Bs)) * (hi - lo))
             if is_labels:
                 acc_parts.append(float(net.accuracy(As, Bs)) * (hi - lo))
-        c = group.sum_floats(cost_parts) / total
-        if lm:  # Net.cost's L2 term, written the same way
-            c += 0.5 * lm / total * sum(float((w.astype(np.float64) ** 2).sum()) for w in net.weights)
-        record[prefix + "cost"] = c
-        if is_labels:
-            record[prefix + "accuracy"] = group.sum_floats(acc_parts) / total
+        accuracy = self.group.sum_floats(acc_parts) / total if is_labels else None
+        return self.group.sum_floats(cost_parts) / total, accuracy, total
 
-    measure(X, Y, blocks, labels, lmbda, "")
-    if validation_data is not None:
-        Xv, Yv = validation_data
-        vb = split_bounds(len(Xv), group.size)
-        measure(Xv, Yv, vb, _classification(net, Yv, group, vb), 0.0, "val_")
-    return record
+    def gradient_sum(self, net):
+        """Σ_x ∇C_x over the whole training set, the ranks' blocks added in rank order."""
+        parts = []
+        for r in self.group.local_ranks:
+            if self.blocks[r + 1] > self.blocks[r]:
+                block = self._block(r)
+                parts.append(np.array(net.gradient_sum(_take(self.X, block), _take(self.Y, block)),
+                                      copy=True))
+            else:
+                parts.append(np.zeros(net.params.size, dtype=net.params.dtype))
+        return self.group.sum_parts(parts, True)
 
+    def agree(self, stop):
+        return bool(self.group.bcast(stop))
 
-def _grad_norm(net, group, grad_of, X, Y, n, lmbda, blocks):
-    """‖∇C‖ over the whole training set (Net.fit's ``tol`` test), L2 term included."""
-    parts = []
-    for r in group.local_ranks:
-        lo, hi = blocks[r], blocks[r + 1]
-        if hi > lo:
-            parts.append(np.array(grad_of(_take(X, np.arange(lo, hi)), _take(Y, np.arange(lo, hi))), copy=True))
-        else:
-            parts.append(np.zeros(net.params.size, dtype=net.params.dtype))
-    g = group.sum_parts(parts, True) / n
-    nabla_w, nabla_b = net.unflatten(g)
-    total = sum(float((nb.astype(np.float64) ** 2).sum()) for nb in nabla_b)
-    for nw, w in zip(nabla_w, net.weights):
-        total += float(((nw.astype(np.float64) + lmbda / n * w) ** 2).sum())
-    return float(np.sqrt(total))
+    def any_rank(self, flag):
+        return self.group.any(flag)
+
+    def on_error(self):
+        group = self.group
+        if self.abort_on_error and group.size > 1 and group.comm is not None:
+            traceback.print_exc()
+            sys.stderr.write(f"loopnet.distributed: rank {group.rank} failed; aborting all ranks\n")
+            sys.stderr.flush()
+            group.comm.Abort(1)
 
 
 def fit(
@@ -478,200 +521,33 @@ def fit(
     ``"comm_seconds"`` (time this rank spent combining gradients in that epoch, waiting for
     slower ranks included).
     """
-    if partition not in ("batch", "data"):
-        raise ValueError(f"partition must be 'batch' or 'data', got {partition!r}")
-    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
-        raise ValueError(f"epochs must be an integer >= 0, got {epochs!r}")
-    batch_size = _positive_int(batch_size, "batch_size")
+    check_choice(partition, "partition", ("batch", "data"))
+    epochs = check_int(epochs, "epochs", minimum=0)
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
     group = _group(comm, ranks)
     X, Y = _as_rows(X), _as_rows(Y)
     if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise TypeError("validation_data must be a pair (X_val, Y_val)")
-        validation_data = (_as_rows(validation_data[0]), _as_rows(validation_data[1]))
+        validation_data = tuple(_as_rows(A) for A in check_pair(validation_data))
     n = _check_data(X, Y)
     if order is not None:
         if partition != "batch":
             raise ValueError("order= needs partition='batch' (with 'data' each rank permutes its own block)")
-        order = np.asarray(order)
-        if order.ndim != 1 or order.dtype.kind not in "iu":
-            raise ValueError("order must be a 1-D array of integer row indices")
-        if order.size and (order.min() < 0 or order.max() >= n):
-            raise ValueError(f"order holds indices outside 0..{n - 1}")
-    size = group.size
-    blocks = [int(b) for b in split_bounds(n, size)]
+        order = check_order(order, n)
     step_kw = dict(
         eta=eta, lmbda=lmbda, n=n, momentum=momentum, optimizer=optimizer,
         beta1=beta1, beta2=beta2, epsilon=epsilon,
     )
-    grad_of = net.gradient_sum
-    # A core whose step() takes the gradient *sum* and m applies (η/m)·Σ exactly as Net.fit does;
-    # otherwise pass the average Σ/m, as the documented contract says.
-    step_takes_m = "m" in inspect.signature(net.step).parameters
     _sync_from_root(net, group)
-    labels = _classification(net, Y, group, blocks) if monitor else False
-    is_root = group.rank == 0
-    P = net.params.size
-
-    # partition="data": each rank reads its contiguous block once.
-    if partition == "data":
-        own = {r: (_take(X, np.arange(blocks[r], blocks[r + 1])), _take(Y, np.arange(blocks[r], blocks[r + 1])))
-               for r in group.local_ranks}
-
-    def run_epoch(e):
-        t0 = time.perf_counter()
-        comm_s = 0.0
-        if partition == "batch":
-            if order is not None:
-                epoch_order = order
-            else:
-                epoch_order = net.rng.permutation(n) if shuffle else np.arange(n)
-            rows, bounds, ms = _batch_plan(epoch_order, batch_size, size)
-            local = {r: (_take(X, rows[r]), _take(Y, rows[r])) for r in group.local_ranks}
-        else:
-            perms = [net.rng.permutation(blocks[r + 1] - blocks[r]) if shuffle
-                     else np.arange(blocks[r + 1] - blocks[r]) for r in range(size)]
-            rows, bounds, ms = _data_plan(perms, blocks, n, batch_size)
-            local = {r: (own[r][0][perms[r]], own[r][1][perms[r]]) for r in group.local_ranks}
-        steps = len(ms)
-        every = max(1, steps // 50)
-        for b in range(steps):
-            parts = []
-            for r in group.local_ranks:
-                lo, hi = bounds[r][b], bounds[r][b + 1]
-                if hi > lo:
-                    Xl, Yl = local[r]
-                    g = grad_of(Xl[lo:hi], Yl[lo:hi])
-                    # several pieces in one process (the emulation) must not share a buffer
-                    parts.append(np.array(g, copy=True) if len(group.local_ranks) > 1 else np.asarray(g))
-                else:
-                    parts.append(np.zeros(P, dtype=net.params.dtype))
-            tc = time.perf_counter()
-            total = group.sum_parts(parts, deterministic)
-            comm_s += time.perf_counter() - tc
-            if step_takes_m:
-                net.step(total, m=ms[b], **step_kw)
-            else:
-                total /= ms[b]
-                net.step(total, **step_kw)
-            if progress is not None and is_root and ((b + 1) % every == 0 or b + 1 == steps):
-                progress(b + 1, steps)
-        if size > 1 and not deterministic and group.comm is not None:
-            # Allreduce need not give every rank the same bits; rank 0's state is the truth.
-            tc = time.perf_counter()
-            net.params[...] = group.bcast_array(net.params.copy())
-            net.optimizer_state = group.bcast(net.optimizer_state)
-            comm_s += time.perf_counter() - tc
-        seconds = time.perf_counter() - t0
-        record = {"epoch": e + 1, "seconds": seconds,
-                  "examples_per_s": n / seconds if seconds > 0 else float("inf")}
-        if group.any(not np.all(np.isfinite(net.params))):
-            return None, "a parameter"
-        if monitor:
-            record.update(_monitor(net, group, X, Y, n, lmbda, labels, blocks, validation_data))
-            if not np.isfinite(record["cost"]):
-                return None, "the cost"
-        if tol is not None:
-            record["grad_norm"] = _grad_norm(net, group, grad_of, X, Y, n, lmbda, blocks)
-        record["ranks"] = size
-        record["comm_seconds"] = comm_s
-        return record, None
-
-    for e in range(net.epoch, net.epoch + int(epochs)):
-        snap = _snapshot(net)
-        try:
-            record, what = run_epoch(e)
-        except KeyboardInterrupt:
-            _restore(net, snap)
-            raise
-        except BaseException:
-            if abort_on_error and size > 1 and group.comm is not None:
-                traceback.print_exc()
-                sys.stderr.write(f"loopnet.distributed: rank {group.rank} failed; aborting all ranks\n")
-                sys.stderr.flush()
-                group.comm.Abort(1)
-            _restore(net, snap)
-            raise
-        if record is None:
-            _restore(net, snap)
-            from .net import DivergenceError  # noqa: PLC0415
-
-            raise DivergenceError(e + 1, what)
-        net.epoch = e + 1
-        net.history.append(record)
-        stop = False
-        if callback is not None and is_root:
-            stop = bool(callback(net, record))
-        if tol is not None and record["grad_norm"] <= tol:
-            stop = True
-        if group.bcast(stop):
-            break
-    return net
+    labels = _classification(net, Y, group, split_bounds(n, group.size)) if monitor else False
+    steps = _RankSteps(group, X, Y, partition, order, shuffle, batch_size, step_kw, deterministic,
+                       labels, validation_data, abort_on_error)
+    return training.run(net, steps, epochs=epochs, lmbda=lmbda, monitor=monitor, tol=tol,
+                        callback=callback, progress=progress)
 
 
 # --------------------------------------------------------------------------------------------
 # sharded reading of IDX files
 # --------------------------------------------------------------------------------------------
-
-
-class IdxRows:
-    """Row-addressable, memory-mapped view of an uncompressed IDX file.
-
-    ``rows[idx]`` (an int, slice or integer array) reads only those rows from disk and returns
-    them as ``dtype``: images flattened to ``(len(idx), prod(shape[1:]))`` when ``flatten``, and
-    divided by ``divide_by`` in float64 when it is given (``divide_by=255`` gives exactly the
-    numbers ``loopnet.datafiles.load_idx_split`` gives: ``x / 255.0``, then cast to ``dtype``).
-    ``len(rows)``, ``rows.shape`` (after flattening), ``rows.ndim``, ``rows.dtype`` and
-    ``rows.astype(dtype)`` (another lazy view) let it stand in for the array.
-    """
-
-    def __init__(self, path, *, divide_by=None, dtype=None, flatten=True):
-        self.path = os.fspath(path)
-        with open(self.path, "rb") as f:
-            head = f.read(4)
-            if len(head) != 4 or head[0] != 0 or head[1] != 0 or head[2] not in _IDX_DTYPES:
-                raise ValueError(f"{self.path}: not an uncompressed IDX file (magic {head!r})")
-            raw = np.dtype(_IDX_DTYPES[head[2]])
-            ndim = head[3]
-            dims = tuple(int(d) for d in np.frombuffer(f.read(4 * ndim), dtype=">i4"))
-        expected = 4 + 4 * ndim + raw.itemsize * int(np.prod(dims))
-        if os.path.getsize(self.path) < expected:
-            raise ValueError(f"{self.path}: truncated IDX file ({os.path.getsize(self.path)} bytes, "
-                             f"header says {expected})")
-        self.raw_shape = dims
-        self.offset = 4 + 4 * ndim
-        self._mm = np.memmap(self.path, dtype=raw, mode="r", offset=self.offset, shape=dims)
-        self.divide_by = divide_by
-        self.flatten = bool(flatten) and len(dims) > 2
-        if dtype is None:
-            dtype = np.float64 if divide_by is not None else (np.int64 if len(dims) == 1 else raw.newbyteorder("="))
-        self.dtype = np.dtype(dtype)
-        self.shape = (dims[0], int(np.prod(dims[1:]))) if self.flatten else dims
-        self.ndim = len(self.shape)
-
-    def __len__(self):
-        return self.raw_shape[0]
-
-    def __getitem__(self, idx):
-        a = np.asarray(self._mm[idx])
-        if self.flatten:
-            a = a.reshape(a.shape[0], -1) if a.ndim == len(self.raw_shape) else a.reshape(-1)
-        if self.divide_by is not None:
-            a = a.astype(np.float64) / self.divide_by
-        return a.astype(self.dtype)
-
-    def astype(self, dtype):
-        """The same rows converted to ``dtype`` when read (nothing is read now)."""
-        other = copy.copy(self)
-        other.dtype = np.dtype(dtype)
-        return other
-
-    def __array__(self, dtype=None, copy=None):
-        a = self[:]
-        return a if dtype is None else a.astype(dtype)
-
-    def __repr__(self):
-        return f"IdxRows({self.path!r}, shape={self.shape}, dtype={self.dtype})"
 
 
 def uncompressed(path, *, cache_dir=None, comm=None):
@@ -708,60 +584,3 @@ def open_idx(path, *, divide_by=None, dtype=None, flatten=True, cache_dir=None, 
     """
     return IdxRows(uncompressed(path, cache_dir=cache_dir, comm=comm), divide_by=divide_by, dtype=dtype,
                    flatten=flatten)
-
-
-# --------------------------------------------------------------------------------------------
-# `loopnet train --distributed`
-# --------------------------------------------------------------------------------------------
-
-
-def cli_session(args):
-    """A :class:`CliSession` for ``loopnet train --distributed``, else None."""
-    from .commands import _common as c  # noqa: PLC0415
-
-    if not getattr(args, "distributed", None):
-        if getattr(args, "deterministic", None):
-            raise c.UsageError("--deterministic needs --distributed (single-process training is "
-                               "always bit-reproducible)")
-        return None
-    try:
-        return CliSession(world(), deterministic=bool(getattr(args, "deterministic", None)))
-    except DistributedError as exc:
-        raise c.CommandError(str(exc)) from None
-
-
-class CliSession:
-    """What the train command needs under MPI: rank-0-only output and files, the fit.
-
-    The command loads its data set on every rank as usual (its loader decides the input
-    scaling and records it in the model); memory-mapped, sharded reading is the Python API's
-    :func:`open_idx`.
-
-    * ``stdout``: the real one on rank 0, ``os.devnull`` elsewhere; ``save(...)`` writes on
-      rank 0 only (every rank keeps the same network, so any could; one must).
-    * ``fit(net)``: a drop-in for ``net.fit`` that trains with :func:`fit` on the communicator.
-    """
-
-    def __init__(self, comm, deterministic=False):
-        self.comm = comm
-        self.rank, self.size = comm.Get_rank(), comm.Get_size()
-        self.root = self.rank == 0
-        self.deterministic = deterministic
-        self.stdout = sys.stdout if self.root else open(os.devnull, "w")  # noqa: SIM115
-
-    def save(self, *args, **kwargs):
-        if self.root:
-            from . import io  # noqa: PLC0415
-
-            io.save(*args, **kwargs)
-
-    def fit(self, net):
-        """``net.fit``'s signature, trained over the communicator."""
-
-        def run(X, Y, **kwargs):
-            how = "summed in rank order, deterministic" if self.deterministic else "Allreduce"
-            print(f"loopnet: each mini-batch split across {self.size} MPI ranks ({how})",
-                  file=self.stdout, flush=True)
-            return fit(net, X, Y, comm=self.comm, deterministic=self.deterministic, **kwargs)
-
-        return run

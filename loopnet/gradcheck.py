@@ -41,6 +41,8 @@ import numpy as np
 from . import activations as _act
 from . import costs as _costs
 from . import reference as _ref
+from .net import Net
+from .trace import ascii_text
 
 
 @dataclass
@@ -125,7 +127,6 @@ class GradcheckResult:
             rows.append(f"warning: {w}")
         text = "\n".join(rows) + "\n"
         if ascii:
-            from .trace import ascii_text
             text = ascii_text(text)
         return text
 
@@ -142,7 +143,6 @@ def _param_name(kind, layer, idx, shape):
 
 def _float64_twin(net):
     """A float64 network with the same configuration and parameter values."""
-    from .net import Net
     config = dict(net.config)          # sizes, activation, output, cost, dtype (+ engine options)
     config["dtype"] = "float64"
     sizes = config.pop("sizes")
@@ -314,7 +314,6 @@ def gradcheck_all_pairs(sizes=(2, 3, 2), *, seed=0, n_examples=4, combinations=N
     nothing, so up to ``retries`` further seeds (seed + 1, seed + 2, ...) are tried;
     ``result.net_seed`` says which was used.  ``kwargs`` go to :func:`gradcheck`.
     """
-    from .net import Net
     results = []
     for act, outp, cost in (combinations or valid_combinations()):
         X, Y = example_data(list(sizes), outp, n_examples=n_examples, seed=seed + 1)
@@ -352,6 +351,5 @@ def summary_table(results, ascii=False):
                 "per layer")
     text = "\n".join(rows) + "\n"
     if ascii:
-        from .trace import ascii_text
         text = ascii_text(text)
     return text

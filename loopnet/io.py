@@ -46,10 +46,8 @@ import zipfile
 
 import numpy as np
 
-
-def looks_like_pickle(head):
-    """True when the first bytes of a file are a pickle header (protocol 2-5): never load those."""
-    return head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
+from .checks import DTYPES, check_sizes, looks_like_pickle, n_params  # noqa: F401 (looks_like_pickle: public name)
+from .net import Net
 
 __all__ = ["save", "load", "load_with_meta", "ModelFormatError", "atomic_write",
            "FORMAT", "FORMAT_VERSION"]
@@ -59,7 +57,6 @@ FORMAT_VERSION = 1
 
 _N2_COSTS = {"QuadraticCost": "quadratic", "CrossEntropyCost": "cross_entropy"}
 _N2_NAMES = {v: k for k, v in _N2_COSTS.items()}
-_DTYPES = ("float64", "float32")
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)   # fixed member timestamps: same state -> same bytes
 
 
@@ -336,26 +333,20 @@ def _check_header(path, meta):
 
 
 def _check_config(path, config):
-    sizes = config.get("sizes")
-    if (not isinstance(sizes, list) or len(sizes) < 2
-            or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes)):
-        raise ModelFormatError(f"{path}: invalid layer sizes {sizes!r}")
-    if config.get("dtype", "float64") not in _DTYPES:
+    try:
+        sizes = check_sizes(config.get("sizes"))
+    except (TypeError, ValueError):
+        raise ModelFormatError(f"{path}: invalid layer sizes {config.get('sizes')!r}") from None
+    if config.get("dtype", "float64") not in DTYPES:
         raise ModelFormatError(f"{path}: unsupported dtype {config.get('dtype')!r}")
     return sizes
 
 
-def _n_params(sizes):
-    return sum(a * b + a for b, a in zip(sizes[:-1], sizes[1:]))
-
-
 def _build(path, meta, params, opt_arrays):
-    import loopnet  # deferred: keeps `import loopnet.io` light
-
     config = dict(meta["config"])
     sizes = _check_config(path, config)
     dtype = np.dtype(config.get("dtype", "float64"))
-    expected = _n_params(sizes)
+    expected = n_params(sizes)
     if params.ndim != 1 or params.shape[0] != expected:
         raise ModelFormatError(f"{path}: parameter buffer has shape {params.shape}, layer "
                                f"sizes {sizes} need ({expected},)")
@@ -363,12 +354,9 @@ def _build(path, meta, params, opt_arrays):
         raise ModelFormatError(f"{path}: parameters are {params.dtype}, metadata says {dtype}")
     if not np.all(np.isfinite(params)):
         raise ModelFormatError(f"{path}: parameters contain NaN or infinity")
-    import inspect
-    accepted = inspect.signature(loopnet.Net).parameters
-    kwargs = {k: config[k] for k in ("activation", "output", "cost", "dtype", "n_chunks")
-              if k in config and k in accepted}   # n_chunks: only for cores that take it
+    kwargs = {k: config[k] for k in ("activation", "output", "cost", "dtype") if k in config}
     try:
-        net = loopnet.Net(sizes, seed=0, **kwargs)
+        net = Net(sizes, seed=0, **kwargs)
     except (ValueError, TypeError) as exc:
         raise ModelFormatError(f"{path}: invalid network configuration: {exc}") from None
     np.copyto(net.params, params)

@@ -1,51 +1,26 @@
-"""The core Python API: validation, seeded initialisation, the epoch loop.
+"""The core Python API: the network, its views, and its calls into the engine.
 
-Everything numeric happens in :mod:`loopnet.engine`; this module checks what
-the user passes, lays out the buffers once, and drives the compiled code.
+Checks live in :mod:`loopnet.checks`, the epoch loop in :mod:`loopnet.training`,
+everything numeric in :mod:`loopnet.engine`; this module builds the buffers
+once and exposes them as a network: construction, views, predict, cost,
+gradient, step and fit.
 """
 
 import copy as _copy
 import math
 import time
-from numbers import Integral, Real
+from numbers import Integral
 
 import numba
 import numpy as np
 
-from . import activations, costs, engine, optim
+from . import activations, costs, distributed, engine, optim, training
+from .checks import (DTYPES, INITS, as_float_array, check_choice, check_finite, check_int,
+                     check_labels, check_order, check_pair, check_real, check_rows, check_sizes,
+                     check_targets, labels_or_none)
+from .training import DivergenceError, EngineBuffers
 
-#: Examples per compiled call inside an epoch.  Between calls Python checks for
-#: divergence, reports progress and lets Ctrl-C in; a call this size costs a
-#: few milliseconds, so the ~10 µs of dispatch per call is noise.
-SEGMENT_EXAMPLES = 4096
-# Hyper-parameters for engine.run_batches when it does not update: any valid set would do.
-_NO_STEP = optim.make_hyper("sgd", 1.0, 0.0, 1, 0.0, 0.9, 0.999, 1e-8)
-
-#: Below this many floating-point operations per mini-batch, training runs on
-#: the calling thread alone: waking other threads twice per mini-batch (a few
-#: µs) would cost more than it saves.  Results are bit-identical for any number
-#: of threads, so this and :class:`_ThreadChooser` are purely speed choices.
-PARALLEL_MIN_FLOPS = 400_000
-
-#: With ``threads=None`` every PROBE_EVERY-th compiled call of an epoch is
-#: timed with the thread count not currently preferred, to notice a change of load.
-#: Such a probe runs 1/PROBE_SHARE of the usual mini-batches, so that probing the
-#: slower choice costs little (at 1/1 it cost W2 10% of its epoch).
-PROBE_EVERY = 8
-PROBE_SHARE = 8
-
-DTYPES = ("float64", "float32")
-
-
-class DivergenceError(FloatingPointError):
-    """Training produced NaN or ±inf; the network was rolled back to the start of ``epoch``."""
-
-    def __init__(self, epoch, what):
-        self.epoch = epoch
-        super().__init__(
-            f"training diverged in epoch {epoch}: {what} became NaN or infinite; "
-            f"the parameters were restored to the start of that epoch. "
-            f"Try a smaller learning rate eta.")
+__all__ = ["Net", "DivergenceError", "LayerList", "warmup"]
 
 
 class Net:
@@ -75,7 +50,7 @@ class Net:
 
     def __init__(self, sizes, *, activation="sigmoid", output="sigmoid", cost="quadratic",
                  dtype="float64", seed=None, init="default"):
-        self.sizes = _check_sizes(sizes)
+        self.sizes = check_sizes(sizes)
         if activation == "softmax":
             raise ValueError("activation 'softmax' is only available for the output layer "
                              "(output='softmax'); hidden layers need an elementwise activation")
@@ -84,8 +59,7 @@ class Net:
         costs.check_pair(output, cost)
         if str(dtype) not in DTYPES:
             raise ValueError(f"dtype must be 'float64' or 'float32', not {dtype!r}")
-        if init not in ("default", "large"):
-            raise ValueError(f"init must be 'default' or 'large', not {init!r}")
+        check_choice(init, "init", INITS)
         self.activation, self.output, self.cost_name = activation, output, cost
         self.dtype = np.dtype(str(dtype))
         self.rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
@@ -113,10 +87,10 @@ class Net:
             raise ValueError(f"flat array has shape {flat.shape}, expected {self.params.shape}")
         ws, bs = [], []
         for i in range(len(self.sizes) - 1):
-            n, m = self.sizes[i + 1], self.sizes[i]
+            n_out, n_in = self.sizes[i + 1], self.sizes[i]
             start = self._arch.p_off[i]
-            ws.append(flat[start:start + n * m].reshape(n, m))
-            bs.append(flat[start + n * m:start + n * m + n])
+            ws.append(flat[start:start + n_out * n_in].reshape(n_out, n_in))
+            bs.append(flat[start + n_out * n_in:start + n_out * n_in + n_out])
         return ws, bs
 
     @property
@@ -201,24 +175,14 @@ class Net:
 
     def _forward(self, X, Y):
         """Outputs a^L of every row and, when targets Y are given, each row's C_x."""
-        out = np.empty((X.shape[0], self.sizes[-1]), self.dtype)
-        costs = np.zeros(X.shape[0] if Y is not None else 0)
-        self._run(X, out if Y is None else Y, engine.PREDICT, out, costs)
-        return out, costs
+        return training.forward_rows(self.engine_buffers(), X, Y)
 
     def cost(self, X, Y, lmbda=0.0):
         """Mean cost (1/n) Σ_x C_x over the rows, plus (λ/2n) Σ w² when λ > 0."""
         X = self._inputs(X)
         Y = self._targets(Y, X.shape[0])
-        lmbda = _check_real(lmbda, "lmbda", minimum=0.0)
-        return float(np.sum(self._forward(X, Y)[1])) / X.shape[0] + self._l2_term(lmbda, len(X))
-
-    def _l2_term(self, lmbda, n):
-        """(λ/2n) Σ_w w², network2's regularisation term of the cost."""
-        if not lmbda:
-            return 0.0
-        return 0.5 * lmbda / n * sum(float((w.astype(np.float64) ** 2).sum())
-                                     for w in self.weights)
+        lmbda = check_real(lmbda, "lmbda", minimum=0.0)
+        return float(np.sum(self._forward(X, Y)[1])) / X.shape[0] + training.l2_term(self.weights, lmbda, len(X))
 
     def accuracy(self, X, labels):
         """Fraction of rows whose largest output is the label (labels or one-hot rows)."""
@@ -231,28 +195,31 @@ class Net:
         """Σ_x ∇C_x over the rows as a flat (P,) array laid out like :attr:`params`."""
         X = self._inputs(X)
         Y = self._targets(Y, X.shape[0])
-        self._work.grad[:] = 0
-        self._run(X, Y, engine.GRADIENT)
-        return self._work.grad.copy()
+        return training.gradient_sum_rows(self.engine_buffers(), X, Y)
 
     def gradient(self, X, Y):
         """The averaged gradient (1/m) Σ_x ∇C_x: lists ``(nabla_w, nabla_b)`` like weights."""
         total = self.gradient_sum(X, Y)
         return self.unflatten(total / total.dtype.type(len(X)))
 
-    def _run(self, X, Y, job, out=None, costs=None):
-        """engine.run_batches over every row of X, as many rows per phase-A block as the
-        scratch holds."""
-        if out is None:
-            out, costs = self._no_output()
-        block = engine.work_rows(self._work)
-        n_blocks = -(-X.shape[0] // block)
-        engine.run_batches(self.params, self._state, self._work, X, Y, np.arange(X.shape[0]), block,
-                           0, n_blocks, self._arch, _NO_STEP, job, out, costs)
+    def engine_buffers(self):
+        """The buffers :mod:`loopnet.engine` computes on, as a :class:`loopnet.training.EngineBuffers`:
+        ``params`` (this network's, not a copy), the optimizer ``state``, the scratch
+        ``work`` and the architecture ``arch``.  For profilers and tests that call
+        ``engine.run_batches`` themselves; the state object changes when the
+        optimizer does or an epoch is rolled back, so ask again after those."""
+        return EngineBuffers(self.params, self._state, self._work, self._arch)
 
-    def _no_output(self):
-        """(out, costs) for engine.run_batches when it writes no outputs: empty, typed as it expects."""
-        return np.empty((0, self.sizes[-1]), self.dtype), np.empty(0)
+    def grow_scratch(self, batch_size):
+        """Make the engine's scratch hold mini-batches of ``batch_size`` examples."""
+        if engine.work_rows(self._work) < batch_size:
+            self._work = engine.make_work(self._arch, batch_size, self.dtype)
+
+    def hyper(self, optimizer="sgd", eta=3.0, lmbda=0.0, n=1, momentum=0.0, beta1=0.9,
+              beta2=0.999, epsilon=1e-8):
+        """Validated hyper-parameters packed for the engine (:func:`loopnet.optim.make_hyper`);
+        choosing another optimizer than the last resets the optimizer state."""
+        return self._hyper(optimizer, eta, lmbda, n, momentum, beta1, beta2, epsilon)
 
     # --------------------------------------------------------------- training
     def step(self, grad, *, eta, lmbda=0.0, n=1, momentum=0.0, optimizer="sgd",
@@ -266,7 +233,7 @@ class Net:
         grad = np.ascontiguousarray(grad, dtype=self.dtype)
         if grad.shape != self.params.shape:
             raise ValueError(f"gradient has shape {grad.shape}, expected {self.params.shape}")
-        m = _check_int(m, "m (examples summed in grad)", minimum=1)
+        m = check_int(m, "m (examples summed in grad)", minimum=1)
         hyper = self._hyper(optimizer, eta, lmbda, n, momentum, beta1, beta2, epsilon)
         engine.apply_step(self.params, self._state, grad, m, self._arch, hyper)
 
@@ -300,7 +267,6 @@ class Net:
         progress, so a saved network can always resume bit-identically.
         """
         if comm is not None:
-            from . import distributed
             return distributed.fit(
                 self, X, Y, comm=comm, deterministic=deterministic, epochs=epochs,
                 batch_size=batch_size, eta=eta, lmbda=lmbda, momentum=momentum,
@@ -310,182 +276,54 @@ class Net:
         X = self._inputs(X)
         Y = self._targets(Y, X.shape[0])
         n = X.shape[0]
-        epochs = _check_int(epochs, "epochs", minimum=0)
-        batch_size = _check_int(batch_size, "batch_size", minimum=1)
+        epochs = check_int(epochs, "epochs", minimum=0)
+        batch_size = check_int(batch_size, "batch_size", minimum=1)
         hyper = self._hyper(optimizer, eta, lmbda, n, momentum, beta1, beta2, epsilon)
         if tol is not None:
-            tol = _check_real(tol, "tol", minimum=0.0)
+            tol = check_real(tol, "tol", minimum=0.0)
         if order is not None:
-            order = _check_order(order, n)
-        labels = self._labels_or_none(Y)
+            order = check_order(order, n)
         if threads is not None:
-            threads = _check_int(threads, "threads", minimum=1)
-        if engine.work_rows(self._work) < batch_size:
-            self._work = engine.make_work(self._arch, batch_size, self.dtype)
+            threads = check_int(threads, "threads", minimum=1)
+        self.grow_scratch(batch_size)
         val = None
         if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise TypeError("validation_data must be a pair (X_val, Y_val)")
-            Xv = self._inputs(validation_data[0], "validation X")
-            Yv = self._targets(validation_data[1], Xv.shape[0], "validation Y")
-            val = (Xv, Yv, self._labels_or_none(Yv))
-        chooser = _ThreadChooser(threads, self._flops_per_example() * batch_size)
-        for _ in range(epochs):
-            record = self._train_epoch(X, Y, labels, order, shuffle, batch_size, hyper,
-                                       lmbda, monitor, val, tol, progress, chooser)
-            if callback is not None and callback(self, record):
-                break
-            if tol is not None and record["grad_norm"] <= tol:
-                break
-        return self
-
-    def _train_epoch(self, X, Y, labels, order, shuffle, batch_size, hyper, lmbda, monitor,
-                     val, tol, progress, chooser):
-        """One epoch, with rollback to its start on Ctrl-C or divergence."""
-        saved = self._snapshot()
-        n = X.shape[0]
-        try:
-            if order is None:
-                order = self.rng.permutation(n) if shuffle else np.arange(n)
-            n_batches = -(-len(order) // batch_size)   # order may visit a subset of the rows
-            per_call = max(1, SEGMENT_EXAMPLES // batch_size)
-            no_output = self._no_output()
-            start = time.perf_counter()
-            last = 0
-            while last < n_batches:
-                first = last
-                threads, probe = chooser.next()
-                last = min(first + (max(1, per_call // PROBE_SHARE) if probe else per_call),
-                           n_batches)
-                began = time.perf_counter()
-                _train_batches(threads, self.params, self._state, self._work, X, Y, order,
-                               batch_size, first, last, self._arch, hyper, engine.TRAIN,
-                               *no_output)
-                chooser.record(threads, (time.perf_counter() - began) / (last - first))
-                if not np.isfinite(self.params).all():
-                    raise DivergenceError(self.epoch + 1, "a parameter")
-                if progress is not None:
-                    progress(last, n_batches)
-            seconds = time.perf_counter() - start
-            record = {"epoch": self.epoch + 1, "seconds": seconds,
-                      "examples_per_s": len(order) / seconds if seconds > 0 else float("inf")}
-            if monitor:
-                record.update(self._measure(X, Y, labels, lmbda, ""))
-                if val is not None:
-                    record.update(self._measure(*val, 0.0, "val_"))
-                if not math.isfinite(record["cost"]):
-                    raise DivergenceError(self.epoch + 1, "the cost")
-            if tol is not None:
-                record["grad_norm"] = self._grad_norm(X, Y, lmbda)
-        except BaseException:
-            self._restore(saved)
-            raise
-        self.epoch += 1
-        self.history.append(record)
-        return record
-
-    def _flops_per_example(self):
-        """Multiply-adds ×2 for the forward pass and for BP4, the bulk of a training step."""
-        return 4 * sum(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
-
-    def _measure(self, X, Y, labels, lmbda, prefix):
-        """Cost (and accuracy for classification) of a validated data set in one forward pass."""
-        outputs, costs = self._forward(X, Y)
-        record = {prefix + "cost": float(np.sum(costs)) / len(X) + self._l2_term(lmbda, len(X))}
-        if labels is not None:
-            record[prefix + "accuracy"] = float(np.mean(np.argmax(outputs, axis=1) == labels))
-        return record
-
-    def _grad_norm(self, X, Y, lmbda):
-        """‖∇C‖ over the whole training set, the L2 term λ/n · w included."""
-        nabla_w, nabla_b = self.gradient(X, Y)
-        total = sum(float((nb.astype(np.float64) ** 2).sum()) for nb in nabla_b)
-        for nw, w in zip(nabla_w, self.weights):
-            g = nw.astype(np.float64) + lmbda / X.shape[0] * w
-            total += float((g ** 2).sum())
-        return math.sqrt(total)
+            Xv, Yv = check_pair(validation_data)
+            Xv = self._inputs(Xv, "validation X")
+            Yv = self._targets(Yv, Xv.shape[0], "validation Y")
+            val = (Xv, Yv, labels_or_none(Yv))
+        steps = training.LocalSteps(X, Y, labels_or_none(Y), val, order, shuffle, batch_size,
+                                    hyper, threads)
+        return training.run(self, steps, epochs=epochs, lmbda=lmbda, monitor=monitor, tol=tol,
+                            callback=callback, progress=progress)
 
     def _hyper(self, optimizer, eta, lmbda, n, momentum, beta1, beta2, epsilon):
         """Validate hyper-parameters; reset the optimizer state when the optimizer changes."""
         optim.code(optimizer)
-        eta = _check_real(eta, "eta (learning rate)", minimum=0.0, strict=True)
-        lmbda = _check_real(lmbda, "lmbda (L2 strength)", minimum=0.0)
-        n = _check_int(n, "n (training-set size)", minimum=1)
-        momentum = _check_real(momentum, "momentum", minimum=0.0, below=1.0)
-        beta1 = _check_real(beta1, "beta1", minimum=0.0, below=1.0)
-        beta2 = _check_real(beta2, "beta2", minimum=0.0, below=1.0)
-        epsilon = _check_real(epsilon, "epsilon", minimum=0.0, strict=True)
+        eta = check_real(eta, "eta (learning rate)", minimum=0.0, strict=True)
+        lmbda = check_real(lmbda, "lmbda (L2 strength)", minimum=0.0)
+        n = check_int(n, "n (training-set size)", minimum=1)
+        momentum = check_real(momentum, "momentum", minimum=0.0, below=1.0)
+        beta1 = check_real(beta1, "beta1", minimum=0.0, below=1.0)
+        beta2 = check_real(beta2, "beta2", minimum=0.0, below=1.0)
+        epsilon = check_real(epsilon, "epsilon", minimum=0.0, strict=True)
         if optimizer != self._optimizer:
             self._optimizer = optimizer
             self._state = optim.make_state(self.params.size, self.dtype)
         return optim.make_hyper(optimizer, eta, lmbda, n, momentum, beta1, beta2, epsilon)
 
-    def _snapshot(self):
-        return (self.params.copy(), _copy.deepcopy(self._state), self._optimizer,
-                self.rng.bit_generator.state)
-
-    def _restore(self, saved):
-        params, state, name, rng_state = saved
-        self.params[...] = params
-        self._state, self._optimizer = state, name
-        self.rng.bit_generator.state = rng_state
-
     # ------------------------------------------------------------- validation
     def _inputs(self, X, name="X"):
         """X as a C-contiguous (m, n_0) array of the net's dtype, finite and non-empty."""
-        X = _as_float_array(X, name)
-        if X.ndim == 1 and X.shape[0] == self.sizes[0]:
-            raise ValueError(f"{name} must be 2-D (m, {self.sizes[0]}): one example per row; "
-                             f"for a single example use {name}.reshape(1, -1)")
-        if X.ndim != 2 or X.shape[1] != self.sizes[0]:
-            raise ValueError(f"{name} has shape {X.shape}; this network takes "
-                             f"(m, {self.sizes[0]}) inputs, one example per row")
-        if X.shape[0] == 0:
-            raise ValueError(f"{name} is empty (0 rows)")
-        _check_finite(X, name)
-        return np.ascontiguousarray(X, dtype=self.dtype)
+        return np.ascontiguousarray(check_rows(X, self.sizes[0], name), dtype=self.dtype)
 
     def _targets(self, Y, m, name="Y"):
-        """Y as (m, n_L) targets; 1-D integer labels become one-hot rows."""
-        n_out = self.sizes[-1]
-        Y = np.asarray(Y)
-        if Y.ndim == 1 and n_out > 1:
-            labels = self._labels(Y, m, name)
-            Y = np.zeros((m, n_out))
-            Y[np.arange(m), labels] = 1.0
-        elif Y.ndim == 1:
-            Y = Y.reshape(-1, 1)
-        Y = _as_float_array(Y, name)
-        if Y.shape != (m, n_out):
-            raise ValueError(f"{name} has shape {Y.shape}; expected ({m}, {n_out}) targets "
-                             f"(one row per example) or {m} integer labels")
-        _check_finite(Y, name)
-        return np.ascontiguousarray(Y, dtype=self.dtype)
+        """Y as (m, n_L) targets of the net's dtype; 1-D integer labels become one-hot rows."""
+        return np.ascontiguousarray(check_targets(Y, m, self.sizes[-1], name), dtype=self.dtype)
 
     def _labels(self, labels, m, name="labels"):
         """Integer class labels 0 … n_L − 1 (one-hot rows are turned into labels)."""
-        labels = np.asarray(labels)
-        if labels.ndim == 2 and labels.shape[1] == self.sizes[-1]:
-            labels = np.argmax(labels, axis=1)
-        if labels.ndim != 1 or labels.shape[0] != m:
-            raise ValueError(f"{name} has shape {labels.shape}; expected {m} integer labels")
-        if labels.dtype.kind == "f" and np.all(np.isfinite(labels)) and \
-                np.all(labels == np.round(labels)):
-            labels = labels.astype(np.int64)
-        if labels.dtype.kind not in "iu":
-            raise ValueError(f"{name} must be integer class labels, got dtype {labels.dtype}")
-        bad = np.flatnonzero((labels < 0) | (labels >= self.sizes[-1]))
-        if bad.size:
-            raise ValueError(f"{name}[{bad[0]}] = {labels[bad[0]]} is out of range: this "
-                             f"network has {self.sizes[-1]} outputs, so labels are 0..{self.sizes[-1] - 1}")
-        return labels.astype(np.int64)
-
-    def _labels_or_none(self, Y):
-        """Class labels of one-hot targets (for accuracy), or None for other targets."""
-        if Y.shape[1] < 2:
-            return None
-        is_one_hot = np.all((Y == 0) | (Y == 1)) and np.all(Y.sum(axis=1) == 1)
-        return np.argmax(Y, axis=1) if is_one_hot else None
+        return check_labels(labels, m, self.sizes[-1], name)
 
 
 def warmup(dtype="float64"):
@@ -509,114 +347,7 @@ def warmup(dtype="float64"):
     return time.perf_counter() - start
 
 
-# ------------------------------------------------------------------ helpers
-class _ThreadChooser:
-    """Picks the thread count for each compiled run of mini-batches.
-
-    A fixed request is honoured (capped at Numba's thread count).  Otherwise
-    the candidates are one thread and all threads; each is timed per
-    mini-batch, the faster is used, and every PROBE_EVERY-th run re-times the
-    other one (on a short run) so that a change of machine load is noticed.
-    """
-
-    def __init__(self, threads, flops_per_batch):
-        most = numba.get_num_threads()
-        if threads is not None:
-            self.candidates = [min(threads, most)]
-        elif most > 1 and flops_per_batch >= PARALLEL_MIN_FLOPS:
-            self.candidates = [most, 1]
-        else:
-            self.candidates = [1]
-        self.seconds = {}
-        self.calls = 0
-
-    def next(self):
-        """(threads, probe) for the next run; a probe times a choice that is not the best."""
-        self.calls += 1
-        untried = [k for k in self.candidates if k not in self.seconds]
-        if untried:
-            return untried[0], bool(self.seconds)
-        best = min(self.candidates, key=self.seconds.get)
-        if len(self.candidates) > 1 and self.calls % PROBE_EVERY == 0:
-            return next(k for k in self.candidates if k != best), True
-        return best, False
-
-    def record(self, threads, seconds_per_batch):
-        self.seconds[threads] = seconds_per_batch
-
-
-def _train_batches(threads, *args):
-    """engine.run_batches(..., TRAIN) with at most ``threads`` threads (restored afterwards)."""
-    before = numba.get_num_threads()
-    numba.set_num_threads(min(threads, before))
-    try:
-        engine.run_batches(*args)
-    finally:
-        numba.set_num_threads(before)
-
-
-def _check_sizes(sizes):
-    try:
-        sizes = list(sizes)
-    except TypeError:
-        raise TypeError(f"sizes must be a list of layer widths like [784, 30, 10], "
-                        f"not {sizes!r}") from None
-    if len(sizes) < 2:
-        raise ValueError(f"sizes needs at least an input and an output layer, got {sizes}")
-    for s in sizes:
-        if not isinstance(s, Integral) or isinstance(s, bool) or s < 1:
-            raise ValueError(f"every layer width must be a positive integer, got {sizes}")
-    return [int(s) for s in sizes]
-
-
-def _as_float_array(A, name):
-    try:
-        A = np.asarray(A)
-    except (ValueError, TypeError) as exc:
-        raise TypeError(f"{name} is not a numeric array ({exc})") from None
-    if A.dtype.kind == "b" or A.dtype.kind not in "iuf":
-        raise TypeError(f"{name} must hold real numbers, got dtype {A.dtype}")
-    return A
-
-
-def _check_finite(A, name):
-    if np.isfinite(A.sum(axis=0)).all():   # a NaN or inf makes its column's sum non-finite;
-        return                              # one pass, no temporary the size of A
-    if not np.all(np.isfinite(A)):          # (or finite numbers overflowed: look closer)
-        row = int(np.argwhere(~np.isfinite(A))[0][0])
-        raise ValueError(f"{name} contains NaN or infinity (first in row {row})")
-
-
-def _check_int(value, name, minimum):
-    if not isinstance(value, Integral) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _check_real(value, name, minimum=None, below=None, strict=False):
-    if not isinstance(value, Real) or isinstance(value, bool):
-        raise TypeError(f"{name} must be a number, not {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    if minimum is not None and (value < minimum or (strict and value == minimum)):
-        raise ValueError(f"{name} must be {'>' if strict else '>='} {minimum}, got {value}")
-    if below is not None and value >= below:
-        raise ValueError(f"{name} must be < {below}, got {value}")
-    return value
-
-
-def _check_order(order, n):
-    order = np.asarray(order)
-    if order.ndim != 1 or order.dtype.kind not in "iu":
-        raise ValueError("order must be a 1-D array of integer row indices")
-    if order.size and (order.min() < 0 or order.max() >= n):
-        raise ValueError(f"order holds indices outside 0..{n - 1}")
-    return np.ascontiguousarray(order, dtype=np.int64)
-
-
+# ------------------------------------------------------------------ layer views
 class LayerList(list):
     """The per-layer views of :attr:`Net.weights` / :attr:`Net.biases`.
 
@@ -638,10 +369,10 @@ class LayerList(list):
 
 def _layer_array(view, value, label):
     """``value`` as an array shaped like ``view``; (n, 1) columns (Nielsen's biases) are accepted."""
-    arr = _as_float_array(value, label)
+    arr = as_float_array(value, label)
     if arr.shape != view.shape and not (view.ndim == 1 and arr.shape == (view.shape[0], 1)):
         raise ValueError(f"{label} has shape {arr.shape}, expected {view.shape}")
-    _check_finite(arr, label)
+    check_finite(arr, label)
     return arr.reshape(view.shape)
 
 

@@ -37,6 +37,8 @@ import random
 
 import numpy as np
 
+from . import checks
+
 __all__ = ["Network", "sigmoid", "sigmoid_prime"]
 
 
@@ -44,31 +46,8 @@ __all__ = ["Network", "sigmoid", "sigmoid_prime"]
 # Helpers shared with loopnet.network2
 # ---------------------------------------------------------------------------
 
-def _check_sizes(sizes):
-    try:
-        out = [s for s in sizes]
-    except TypeError:
-        raise TypeError("sizes must be a list of layer sizes such as [784, 30, 10], "
-                        "got %r" % (sizes,)) from None
-    if len(out) < 2:
-        raise ValueError("sizes must name at least an input and an output layer, "
-                         "such as [784, 30, 10]; got %r" % (sizes,))
-    for s in out:
-        if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1:
-            raise ValueError("every layer size must be a positive integer; got %r" % (sizes,))
-    return [int(s) for s in out]
-
-
-def _check_int(value, name, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError("%s must be an integer >= %d, got %r" % (name, minimum, value))
-    return int(value)
-
-
-def _check_real(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
-        raise ValueError("%s must be a finite number, got %r" % (name, value))
-    return float(value)
+# One set of checks for the whole package (loopnet.checks): the same mistake, the same error.
+_check_sizes, _check_int, _check_real = checks.check_sizes, checks.check_int, checks.check_real
 
 
 def _materialize(data, name):

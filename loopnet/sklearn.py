@@ -45,27 +45,18 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
 import numpy as np
 
 import loopnet
+from loopnet import checks
 
 __all__ = ["LoopNetClassifier", "LoopNetRegressor"]
 
-ACTIVATIONS = ("sigmoid", "tanh", "relu", "identity")
-OPTIMIZERS = ("sgd", "adam")
+ACTIVATIONS, OPTIMIZERS = checks.ACTIVATIONS, checks.OPTIMIZERS
 
 
 def _check_param(name, value, kind, minimum=None, below=None, strict=False):
-    ok = isinstance(value, kind) and not isinstance(value, bool)
-    if ok and minimum is not None:
-        ok = value > minimum if strict else value >= minimum
-    if ok and below is not None:
-        ok = value < below
-    if not ok:
-        bound = ""
-        if minimum is not None:
-            bound = " %s %s" % (">" if strict else ">=", minimum)
-        if below is not None:
-            bound += (" and" if bound else "") + " < %s" % below
-        raise ValueError("%s must be a number%s; got %r" % (name, bound, value))
-    return value
+    """loopnet.checks' int/real checks: the same mistake gets the same error as in loopnet.Net."""
+    if kind is numbers.Integral:
+        return checks.check_int(value, name, minimum)
+    return checks.check_real(value, name, minimum, below, strict)
 
 
 class _LoopNetBase(BaseEstimator):
@@ -109,15 +100,11 @@ class _LoopNetBase(BaseEstimator):
         except TypeError:
             raise ValueError("hidden_layer_sizes must be a tuple of positive integers, got %r"
                              % (self.hidden_layer_sizes,)) from None
-        if not all(isinstance(h, numbers.Integral) and not isinstance(h, bool) and h > 0
-                   for h in hidden):
+        if not all(checks.is_int(h) and h > 0 for h in hidden):
             raise ValueError("hidden_layer_sizes must be positive integers, got %r"
                              % (self.hidden_layer_sizes,))
-        if self.activation not in ACTIVATIONS:
-            raise ValueError("activation must be one of %s, got %r"
-                             % (", ".join(ACTIVATIONS), self.activation))
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError("optimizer must be 'sgd' or 'adam', got %r" % (self.optimizer,))
+        checks.check_choice(self.activation, "activation", ACTIVATIONS)
+        checks.check_choice(self.optimizer, "optimizer", OPTIMIZERS)
         _check_param("eta", self.eta, numbers.Real, 0, strict=True)
         _check_param("lmbda", self.lmbda, numbers.Real, 0)
         _check_param("momentum", self.momentum, numbers.Real, 0, below=1)

@@ -4,29 +4,23 @@
 
 How it is measured
 ------------------
-Compute phases.  A compiled *mirror* of the engine's epoch loop is built here from
-loopnet's own kernels (:mod:`loopnet.kernels`, the per-equation functions the engine
-calls) with the same structure: per mini-batch, ``prange`` over the fixed example
-chunks, each with private z/a/δ scratch and gradient row; then the fold of the chunk
-rows in order; then the SGD update.  A ``stage`` argument stops each example after
-a given phase, so six full-epoch runs give cumulative times
+Compute phases.  Whole-epoch loops compiled here call the engine's own phases
+(``engine.run_phase`` with A1, A2_FORWARD, A2 and B_SUM, and ``kernels.output_delta``)
+on a real Net's buffers (:meth:`loopnet.Net.engine_buffers`); each loop stops after a
+given phase, so the runs give cumulative times
 
     T1 forward | T2 + output error (BP1) | T3 + hidden errors (BP2)
-    | T4 + gradient accumulation (BP3/4, incl. zeroing the chunk rows)
-    | T5 + cross-chunk reduction | T6 + parameter update
+    | T4 + gradient accumulation (BP3/4) | T5 = T4 (no cross-chunk reduction in this
+    engine: each gradient number has one owner) | T6 the real engine.run_batches(TRAIN)
 
 and each phase is the difference of two neighbours (best of R runs each, runs
 interleaved).  A difference below the noise can come out slightly negative: it is
 printed as measured.
 
 Python/dispatch overhead.  A real ``net.fit`` epoch is run with every Numba dispatcher
-of ``loopnet.engine`` / ``loopnet.net`` wrapped in a timer, so the time spent inside
+of ``loopnet.engine`` / ``loopnet.training`` wrapped in a timer, so the time spent inside
 compiled code is known exactly; overhead = fit epoch − time inside compiled calls
 (validation, shuffling, divergence checks, Python loops between segments).
-
-The mirror's total T6 is printed next to the real engine's compiled time: when they
-differ, the engine does something the mirror does not (e.g. another loop order), and
-the phase split describes the per-example structure rather than the engine itself.
 """
 
 from __future__ import annotations
@@ -45,113 +39,9 @@ import _harness as H  # noqa: E402
 STAGES = ["forward", "output error (BP1)", "hidden errors (BP2)", "gradient accumulation (BP3/BP4)",
           "cross-chunk reduction", "parameter update"]
 
-_mirror = None
 # The compiled drivers below are NOT cached on disk: Numba checks only this file's stamp, so a
 # cached driver would keep running an edited engine's old code.  They compile at each run,
 # during the warm-up, outside every timing.
-
-
-def _build_mirror():
-    """Compile the phase-limited epoch loop (once per process)."""
-    global _mirror
-    if _mirror is not None:
-        return _mirror
-    import numba
-    from numba import prange
-
-    from loopnet.kernels import accumulate_gradient, forward_layer, hidden_delta, output_delta
-
-    @numba.njit(parallel=True)
-    def epoch(params, grad, chunk_grad, Z, A, D, X, Y, order, m, sizes, p_off, u_off, act, out_act,
-              cost, eta, stage):
-        n_layers = sizes.shape[0] - 1
-        n_chunks = chunk_grad.shape[0]
-        n_batches = order.shape[0] // m
-        n_params = grad.shape[0]
-        for bt in range(n_batches):
-            lo = bt * m
-            for c in prange(n_chunks):
-                g = chunk_grad[c]
-                if stage >= 4:
-                    g[:] = 0
-                z = Z[c]
-                a = A[c]
-                d = D[c]
-                for t in range(lo + (m * c) // n_chunks, lo + (m * (c + 1)) // n_chunks):
-                    x = X[order[t]]
-                    y = Y[order[t]]
-                    for i in range(n_layers):  # forward
-                        nn, kk = sizes[i + 1], sizes[i]
-                        w = params[p_off[i]:p_off[i] + nn * kk].reshape((nn, kk))
-                        b = params[p_off[i] + nn * kk:p_off[i + 1]]
-                        ap = x if i == 0 else a[u_off[i - 1]:u_off[i]]
-                        forward_layer(z[u_off[i]:u_off[i + 1]], a[u_off[i]:u_off[i + 1]], w, b, ap,
-                                      act if i < n_layers - 1 else out_act)
-                    if stage >= 2:
-                        o = n_layers - 1
-                        output_delta(d[u_off[o]:u_off[o + 1]], z[u_off[o]:u_off[o + 1]],
-                                     a[u_off[o]:u_off[o + 1]], y, out_act, cost)
-                    if stage >= 3:
-                        for i in range(n_layers - 2, -1, -1):
-                            nn, kk = sizes[i + 2], sizes[i + 1]
-                            wn = params[p_off[i + 1]:p_off[i + 1] + nn * kk].reshape((nn, kk))
-                            hidden_delta(d[u_off[i]:u_off[i + 1]], z[u_off[i]:u_off[i + 1]],
-                                         a[u_off[i]:u_off[i + 1]], wn,
-                                         d[u_off[i + 1]:u_off[i + 2]], act)
-                    if stage >= 4:
-                        for i in range(n_layers):
-                            nn, kk = sizes[i + 1], sizes[i]
-                            gw = g[p_off[i]:p_off[i] + nn * kk].reshape((nn, kk))
-                            gb = g[p_off[i] + nn * kk:p_off[i + 1]]
-                            ap = x if i == 0 else a[u_off[i - 1]:u_off[i]]
-                            accumulate_gradient(gw, gb, d[u_off[i]:u_off[i + 1]], ap)
-            if stage >= 5:
-                for p in prange(n_params):
-                    s = chunk_grad[0, p]
-                    for c in range(1, n_chunks):
-                        s += chunk_grad[c, p]
-                    grad[p] = s / m
-            if stage >= 6:
-                for p in prange(n_params):
-                    params[p] = params[p] - eta * grad[p]
-
-    _mirror = epoch
-    return epoch
-
-
-class Mirror:
-    mode = "mirror"
-
-    def __init__(self, sc, dtype, n_chunks, ws, bs):
-        from loopnet import activations, costs
-
-        self.sc = sc
-        dt = np.dtype(dtype)
-        sizes = np.asarray(sc.sizes, np.int64)
-        L = len(sizes) - 1
-        self.p_off = np.zeros(L + 1, np.int64)
-        self.u_off = np.zeros(L + 1, np.int64)
-        for i in range(L):
-            self.p_off[i + 1] = self.p_off[i] + sizes[i + 1] * sizes[i] + sizes[i + 1]
-            self.u_off[i + 1] = self.u_off[i] + sizes[i + 1]
-        P, U = int(self.p_off[-1]), int(self.u_off[-1])
-        pad = lambda k: (k // 8 + 2) * 8  # noqa: E731 - whole cache lines per chunk row, like the engine
-        self.params0 = np.concatenate([np.concatenate([w.ravel(), b]) for w, b in zip(ws, bs)]).astype(dt)
-        self.params = self.params0.copy()
-        self.grad = np.zeros(P, dt)
-        self.chunk_grad = np.zeros((n_chunks, pad(P)), dt)
-        self.Z, self.A, self.D = (np.zeros((n_chunks, pad(U)), dt) for _ in range(3))
-        self.sizes = sizes
-        self.codes = (np.int64(activations.code(sc.activation)), np.int64(activations.code(sc.output)),
-                      np.int64(costs.code(sc.cost)))
-        self.fn = _build_mirror()
-
-    def run(self, X, Y, order, stage):
-        self.params[:] = self.params0
-        self.fn(self.params, self.grad, self.chunk_grad, self.Z, self.A, self.D, X, Y, order,
-                np.int64(self.sc.m), self.sizes, self.p_off, self.u_off, *self.codes,
-                float(self.sc.eta), np.int64(stage))
-
 
 _drivers = None
 
@@ -160,9 +50,7 @@ def _build_engine_drivers():
     """Compiled epoch loops that call the engine's own phases (once per process).
 
     Phase A is ``run_phase`` A1 (layer 1 by blocks of rows) then A2 (the rest per example),
-    phase B is ``run_phase`` B_SUM; the real epoch is ``run_batches(TRAIN)``.  Raises
-    AttributeError for an engine without ``run_phase`` (the caller then falls back to the
-    kernel mirror)."""
+    phase B is ``run_phase`` B_SUM; the real epoch is ``run_batches(TRAIN)``."""
     global _drivers
     if _drivers is not None:
         return _drivers
@@ -173,71 +61,67 @@ def _build_engine_drivers():
     from loopnet.kernels import output_delta
 
     units = E.units
-    if hasattr(E, "run_phase"):   # every phase through run_phase; one driver for every job
-        run_phase, run_batches, half = E.run_phase, E.run_batches, E.half
-        A1, A2, A2_FORWARD, B_SUM = (np.int64(E.A1), np.int64(E.A2), np.int64(E.A2_FORWARD),
-                                     np.int64(E.B_SUM))
+    run_phase, run_batches, half = E.run_phase, E.run_batches, E.half
+    A1, A2, A2_FORWARD, B_SUM = (np.int64(E.A1), np.int64(E.A2), np.int64(E.A2_FORWARD),
+                                 np.int64(E.B_SUM))
 
-        @numba.njit
-        def phase_a(params, state, work, X, Y, order, lo, hi, arch, hyper, a2):
+    @numba.njit
+    def phase_a(params, state, work, X, Y, order, lo, hi, arch, hyper, a2):
+        here = half(work, 0)
+        if arch.sizes.shape[0] > 2:
+            run_phase(params, state, here, X, Y, order, lo, hi, arch, hyper, A1, here, lo, hi)
+        run_phase(params, state, here, X, Y, order, lo, hi, arch, hyper, a2, here, lo, hi)
+
+    @numba.njit(parallel=True)
+    def bp1_only(delta, z, a, Y, order, lo, m, arch):
+        out = arch.sizes.shape[0] - 2
+        for t in prange(m):
+            output_delta(units(delta[t], arch, out), units(z[t], arch, out),
+                         units(a[t], arch, out), Y[order[lo + t]], arch.out_act, arch.cost)
+
+    @numba.njit
+    def forward_only(params, state, work, X, Y, order, m, n_batches, arch, hyper, with_bp1):
+        for bt in range(n_batches):
+            lo = bt * m
+            phase_a(params, state, work, X, Y, order, lo, lo + m, arch, hyper, A2_FORWARD)
+            if with_bp1:
+                bp1_only(work.delta[0], work.z[0], work.a[0], Y, order, lo, m, arch)
+
+    @numba.njit
+    def errors_only(params, state, work, X, Y, order, m, n_batches, arch, hyper):
+        for bt in range(n_batches):
+            phase_a(params, state, work, X, Y, order, bt * m, bt * m + m, arch, hyper, A2)
+
+    @numba.njit
+    def errors_and_gradient(params, state, work, X, Y, order, m, n_batches, arch, hyper):
+        for bt in range(n_batches):  # sums into work.grad without zeroing (zeroing is counted with the update)
+            phase_a(params, state, work, X, Y, order, bt * m, bt * m + m, arch, hyper, A2)
             here = half(work, 0)
-            if arch.sizes.shape[0] > 2:
-                run_phase(params, state, here, X, Y, order, lo, hi, arch, hyper, A1, here, lo, hi)
-            run_phase(params, state, here, X, Y, order, lo, hi, arch, hyper, a2, here, lo, hi)
+            run_phase(params, state, here, X, Y, order, bt * m, bt * m + m, arch, hyper, B_SUM,
+                      here, 0, 0)
 
-        @numba.njit(parallel=True)
-        def bp1_only(delta, z, a, Y, order, lo, m, arch):
-            out = arch.sizes.shape[0] - 2
-            for t in prange(m):
-                output_delta(units(delta[t], arch, out), units(z[t], arch, out),
-                             units(a[t], arch, out), Y[order[lo + t]], arch.out_act, arch.cost)
-
-        @numba.njit
-        def forward_only(params, state, work, X, Y, order, m, n_batches, arch, hyper, with_bp1):
-            for bt in range(n_batches):
-                lo = bt * m
-                phase_a(params, state, work, X, Y, order, lo, lo + m, arch, hyper, A2_FORWARD)
-                if with_bp1:
-                    bp1_only(work.delta[0], work.z[0], work.a[0], Y, order, lo, m, arch)
-
-        @numba.njit
-        def errors_only(params, state, work, X, Y, order, m, n_batches, arch, hyper):
-            for bt in range(n_batches):
-                phase_a(params, state, work, X, Y, order, bt * m, bt * m + m, arch, hyper, A2)
-
-        @numba.njit
-        def errors_and_gradient(params, state, work, X, Y, order, m, n_batches, arch, hyper):
-            for bt in range(n_batches):  # sums into work.grad without zeroing (zeroing is counted with the update)
-                phase_a(params, state, work, X, Y, order, bt * m, bt * m + m, arch, hyper, A2)
-                here = half(work, 0)
-                run_phase(params, state, here, X, Y, order, bt * m, bt * m + m, arch, hyper, B_SUM,
-                          here, 0, 0)
-
-        _drivers = (forward_only, errors_only, errors_and_gradient, run_batches)
-        return _drivers
-
-    raise AttributeError("loopnet.engine has no run_phase: a layout this profiler does not know")
+    _drivers = (forward_only, errors_only, errors_and_gradient, run_batches)
+    return _drivers
 
 
 class EngineStages:
     """Stages 1..6 driven through the engine's own compiled functions on a real Net."""
 
-    mode = "engine"
-
     def __init__(self, net, sc, n):
         self.net, self.sc = net, sc
         self.fns = _build_engine_drivers()
         self.p0 = net.params.copy()
-        self.hyper = net._hyper("sgd", sc.eta, 0.0, n, 0.0, 0.9, 0.999, 1e-8)
+        self.hyper = net.hyper("sgd", sc.eta, 0.0, n)
 
     def run(self, X, Y, order, stage):
-        from loopnet import engine
+        from loopnet import engine, training
 
         net, m = self.net, np.int64(self.sc.m)
         nb = np.int64(len(order) // self.sc.m)
         net.params[:] = self.p0
         fwd, err, grad, train = self.fns
-        args = (net.params, net._state, net._work, X, Y, order, m, nb, net._arch, self.hyper)
+        buf = net.engine_buffers()
+        args = (buf.params, buf.state, buf.work, X, Y, order, m, nb, buf.arch, self.hyper)
         if stage <= 2:
             fwd(*args, stage == 2)
         elif stage == 3:
@@ -245,18 +129,18 @@ class EngineStages:
         elif stage in (4, 5):  # no cross-chunk reduction in this engine: stage 5 = stage 4
             grad(*args)
         else:
-            train(net.params, net._state, net._work, X, Y, order, m, np.int64(0), nb, net._arch,
-                  self.hyper, engine.TRAIN, *net._no_output())
+            train(buf.params, buf.state, buf.work, X, Y, order, m, np.int64(0), nb, buf.arch,
+                  self.hyper, engine.TRAIN, *training.no_output(buf))
 
 
 class compiled_timer:
-    """Wrap every Numba dispatcher reachable as loopnet.engine.<f> / loopnet.net.<f> in a timer."""
+    """Wrap every Numba dispatcher reachable as loopnet.engine.<f> / loopnet.training.<f> in a timer."""
 
     def __init__(self, clock=time.perf_counter):
         import loopnet.engine as engine
-        import loopnet.net as netmod
+        import loopnet.training as training
 
-        self.mods = [engine, netmod]
+        self.mods = [engine, training]
         self.total = 0.0
         self.calls = 0
         self.clock = clock
@@ -299,13 +183,7 @@ def profile_phases(sc, dtype="float64", n=10_000, repeats=3, threads=(1,), log=p
     warm = order[: min(n, 20 * sc.m)]
     net.weights, net.biases = ws, bs
     net.fit(X[warm], Y[warm], epochs=1, batch_size=sc.m, eta=sc.eta, monitor=False, shuffle=False)  # sizes scratch
-    try:
-        mirror = EngineStages(net, sc, n)
-        for stage in range(1, 7):
-            mirror.run(X, Y, warm, stage)
-    except Exception as exc:  # noqa: BLE001 - another engine layout: fall back to the kernel mirror
-        log(f"  engine drivers unavailable ({type(exc).__name__}); using the per-example kernel mirror")
-        mirror = Mirror(sc, dtype, getattr(net, "n_chunks", 2), ws, bs)
+    stages = EngineStages(net, sc, n)
     out = {}
     old = numba.get_num_threads()
     try:
@@ -315,20 +193,19 @@ def profile_phases(sc, dtype="float64", n=10_000, repeats=3, threads=(1,), log=p
             # more threads: wall time (CPU time would add up the threads).
             clock = time.process_time if t == 1 else time.perf_counter
             for stage in range(1, 7):  # compile + warm up
-                mirror.run(X, Y, warm, stage)
+                stages.run(X, Y, warm, stage)
             net.weights, net.biases = ws, bs
             net.fit(X[warm], Y[warm], epochs=1, batch_size=sc.m, eta=sc.eta, monitor=False, shuffle=False)
             best = [np.inf] * 6
             fit_best, comp_best, calls = np.inf, np.inf, 0
             for r in range(repeats):
                 for stage in range(1, 7):
-                    if stage == 5 and mirror.mode == "engine":
+                    if stage == 5:
                         continue  # no reduction stage: T5 = T4 below
                     t0 = clock()
-                    mirror.run(X, Y, order, stage)
+                    stages.run(X, Y, order, stage)
                     best[stage - 1] = min(best[stage - 1], clock() - t0)
-                if mirror.mode == "engine":
-                    best[4] = best[3]
+                best[4] = best[3]
                 net.weights, net.biases = ws, bs
                 with compiled_timer(clock) as ct:
                     t0 = clock()
@@ -341,7 +218,7 @@ def profile_phases(sc, dtype="float64", n=10_000, repeats=3, threads=(1,), log=p
             out[t] = {"stages": best, "fit": fit_best, "compiled": comp_best, "calls": calls}
     finally:
         numba.set_num_threads(old)
-    return out, source, mirror.mode
+    return out, source
 
 
 HOW_ENGINE = ("Stages call the engine's own compiled functions in epoch loops: forward only "
@@ -350,12 +227,8 @@ HOW_ENGINE = ("Stages call the engine's own compiled functions in epoch loops: f
               "(run_phase B_SUM: no zeroing, no update), "
               "= the real engine.run_batches(TRAIN) (zeroing + gradient + update). This engine has no "
               "cross-chunk reduction (each gradient number is owned by one task): 0 by construction.")
-HOW_MIRROR = ("Stages come from a compiled mirror of the epoch loop built from loopnet.kernels (per "
-              "mini-batch: prange over the fixed example chunks, fold of the chunk rows, SGD update) "
-              "that stops after a given phase.")
 
-
-def phases_table(sc, dtype, n, res, source, mode="mirror", epoch_n=50_000):
+def phases_table(sc, dtype, n, res, source, epoch_n=50_000):
     scale = epoch_n / n
     ths = list(res)
     fl = H.flops_per_example(sc.sizes, sc.m)
@@ -367,7 +240,7 @@ def phases_table(sc, dtype, n, res, source, mode="mirror", epoch_n=50_000):
         "",
         f"Measured on {n:,} examples ({source}), reported per {epoch_n:,}-example epoch (× {scale:g}); "
         f"best of the runs; 1 thread: CPU time of the process (robust to other processes' load), "
-        f"more threads: wall time. " + (HOW_ENGINE if mode == "engine" else HOW_MIRROR) +
+        f"more threads: wall time. " + HOW_ENGINE +
         " Phases are differences of cumulative whole-epoch times, shares are of the staged epoch. "
         "Overhead = net.fit epoch − time inside compiled calls, share of the fit epoch.",
         "",
@@ -379,7 +252,7 @@ def phases_table(sc, dtype, n, res, source, mode="mirror", epoch_n=50_000):
         for t in ths:
             st = res[t]["stages"]
             d = st[k] - (st[k - 1] if k else 0.0)
-            if k == 4 and mode == "engine":
+            if k == 4:
                 cells.append("— | none in this engine")
                 continue
             cells.append(f"{1e3 * d * scale:.1f} | {100 * d / st[-1]:.0f} %")
@@ -428,8 +301,8 @@ def main(argv=None):
     sections = {}
     for dt in dtypes:
         log(f"phases of {sc.title}, {dt}, threads {threads}")
-        res, source, mode = profile_phases(sc, dt, args.examples, args.repeats, threads, log)
-        md = phases_table(sc, dt, args.examples, res, source, mode)
+        res, source = profile_phases(sc, dt, args.examples, args.repeats, threads, log)
+        md = phases_table(sc, dt, args.examples, res, source)
         print(md)
         sections[f"phases-{args.scenario}-{dt}"] = md
     path = H.results_path(args.out)

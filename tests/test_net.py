@@ -111,7 +111,7 @@ def test_keyboard_interrupt_rolls_back_to_epoch_start():
     def interrupt(done, total):
         raise KeyboardInterrupt
 
-    import loopnet.net as core
+    import loopnet.training as core
     old = core.SEGMENT_EXAMPLES
     core.SEGMENT_EXAMPLES = 50
     try:
@@ -325,7 +325,7 @@ def test_how_fit_cuts_an_epoch_into_compiled_runs_never_changes_the_result(monke
     X, y, _ = small_problem(m=300, sizes=(40, 30, 3))
     a, b = loopnet.Net([40, 30, 3], seed=9), loopnet.Net([40, 30, 3], seed=9)
     a.fit(X, y, epochs=2, batch_size=10, eta=0.5, monitor=False)
-    monkeypatch.setattr(loopnet.net, "SEGMENT_EXAMPLES", 20)
+    monkeypatch.setattr(loopnet.training, "SEGMENT_EXAMPLES", 20)
     b.fit(X, y, epochs=2, batch_size=10, eta=0.5, monitor=False)
     assert np.array_equal(a.params, b.params)
 

@@ -8,11 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 
-ACTIVATIONS = ("sigmoid", "tanh", "relu", "identity")
-OUTPUTS = ACTIVATIONS + ("softmax",)
-COSTS = ("quadratic", "cross_entropy", "log_likelihood", "mse")
-DTYPES = ("float64", "float32")
-OPTIMIZERS = ("sgd", "adam")
+from ..checks import ACTIVATIONS, COSTS, DTYPES, OPTIMIZERS, OUTPUTS, check_sizes  # noqa: F401
 DATASETS = ("digits", "fashion-mnist", "mnist")
 
 
@@ -99,10 +95,10 @@ def sizes_list(text):
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated layer sizes such as 784,30,10, got {text!r}") from None
-    if len(sizes) < 2 or any(s <= 0 for s in sizes):
-        raise argparse.ArgumentTypeError(
-            f"need at least two positive layer sizes (input,...,output), got {text!r}")
-    return sizes
+    try:
+        return check_sizes(sizes)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (from {text!r})") from None
 
 
 # --------------------------------------------------------------------------- data options

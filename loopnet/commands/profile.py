@@ -1,8 +1,10 @@
 """``loopnet profile``: run a benchmark scenario from ``profiles/`` (validated, then timed).
 
-The scenarios live in the repository's ``profiles/`` folder, next to the ``loopnet``
-package (or where ``$LOOPNET_PROFILES`` points); this command locates them and runs
-them in this process, exactly as ``python profiles/<name>.py`` would.
+The scenarios are NOT part of the installed package: they live in a source checkout's
+``profiles/`` folder (next to the ``loopnet`` package, or where ``$LOOPNET_PROFILES``
+points).  This command needs such a checkout; it locates the folder and runs a scenario
+in this process, exactly as ``python profiles/<name>.py`` would.  An installed loopnet
+without a checkout gets a one-line error saying so.
 """
 
 import os
@@ -16,7 +18,10 @@ one process: NumPy matrix form, Nielsen-style per-example NumPy, loopnet on 1 an
 threads, PyTorch CPU eager and scikit-learn when installed.  Prints a Markdown table (and
 writes it to profiles/results/<machine>.md) with s/epoch, examples/s, GFLOP/s, the share of
 the machine's peak measured in the same run, ratios to NumPy, and loopnet's cold-compile and
-cached-start times.  Progress goes to stderr, the table to stdout."""
+cached-start times.  Progress goes to stderr, the table to stdout.
+
+Needs a source checkout of loopnet: the scenarios are the repository's profiles/ folder,
+which a pip-installed loopnet does not ship (set $LOOPNET_PROFILES to point at one)."""
 
 EPILOG = """\
 scenarios: w1 [784,30,10] m=10, w2 [784,100,10] m=10, w3 [784,100,10] m=100,
@@ -85,7 +90,9 @@ def profiles_dir():
     for c in candidates:
         if (c / "_harness.py").is_file():
             return c
-    raise CommandError("profiles/ not found: run from a loopnet checkout or set LOOPNET_PROFILES")
+    raise CommandError("loopnet profile needs a source checkout: the profiles/ scenarios are not "
+                       "installed with the package; run it from a loopnet checkout (git clone) "
+                       "or set LOOPNET_PROFILES to its profiles/ folder")
 
 
 def _argv(args):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import inspect
 import os
 import signal
 import sys
@@ -295,7 +294,7 @@ def run(args):
     fit_kwargs = dict(epochs=remaining, batch_size=s["batch_size"], eta=s["eta"],
                       lmbda=s["lmbda"], momentum=s["momentum"], optimizer=s["optimizer"],
                       tol=s["tol"], validation_data=(Xv, yv), callback=on_epoch, progress=bar)
-    if args.threads and mpi is None and "threads" in inspect.signature(net.fit).parameters:
+    if args.threads and mpi is None:
         fit_kwargs["threads"] = args.threads
     stopped = []
     try:
@@ -341,7 +340,7 @@ def _mpi_session(args):
     """--distributed / --deterministic: see loopnet/distributed.py (imports mpi4py only then)."""
     if not (getattr(args, "distributed", None) or getattr(args, "deterministic", None)):
         return None
-    from ..distributed import cli_session
+    from ._mpi import cli_session
     return cli_session(args)
 
 

@@ -24,6 +24,8 @@ Run ``python -m loopnet.examples.bp_equations`` (options: see ``main``).
 import numpy as np
 
 from loopnet import reference as ref
+from loopnet.net import Net
+from loopnet.trace import trace
 
 
 def _cost_from_layer(weights, biases, l, z_l, y, activation, output, cost):
@@ -105,9 +107,7 @@ STATEMENTS = {
 
 def main(sizes=(3, 4, 3, 2), seed=1, activation="sigmoid", output="sigmoid", cost="quadratic",
          verbose=True):
-    import loopnet
-    from loopnet.trace import trace
-    net = loopnet.Net(list(sizes), activation=activation, output=output, cost=cost, seed=seed)
+    net = Net(list(sizes), activation=activation, output=output, cost=cost, seed=seed)
     rng = np.random.default_rng(seed + 100)
     x = rng.uniform(0, 1, sizes[0])
     y = np.eye(sizes[-1])[rng.integers(sizes[-1])]

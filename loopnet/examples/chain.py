@@ -41,6 +41,9 @@ import math
 
 import numpy as np
 
+from loopnet.net import Net
+from loopnet.trace import example_cost, render, trace
+
 X, Y = 0.9, 1.0
 W = (0.5, -1.0, 2.0)
 B = (0.1, 0.3, -0.5)
@@ -75,15 +78,13 @@ def by_hand(x=X, y=Y, w=W, b=B):
 
 def make_net(w=W, b=B):
     """The same chain as a loopnet network [1, 1, 1, 1] with cost "mse" (= C0 for one output)."""
-    import loopnet
-    net = loopnet.Net([1] * (len(w) + 1), activation="sigmoid", output="sigmoid", cost="mse")
+    net = Net([1] * (len(w) + 1), activation="sigmoid", output="sigmoid", cost="mse")
     net.weights = [np.array([[v]]) for v in w]
     net.biases = [np.array([v]) for v in b]
     return net
 
 
 def main(verbose=True):
-    from loopnet.trace import example_cost, render, trace
     hand = by_hand()
     net = make_net()
     tr = trace(net, [X], [Y])

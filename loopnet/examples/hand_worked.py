@@ -62,6 +62,9 @@ with 6 significant digits: every number above, rounded to 6 digits, appears in i
 
 import numpy as np
 
+from loopnet.net import Net
+from loopnet.trace import render, trace
+
 X = (0.05, 0.10)
 Y = (0.01, 0.99)
 W1 = ((0.15, 0.20), (0.25, 0.30))
@@ -88,15 +91,13 @@ MAZUR = {"E_total": 0.298371109, "dE/dw5": 0.082167041, "dE/dw1": 0.000438568}
 
 def make_net():
     """The 2-2-2 network above as a loopnet.Net (sigmoid, quadratic cost, float64)."""
-    import loopnet
-    net = loopnet.Net([2, 2, 2], activation="sigmoid", output="sigmoid", cost="quadratic")
+    net = Net([2, 2, 2], activation="sigmoid", output="sigmoid", cost="quadratic")
     net.weights = [np.array(W1), np.array(W2)]
     net.biases = [np.array(B1), np.array(B2)]
     return net
 
 
 def main(verbose=True, digits=6):
-    from loopnet.trace import render, trace
     tr = trace(make_net(), X, Y)
     text = render(tr, digits=digits)
     if verbose:

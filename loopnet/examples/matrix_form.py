@@ -25,11 +25,12 @@ Run ``python -m loopnet.examples.matrix_form``.
 import numpy as np
 
 from loopnet import reference as ref
+from loopnet.net import Net
+from loopnet.trace import trace
 
 
 def compare(net, X, Y):
     """{quantity: max |loop form − matrix form|} for the batch (X, Y)."""
-    from loopnet.trace import trace
     W = [np.asarray(w, np.float64) for w in net.weights]
     B = [np.asarray(b, np.float64) for b in net.biases]
     act, out, cost = net.activation, net.output, net.cost_name
@@ -67,8 +68,7 @@ def compare(net, X, Y):
 
 def main(sizes=(3, 4, 3, 2), m=5, seed=2, activation="sigmoid", output="softmax",
          cost="log_likelihood", verbose=True):
-    import loopnet
-    net = loopnet.Net(list(sizes), activation=activation, output=output, cost=cost, seed=seed)
+    net = Net(list(sizes), activation=activation, output=output, cost=cost, seed=seed)
     rng = np.random.default_rng(seed + 100)
     X = rng.uniform(0, 1, (m, sizes[0]))
     Y = np.eye(sizes[-1])[rng.integers(sizes[-1], size=m)]

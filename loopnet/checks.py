@@ -1,0 +1,210 @@
+"""Every argument and array check of loopnet, and its name vocabularies, in one place.
+
+The API (:mod:`loopnet.net`), the drop-ins (:mod:`loopnet.network`,
+:mod:`loopnet.sklearn`), the model files (:mod:`loopnet.io`), MPI training
+(:mod:`loopnet.distributed`) and the command line all call these, so the same
+mistake gets the same error everywhere:
+
+* a value of the wrong kind (``2.5`` where a count is needed, ``"a"`` where a
+  number is) raises :class:`ArgumentTypeError`, which is both a ``TypeError``
+  and a ``ValueError``, so code catching either sees it;
+* a value of the right kind outside its range raises ``ValueError``;
+* an array that is not numeric raises ``TypeError``; an array of the wrong
+  shape, or holding NaN/inf, raises ``ValueError``.
+
+This module imports only NumPy: it sits on the lowest floor.
+"""
+
+import math
+from numbers import Integral, Real
+
+import numpy as np
+
+#: σ of the hidden layers (``activations.HIDDEN_NAMES``).
+ACTIVATIONS = ("sigmoid", "tanh", "relu", "identity")
+#: σ of the output layer L (``activations.NAMES``).
+OUTPUTS = ACTIVATIONS + ("softmax",)
+#: C_x (``costs.NAMES``).
+COSTS = ("quadratic", "cross_entropy", "log_likelihood", "mse")
+#: Parameter updates (``optim.NAMES``).
+OPTIMIZERS = ("sgd", "adam")
+#: Floating-point types a network computes in.
+DTYPES = ("float64", "float32")
+#: Initial weight distributions of ``Net(init=...)``.
+INITS = ("default", "large")
+
+
+class ArgumentTypeError(TypeError, ValueError):
+    """A value of the wrong kind: both a ``TypeError`` and a ``ValueError``."""
+
+
+# ----------------------------------------------------------------- scalars
+def is_int(value):
+    """True for an integer that is not a bool (Python or NumPy)."""
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def check_int(value, name, minimum):
+    """``value`` as an int ≥ ``minimum``."""
+    if not is_int(value):
+        raise ArgumentTypeError(f"{name} must be an integer, not {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_real(value, name, minimum=None, below=None, strict=False):
+    """``value`` as a finite float with ``minimum`` ≤ value (< when ``strict``) and value < ``below``."""
+    if not isinstance(value, Real) or isinstance(value, bool):
+        raise ArgumentTypeError(f"{name} must be a number, not {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if minimum is not None and (value < minimum or (strict and value == minimum)):
+        raise ValueError(f"{name} must be {'>' if strict else '>='} {minimum}, got {value}")
+    if below is not None and value >= below:
+        raise ValueError(f"{name} must be < {below}, got {value}")
+    return value
+
+
+def check_choice(value, name, choices):
+    """``value`` if it is one of ``choices`` (names such as :data:`ACTIVATIONS`)."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
+    return value
+
+
+def check_sizes(sizes, name="sizes"):
+    """Layer widths [n_0, …, n_L]: a list of at least two positive integers."""
+    if isinstance(sizes, (str, bytes)):
+        raise ArgumentTypeError(f"{name} must be a list of layer widths like [784, 30, 10], "
+                                f"not {sizes!r}")
+    try:
+        sizes = list(sizes)
+    except TypeError:
+        raise ArgumentTypeError(f"{name} must be a list of layer widths like [784, 30, 10], "
+                                f"not {sizes!r}") from None
+    if len(sizes) < 2:
+        raise ValueError(f"{name} needs at least an input and an output layer, got {sizes}")
+    for s in sizes:
+        if not is_int(s) or s < 1:
+            raise ValueError(f"every layer size in {name} must be a positive integer, got {sizes}")
+    return [int(s) for s in sizes]
+
+
+def n_params(sizes):
+    """P = Σ_l (n_l n_{l−1} + n_l): weights and biases of every layer."""
+    return sum(a * b + a for b, a in zip(sizes[:-1], sizes[1:]))
+
+
+# ------------------------------------------------------------------ arrays
+def as_float_array(A, name):
+    """A as an ndarray of real numbers (any int/float dtype); TypeError otherwise."""
+    try:
+        A = np.asarray(A)
+    except (ValueError, TypeError) as exc:
+        raise TypeError(f"{name} is not a numeric array ({exc})") from None
+    if A.dtype.kind == "b" or A.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {A.dtype}")
+    return A
+
+
+def check_finite(A, name):
+    """ValueError naming the first row holding NaN or ±inf."""
+    if np.isfinite(A.sum(axis=0)).all():   # a NaN or inf makes its column's sum non-finite;
+        return                              # one pass, no temporary the size of A
+    if not np.all(np.isfinite(A)):          # (or finite numbers overflowed: look closer)
+        row = int(np.argwhere(~np.isfinite(A))[0][0])
+        raise ValueError(f"{name} contains NaN or infinity (first in row {row})")
+
+
+def check_rows(X, n_inputs, name="X"):
+    """X as a finite, non-empty (m, n_inputs) array (not yet converted to a dtype)."""
+    X = as_float_array(X, name)
+    if X.ndim == 1 and X.shape[0] == n_inputs:
+        raise ValueError(f"{name} must be 2-D (m, {n_inputs}): one example per row; "
+                         f"for a single example use {name}.reshape(1, -1)")
+    if X.ndim != 2 or X.shape[1] != n_inputs:
+        raise ValueError(f"{name} has shape {X.shape}; this network takes "
+                         f"(m, {n_inputs}) inputs, one example per row")
+    if X.shape[0] == 0:
+        raise ValueError(f"{name} is empty (0 rows)")
+    check_finite(X, name)
+    return X
+
+
+def check_labels(labels, m, n_out, name="labels"):
+    """Integer class labels 0 … n_out − 1 as int64 (one-hot rows are turned into labels)."""
+    labels = np.asarray(labels)
+    if labels.ndim == 2 and labels.shape[1] == n_out:
+        labels = np.argmax(labels, axis=1)
+    if labels.ndim != 1 or labels.shape[0] != m:
+        raise ValueError(f"{name} has shape {labels.shape}; expected {m} integer labels")
+    if labels.dtype.kind == "f" and np.all(np.isfinite(labels)) and \
+            np.all(labels == np.round(labels)):
+        labels = labels.astype(np.int64)
+    if labels.dtype.kind not in "iu":
+        raise ValueError(f"{name} must be integer class labels, got dtype {labels.dtype}")
+    bad = np.flatnonzero((labels < 0) | (labels >= n_out))
+    if bad.size:
+        raise ValueError(f"{name}[{bad[0]}] = {labels[bad[0]]} is out of range: this "
+                         f"network has {n_out} outputs, so labels are 0..{n_out - 1}")
+    return labels.astype(np.int64)
+
+
+def one_hot(labels, n_classes):
+    """Rows e_y: a (len(labels), n_classes) float64 array with a 1 at each label."""
+    labels = np.asarray(labels)
+    Y = np.zeros((labels.shape[0], n_classes))
+    Y[np.arange(labels.shape[0]), labels] = 1.0
+    return Y
+
+
+def check_targets(Y, m, n_out, name="Y"):
+    """Y as finite (m, n_out) targets; 1-D integer labels become one-hot rows."""
+    Y = np.asarray(Y)
+    if Y.ndim == 1 and n_out > 1:
+        Y = one_hot(check_labels(Y, m, n_out, name), n_out)
+    elif Y.ndim == 1:
+        Y = Y.reshape(-1, 1)
+    Y = as_float_array(Y, name)
+    if Y.shape != (m, n_out):
+        raise ValueError(f"{name} has shape {Y.shape}; expected ({m}, {n_out}) targets "
+                         f"(one row per example) or {m} integer labels")
+    check_finite(Y, name)
+    return Y
+
+
+def is_one_hot(Y):
+    """True when every row of the 2-D array Y is a unit vector e_j (all 0 but one 1)."""
+    Y = np.asarray(Y)
+    return bool(np.all((Y == 0) | (Y == 1)) and np.all(Y.sum(axis=1) == 1))
+
+
+def labels_or_none(Y):
+    """Class labels of one-hot (m, n_out ≥ 2) targets, for accuracy; None for other targets."""
+    if Y.shape[1] < 2:
+        return None
+    return np.argmax(Y, axis=1) if is_one_hot(Y) else None
+
+
+def check_order(order, n):
+    """A 1-D int64 array of row indices 0 … n − 1 (an epoch's visiting order)."""
+    order = np.asarray(order)
+    if order.ndim != 1 or order.dtype.kind not in "iu":
+        raise ValueError("order must be a 1-D array of integer row indices")
+    if order.size and (order.min() < 0 or order.max() >= n):
+        raise ValueError(f"order holds indices outside 0..{n - 1}")
+    return np.ascontiguousarray(order, dtype=np.int64)
+
+
+def check_pair(data, name="validation_data"):
+    """``data`` as a pair (X, Y)."""
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise TypeError(f"{name} must be a pair (X_val, Y_val)")
+    return data[0], data[1]
+
+
+def looks_like_pickle(head):
+    """True when the first bytes of a file are a pickle header (protocol 2-5): never load those."""
+    return head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
