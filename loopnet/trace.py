@@ -36,6 +36,8 @@ import numpy as np
 from . import activations as _act
 from . import costs as _costs
 from . import kernels as _kernels
+from . import trace_html as _html
+from .net import Net
 
 KEYS = ("sizes", "activation", "output", "cost", "x", "y", "weights", "biases",
         "z", "a", "delta", "nabla_w", "nabla_b", "cost_x")
@@ -60,13 +62,21 @@ class Trace(dict):
     """
 
     def to_html(self, **options):
-        """The stepping page as one HTML string; options of :func:`loopnet.trace_html.page`."""
-        from .trace_html import page
-        return page(self, **options)
+        """The stepping page as one HTML string; options of :func:`view_model`."""
+        return _html.page(view_model(self, **options))
+
+    def write_html(self, path, **options):
+        """Write :meth:`to_html` to ``path`` (UTF-8)."""
+        return _html.write_html(view_model(self, **options), path)
 
     def _repr_html_(self):
-        from .trace_html import iframe
-        return iframe(self)
+        return _html.iframe(view_model(self))
+
+
+def view_model(tr, *, eta=3.0, **options):
+    """What the page and the picture show: :func:`loopnet.trace_html.view_model` of this
+    trace, with its update step (:func:`sgd_step` with ``eta``) and :data:`KERNELS`."""
+    return _html.view_model(tr, update=sgd_step(tr, eta), kernels=KERNELS, eta=eta, **options)
 
 
 # --------------------------------------------------------------------------- compute
@@ -167,7 +177,6 @@ def sgd_step(tr, eta):
     trace's weights.  Returns ``{"eta", "weights", "biases", "cost_x"}``: the new
     parameters (lists for layers 1..L) and C_x of the same example after the step.
     """
-    from .net import Net
     eta = float(eta)
     if not eta > 0 or not np.isfinite(eta):
         raise ValueError(f"eta must be a finite number > 0, got {eta}")

@@ -22,7 +22,6 @@ import numpy as np
 
 from . import activations as _act
 from . import costs as _costs
-from .trace import KERNELS, sgd_step
 
 IMAGE_SHAPES = {784: (28, 28), 64: (8, 8)}
 FASHION_MNIST = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
@@ -129,10 +128,14 @@ SIGMA_PRIME_HTML = {"sigmoid": "σ′(z) = σ(z)(1 − σ(z))", "tanh": "σ′(z
                     "softmax": "(softmax: see BP1)"}
 
 
-def view_model(tr, *, eta=3.0, digits=4, top=8, image=None, title=None, label_names=None,
-               caption=None):
+def view_model(tr, *, update, kernels, eta=3.0, digits=4, top=8, image=None, title=None,
+               label_names=None, caption=None):
     """Everything the page shows, as JSON-able data with the numbers already formatted.
 
+    ``update``: the update step of the example (:func:`loopnet.trace.sgd_step` with the
+    same ``eta``); ``kernels``: which function computed each stage
+    (:data:`loopnet.trace.KERNELS`).  :func:`loopnet.trace.view_model` passes both: this
+    module only renders, it computes nothing.
     ``eta``: learning rate of the update step; ``digits``: significant digits; ``top``:
     terms shown of a wider sum (the rest are summed); ``image``: (height, width) to draw
     the input as a picture (default: 28×28 for 784 inputs, 8×8 for 64, else none);
@@ -157,7 +160,7 @@ def view_model(tr, *, eta=3.0, digits=4, top=8, image=None, title=None, label_na
         image = tuple(int(i) for i in image)
         if image[0] * image[1] != sizes[0]:
             raise ValueError(f"image {image[0]}x{image[1]} does not match {sizes[0]} inputs")
-    upd = sgd_step(tr, eta)
+    upd = update
     W, B, Z, A, Dl = tr["weights"], tr["biases"], tr["z"], tr["a"], tr["delta"]
     lay = [None]
     Wv = [None]
@@ -186,7 +189,7 @@ def view_model(tr, *, eta=3.0, digits=4, top=8, image=None, title=None, label_na
     return {
         "title": title or f"Backprop, step by step: one example through a {sizes} network",
         "caption": caption or "", "sizes": sizes, "L": L, "activation": hid, "output": out,
-        "cost": cost, "eta": f(eta), "digits": int(digits), "top": int(top), "kernels": KERNELS,
+        "cost": cost, "eta": f(eta), "digits": int(digits), "top": int(top), "kernels": dict(kernels),
         "image": list(image) if image else None, "label": label,
         "label_names": list(label_names) if label_names else None,
         "x": fv(tr["x"]), "y": fv(y), "cost_x": f(tr["cost_x"]), "cost_after": f(upd["cost_x"]),
@@ -212,25 +215,24 @@ def _bp1_general_html(output, cost):
     return f"{d} = ∂C/∂{a} · σ′({z})"
 
 
-def page(tr, **options):
-    """The whole page as an HTML string (options: those of :func:`view_model`)."""
-    vm = view_model(tr, **options)
+def page(vm):
+    """The whole page as an HTML string, from a :func:`view_model`."""
     data = json.dumps(vm, separators=(",", ":")).replace("</", "<\\/")
     return (_TEMPLATE.replace("__TITLE__", html.escape(vm["title"]))
             .replace("__CSS__", _CSS).replace("__JS__", _JS).replace("__DATA__", data))
 
 
-def write_html(tr, path, **options):
-    """Write :func:`page` to ``path`` (UTF-8)."""
-    text = page(tr, **options)
+def write_html(vm, path):
+    """Write :func:`page` of the view model ``vm`` to ``path`` (UTF-8)."""
+    text = page(vm)
     with open(path, "w", encoding="utf-8") as fh:
         fh.write(text)
     return path
 
 
-def iframe(tr, height=760, **options):
+def iframe(vm, height=760):
     """The page inside an ``<iframe srcdoc>``, for Jupyter (its CSS and keys stay inside)."""
-    return (f'<iframe srcdoc="{html.escape(page(tr, **options), quote=True)}" '
+    return (f'<iframe srcdoc="{html.escape(page(vm), quote=True)}" '
             f'style="width:100%;height:{int(height)}px;border:1px solid #ccc"></iframe>')
 
 

@@ -6,12 +6,12 @@ input (784 = 28×28 or 64 = 8×8 pixels) is drawn as the picture.  Right: the fo
 step, the cost and BP1–BP4 and the update for one path through the network (the target
 output neuron, the hidden neuron with the largest error, its largest input term), each
 with its numbers and the kernel that computed it.  Numbers are those of the page
-(:func:`loopnet.trace_html.view_model`).
+(:func:`loopnet.trace.view_model`).
 """
 
 import numpy as np
 
-from .trace_html import view_model
+from .trace import view_model
 
 POS, NEG = (31 / 255, 95 / 255, 168 / 255), (192 / 255, 57 / 255, 43 / 255)
 

@@ -17,7 +17,8 @@ import loopnet
 import loopnet.io
 from loopnet import reference as R
 from loopnet.trace import KEYS, to_jsonable, trace
-from loopnet.trace_html import page, view_model
+from loopnet.trace import view_model
+from loopnet.trace_html import page
 
 
 def g4(v, digits=4):
@@ -177,7 +178,7 @@ def test_repr_html_is_an_iframe_of_the_page():
     assert isinstance(tr, dict) and set(tr) == set(KEYS)
     h = tr._repr_html_()
     assert h.startswith("<iframe srcdoc=\"") and "&lt;!DOCTYPE html&gt;" in h
-    assert page(tr) == tr.to_html()
+    assert page(view_model(tr)) == tr.to_html()
 
 
 # ----------------------------------------------------------------------------- CLI

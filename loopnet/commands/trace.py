@@ -180,9 +180,8 @@ def argparse_namespace(d):
 def write_pictures(tr, args, caption="", names=None, eta=3.0):
     """--html / --png / --svg, one line on stderr per file written."""
     if args.html:
-        from ..trace_html import write_html
-        write_html(tr, args.html, eta=eta, top=args.top, caption=caption, label_names=names,
-                   digits=args.digits or 4)
+        tr.write_html(args.html, eta=eta, top=args.top, caption=caption, label_names=names,
+                      digits=args.digits or 4)
         print(f"loopnet: wrote {args.html} (open it in a browser; → and ← step)", file=sys.stderr)
     for path in (args.png, args.svg):
         if path:

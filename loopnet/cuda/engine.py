@@ -28,10 +28,11 @@ import time
 import warnings
 
 import numpy as np
-from numba import cuda
+from numba import config, cuda
 
 from .. import activations, costs, optim
-from ..net import DivergenceError, _check_int
+from ..checks import check_int, check_order, labels_or_none
+from ..training import DivergenceError
 from . import kernels
 
 THREADS = 256            # threads per block unless told otherwise
@@ -41,7 +42,6 @@ SEGMENT_BATCHES = 100_000  # most mini-batches per cooperative launch (one epoch
 
 def simulated():
     """True when Numba's CUDA simulator stands in for a GPU (NUMBA_ENABLE_CUDASIM=1)."""
-    from numba import config
     return bool(config.ENABLE_CUDASIM)
 
 
@@ -73,8 +73,8 @@ class CudaNet:
             raise ValueError(f"launch must be 'cooperative' or 'phases', not {launch!r}")
         self.net, self.launch = net, launch
         self._auto_threads = threads is None
-        self.threads = THREADS if threads is None else _check_int(threads, "threads", 1)
-        self.blocks = None if blocks is None else _check_int(blocks, "blocks", 1)
+        self.threads = THREADS if threads is None else check_int(threads, "threads", 1)
+        self.blocks = None if blocks is None else check_int(blocks, "blocks", 1)
         arch = net._arch
         self._sizes = cuda.to_device(np.ascontiguousarray(arch.sizes, np.int64))
         self._p_off = cuda.to_device(np.ascontiguousarray(arch.p_off, np.int64))
@@ -302,16 +302,15 @@ class CudaNet:
         X = net._inputs(X)
         Y = net._targets(Y, X.shape[0])
         n = X.shape[0]
-        epochs = _check_int(epochs, "epochs", minimum=0)
-        batch_size = _check_int(batch_size, "batch_size", minimum=1)
+        epochs = check_int(epochs, "epochs", minimum=0)
+        batch_size = check_int(batch_size, "batch_size", minimum=1)
         before = net._optimizer
         hyper = net._hyper(optimizer, eta, lmbda, n, momentum, beta1, beta2, epsilon)
         if net._optimizer != before or net._optimizer != self._optimizer:
             self._reset_state(net._optimizer)
         if order is not None:
-            from ..net import _check_order
-            order = _check_order(order, n)
-        labels = net._labels_or_none(Y)
+            order = check_order(order, n)
+        labels = labels_or_none(Y)
         dX, dY = cuda.to_device(X), cuda.to_device(Y)
         for _ in range(epochs):
             record = self._train_epoch(dX, dY, X, Y, labels, order, shuffle, batch_size, hyper,
