@@ -37,9 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness as H  # noqa: E402
 
 ARITH = r"(?:fmadd|fmsub|fnmadd|fnmsub)\d*|mul|add|sub|div|max|min"
-PACKED = re.compile(rf"^\s*v(?:{ARITH})p[sd]\s+.*%?([yz]mm)\d+", re.M)
-PACKED_X = re.compile(rf"^\s*v(?:{ARITH})p[sd]\s+.*%?xmm\d+", re.M)
-SCALAR = re.compile(rf"^\s*v(?:{ARITH})s[sd]\s", re.M)
+# "v" prefix: AVX encodings; none: SSE2 (the generic x86-64 target), packed on xmm only
+PACKED = re.compile(rf"^\s*v?(?:{ARITH})p[sd]\s+.*%?([yz]mm)\d+", re.M)
+PACKED_X = re.compile(rf"^\s*v?(?:{ARITH})p[sd]\s+.*%?xmm\d+", re.M)
+SCALAR = re.compile(rf"^\s*v?(?:{ARITH})s[sd]\s", re.M)
 
 
 def count(asm):
