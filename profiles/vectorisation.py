@@ -88,6 +88,8 @@ def main(argv=None):
     p.add_argument("scenario", nargs="?", default="w1", choices=list(H.SCENARIOS))
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     p.add_argument("--target", help="LLVM CPU name to compile for (default: this machine)")
+    p.add_argument("--features", default="",
+                   help="LLVM feature string with --target, e.g. '-prefer-256-bit' (default: the CPU's own)")
     p.add_argument("--out", help="results file ('-' = do not write)")
     args, _ = p.parse_known_args(argv)
     if not os.environ.get("_LOOPNET_VEC_CHILD"):
@@ -103,7 +105,7 @@ def main(argv=None):
                             ignore=shutil.ignore_patterns("__pycache__", "*.nbi", "*.nbc", "*.pyc"))
             env = dict(os.environ, NUMBA_CACHE_DIR=str(Path(tmp) / "cache"), _LOOPNET_VEC_CHILD="1")
             if args.target:
-                env.update(NUMBA_CPU_NAME=args.target, NUMBA_CPU_FEATURES="")
+                env.update(NUMBA_CPU_NAME=args.target, NUMBA_CPU_FEATURES=args.features)
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(tmp) / "pkg"), env.get("PYTHONPATH")]))
             argv = sys.argv[1:] if argv is None else list(argv)
             return subprocess.run([sys.executable, str(Path(__file__).resolve()), *argv], env=env,
@@ -129,6 +131,8 @@ def main(argv=None):
     import numba
 
     target = os.environ.get("NUMBA_CPU_NAME") or f"this machine ({numba.config.CPU_NAME or 'host'})"
+    if os.environ.get("NUMBA_CPU_FEATURES"):
+        target += f" with features {os.environ['NUMBA_CPU_FEATURES']}"
     lines = [f"### Vectorisation of the compiled functions, {args.dtype}, target {target}{H.stamp()} "
              "(static instruction counts)", "",
              "| function | zmm packed | ymm packed | xmm packed | scalar | packed share | verdict |",
@@ -148,7 +152,7 @@ def main(argv=None):
     print(md)
     path = H.results_path(args.out)
     if path is not None and rows:
-        key = f"vectorisation-{args.dtype}" + (f"-{args.target}" if args.target else "")
+        key = f"vectorisation-{args.dtype}" + (f"-{args.target}" if args.target else "") + args.features
         H.update_results(path, None, {key: md})
     return 0
 
