@@ -11,27 +11,44 @@ Memory layout (llm.c style, one flat buffer):
   ``arch.u_off[i]``, rows padded to whole cache lines so that two threads
   never write the same line.
 
-Every layer is cut into ``BLOCKS`` blocks of rows j (:func:`block_rows`);
-block b of every layer belongs to task b.  A mini-batch step runs in two
+Every layer is cut into ``BLOCKS`` = 64 blocks of whole 4-row tiles
+(:func:`block_rows`; a layer of fewer than 64 tiles leaves blocks empty);
+block b of every layer belongs to task b.  The blocks depend on the layer's
+size only, never on the thread count, and give up to 64 tasks to share
+among threads.  A mini-batch step runs in two
 parallel phases:
 
 A. **errors** — A1: z^1 and a^1 of the mini-batch's examples, in parallel over
-   the blocks of layer 1; A2: for each example x (in parallel over examples)
+   the blocks of layer 1 (``tiles.forward_layer4``, the fast twin of
+   ``kernels.forward_layer``); A2: for each example x (in parallel over examples)
    the rest of the forward pass, BP1 and BP2, i.e. every z^l_j, a^l_j and δ^l_j.
 B. **gradient** — for each task (in parallel over tasks): BP3/BP4 of its rows,
    summed over the examples, ∂C/∂w_jk = Σ_x δ^x_j a^x_k in example order
-   x = 0, 1, …, m−1; then (when training) the update of those rows:
+   x = 0, 1, …, m−1 (``tiles.accumulate_gradient4``); then (when training) the update of those rows:
    w_jk ← w_jk − (η/m) ∂C/∂w_jk, and at once A1 of the next mini-batch for
    the task's block of layer 1, into the other half of the scratch.
 
 Each number is computed by exactly one thread, in an order that does not
 depend on how the work is split, so the result is bit-identical for any
-``NUMBA_NUM_THREADS`` (and equal to the plain serial loop), without per-thread
-gradient copies to reduce.
+``NUMBA_NUM_THREADS``, without per-thread gradient copies to reduce.
+
+Against a plain serial loop of the textbook kernels (tests/naive.py:
+forward_layer, output_delta, hidden_delta, accumulate_gradient per example,
+in example order, then the update), precisely:
+
+* bit for bit, when the naive loop computes z^1 with the same fast twin
+  (``tiles.forward_layer4``): every z, a, δ, gradient sum, parameter after
+  any number of updates, output and cost.  Nothing else is reordered: the
+  gradient sums go in example order, and phantom examples add exact zeros.
+* bit for bit, for a network without hidden layers (layer 1 is the output
+  layer and goes through ``kernels.forward_layer`` itself).
+* otherwise, within the bound stated in tests/test_engine.py: z^1's sums
+  over k are split into SIMD partial sums differently, which changes the
+  last bits of z^1 and of everything computed from it.
 
 Compile time is dominated by Numba's work per ``prange`` region and per
 compiled function, so every phase runs in one parallel loop,
-:func:`run_phase`, and one driver, :func:`run_batches`, serves training,
+:func:`run_tasks`, and one driver, :func:`run_batches`, serves training,
 gradients and predictions alike.
 """
 
@@ -42,9 +59,9 @@ from numba import prange
 
 from ._jit import jit, pjit
 from .costs import cost_x
-from .kernels import (accumulate_gradient4, activate, forward_layer, forward_layer4, hidden_delta,
-                      output_delta)
+from .kernels import activate, forward_layer, hidden_delta, output_delta
 from .optim import update_rows
+from .tiles import TILE_ROWS, accumulate_gradient4, forward_layer4
 
 # The network's shape and choices, passed to every compiled driver.
 Arch = namedtuple("Arch", "sizes p_off u_off act out_act cost")
@@ -52,14 +69,13 @@ Arch = namedtuple("Arch", "sizes p_off u_off act out_act cost")
 Work = namedtuple("Work", "grad z a delta")
 
 CACHE_LINE = 8          # float64 values per 64-byte line
-BLOCKS = 8              # row blocks per layer: even shares for 1, 2, 4 and 8 threads
-TILE_ROWS = 4           # rows per register tile of the kernels (forward_layer4, accumulate_gradient4)
+BLOCKS = 64             # row blocks per layer (of whole 4-row tiles; the empty ones are skipped)
 BLOCK_EXAMPLES = 256    # examples per phase-A block outside training (gradient, predict, cost)
 
 # What run_batches does after phase A.
 PREDICT, GRADIENT, TRAIN = 0, 1, 2
-# The phases run_phase runs.  Passed as np.int64(A1) etc.: a bare constant would make
-# Numba compile run_phase once per value.
+# The phases run_tasks runs.  Passed as np.int64(A1) etc.: a bare constant would make
+# Numba compile run_tasks once per value.
 A1, A2, A2_FORWARD, B_SUM, B_STEP, B_STEP_A1 = 0, 1, 2, 3, 4, 5
 
 
@@ -133,9 +149,9 @@ def block_rows(n, b):
     layer's last tile), as even as that allows.  They depend on n only, never
     on the number of threads.
     """
-    tiles = (n + TILE_ROWS - 1) // TILE_ROWS
+    tiles = (n + TILE_ROWS - 1) // TILE_ROWS   # a layer of fewer tiles than BLOCKS leaves
     j_lo = TILE_ROWS * (tiles * b // BLOCKS)
-    j_hi = TILE_ROWS * (tiles * (b + 1) // BLOCKS)
+    j_hi = TILE_ROWS * (tiles * (b + 1) // BLOCKS)    # blocks empty, spread evenly over b
     return min(j_lo, n), min(j_hi, n)
 
 
@@ -160,12 +176,28 @@ def backpropagate_errors(z, a, delta, params, x, y, arch, first, with_errors):
                      weight(params, arch, i + 1), units(delta, arch, i + 1), arch.act)
 
 
+@jit
+def record_output(out, costs, a_out, y, arch, p):
+    """out[p, :] = a^L and costs[p] = C_x(a^L, y) of one example, each where its array has room.
+
+    Written element by element: ``out[p, :] = a_out`` would compile a second
+    of shape-check error-message code.
+    """
+    if out.shape[0] > 0:
+        for j in range(a_out.shape[0]):
+            out[p, j] = a_out[j]
+    if costs.shape[0] > 0:
+        costs[p] = cost_x(arch.cost, a_out, y)
+
+
 # ------------------------------------------------------- phase A
 @jit
 def first_layer_block(work, params, X, order, lo, hi, arch, b):
     """z^1_j and a^1_j for the rows j of block b of layer 1, examples order[lo:hi]."""
     layer = np.int64(0)
     j_lo, j_hi = block_rows(arch.sizes[1], b)
+    if j_lo == j_hi:   # a narrow layer has fewer tiles than blocks
+        return
     w = weight(params, arch, layer)[j_lo:j_hi]
     bias_j = bias(params, arch, layer)[j_lo:j_hi]
     last = hi - lo - 1
@@ -258,13 +290,16 @@ def gradient_block(params, state, work, X, order, lo, hi, arch, hyper, b, train)
 
 
 @pjit
-def run_phase(params, state, work, X, Y, order, lo, hi, arch, hyper, phase, nxt, next_lo, next_hi):
+def run_tasks(params, state, work, X, Y, order, lo, hi, arch, hyper, phase, nxt, next_lo, next_hi,
+              out, costs):
     """One parallel phase of the mini-batch order[lo:hi]: the engine's only ``prange`` loop.
 
     * A1: z^1 and a^1 of the examples, task b doing block b of layer 1
       (:func:`first_layer_block`);
     * A2 / A2_FORWARD: for each example, the rest of the forward pass and
-      (A2 only) BP1 and BP2 (:func:`backpropagate_errors`);
+      (A2 only) BP1 and BP2 (:func:`backpropagate_errors`); then, where
+      ``out`` / ``costs`` have room, a^L and C_x of example order[p] into row p
+      (:func:`record_output`);
     * B_SUM: BP3/BP4 of block b of every layer, summed over the examples and
       added to ``work.grad`` (:func:`gradient_block`);
     * B_STEP: the same sums from zero, each followed by the optimizer step of its rows;
@@ -281,6 +316,7 @@ def run_phase(params, state, work, X, Y, order, lo, hi, arch, hyper, phase, nxt,
     """
     by_example = phase == A2 or phase == A2_FORWARD
     first = np.int64(1) if arch.sizes.shape[0] > 2 else np.int64(0)   # where A2 starts
+    out_layer = arch.sizes.shape[0] - 2
     n_tasks = hi - lo if by_example else np.int64(BLOCKS)
     for task in prange(n_tasks):
         if phase == A1:
@@ -289,11 +325,19 @@ def run_phase(params, state, work, X, Y, order, lo, hi, arch, hyper, phase, nxt,
             r = order[lo + task]
             backpropagate_errors(work.z[task], work.a[task], work.delta[task], params, X[r], Y[r],
                                  arch, first, phase == A2)
+            record_output(out, costs, units(work.a[task], arch, out_layer), Y[r], arch, lo + task)
         else:
             gradient_block(params, state, work, X, order, lo, hi, arch, hyper, np.int64(task),
                            phase != B_SUM)
             if phase == B_STEP_A1:
                 first_layer_block(nxt, params, X, order, next_lo, next_hi, arch, np.int64(task))
+
+
+@jit
+def run_phase(params, state, work, X, Y, order, lo, hi, arch, hyper, phase, nxt, next_lo, next_hi):
+    """:func:`run_tasks` writing no outputs (the hook profiles/phases.py drives phases with)."""
+    run_tasks(params, state, work, X, Y, order, lo, hi, arch, hyper, phase, nxt, next_lo, next_hi,
+              np.empty((0, arch.sizes[-1]), params.dtype), np.empty(0, np.float64))
 
 
 @jit
@@ -316,14 +360,19 @@ def run_batches(params, state, work, X, Y, order, batch_size, first, last, arch,
 
     * TRAIN: phase B with the update, mini-batch after mini-batch;
     * GRADIENT: phase B without update, adding Σ_x ∇C_x into ``work.grad``;
-    * PREDICT: ``out[p]`` = a^L of example order[p] and, when ``costs`` has
-      room, ``costs[p]`` = C_x.
+    * PREDICT: phase A's forward pass only.
+
+    Whatever the job, when ``out`` has rows, ``out[p, :]`` = a^L of example
+    order[p], and when ``costs`` has rows, ``costs[p]`` = C_x of it (float64),
+    both taken from phase A's forward pass: in TRAIN that is the pass that
+    computes the mini-batch's gradient, BEFORE its update (the training cost
+    as Keras reports it, at no extra pass over the data).  Pass empty arrays
+    (0 rows) for neither.
 
     Mini-batch b holds examples order[b·m : (b+1)·m] (the last one may be
     shorter).  Running many mini-batches per call keeps Python out of the loop.
     """
     n = order.shape[0]
-    out_layer = arch.sizes.shape[0] - 2
     # Phase A: with a hidden layer, layer 1 goes by blocks of rows (A1) and the rest by
     # examples (A2); a single-layer network (whose softmax couples the rows) goes by examples.
     by_rows = arch.sizes.shape[0] > 2
@@ -334,22 +383,16 @@ def run_batches(params, state, work, X, Y, order, batch_size, first, last, arch,
         hi = min(lo + batch_size, n)
         here, nxt = half(work, b % 2), half(work, (b + 1) % 2)
         if by_rows and not a1_done:
-            run_phase(params, state, here, X, Y, order, lo, hi, arch, hyper, np.int64(A1),
-                      nxt, lo, hi)
-        run_phase(params, state, here, X, Y, order, lo, hi, arch, hyper, a2, nxt, lo, hi)
-        if job == PREDICT:
-            for t in range(hi - lo):
-                a_out = units(here.a[t], arch, out_layer)
-                for j in range(a_out.shape[0]):   # not out[lo + t, :] = a_out: its shape check
-                    out[lo + t, j] = a_out[j]      # compiles a second of error-message code
-                if costs.shape[0] > 0:
-                    costs[lo + t] = cost_x(arch.cost, a_out, Y[order[lo + t]])
-        elif job == TRAIN:
+            run_tasks(params, state, here, X, Y, order, lo, hi, arch, hyper, np.int64(A1),
+                      nxt, lo, hi, out, costs)
+        run_tasks(params, state, here, X, Y, order, lo, hi, arch, hyper, a2, nxt, lo, hi,
+                  out, costs)
+        if job == TRAIN:
             state.t[0] += 1
             a1_done = by_rows and b + 1 < last
             phase = np.int64(B_STEP_A1) if a1_done else np.int64(B_STEP)
-            run_phase(params, state, here, X, Y, order, lo, hi, arch, hyper, phase,
-                      nxt, hi, min(hi + batch_size, n))
-        else:
-            run_phase(params, state, here, X, Y, order, lo, hi, arch, hyper, np.int64(B_SUM),
-                      nxt, lo, hi)
+            run_tasks(params, state, here, X, Y, order, lo, hi, arch, hyper, phase,
+                      nxt, hi, min(hi + batch_size, n), out, costs)
+        elif job == GRADIENT:
+            run_tasks(params, state, here, X, Y, order, lo, hi, arch, hyper, np.int64(B_SUM),
+                      nxt, lo, hi, out, costs)

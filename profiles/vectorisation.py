@@ -1,9 +1,10 @@
 """Did LLVM vectorise the kernels?  Count packed vs scalar floating-point instructions.
 
-``python profiles/vectorisation.py [w1] [--dtype float32]``
+``python profiles/vectorisation.py [w1] [--dtype float32] [--target skylake-avx512]``
 
-Runs one short ``fit`` and ``gradient`` so that every compiled function of
-``loopnet.kernels``, ``loopnet.engine`` and ``loopnet.optim`` has its real signatures, then
+Compiles the engine's drivers (``run_batches``, ``apply_step``) for the scenario's real
+argument types WITHOUT running them, so that every compiled function of ``loopnet.kernels``,
+``loopnet.tiles``, ``loopnet.engine`` and ``loopnet.optim`` has its real signatures, then
 reads the machine code of each (``dispatcher.inspect_asm``) and counts arithmetic
 instructions on packed registers (``ymm``/``zmm``: 4/8 float64 or 8/16 float32 lanes) against
 scalar ones (``…sd``/``…ss`` on ``xmm``).  A hot loop whose multiply-adds are all scalar is
@@ -11,6 +12,12 @@ not vectorised: with ``fastmath`` not allowing ``reassoc``, a single running sum
 (z_j += w_jk a_k) cannot be split across lanes; a loop whose inner index runs over
 independent outputs (or several accumulators) can.  Counts are static (instructions in the
 code), not executed counts: read them per function, next to the phase profile.
+
+``--target NAME`` compiles for another x86-64 CPU (``NUMBA_CPU_NAME=NAME`` with
+``NUMBA_CPU_FEATURES`` empty, i.e. that CPU's own features, in a child with a scratch
+cache): e.g. ``haswell`` (AVX2), ``skylake-avx512``, ``sapphirerapids``, ``znver3``,
+``generic`` (SSE2).  Nothing is run, so targets this machine cannot execute work too.
+"Packed share" = packed ÷ (packed + scalar) arithmetic instructions of the function.
 """
 
 from __future__ import annotations
@@ -30,9 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness as H  # noqa: E402
 
 ARITH = r"(?:fmadd|fmsub|fnmadd|fnmsub)\d*|mul|add|sub|div|max|min"
-PACKED = re.compile(rf"^\s*v(?:{ARITH})p[sd]\s+.*%?([yz]mm)\d+", re.M)
-PACKED_X = re.compile(rf"^\s*v(?:{ARITH})p[sd]\s+.*%?xmm\d+", re.M)
-SCALAR = re.compile(rf"^\s*v(?:{ARITH})s[sd]\s", re.M)
+# "v" prefix: AVX encodings; none: SSE2 (the generic x86-64 target), packed on xmm only
+PACKED = re.compile(rf"^\s*v?(?:{ARITH})p[sd]\s+.*%?([yz]mm)\d+", re.M)
+PACKED_X = re.compile(rf"^\s*v?(?:{ARITH})p[sd]\s+.*%?xmm\d+", re.M)
+SCALAR = re.compile(rf"^\s*v?(?:{ARITH})s[sd]\s", re.M)
 
 
 def count(asm):
@@ -42,12 +50,34 @@ def count(asm):
     return {"zmm": zmm, "ymm": ymm, "xmm packed": max(xmm, 0), "scalar": len(SCALAR.findall(asm))}
 
 
+def compile_drivers(sc, dtype):
+    """Compile run_batches and apply_step for the scenario's argument types, without running
+    them (the code may be for a CPU this machine cannot execute)."""
+    import numba
+
+    from loopnet import activations, costs, engine, optim
+
+    arch = engine.make_arch(sc.sizes, activations.code(sc.activation), activations.code(sc.output),
+                            costs.code(sc.cost))
+    params = np.zeros(int(arch.p_off[-1]), dtype)
+    state = optim.make_state(params.size, dtype)
+    work = engine.make_work(arch, sc.m, dtype)
+    X, Y = np.zeros((sc.m, sc.sizes[0]), dtype), np.zeros((sc.m, sc.sizes[-1]), dtype)
+    hyper = optim.make_hyper("sgd", 0.1, 0.0, 1, 0.0, 0.9, 0.999, 1e-8)
+    args = (params, state, work, X, Y, np.arange(sc.m), np.int64(sc.m), np.int64(0), np.int64(1),
+            arch, hyper, np.int64(engine.TRAIN), np.empty((0, sc.sizes[-1]), dtype), np.empty(0))
+    engine.run_batches.compile(tuple(numba.typeof(a) for a in args))
+    engine.apply_step.compile(tuple(numba.typeof(a) for a in
+                                    (params, state, params, np.int64(1), arch, hyper)))
+
+
 def dispatchers():
     import loopnet.engine as E
     import loopnet.kernels as K
     import loopnet.optim as O
+    import loopnet.tiles as T
 
-    for mod in (K, E, O):
+    for mod in (K, T, E, O):
         for name, obj in sorted(vars(mod).items()):
             if hasattr(obj, "inspect_asm") and getattr(obj, "__module__", mod.__name__) == mod.__name__:
                 yield f"{mod.__name__.split('.')[-1]}.{name}", obj
@@ -57,6 +87,9 @@ def main(argv=None):
     p = argparse.ArgumentParser(description="packed vs scalar FP instructions per compiled function")
     p.add_argument("scenario", nargs="?", default="w1", choices=list(H.SCENARIOS))
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    p.add_argument("--target", help="LLVM CPU name to compile for (default: this machine)")
+    p.add_argument("--features", default="",
+                   help="LLVM feature string with --target, e.g. '-prefer-256-bit' (default: the CPU's own)")
     p.add_argument("--out", help="results file ('-' = do not write)")
     args, _ = p.parse_known_args(argv)
     if not os.environ.get("_LOOPNET_VEC_CHILD"):
@@ -71,6 +104,8 @@ def main(argv=None):
             shutil.copytree(Path(loopnet.__file__).resolve().parent, Path(tmp) / "pkg" / "loopnet",
                             ignore=shutil.ignore_patterns("__pycache__", "*.nbi", "*.nbc", "*.pyc"))
             env = dict(os.environ, NUMBA_CACHE_DIR=str(Path(tmp) / "cache"), _LOOPNET_VEC_CHILD="1")
+            if args.target:
+                env.update(NUMBA_CPU_NAME=args.target, NUMBA_CPU_FEATURES=args.features)
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(tmp) / "pkg"), env.get("PYTHONPATH")]))
             argv = sys.argv[1:] if argv is None else list(argv)
             return subprocess.run([sys.executable, str(Path(__file__).resolve()), *argv], env=env,
@@ -78,13 +113,8 @@ def main(argv=None):
     import warnings
 
     warnings.filterwarnings("ignore", message="Inspection disabled")
-    import loopnet
-
     sc = H.SCENARIOS[args.scenario]
-    X, Y, _, _ = H.load_data(4 * sc.m, sc.sizes[0], sc.sizes[-1], args.dtype)
-    net = loopnet.Net(sc.sizes, activation=sc.activation, output=sc.output, cost=sc.cost, dtype=args.dtype, seed=0)
-    net.fit(X, Y, epochs=1, batch_size=sc.m, eta=0.1, monitor=False)
-    net.gradient(X, Y)
+    compile_drivers(sc, np.dtype(args.dtype))
     dt = np.dtype(args.dtype)
     rows = []
     for name, d in dispatchers():
@@ -98,8 +128,15 @@ def main(argv=None):
             c = count(asm)
             rows.append((name, c))
             break
-    lines = [f"### Vectorisation of the compiled functions, {args.dtype}{H.stamp()} (static instruction counts)", "",
-             "| function | zmm packed | ymm packed | xmm packed | scalar | verdict |", "|---|---|---|---|---|---|"]
+    import numba
+
+    target = os.environ.get("NUMBA_CPU_NAME") or f"this machine ({numba.config.CPU_NAME or 'host'})"
+    if os.environ.get("NUMBA_CPU_FEATURES"):
+        target += f" with features {os.environ['NUMBA_CPU_FEATURES']}"
+    lines = [f"### Vectorisation of the compiled functions, {args.dtype}, target {target}{H.stamp()} "
+             "(static instruction counts)", "",
+             "| function | zmm packed | ymm packed | xmm packed | scalar | packed share | verdict |",
+             "|---|---|---|---|---|---|---|"]
     note = ("Packed = vector arithmetic (4/8 float64 lanes on ymm/zmm); scalar instructions remain in every "
             "function (loop remainders, σ, bounds), so read 'has packed loops' as 'the vectoriser fired "
             "somewhere', and check the phase GFLOP/s for whether the hot loop is the one.")
@@ -107,13 +144,16 @@ def main(argv=None):
         packed = c["zmm"] + c["ymm"] + c["xmm packed"]
         if not packed and not c["scalar"]:
             continue  # no arithmetic of its own (views, helpers inlined elsewhere)
-        verdict = "has packed loops" if c["zmm"] + c["ymm"] else "scalar only"
-        lines.append(f"| {name} | {c['zmm']} | {c['ymm']} | {c['xmm packed']} | {c['scalar']} | {verdict} |")
+        verdict = "has packed loops" if c["zmm"] + c["ymm"] + c["xmm packed"] else "scalar only"
+        share = packed / (packed + c["scalar"])
+        lines.append(f"| {name} | {c['zmm']} | {c['ymm']} | {c['xmm packed']} | {c['scalar']} | {share:.0%} "
+                     f"| {verdict} |")
     md = "\n".join(lines + ["", note]) + "\n"
     print(md)
     path = H.results_path(args.out)
     if path is not None and rows:
-        H.update_results(path, None, {f"vectorisation-{args.dtype}": md})
+        key = f"vectorisation-{args.dtype}" + (f"-{args.target}" if args.target else "") + args.features
+        H.update_results(path, None, {key: md})
     return 0
 
 

@@ -158,26 +158,3 @@ def test_softmax_log_likelihood_with_targets_not_summing_to_one():
     X = rng.standard_normal((4, 3))
     Y = rng.uniform(0.0, 1.0, (4, 3))   # rows sum to anything
     assert rel_err(net.gradient_sum(X, Y) / 4, central_differences(net, X, Y)) < 1e-7
-
-
-@pytest.mark.parametrize("n_l", [1, 4, 5, 11])   # 4-row tiles and the rows left over
-def test_forward_layer4_is_four_forward_passes(rng, n_l):
-    w, b = rng.standard_normal((n_l, 9)), rng.standard_normal(n_l)
-    xs = [rng.standard_normal(9) for _ in range(4)]
-    zs = [np.empty(n_l) for _ in range(4)]
-    kernels.forward_layer4(*zs, w, b, *xs)
-    for z, x in zip(zs, xs):
-        assert rel_err(z, w @ x + b) < RTOL
-
-
-def test_accumulate_gradient4_is_four_accumulate_gradients_bit_for_bit(rng):
-    """The fused kernel adds the same terms in the same order: identical bits, also for
-    the rows left over after the 4-row tiles (7 = 4 + 3)."""
-    nabla_w, nabla_b = rng.standard_normal((7, 11)), rng.standard_normal(7)
-    ds = [rng.standard_normal(7) for _ in range(4)]
-    xs = [rng.standard_normal(11) for _ in range(4)]
-    want_w, want_b = nabla_w.copy(), nabla_b.copy()
-    for d, x in zip(ds, xs):
-        kernels.accumulate_gradient(want_w, want_b, d, x)
-    kernels.accumulate_gradient4(nabla_w, nabla_b, *ds, *xs)
-    assert np.array_equal(nabla_w, want_w) and np.array_equal(nabla_b, want_b)

@@ -1,0 +1,169 @@
+"""The fast twins of the textbook kernels: the same sums, in register tiles.
+
+:mod:`loopnet.kernels` holds the four equations as a student reads them, one
+example at a time.  Training runs two of them through the twins below, which
+compute the same quantities for four examples (and four rows j) per pass, so
+that each weight and each activation loaded from memory serves several
+multiply-adds (as llm.c keeps ``matmul_forward_naive`` beside the tiled
+``matmul_forward``).  :data:`FAST_TWIN` is the whole list:
+
+=========================================  ========================================
+textbook kernel (loopnet/kernels.py)       fast twin (here), what it reorders
+=========================================  ========================================
+``forward_layer`` (z and a of one example) :func:`forward_layer4` (z of four
+                                           examples; a by ``kernels.activate``).
+                                           Its sums Σ_k w_jk a_k are split into
+                                           SIMD partial sums in another way, so
+                                           z differs in the last bits (bound:
+                                           tests/test_engine.py).
+``accumulate_gradient`` (one example)      :func:`accumulate_gradient4` (four
+                                           examples): no sum reordered; the
+                                           terms are added example by example
+                                           as four calls would, bit for bit.
+=========================================  ========================================
+
+``output_delta`` (BP1) and ``hidden_delta`` (BP2), and ``forward_layer`` for
+layers 2 … L, run in training as written in kernels.py.
+"""
+
+from ._jit import jit, jit_sums
+from .kernels import accumulate_gradient, forward_layer
+
+TILE_ROWS = 4    # rows j per register tile; the engine's blocks are whole tiles
+
+
+@jit_sums
+def forward_layer4(z0, z1, z2, z3, w, b, x0, x1, x2, x3):
+    """z_j = Σ_k w_jk x_k + b_j for four examples at once (no activation).
+
+    Otherwise identical to :func:`loopnet.kernels.forward_layer` (without its
+    a = σ(z)): the same terms Σ_k w_jk x_k + b_j, computed for a tile of four
+    rows j × four examples per pass over k (:func:`dot_tile`).  Each w_jk and
+    each x_k loaded serves four multiply-adds.  Reordered: every sum over k,
+    which LLVM splits into SIMD partial sums (``reassoc``) differently from
+    forward_layer's; the z of one example does not depend on the other three
+    (sixteen independent sums), and the last n_l mod 4 rows go through
+    :func:`dot_row`.
+    """
+    n_l = w.shape[0]
+    j = 0
+    while j + 4 <= n_l:
+        s = dot_tile(w[j], w[j + 1], w[j + 2], w[j + 3], x0, x1, x2, x3)
+        for q in range(4):
+            z0[j + q] = s[q][0] + b[j + q]
+            z1[j + q] = s[q][1] + b[j + q]
+            z2[j + q] = s[q][2] + b[j + q]
+            z3[j + q] = s[q][3] + b[j + q]
+        j += 4
+    while j < n_l:    # the last n_l mod 4 rows, one at a time
+        s = dot_row(w[j], x0, x1, x2, x3)
+        z0[j] = s[0] + b[j]
+        z1[j] = s[1] + b[j]
+        z2[j] = s[2] + b[j]
+        z3[j] = s[3] + b[j]
+        j += 1
+
+
+@jit_sums
+def dot_tile(w0, w1, w2, w3, x0, x1, x2, x3):
+    """The 4 × 4 dot products Σ_k w_r[k] x_e[k] of four weight rows with four inputs.
+
+    Returned as four tuples, one per row r, of four sums, one per example e.
+    Sixteen running sums live in registers; LLVM splits each into SIMD
+    partial sums (``reassoc``).
+    """
+    zero = w0.dtype.type(0)
+    s00, s01, s02, s03 = zero, zero, zero, zero
+    s10, s11, s12, s13 = zero, zero, zero, zero
+    s20, s21, s22, s23 = zero, zero, zero, zero
+    s30, s31, s32, s33 = zero, zero, zero, zero
+    for k in range(w0.shape[0]):
+        p0, p1, p2, p3 = x0[k], x1[k], x2[k], x3[k]
+        v = w0[k]
+        s00 += v * p0
+        s01 += v * p1
+        s02 += v * p2
+        s03 += v * p3
+        v = w1[k]
+        s10 += v * p0
+        s11 += v * p1
+        s12 += v * p2
+        s13 += v * p3
+        v = w2[k]
+        s20 += v * p0
+        s21 += v * p1
+        s22 += v * p2
+        s23 += v * p3
+        v = w3[k]
+        s30 += v * p0
+        s31 += v * p1
+        s32 += v * p2
+        s33 += v * p3
+    return ((s00, s01, s02, s03), (s10, s11, s12, s13),
+            (s20, s21, s22, s23), (s30, s31, s32, s33))
+
+
+@jit_sums
+def dot_row(w0, x0, x1, x2, x3):
+    """The four dot products Σ_k w0[k] x_e[k] of one weight row with four inputs."""
+    zero = w0.dtype.type(0)
+    s0, s1, s2, s3 = zero, zero, zero, zero
+    for k in range(w0.shape[0]):
+        v = w0[k]
+        s0 += v * x0[k]
+        s1 += v * x1[k]
+        s2 += v * x2[k]
+        s3 += v * x3[k]
+    return s0, s1, s2, s3
+
+
+@jit
+def accumulate_gradient4(nabla_w, nabla_b, d0, d1, d2, d3, a0, a1, a2, a3):
+    """BP3 and BP4 for four examples at once: :func:`~loopnet.kernels.accumulate_gradient`
+    four times, fused.
+
+    .. math::  \\frac{\\partial C}{\\partial w_{jk}} \\mathrel{+}= \\delta^{(0)}_j a^{(0)}_k
+               + \\delta^{(1)}_j a^{(1)}_k + \\delta^{(2)}_j a^{(2)}_k + \\delta^{(3)}_j a^{(3)}_k
+
+    Otherwise identical to four calls of accumulate_gradient, examples 0, 1,
+    2, 3 in turn: no sum is reordered (the terms are added left to right,
+    example 0 first, each a fused multiply-add as there), so the result is the
+    same bit for bit.  What changes is memory traffic: each ∂C/∂w_jk is loaded
+    and stored once per four examples instead of once per example, and four
+    rows j share each load of a_k (:func:`outer_tile`).
+    """
+    n_l = nabla_w.shape[0]
+    j = 0
+    while j + 4 <= n_l:
+        outer_tile(nabla_w[j], nabla_w[j + 1], nabla_w[j + 2], nabla_w[j + 3],
+                   (d0[j], d1[j], d2[j], d3[j]), (d0[j + 1], d1[j + 1], d2[j + 1], d3[j + 1]),
+                   (d0[j + 2], d1[j + 2], d2[j + 2], d3[j + 2]),
+                   (d0[j + 3], d1[j + 3], d2[j + 3], d3[j + 3]), a0, a1, a2, a3)
+        j += 4
+    while j < n_l:    # the last n_l mod 4 rows, one at a time
+        e0, e1, e2, e3 = d0[j], d1[j], d2[j], d3[j]
+        g = nabla_w[j]
+        for k in range(g.shape[0]):
+            g[k] = g[k] + e0 * a0[k] + e1 * a1[k] + e2 * a2[k] + e3 * a3[k]
+        j += 1
+    for j in range(n_l):
+        nabla_b[j] = nabla_b[j] + d0[j] + d1[j] + d2[j] + d3[j]
+
+
+@jit
+def outer_tile(g0, g1, g2, g3, e0, e1, e2, e3, a0, a1, a2, a3):
+    """g_r[k] += Σ_x e_r[x] a_x[k] for four rows r and four examples x, x in order.
+
+    ``e_r`` holds δ_j of row r for the four examples; each a_x[k] loaded
+    serves the four rows.
+    """
+    for k in range(g0.shape[0]):
+        p0, p1, p2, p3 = a0[k], a1[k], a2[k], a3[k]
+        g0[k] = g0[k] + e0[0] * p0 + e0[1] * p1 + e0[2] * p2 + e0[3] * p3
+        g1[k] = g1[k] + e1[0] * p0 + e1[1] * p1 + e1[2] * p2 + e1[3] * p3
+        g2[k] = g2[k] + e2[0] * p0 + e2[1] * p1 + e2[2] * p2 + e2[3] * p3
+        g3[k] = g3[k] + e3[0] * p0 + e3[1] * p1 + e3[2] * p2 + e3[3] * p3
+
+
+# Each textbook kernel that training does not run as written, and the twin it runs instead.
+FAST_TWIN = {forward_layer: forward_layer4, accumulate_gradient: accumulate_gradient4}

@@ -1,0 +1,262 @@
+"""loopnet.engine against the naive serial loop of the textbook kernels (tests/naive.py),
+and each fast twin (loopnet.tiles) against its textbook kernel.
+
+What is equal and what is within which bound:
+
+* **bit for bit**, every job: the engine and the naive loop whose z^1 comes from the same
+  fast twin (``first_layer=tiles.forward_layer4``).  Compared: the parameters and the
+  optimizer state after training, the gradient sum Σ_x ∇C_x, every output a^L and cost
+  C_x, for several mini-batches, a ragged last one, batch sizes that are not multiples of
+  4 (phantom rows), 1 and 3 hidden layers, every optimizer, float64 and float32, and the
+  epoch run in two calls as ``fit`` runs it.
+* **bit for bit**, a network without hidden layer against the plain naive loop (layer 1
+  then goes through kernels.forward_layer itself).
+* **within a bound**, the engine against the plain naive loop (z^1 by
+  kernels.forward_layer): the two split z^1's sums Σ_k w_jk x_k into SIMD partial sums
+  differently, and every later quantity inherits that.  For each compared array,
+  max|engine − naive| ≤ REORDER_ULPS · fan-in · ε · max|naive| (ε of the dtype, fan-in =
+  n_0 the inputs of layer 1), REORDER_ULPS = 2.  Measured (every job, optimizer, batch
+  size 5 and 6, the nets below): at most 0.40 of that bound (float32, 1-hidden-wide,
+  outputs after momentum training), at most 0.08 in float64; a missing 1/m or a lost
+  example is > 10⁶ times the bound (test_bound_catches_a_missing_one_over_m).
+* tiles.accumulate_gradient4 is four kernels.accumulate_gradient calls bit for bit;
+  tiles.forward_layer4 is kernels.forward_layer within fan-in · ε relative (its dot
+  products differ only in how the sum is split).
+"""
+
+import numpy as np
+import pytest
+
+import naive
+from loopnet import activations, costs, engine, kernels, optim, tiles
+
+N = 23
+REORDER_ULPS = 2   # ulps per term of z^1's sum (× fan-in): see the module docstring
+
+# (sizes, hidden activation, output, cost)
+NETS = {
+    "0-hidden": ([9, 3], "sigmoid", "softmax", "log_likelihood"),
+    "1-hidden": ([9, 7, 3], "sigmoid", "sigmoid", "quadratic"),
+    "1-hidden-wide": ([9, 261, 4], "tanh", "softmax", "log_likelihood"),   # > 64 tiles
+    "3-hidden": ([11, 13, 6, 5, 4], "relu", "identity", "mse"),
+}
+OPTIMIZERS = {
+    "sgd": dict(optimizer="sgd", eta=0.5, lmbda=0.0, momentum=0.0),
+    "momentum-l2": dict(optimizer="sgd", eta=0.3, lmbda=1.0, momentum=0.6),
+    "adam": dict(optimizer="adam", eta=0.01, lmbda=0.5, momentum=0.0),
+}
+
+
+def setup(net, dtype, seed=0):
+    sizes, act, out, cost = NETS[net]
+    rng = np.random.default_rng(seed)
+    arch = engine.make_arch(sizes, activations.code(act), activations.code(out), costs.code(cost))
+    params = (rng.standard_normal(int(arch.p_off[-1])) * 0.5).astype(dtype)
+    X = rng.standard_normal((N, sizes[0])).astype(dtype)
+    if out == "softmax":
+        Y = np.eye(sizes[-1], dtype=dtype)[rng.integers(0, sizes[-1], N)]
+    else:
+        Y = rng.uniform(0.1, 0.9, (N, sizes[-1])).astype(dtype)
+    order = rng.permutation(N)[:N - 1]   # a subset, in shuffled order
+    codes = (activations.code(act), activations.code(out), costs.code(cost))
+    return sizes, codes, arch, params, X, Y, order
+
+
+def run_pair(net, dtype, job, batch_size, opt="sgd", first_layer=kernels.forward_layer,
+             with_outputs=True):
+    """The engine (the epoch in two calls, as fit makes them) and the naive loop from the
+    same start; returns {name: (engine array, naive array)}."""
+    sizes, codes, arch, params, X, Y, order = setup(net, dtype)
+    o = OPTIMIZERS[opt]
+    hyper = optim.make_hyper(o["optimizer"], o["eta"], o["lmbda"], N, o["momentum"],
+                             0.9, 0.999, 1e-8)
+    n_batches = -(-len(order) // batch_size)
+    rows = len(order) if with_outputs else 0
+    res = {}
+    for who in ("engine", "naive"):
+        p = params.copy()
+        state = optim.make_state(p.size, dtype)
+        out = np.full((rows, sizes[-1]), np.nan, dtype)
+        cst = np.full(rows, np.nan)
+        if who == "engine":
+            work = engine.make_work(arch, batch_size, dtype)
+            for first, last in ((0, 2), (2, n_batches)):
+                engine.run_batches(p, state, work, X, Y, order, batch_size, first, last, arch,
+                                   hyper, job, out, cst)
+            grad = work.grad
+        else:
+            grad = np.zeros_like(p)
+            naive.run_batches(p, state, X, Y, order, batch_size, 0, n_batches, sizes, *codes,
+                              hyper, job, out, cst, grad, first_layer=first_layer)
+        res[who] = dict(params=p, velocity=state.velocity, m=state.m, v=state.v, t=state.t,
+                        out=out, costs=cst)
+        if job == engine.GRADIENT:
+            res[who]["grad"] = grad
+    return {k: (res["engine"][k], res["naive"][k]) for k in res["engine"]}
+
+
+def assert_bit_equal(pairs):
+    for name, (got, want) in pairs.items():
+        assert got.dtype == want.dtype, name
+        assert np.array_equal(got, want), f"{name}: max |diff| {np.max(np.abs(got - want))}"
+
+
+def rel_diff(got, want):
+    """max|got − want| / max|want|, in float64."""
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    scale = np.max(np.abs(want)) if want.size else 0.0
+    return float(np.max(np.abs(got - want)) / scale) if scale > 0 else 0.0
+
+
+def bound(net, dtype):
+    return REORDER_ULPS * NETS[net][0][0] * np.finfo(dtype).eps
+
+
+JOBS = {"train": engine.TRAIN, "gradient": engine.GRADIENT, "predict": engine.PREDICT}
+DTYPES = {"float64": np.float64, "float32": np.float32}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("opt", OPTIMIZERS)
+@pytest.mark.parametrize("net", ["1-hidden", "1-hidden-wide", "3-hidden"])
+@pytest.mark.parametrize("batch_size", [5, 6])   # not multiples of 4; 22 examples: ragged last
+def test_train_equals_naive_loop_with_the_same_first_layer_twin(net, opt, dtype, batch_size):
+    assert_bit_equal(run_pair(net, DTYPES[dtype], engine.TRAIN, batch_size, opt,
+                              first_layer=tiles.forward_layer4))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("job", ["gradient", "predict"])
+@pytest.mark.parametrize("net", ["1-hidden", "1-hidden-wide", "3-hidden"])
+def test_gradient_and_predict_equal_naive_loop_with_the_same_first_layer_twin(net, job, dtype):
+    assert_bit_equal(run_pair(net, DTYPES[dtype], JOBS[job], 7,
+                              first_layer=tiles.forward_layer4))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("job", JOBS)
+@pytest.mark.parametrize("opt", OPTIMIZERS)
+def test_no_hidden_layer_equals_plain_naive_loop(job, opt, dtype):
+    assert_bit_equal(run_pair("0-hidden", DTYPES[dtype], JOBS[job], 6, opt))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("job", JOBS)
+@pytest.mark.parametrize("net", ["1-hidden", "1-hidden-wide", "3-hidden"])
+def test_plain_naive_loop_within_bound(net, job, dtype):
+    """Against the textbook forward_layer for z^1: within REORDER_ULPS · fan-in · ε."""
+    for opt in OPTIMIZERS if job == "train" else ["sgd"]:
+        pairs = run_pair(net, DTYPES[dtype], JOBS[job], 5, opt)
+        for name, (got, want) in pairs.items():
+            if name == "t":
+                assert np.array_equal(got, want)
+                continue
+            assert rel_diff(got, want) <= bound(net, DTYPES[dtype]), (opt, name)
+
+
+def test_bound_catches_a_missing_one_over_m():
+    """The bound is far tighter than the errors it must catch: an update without 1/m
+    (η Σ_x instead of η/m Σ_x) or a lost example lands far outside it."""
+    sizes, codes, arch, params, X, Y, order = setup("1-hidden", np.float64)
+    hyper = optim.make_hyper("sgd", 0.5, 0.0, N, 0.0, 0.9, 0.999, 1e-8)
+    empty_out, empty_costs = np.empty((0, 3)), np.empty(0)
+    want = params.copy()
+    naive.run_batches(want, optim.make_state(want.size, np.float64), X, Y, order, 5, 0, 5,
+                      sizes, *codes, hyper, engine.TRAIN, empty_out, empty_costs, None)
+    wrong_m = params.copy()   # 1/m with m = 1: the gradient sum taken for the mean
+    for bt in range(5):
+        sub = order[bt * 5:(bt + 1) * 5]
+        g = np.zeros_like(wrong_m)
+        naive.run_batches(wrong_m.copy(), optim.make_state(wrong_m.size, np.float64), X, Y, sub,
+                          len(sub), 0, 1, sizes, *codes, hyper, engine.GRADIENT, empty_out,
+                          empty_costs, g)
+        optim.update_rows(wrong_m, optim.make_state(wrong_m.size, np.float64), g, 0, wrong_m.size,
+                          0, 0, 1, hyper)
+    lost = params.copy()      # the last example of every mini-batch dropped
+    naive.run_batches(lost, optim.make_state(lost.size, np.float64), X, Y,
+                      np.array([r for i, r in enumerate(order) if i % 5 != 4]), 4, 0, 5,
+                      sizes, *codes, hyper, engine.TRAIN, empty_out, empty_costs, None)
+    for bad in (wrong_m, lost):
+        assert rel_diff(bad, want) > 1e6 * bound("1-hidden", np.float64)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_train_costs_come_from_the_training_forward_pass(dtype):
+    """costs[p] and out[p] in TRAIN are C_x and a^L of example order[p] BEFORE its
+    mini-batch's update: the first mini-batch's equal a prediction with the initial
+    parameters, bit for bit."""
+    dt = DTYPES[dtype]
+    pairs = run_pair("1-hidden", dt, engine.TRAIN, 5, first_layer=tiles.forward_layer4)
+    sizes, codes, arch, params, X, Y, order = setup("1-hidden", dt)
+    work = engine.make_work(arch, 5, dt)
+    out, cst = np.empty((5, sizes[-1]), dt), np.empty(5)
+    hyper = optim.make_hyper("sgd", 1.0, 0.0, 1, 0.0, 0.9, 0.999, 1e-8)
+    engine.run_batches(params.copy(), optim.make_state(params.size, dt), work, X, Y, order[:5],
+                       5, 0, 1, arch, hyper, engine.PREDICT, out, cst)
+    got_out, got_costs = pairs["out"][0], pairs["costs"][0]
+    assert np.array_equal(got_out[:5], out) and np.array_equal(got_costs[:5], cst)
+    assert np.all(np.isfinite(got_costs)) and np.all(np.isfinite(got_out))
+    # later mini-batches see updated parameters: their costs differ from the initial ones'
+    engine.run_batches(params.copy(), optim.make_state(params.size, dt), work, X, Y, order[5:10],
+                       5, 0, 1, arch, hyper, engine.PREDICT, out, cst)
+    assert not np.array_equal(got_costs[5:10], cst)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_train_without_outputs_is_unchanged(dtype):
+    """Asking for costs and outputs changes nothing else: same parameters bit for bit."""
+    dt = DTYPES[dtype]
+    with_out = run_pair("3-hidden", dt, engine.TRAIN, 6, "momentum-l2")
+    without = run_pair("3-hidden", dt, engine.TRAIN, 6, "momentum-l2", with_outputs=False)
+    assert np.array_equal(with_out["params"][0], without["params"][0])
+
+
+# ------------------------------------------------------------- the twins, one by one
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n_l", [1, 4, 5, 11])     # 4-row tiles and the rows left over
+def test_forward_layer4_is_forward_layer_within_fan_in_ulps(n_l, dtype, rng):
+    """z of each example as kernels.forward_layer computes it, within fan-in · ε relative
+    to Σ_k |w_jk x_k| + |b_j| (the two split the sum over k into partial sums differently)."""
+    dt = DTYPES[dtype]
+    fan_in = 37
+    w, b = rng.standard_normal((n_l, fan_in)).astype(dt), rng.standard_normal(n_l).astype(dt)
+    xs = [rng.standard_normal(fan_in).astype(dt) for _ in range(4)]
+    zs = [np.empty(n_l, dt) for _ in range(4)]
+    tiles.forward_layer4(*zs, w, b, *xs)
+    for z4, x in zip(zs, xs):
+        z, a = np.empty(n_l, dt), np.empty(n_l, dt)
+        kernels.forward_layer(z, a, w, b, x, activations.IDENTITY)
+        scale = np.abs(w.astype(float)) @ np.abs(x.astype(float)) + np.abs(b)
+        assert np.all(np.abs(z4.astype(float) - z) <= fan_in * np.finfo(dt).eps * scale)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_accumulate_gradient4_is_four_accumulate_gradients_bit_for_bit(dtype, rng):
+    """The fused kernel adds the same terms in the same order: identical bits, also for
+    the rows left over after the 4-row tiles (7 = 4 + 3)."""
+    dt = DTYPES[dtype]
+    nabla_w, nabla_b = rng.standard_normal((7, 11)).astype(dt), rng.standard_normal(7).astype(dt)
+    ds = [rng.standard_normal(7).astype(dt) for _ in range(4)]
+    xs = [rng.standard_normal(11).astype(dt) for _ in range(4)]
+    want_w, want_b = nabla_w.copy(), nabla_b.copy()
+    for d, x in zip(ds, xs):
+        kernels.accumulate_gradient(want_w, want_b, d, x)
+    tiles.accumulate_gradient4(nabla_w, nabla_b, *ds, *xs)
+    assert np.array_equal(nabla_w, want_w) and np.array_equal(nabla_b, want_b)
+
+
+def test_fast_twin_map_names_every_twin_training_runs():
+    assert tiles.FAST_TWIN == {kernels.forward_layer: tiles.forward_layer4,
+                               kernels.accumulate_gradient: tiles.accumulate_gradient4}
+    for twin in tiles.FAST_TWIN.values():
+        assert "Otherwise identical" in twin.__doc__
+
+
+def test_blocks_depend_on_the_layer_only_and_cover_it():
+    """Every layer's rows are covered once by whole 4-row tiles, for widths up to past 64 tiles."""
+    for n in (1, 3, 4, 10, 30, 100, 255, 256, 257, 1000):
+        spans = [engine.block_rows(n, b) for b in range(engine.BLOCKS)]
+        rows = [j for lo, hi in spans for j in range(lo, hi)]
+        assert rows == list(range(n))
+        assert all(lo % tiles.TILE_ROWS == 0 for lo, hi in spans if hi > lo)
+        assert sum(hi > lo for lo, hi in spans) == min(engine.BLOCKS, -(-n // tiles.TILE_ROWS))
