@@ -51,7 +51,7 @@ FASTMATH_SUMS = {"contract", "reassoc"}
 OPTIONS = dict(cache=True, nogil=True, error_model="numpy")
 
 # Modules whose compiled functions are inlined into one another.
-CORE_MODULES = ("_jit.py", "activations.py", "costs.py", "kernels.py", "tiles.py", "optim.py",
+CORE_MODULES = ("_jit.py", "random.py", "activations.py", "costs.py", "kernels.py", "tiles.py", "optim.py",
                 "engine.py")
 
 

@@ -208,3 +208,31 @@ def check_pair(data, name="validation_data"):
 def looks_like_pickle(head):
     """True when the first bytes of a file are a pickle header (protocol 2-5): never load those."""
     return head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
+
+
+def check_sample_weight(weight, m, name="sample_weight"):
+    """Per-example weights w_x as a float64 (m,) array: finite, ≥ 0, not all zero."""
+    try:
+        w = np.asarray(weight, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ArgumentTypeError(f"{name} must be an array of numbers") from None
+    if w.ndim != 1 or w.shape[0] != m:
+        raise ValueError(f"{name} must hold one weight per example: expected shape ({m},), "
+                         f"got {w.shape}")
+    if not np.isfinite(w).all():
+        raise ValueError(f"{name} holds NaN or infinite values")
+    if (w < 0).any():
+        raise ValueError(f"{name} holds negative weights (e.g. {w[w < 0][0]:g})")
+    if not (w > 0).any():
+        raise ValueError(f"{name} is all zero: no example would count")
+    return np.ascontiguousarray(w)
+
+
+def check_dropout(dropout, n_hidden, name="dropout"):
+    """Dropout probabilities p of the hidden layers: one p for all, or one per hidden layer,
+    each in [0, 1)."""
+    ps = [dropout] * n_hidden if not isinstance(dropout, (list, tuple, np.ndarray)) else list(dropout)
+    if len(ps) != n_hidden:
+        raise ValueError(f"{name} must be one probability or one per hidden layer "
+                         f"({n_hidden}), got {len(ps)}")
+    return [check_real(p, name, minimum=0.0, below=1.0) for p in ps]

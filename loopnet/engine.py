@@ -59,8 +59,9 @@ from numba import prange
 
 from ._jit import jit, pjit
 from .costs import cost_x
-from .kernels import activate, forward_layer, hidden_delta, output_delta
-from .optim import update_rows
+from .kernels import (activate, add_noise, dropout, forward_layer, gradient_norm_sq, hidden_delta,
+                      output_delta, scale_delta)
+from .optim import step_of, update_rows
 from .tiles import TILE_ROWS, accumulate_gradient4, forward_layer4
 
 # The network's shape and choices, passed to every compiled driver.
@@ -72,8 +73,9 @@ CACHE_LINE = 8          # float64 values per 64-byte line
 BLOCKS = 64             # row blocks per layer (of whole 4-row tiles; the empty ones are skipped)
 BLOCK_EXAMPLES = 256    # examples per phase-A block outside training (gradient, predict, cost)
 
-# What run_batches does after phase A.
-PREDICT, GRADIENT, TRAIN = 0, 1, 2
+# What run_batches does after phase A (NORMS: phase A with BP1/BP2 and the per-example
+# rules, e.g. writing ‖∇C_x‖², and no phase B).
+PREDICT, GRADIENT, TRAIN, NORMS = 0, 1, 2, 3
 # The phases run_tasks runs.  Passed as np.int64(A1) etc.: a bare constant would make
 # Numba compile run_tasks once per value.
 A1, A2, A2_FORWARD, B_SUM, B_STEP, B_STEP_A1 = 0, 1, 2, 3, 4, 5
@@ -157,23 +159,70 @@ def block_rows(n, b):
 
 # ------------------------------------------------------- one example
 @jit
-def backpropagate_errors(z, a, delta, params, x, y, arch, first, with_errors):
-    """One example: the forward pass from layer first+1 (every z^l and a^l), then,
-    ``with_errors``, BP1 at the output and BP2 back to layer 1 (every δ^l)."""
+def drop_rate(ex, i):
+    """Dropout probability p of layer i+1 under the rules ``ex`` (0: none)."""
+    return ex.drop[i] if ex.drop.shape[0] > 0 else 0.0
+
+
+@jit
+def backpropagate_errors(z, a, delta, params, x, y, arch, first, with_errors, ex, r):
+    """One example (row r of X): the forward pass from layer first+1 (every z^l and
+    a^l), then, ``with_errors``, BP1 at the output and BP2 back to layer 1 (every δ^l).
+
+    With dropout (``ex.drop``), a hidden layer's a^l holds the masked ã^l
+    (:func:`~loopnet.kernels.dropout`); BP2 restores a^l = σ(z^l) for σ'(z^l),
+    masks δ^l with the same mask, then masks a^l again for phase B's BP4.
+    """
     n_layers = arch.sizes.shape[0] - 1
     for i in range(first, n_layers):
         act = arch.act if i < n_layers - 1 else arch.out_act
         a_prev = x if i == 0 else units(a, arch, i - 1)
         forward_layer(units(z, arch, i), units(a, arch, i),
                       weight(params, arch, i), bias(params, arch, i), a_prev, act)
+        if drop_rate(ex, i) > 0.0:
+            dropout(units(a, arch, i), drop_rate(ex, i), ex.drop_seed, r, i, 0)
     if not with_errors:
         return
     out = n_layers - 1
     output_delta(units(delta, arch, out), units(z, arch, out), units(a, arch, out),
                  y, arch.out_act, arch.cost)
     for i in range(n_layers - 2, -1, -1):
+        p = drop_rate(ex, i)
+        if p > 0.0:
+            activate(units(a, arch, i), units(z, arch, i), arch.act)
         hidden_delta(units(delta, arch, i), units(z, arch, i), units(a, arch, i),
                      weight(params, arch, i + 1), units(delta, arch, i + 1), arch.act)
+        if p > 0.0:
+            dropout(units(delta, arch, i), p, ex.drop_seed, r, i, 0)
+            dropout(units(a, arch, i), p, ex.drop_seed, r, i, 0)
+
+
+@jit
+def clip_and_weigh(a, delta, x, arch, ex, r, p):
+    """The per-example rules ``ex`` for example row r (row p of the outputs), after BP2.
+
+    ‖∇C_x‖² = Σ_l ‖δ^l‖² (‖a^{l−1}‖² + 1) (:func:`~loopnet.kernels.gradient_norm_sq`;
+    each layer's term into ``ex.norms[p, l]`` where it has rows), then every δ^l is
+    scaled by f_x = w_x · min(1, C/‖∇C_x‖) (:func:`~loopnet.kernels.scale_delta`),
+    which scales the whole ∇C_x, before phase B sums it.  f_x = 1 leaves δ untouched,
+    so no weights and C = ∞ give the bits of plain SGD.  Nothing is computed when the
+    rules need no norm.
+    """
+    n_layers = arch.sizes.shape[0] - 1
+    f = ex.weight[r] if ex.weight.shape[0] > 0 else 1.0
+    if ex.norms.shape[0] > 0 or ex.clip < np.inf:
+        total = 0.0
+        for i in range(n_layers):
+            a_prev = x if i == 0 else units(a, arch, i - 1)
+            sq = gradient_norm_sq(units(delta, arch, i), a_prev)
+            if ex.norms.shape[0] > 0:
+                ex.norms[p, i] = sq
+            total += sq
+        if total > ex.clip * ex.clip:
+            f *= ex.clip / np.sqrt(total)
+    if f != 1.0:
+        for i in range(n_layers):
+            scale_delta(units(delta, arch, i), f)
 
 
 @jit
@@ -192,8 +241,9 @@ def record_output(out, costs, a_out, y, arch, p):
 
 # ------------------------------------------------------- phase A
 @jit
-def first_layer_block(work, params, X, order, lo, hi, arch, b):
-    """z^1_j and a^1_j for the rows j of block b of layer 1, examples order[lo:hi]."""
+def first_layer_block(work, params, X, order, lo, hi, arch, b, ex):
+    """z^1_j and a^1_j for the rows j of block b of layer 1, examples order[lo:hi]
+    (a^1 masked by the rules' dropout, if any)."""
     layer = np.int64(0)
     j_lo, j_hi = block_rows(arch.sizes[1], b)
     if j_lo == j_hi:   # a narrow layer has fewer tiles than blocks
@@ -216,6 +266,9 @@ def first_layer_block(work, params, X, order, lo, hi, arch, b):
         for e in range(t, min(t + 4, last + 1)):
             activate(units(work.a[e], arch, layer)[j_lo:j_hi],
                      units(work.z[e], arch, layer)[j_lo:j_hi], arch.act)
+            if drop_rate(ex, 0) > 0.0:
+                dropout(units(work.a[e], arch, layer)[j_lo:j_hi], drop_rate(ex, 0),
+                        ex.drop_seed, order[lo + e], 0, j_lo)
 
 
 # ------------------------------------------------------- phase B
@@ -270,7 +323,7 @@ def row_ranges(arch, i, j_lo, j_hi):
 
 
 @jit
-def gradient_block(params, state, work, X, order, lo, hi, arch, hyper, b, train):
+def gradient_block(params, state, work, X, order, lo, hi, arch, hyper, b, train, ex):
     """Task b of phase B: for every layer, block b's gradient summed over examples order[lo:hi].
 
     When ``train``, the rows' gradient starts from zero and the rows are
@@ -286,18 +339,29 @@ def gradient_block(params, state, work, X, order, lo, hi, arch, hyper, b, train)
             fill_zero(work.grad[b_lo:b_hi])
         gradient_rows(work.grad, work, X, order, lo, hi, arch, i, j_lo, j_hi)
         if train:
-            update_rows(params, state, work.grad, w_lo, w_hi, b_lo, b_hi, hi - lo, hyper)
+            if ex.sigma > 0.0:
+                add_noise(work.grad, w_lo, w_hi, ex.sigma * ex.clip, ex.noise_seed, state.t[0])
+                add_noise(work.grad, b_lo, b_hi, ex.sigma * ex.clip, ex.noise_seed, state.t[0])
+            update_rows(params, state, work.grad, w_lo, w_hi, b_lo, b_hi,
+                        batch_denominator(ex, hi - lo), hyper)
+
+
+@jit
+def batch_denominator(ex, m):
+    """What the mini-batch's sum is divided by: m, or the rules' ``denom`` (q·n for Poisson batches)."""
+    return ex.denom if ex.denom > 0.0 else float(m)
 
 
 @pjit
 def run_tasks(params, state, work, X, Y, order, lo, hi, arch, hyper, phase, nxt, next_lo, next_hi,
-              out, costs):
+              out, costs, ex):
     """One parallel phase of the mini-batch order[lo:hi]: the engine's only ``prange`` loop.
 
     * A1: z^1 and a^1 of the examples, task b doing block b of layer 1
       (:func:`first_layer_block`);
     * A2 / A2_FORWARD: for each example, the rest of the forward pass and
-      (A2 only) BP1 and BP2 (:func:`backpropagate_errors`); then, where
+      (A2 only) BP1 and BP2 (:func:`backpropagate_errors`) and the per-example
+      rules ``ex`` (:func:`clip_and_weigh`); then, where
       ``out`` / ``costs`` have room, a^L and C_x of example order[p] into row p
       (:func:`record_output`);
     * B_SUM: BP3/BP4 of block b of every layer, summed over the examples and
@@ -313,6 +377,9 @@ def run_tasks(params, state, work, X, Y, order, lo, hi, arch, hyper, phase, nxt,
     so B_STEP_A1 runs it without waiting for the other tasks: one parallel
     region per mini-batch fewer.  One loop for every phase also means one
     parallel region for Numba to compile.
+
+    ``hyper`` is an :class:`loopnet.optim.Step` and ``ex`` the
+    :class:`loopnet.optim.Rules` beside it (:func:`run_batches` splits a Hyper).
     """
     by_example = phase == A2 or phase == A2_FORWARD
     first = np.int64(1) if arch.sizes.shape[0] > 2 else np.int64(0)   # where A2 starts
@@ -320,24 +387,28 @@ def run_tasks(params, state, work, X, Y, order, lo, hi, arch, hyper, phase, nxt,
     n_tasks = hi - lo if by_example else np.int64(BLOCKS)
     for task in prange(n_tasks):
         if phase == A1:
-            first_layer_block(work, params, X, order, lo, hi, arch, np.int64(task))
+            first_layer_block(work, params, X, order, lo, hi, arch, np.int64(task), ex)
         elif by_example:
             r = order[lo + task]
             backpropagate_errors(work.z[task], work.a[task], work.delta[task], params, X[r], Y[r],
-                                 arch, first, phase == A2)
+                                 arch, first, phase == A2, ex, r)
+            if phase == A2:
+                clip_and_weigh(work.a[task], work.delta[task], X[r], arch, ex, r, lo + task)
             record_output(out, costs, units(work.a[task], arch, out_layer), Y[r], arch, lo + task)
         else:
             gradient_block(params, state, work, X, order, lo, hi, arch, hyper, np.int64(task),
-                           phase != B_SUM)
+                           phase != B_SUM, ex)
             if phase == B_STEP_A1:
-                first_layer_block(nxt, params, X, order, next_lo, next_hi, arch, np.int64(task))
+                first_layer_block(nxt, params, X, order, next_lo, next_hi, arch, np.int64(task),
+                                  ex)
 
 
 @jit
 def run_phase(params, state, work, X, Y, order, lo, hi, arch, hyper, phase, nxt, next_lo, next_hi):
     """:func:`run_tasks` writing no outputs (the hook profiles/phases.py drives phases with)."""
-    run_tasks(params, state, work, X, Y, order, lo, hi, arch, hyper, phase, nxt, next_lo, next_hi,
-              np.empty((0, arch.sizes[-1]), params.dtype), np.empty(0, np.float64))
+    run_tasks(params, state, work, X, Y, order, lo, hi, arch, step_of(hyper), phase, nxt, next_lo,
+              next_hi, np.empty((0, arch.sizes[-1]), params.dtype), np.empty(0, np.float64),
+              hyper.ex)
 
 
 @jit
@@ -360,7 +431,13 @@ def run_batches(params, state, work, X, Y, order, batch_size, first, last, arch,
 
     * TRAIN: phase B with the update, mini-batch after mini-batch;
     * GRADIENT: phase B without update, adding Σ_x ∇C_x into ``work.grad``;
-    * PREDICT: phase A's forward pass only.
+    * PREDICT: phase A's forward pass only;
+    * NORMS: phase A with BP1, BP2 and the per-example rules (e.g. ‖∇C_x‖² into
+      ``hyper.ex.norms``), no phase B.
+
+    ``hyper.ex`` (:class:`loopnet.optim.Rules`) scales each example's δ^x in
+    phase A2 (sample weight, clipping), adds DP-SGD noise in phase B and masks
+    a^l (dropout); its defaults change nothing, bit for bit.
 
     Whatever the job, when ``out`` has rows, ``out[p, :]`` = a^L of example
     order[p], and when ``costs`` has rows, ``costs[p]`` = C_x of it (float64),
@@ -373,10 +450,11 @@ def run_batches(params, state, work, X, Y, order, batch_size, first, last, arch,
     shorter).  Running many mini-batches per call keeps Python out of the loop.
     """
     n = order.shape[0]
+    ex, hyper = hyper.ex, step_of(hyper)
     # Phase A: with a hidden layer, layer 1 goes by blocks of rows (A1) and the rest by
     # examples (A2); a single-layer network (whose softmax couples the rows) goes by examples.
     by_rows = arch.sizes.shape[0] > 2
-    a2 = np.int64(A2_FORWARD) if job == PREDICT else np.int64(A2)
+    a2 = np.int64(A2_FORWARD) if job == PREDICT else np.int64(A2)   # NORMS: A2, no phase B
     a1_done = False       # A1 of this mini-batch already ran, with phase B of the one before
     for b in range(first, last):
         lo = b * batch_size
@@ -384,15 +462,15 @@ def run_batches(params, state, work, X, Y, order, batch_size, first, last, arch,
         here, nxt = half(work, b % 2), half(work, (b + 1) % 2)
         if by_rows and not a1_done:
             run_tasks(params, state, here, X, Y, order, lo, hi, arch, hyper, np.int64(A1),
-                      nxt, lo, hi, out, costs)
+                      nxt, lo, hi, out, costs, ex)
         run_tasks(params, state, here, X, Y, order, lo, hi, arch, hyper, a2, nxt, lo, hi,
-                  out, costs)
+                  out, costs, ex)
         if job == TRAIN:
             state.t[0] += 1
             a1_done = by_rows and b + 1 < last
             phase = np.int64(B_STEP_A1) if a1_done else np.int64(B_STEP)
             run_tasks(params, state, here, X, Y, order, lo, hi, arch, hyper, phase,
-                      nxt, hi, min(hi + batch_size, n), out, costs)
+                      nxt, hi, min(hi + batch_size, n), out, costs, ex)
         elif job == GRADIENT:
             run_tasks(params, state, here, X, Y, order, lo, hi, arch, hyper, np.int64(B_SUM),
-                      nxt, lo, hi, out, costs)
+                      nxt, lo, hi, out, costs, ex)

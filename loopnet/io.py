@@ -354,7 +354,8 @@ def _build(path, meta, params, opt_arrays):
         raise ModelFormatError(f"{path}: parameters are {params.dtype}, metadata says {dtype}")
     if not np.all(np.isfinite(params)):
         raise ModelFormatError(f"{path}: parameters contain NaN or infinity")
-    kwargs = {k: config[k] for k in ("activation", "output", "cost", "dtype") if k in config}
+    kwargs = {k: config[k] for k in ("activation", "output", "cost", "dtype", "dropout")
+              if k in config}
     try:
         net = Net(sizes, seed=0, **kwargs)
     except (ValueError, TypeError) as exc:

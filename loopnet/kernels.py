@@ -17,6 +17,16 @@ accumulate_       ∂C/∂b^l_j = δ^l_j                                    (BP3
 gradient          ∂C/∂w^l_jk = a^{l−1}_k δ^l_j                         (BP4)
 ================  ==========================================================
 
+and the per-example view (issue 17), which reads or scales one example's
+δ^x before the mini-batch's sum:
+
+=================  =========================================================
+gradient_norm_sq   ‖∇_{w^l,b^l} C_x‖² = ‖δ^l‖² (‖a^{l−1}‖² + 1)
+scale_delta        δ^l_j ← f δ^l_j   (scales ∇_{w^l,b^l} C_x by f)
+dropout            v_j ← v_j · 1[u_j ≥ p] / (1 − p)   (inverted dropout)
+add_noise          g_p ← g_p + σC · N(0, 1)   (DP-SGD, on the clipped sum)
+=================  =========================================================
+
 forward_layer lets LLVM split its sums over k into SIMD partial sums
 (``_jit.jit_sums``); everything else adds in the order written.  softmax and
 activate, the two helpers of the forward pass, follow forward_layer.
@@ -33,6 +43,7 @@ against it.
 import math
 
 from ._jit import jit, jit_sums
+from .random import bernoulli_keep, gaussian
 from .activations import SIGMOID, SOFTMAX, sigma, sigma_prime_of
 from .costs import CROSS_ENTROPY, LOG_LIKELIHOOD, dcost_da
 
@@ -157,3 +168,62 @@ def accumulate_gradient(nabla_w, nabla_b, delta, a_prev):
         nabla_b[j] += d
         for k in range(n_prev):
             nabla_w[j, k] += d * a_prev[k]
+
+
+@jit
+def gradient_norm_sq(delta, a_prev):
+    """The squared norm of one example's gradient for one layer, without forming it.
+
+    By BP3/BP4, ∇_{w^l} C_x = δ^l a^{l−1,T} (an outer product) and ∇_{b^l} C_x = δ^l, so
+
+    .. math::  \\|\\nabla_{w^l,b^l} C_x\\|^2 = \\sum_{j,k} (\\delta_j a_k)^2 + \\sum_j \\delta_j^2
+               = \\|\\delta^l\\|^2 \\left(\\|a^{l-1}\\|^2 + 1\\right)
+
+    (sums in float64, in index order).
+    """
+    dd = 0.0
+    for j in range(delta.shape[0]):
+        dd += float(delta[j]) * float(delta[j])
+    aa = 0.0
+    for k in range(a_prev.shape[0]):
+        aa += float(a_prev[k]) * float(a_prev[k])
+    return dd * (aa + 1.0)
+
+
+@jit
+def scale_delta(delta, f):
+    """δ_j ← f δ_j: since ∇C_x = (δ, δ a^T) layer by layer, this scales the example's gradient by f."""
+    g = delta.dtype.type(f)
+    for j in range(delta.shape[0]):
+        delta[j] = g * delta[j]
+
+
+@jit
+def dropout(v, p, seed, x, layer, j0):
+    """Inverted dropout (Nielsen chapter 3): v_j ← v_j · mask_j / (1 − p), in place.
+
+    mask_j = 1[u ≥ p] with u uniform on [0, 1) keyed by (seed, example x, layer,
+    neuron j0 + j) (:func:`loopnet.random.bernoulli_keep`), so the same key gives
+    the same mask wherever and whenever it is drawn.  Applied to a^l in the forward
+    pass and to δ^l in BP2 with the same key: ∂ã_j/∂a_j = mask_j / (1 − p).
+    """
+    keep = v.dtype.type(1.0 / (1.0 - p))
+    for j in range(v.shape[0]):
+        if bernoulli_keep(p, seed, x, layer, j0 + j):
+            v[j] = v[j] * keep
+        else:
+            v[j] = 0
+
+
+@jit
+def add_noise(grad, lo, hi, scale, seed, step):
+    """DP-SGD's noise (Abadi et al. 2016) on the clipped gradient sum, p in [lo, hi):
+
+    .. math::  g_p \\leftarrow g_p + \\sigma C \\, \\mathcal{N}(0, 1)_{(seed,\\ step,\\ p)}
+
+    ``scale`` = σC.  The normal of parameter p at optimizer step t is keyed by
+    (seed, t, p) (:func:`loopnet.random.gaussian`), so it does not depend on which
+    thread draws it, nor on how training was cut or resumed.
+    """
+    for p in range(lo, hi):
+        grad[p] = grad[p] + grad.dtype.type(scale * gaussian(seed, step, p, 2))

@@ -14,10 +14,10 @@ from numbers import Integral
 import numba
 import numpy as np
 
-from . import activations, costs, distributed, engine, optim, training
-from .checks import (DTYPES, INITS, as_float_array, check_choice, check_finite, check_int,
-                     check_labels, check_order, check_pair, check_real, check_rows, check_sizes,
-                     check_targets, labels_or_none)
+from . import activations, costs, distributed, engine, optim, privacy, training
+from .checks import (DTYPES, INITS, as_float_array, check_choice, check_dropout, check_finite,
+                     check_int, check_labels, check_order, check_pair, check_real, check_rows,
+                     check_sample_weight, check_sizes, check_targets, labels_or_none)
 from .training import DivergenceError, EngineBuffers
 
 __all__ = ["Net", "DivergenceError", "LayerList", "warmup"]
@@ -43,13 +43,16 @@ class Net:
     init : {"default", "large"}
         "default": w ~ N(0, 1/n_{l−1}), b ~ N(0, 1) (network2);
         "large": w, b ~ N(0, 1) (network.py).
+    dropout : float or list of float
+        Inverted dropout (Nielsen chapter 3) of the hidden layers in training:
+        one probability p for all or one per hidden layer; 0 (the default) is none.
 
     Every result is bit-identical whatever the number of threads: see
     :mod:`loopnet.engine` for how the work is shared out.
     """
 
     def __init__(self, sizes, *, activation="sigmoid", output="sigmoid", cost="quadratic",
-                 dtype="float64", seed=None, init="default"):
+                 dtype="float64", seed=None, init="default", dropout=0.0):
         self.sizes = check_sizes(sizes)
         if activation == "softmax":
             raise ValueError("activation 'softmax' is only available for the output layer "
@@ -71,6 +74,7 @@ class Net:
         self._state = optim.make_state(self.params.size, self.dtype)
         self.epoch = 0
         self.history = []
+        self.dropout = check_dropout(dropout, len(self.sizes) - 2)
 
     # ----------------------------------------------------------------- layout
     def _initialise(self, init):
@@ -118,8 +122,17 @@ class Net:
     @property
     def config(self):
         """The architecture as a JSON-compatible dict (enough to rebuild the net)."""
-        return {"sizes": list(self.sizes), "activation": self.activation, "output": self.output,
-                "cost": self.cost_name, "dtype": self.dtype.name}
+        config = {"sizes": list(self.sizes), "activation": self.activation,
+                  "output": self.output, "cost": self.cost_name, "dtype": self.dtype.name}
+        if any(self.dropout):
+            config["dropout"] = list(self.dropout)
+        return config
+
+    def dropout_rates(self):
+        """Dropout p of every layer (the output's 0) for the engine, or None without dropout."""
+        if not any(self.dropout):
+            return None
+        return np.array(list(self.dropout) + [0.0])
 
     @property
     def optimizer_state(self):
@@ -156,7 +169,7 @@ class Net:
     def __setstate__(self, d):
         c = d["config"]
         self.__init__(c["sizes"], activation=c["activation"], output=c["output"],
-                      cost=c["cost"], dtype=c["dtype"], seed=0)
+                      cost=c["cost"], dtype=c["dtype"], seed=0, dropout=c.get("dropout", 0.0))
         self.params[...] = d["params"]          # a copy: memory-mapped inputs stay untouched
         self.optimizer_state = d["optimizer"]
         self.rng.bit_generator.state = d["rng"]
@@ -177,18 +190,49 @@ class Net:
         """Outputs a^L of every row and, when targets Y are given, each row's C_x."""
         return training.forward_rows(self.engine_buffers(), X, Y)
 
-    def cost(self, X, Y, lmbda=0.0):
-        """Mean cost (1/n) Σ_x C_x over the rows, plus (λ/2n) Σ w² when λ > 0."""
+    def cost(self, X, Y, lmbda=0.0, sample_weight=None):
+        """Mean cost (1/n) Σ_x C_x over the rows, plus (λ/2n) Σ w² when λ > 0;
+        with ``sample_weight`` the weighted mean Σ_x w_x C_x / Σ_x w_x."""
         X = self._inputs(X)
         Y = self._targets(Y, X.shape[0])
         lmbda = check_real(lmbda, "lmbda", minimum=0.0)
-        return float(np.sum(self._forward(X, Y)[1])) / X.shape[0] + training.l2_term(self.weights, lmbda, len(X))
+        per_x = self._forward(X, Y)[1]
+        if sample_weight is not None:
+            w = check_sample_weight(sample_weight, X.shape[0])
+            return float(np.sum(w * per_x) / np.sum(w)) + training.l2_term(self.weights, lmbda, len(X))
+        return float(np.sum(per_x)) / X.shape[0] + training.l2_term(self.weights, lmbda, len(X))
 
-    def accuracy(self, X, labels):
-        """Fraction of rows whose largest output is the label (labels or one-hot rows)."""
+    def accuracy(self, X, labels, sample_weight=None):
+        """Fraction of rows whose largest output is the label (labels or one-hot rows);
+        with ``sample_weight`` the weighted fraction Σ_x w_x 1[right] / Σ_x w_x."""
         X = self._inputs(X)
         labels = self._labels(labels, X.shape[0])
-        return float(np.mean(np.argmax(self.predict(X), axis=1) == labels))
+        right = np.argmax(self.predict(X), axis=1) == labels
+        if sample_weight is not None:
+            w = check_sample_weight(sample_weight, X.shape[0])
+            return float(np.sum(w * right) / np.sum(w))
+        return float(np.mean(right))
+
+    # ---------------------------------------------------------- per example
+    def per_example_costs(self, X, Y):
+        """C_x of every row: shape (n,), float64 (``cost`` is their mean)."""
+        X = self._inputs(X)
+        Y = self._targets(Y, X.shape[0])
+        return self._forward(X, Y)[1]
+
+    def per_example_gradient_norms(self, X, Y, per_layer=False):
+        """‖∇C_x‖ over all weights and biases for every row x: shape (n,), float64;
+        ``per_layer``: (n, L), column l−1 the norm over w^l and b^l.
+
+        Exact, and no per-example gradient is formed: ∇_{w^l} C_x = δ^l a^{l−1,T}, so
+        ‖∇_{w^l,b^l} C_x‖² = ‖δ^l‖² (‖a^{l−1}‖² + 1), from the δ^l of BP1/BP2
+        (:func:`loopnet.kernels.gradient_norm_sq`), at the cost of a forward and a
+        backward pass without phase B.
+        """
+        X = self._inputs(X)
+        Y = self._targets(Y, X.shape[0])
+        sq = training.gradient_norms_sq_rows(self.engine_buffers(), X, Y)
+        return np.sqrt(sq) if per_layer else np.sqrt(sq.sum(axis=1))
 
     # --------------------------------------------------------------- gradient
     def gradient_sum(self, X, Y):
@@ -240,7 +284,8 @@ class Net:
     def fit(self, X, Y, *, epochs=30, batch_size=10, eta=3.0, lmbda=0.0, momentum=0.0,
             optimizer="sgd", beta1=0.9, beta2=0.999, epsilon=1e-8, tol=None,
             validation_data=None, shuffle=True, order=None, monitor=True, callback=None,
-            progress=None, threads=None, comm=None, deterministic=False):
+            progress=None, threads=None, comm=None, deterministic=False, sample_weight=None,
+            clip_norm=None, noise_multiplier=0.0, sampling="shuffle", delta=None):
         """Mini-batch gradient descent for ``epochs`` more epochs; returns ``self``.
 
         Each epoch visits the rows in a fresh ``self.rng.permutation`` (or in
@@ -265,8 +310,25 @@ class Net:
 
         Ctrl-C or divergence restores the state at the start of the epoch in
         progress, so a saved network can always resume bit-identically.
+
+        Per example (each example's δ^x is scaled before the mini-batch's sum):
+
+        ``sample_weight`` (n,): ∇ = (1/m) Σ_x w_x ∇C_x per mini-batch (Keras and
+        scikit-learn's convention).  ``clip_norm`` C: each ∇C_x is scaled by
+        min(1, C/‖∇C_x‖) first.  ``noise_multiplier`` σ > 0 (needs ``clip_norm``):
+        DP-SGD (Abadi et al. 2016), N(0, σ²C²) added to each coordinate of the
+        clipped sum, keyed by (seed, step, parameter) so that results are
+        bit-identical for any thread count and after resume; ``sampling="poisson"``
+        draws each step's batch with probability q = batch_size/n per example and
+        divides by q·n.  Each epoch's record then holds ``epsilon``, the ε spent
+        at ``delta`` (default: the power of ten below 1/n) by the RDP accountant
+        of ``dp-accounting`` (:mod:`loopnet.privacy`).
         """
         if comm is not None:
+            if (sample_weight is not None or clip_norm is not None or noise_multiplier
+                    or any(self.dropout)):
+                raise ValueError("sample_weight, clip_norm, noise_multiplier and dropout are "
+                                 "not available with comm (MPI training)")
             return distributed.fit(
                 self, X, Y, comm=comm, deterministic=deterministic, epochs=epochs,
                 batch_size=batch_size, eta=eta, lmbda=lmbda, momentum=momentum,
@@ -285,6 +347,8 @@ class Net:
             order = check_order(order, n)
         if threads is not None:
             threads = check_int(threads, "threads", minimum=1)
+        per_example = self._per_example(n, sample_weight, clip_norm, noise_multiplier, sampling,
+                                        delta, order)
         self.grow_scratch(batch_size)
         val = None
         if validation_data is not None:
@@ -293,9 +357,32 @@ class Net:
             Yv = self._targets(Yv, Xv.shape[0], "validation Y")
             val = (Xv, Yv, labels_or_none(Yv))
         steps = training.LocalSteps(X, Y, labels_or_none(Y), val, order, shuffle, batch_size,
-                                    hyper, threads)
+                                    hyper, threads, per_example)
         return training.run(self, steps, epochs=epochs, lmbda=lmbda, monitor=monitor, tol=tol,
                             callback=callback, progress=progress)
+
+    def _per_example(self, n, sample_weight, clip_norm, noise_multiplier, sampling, delta, order):
+        """Validated per-example rules of ``fit`` (a training.PerExample), or None for none."""
+        check_choice(sampling, "sampling", ("shuffle", "poisson"))
+        weight = None if sample_weight is None else check_sample_weight(sample_weight, n)
+        clip = math.inf
+        if clip_norm is not None:
+            clip = check_real(clip_norm, "clip_norm", minimum=0.0, strict=True) \
+                if clip_norm != math.inf else math.inf
+        sigma = check_real(noise_multiplier, "noise_multiplier", minimum=0.0)
+        if sigma > 0 and clip == math.inf:
+            raise ValueError("noise_multiplier needs a finite clip_norm: DP-SGD's noise is "
+                             "σ·clip_norm per coordinate")
+        if sampling == "poisson" and (sigma == 0 or order is not None):
+            raise ValueError("sampling='poisson' is DP-SGD's sampling: it needs "
+                             "noise_multiplier > 0 and no order")
+        if delta is not None:
+            delta = check_real(delta, "delta", minimum=0.0, below=1.0, strict=True)
+        elif sigma > 0:
+            delta = privacy.default_delta(n)
+        if weight is None and clip == math.inf and sigma == 0:
+            return None
+        return training.PerExample(weight, clip, sigma, sampling, delta)
 
     def _hyper(self, optimizer, eta, lmbda, n, momentum, beta1, beta2, epsilon):
         """Validate hyper-parameters; reset the optimizer state when the optimizer changes."""

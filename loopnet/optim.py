@@ -27,8 +27,39 @@ from ._jit import jit
 SGD, ADAM = 0, 1
 NAMES = ("sgd", "adam")
 
-# Hyper-parameters of one run; ``shrink`` = ηλ/n, ``l2`` = λ/n.
-Hyper = namedtuple("Hyper", "kind eta shrink l2 mu beta1 beta2 eps")
+# Hyper-parameters of one run; ``shrink`` = ηλ/n, ``l2`` = λ/n; ``ex``: the per-example :class:`Rules`.
+Hyper = namedtuple("Hyper", "kind eta shrink l2 mu beta1 beta2 eps ex")
+# Hyper without ``ex``: what a parallel region may capture (Numba's prange cannot take a
+# tuple nested in a tuple when it holds arrays, so the engine passes ``ex`` beside it).
+Step = namedtuple("Step", "kind eta shrink l2 mu beta1 beta2 eps")
+
+#: What happens to each example's gradient before the mini-batch's sum, and to the sum
+#: (see loopnet.engine, phases A2 and B):
+#:
+#: * ``weight`` (float64, one per row of X; empty: every w_x = 1) and ``clip`` (C; inf:
+#:   none): δ^x of every layer is scaled by f_x = w_x · min(1, C/‖∇C_x‖), which scales
+#:   the whole ∇C_x = (δ^x, δ^x a^{x,T});
+#: * ``norms`` (float64, (rows, L); 0 rows: not written): ‖∇_{w^l,b^l} C_x‖² of example
+#:   order[p] in row p, before any scaling;
+#: * ``sigma``, ``noise_seed``: DP-SGD adds σC·N(0, 1) keyed by (noise_seed, step,
+#:   parameter index) to each coordinate of the clipped sum (σ = 0: none);
+#: * ``denom``: divide the sum by it instead of by m (DP-SGD with Poisson batches: q·n);
+#:   0 means m;
+#: * ``drop`` (float64, one p per layer, the output's 0; empty: none) and ``drop_seed``:
+#:   inverted dropout in training, the mask of example x (row of X), layer l, neuron j
+#:   keyed by (drop_seed, x, l, j).
+Rules = namedtuple("Rules", "weight clip norms sigma noise_seed denom drop drop_seed")
+
+
+def make_rules(weight=None, clip=math.inf, norms=None, sigma=0.0, noise_seed=0, denom=0.0,
+               drop=None, drop_seed=0):
+    """Pack per-example rules for the engine (defaults: none, plain SGD)."""
+    empty = np.empty(0, np.float64)
+    return Rules(empty if weight is None else np.ascontiguousarray(weight, np.float64),
+                 float(clip), np.empty((0, 0), np.float64) if norms is None else norms,
+                 float(sigma), np.int64(noise_seed), float(denom),
+                 empty if drop is None else np.ascontiguousarray(drop, np.float64),
+                 np.int64(drop_seed))
 # Optimizer state, same layout as params; ``t`` is a one-element step counter.
 State = namedtuple("State", "velocity m v t")
 
@@ -40,10 +71,18 @@ def code(name):
     return NAMES.index(name)
 
 
-def make_hyper(optimizer, eta, lmbda, n, momentum, beta1, beta2, epsilon):
-    """Pack validated hyper-parameters for the compiled update."""
+def make_hyper(optimizer, eta, lmbda, n, momentum, beta1, beta2, epsilon, rules=None):
+    """Pack validated hyper-parameters for the compiled update (``rules``: :func:`make_rules`)."""
     return Hyper(np.int64(code(optimizer)), float(eta), eta * lmbda / n, lmbda / n,
-                 float(momentum), float(beta1), float(beta2), float(epsilon))
+                 float(momentum), float(beta1), float(beta2), float(epsilon),
+                 make_rules() if rules is None else rules)
+
+
+@jit
+def step_of(hyper):
+    """The optimizer's part of ``hyper`` (a :class:`Step`: every field but ``ex``)."""
+    return Step(hyper.kind, hyper.eta, hyper.shrink, hyper.l2, hyper.mu, hyper.beta1,
+                hyper.beta2, hyper.eps)
 
 
 def make_state(n_params, dtype):

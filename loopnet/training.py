@@ -35,7 +35,8 @@ from collections import namedtuple
 import numba
 import numpy as np
 
-from . import engine, optim
+from . import engine, optim, privacy
+from .random import poisson_batch
 
 #: Examples per compiled call inside an epoch.  Between calls Python checks for
 #: divergence, reports progress and lets Ctrl-C in; a call this size costs a
@@ -80,7 +81,7 @@ def no_output(buffers):
     return np.empty((0, buffers.arch.sizes[-1]), buffers.params.dtype), np.empty(0)
 
 
-def run_rows(buffers, X, Y, job, out=None, costs=None):
+def run_rows(buffers, X, Y, job, out=None, costs=None, hyper=NO_STEP):
     """engine.run_batches over every row of X (no update), as many rows per phase-A
     block as the scratch holds."""
     if out is None:
@@ -88,7 +89,15 @@ def run_rows(buffers, X, Y, job, out=None, costs=None):
     block = engine.work_rows(buffers.work)
     n_blocks = -(-X.shape[0] // block)
     engine.run_batches(buffers.params, buffers.state, buffers.work, X, Y, np.arange(X.shape[0]),
-                       block, 0, n_blocks, buffers.arch, NO_STEP, job, out, costs)
+                       block, 0, n_blocks, buffers.arch, hyper, job, out, costs)
+
+
+def gradient_norms_sq_rows(buffers, X, Y):
+    """(n, L): ‖∇_{w^l,b^l} C_x‖² of every row x and layer l, from phase A alone
+    (engine job NORMS: BP1, BP2 and ‖δ^l‖² (‖a^{l−1}‖² + 1), no gradient formed)."""
+    norms = np.zeros((X.shape[0], len(buffers.arch.sizes) - 1))
+    run_rows(buffers, X, Y, engine.NORMS, hyper=NO_STEP._replace(ex=optim.make_rules(norms=norms)))
+    return norms
 
 
 def forward_rows(buffers, X, Y):
@@ -210,22 +219,28 @@ class LocalSteps:
 
     is_root = True
 
-    def __init__(self, X, Y, labels, val, order, shuffle, batch_size, hyper, threads):
+    def __init__(self, X, Y, labels, val, order, shuffle, batch_size, hyper, threads,
+                 per_example=None):
         self.X, self.Y, self.labels, self.val = X, Y, labels, val
         self.order, self.shuffle, self.batch_size, self.hyper = order, shuffle, batch_size, hyper
         self.threads = threads
         self.n = X.shape[0]
         self.has_validation = val is not None
         self.chooser = None
+        self.per_example = per_example
 
     def epoch(self, net, epoch, progress):
         buffers = net.engine_buffers()
         if self.chooser is None:
             self.chooser = _ThreadChooser(self.threads,
                                           flops_per_example(buffers.arch.sizes) * self.batch_size)
+        pe = self.per_example
+        if pe is not None and pe.sampling == "poisson":
+            return self.poisson_epoch(net, epoch, progress)
         order = self.order
         if order is None:
             order = net.rng.permutation(self.n) if self.shuffle else np.arange(self.n)
+        hyper = epoch_hyper(net, self.hyper, pe, 0.0)
         n_batches = -(-len(order) // self.batch_size)   # order may visit a subset of the rows
         per_call = max(1, SEGMENT_EXAMPLES // self.batch_size)
         empty = no_output(buffers)
@@ -237,7 +252,7 @@ class LocalSteps:
             began = time.perf_counter()
             buffers = net.engine_buffers()      # a rollback may have replaced the state
             _train_batches(threads, buffers.params, buffers.state, buffers.work, self.X, self.Y,
-                           order, self.batch_size, batches_done, run_to, buffers.arch, self.hyper,
+                           order, self.batch_size, batches_done, run_to, buffers.arch, hyper,
                            engine.TRAIN, *empty)
             self.chooser.record(threads, (time.perf_counter() - began) / (run_to - batches_done))
             batches_done = run_to
@@ -245,7 +260,31 @@ class LocalSteps:
                 raise DivergenceError(epoch, "a parameter")
             if progress is not None:
                 progress(batches_done, n_batches)
-        return len(order), {}
+        return len(order), privacy_record(net, pe, n_batches, self.batch_size / self.n)
+
+    def poisson_epoch(self, net, epoch, progress):
+        """DP-SGD's Poisson sampling: n/m steps, each over the rows drawn with probability
+        q = m/n (:func:`loopnet.random.poisson_batch`), the sum divided by q·n."""
+        q = min(1.0, self.batch_size / self.n)
+        n_steps = max(1, round(self.n / self.batch_size))
+        hyper = epoch_hyper(net, self.hyper, self.per_example, q * self.n)
+        key = int(net.rng.integers(2 ** 62))
+        empty = no_output(net.engine_buffers())
+        visited = 0
+        for step in range(n_steps):
+            rows = poisson_batch(key, step, q, self.n)
+            buffers = net.engine_buffers()
+            net.grow_scratch(len(rows))
+            buffers = net.engine_buffers()
+            _train_batches(1 if len(rows) < 64 else self.threads or numba.get_num_threads(),
+                           buffers.params, buffers.state, buffers.work, self.X, self.Y, rows,
+                           max(len(rows), 1), 0, 1, buffers.arch, hyper, engine.TRAIN, *empty)
+            visited += len(rows)
+            if not np.isfinite(net.params).all():
+                raise DivergenceError(epoch, "a parameter")
+            if progress is not None:
+                progress(step + 1, n_steps)
+        return visited, privacy_record(net, self.per_example, n_steps, q)
 
     def measure(self, net, which):
         X, Y, labels = (self.X, self.Y, self.labels) if which == "train" else self.val
@@ -266,6 +305,40 @@ class LocalSteps:
 
     def on_error(self):
         pass
+
+
+# ------------------------------------------------------------ per-example rules
+#: What ``fit`` asked of each example: weights w_x (or None), clip norm C (inf: none),
+#: noise multiplier σ, sampling ("shuffle" or "poisson"), δ of the privacy report.
+PerExample = namedtuple("PerExample", "weight clip sigma sampling delta")
+
+
+def epoch_hyper(net, hyper, pe, denom):
+    """``hyper`` with this epoch's per-example rules: weights, clipping, DP noise, dropout.
+
+    The noise and dropout keys are drawn from ``net.rng`` (after the epoch's
+    permutation), only when noise or dropout is on, so that without them the
+    generator, and every bit of training, is as before.  Saved with the network,
+    the generator's state makes a resumed run draw the same keys.
+    """
+    drop = net.dropout_rates()
+    if pe is None and drop is None:
+        return hyper
+    pe = pe or PerExample(None, math.inf, 0.0, "shuffle", None)
+    noise_seed = int(net.rng.integers(2 ** 62)) if pe.sigma > 0 else 0
+    drop_seed = int(net.rng.integers(2 ** 62)) if drop is not None else 0
+    return hyper._replace(ex=optim.make_rules(pe.weight, pe.clip, None, pe.sigma, noise_seed,
+                                              denom, drop, drop_seed))
+
+
+def privacy_record(net, pe, steps, q):
+    """``{"epsilon": ε, "dp_steps": T}`` after an epoch of DP-SGD (σ > 0), else ``{}``."""
+    if pe is None or pe.sigma <= 0:
+        return {}
+    before = next((r["dp_steps"] for r in reversed(net.history) if "dp_steps" in r), 0)
+    total = before + steps
+    return {"epsilon": privacy.epsilon(pe.sigma, q, total, pe.delta), "dp_steps": total,
+            "delta": pe.delta}
 
 
 def flops_per_example(sizes):

@@ -11,8 +11,12 @@ a time, in example order (as stumpy keeps tests/naive.py beside its fast code):
             record a^L and C_x where asked                       (costs.cost_x)
             output_delta                             δ^L  (BP1)  (kernels.output_delta)
             hidden_delta, from layer L−1 down to 1   δ^l  (BP2)  (kernels.hidden_delta)
+            per-example rules (hyper.ex): f_x = w_x · min(1, C/‖∇C_x‖) with ‖∇C_x‖² =
+              Σ_l gradient_norm_sq(δ^l, a^{l−1}); every δ^l ← f_x δ^l (kernels.scale_delta);
+              dropout: a^l masked after σ, δ^l masked after BP2 (kernels.dropout)
             accumulate_gradient, every layer         ∇ += δ^l a^{l−1}  (BP3/BP4)
-        TRAIN: one optimizer step of every parameter from ∇ and m  (optim.update_rows)
+        TRAIN: DP noise σC·N(0, 1) keyed by (seed, t, p) added to each ∇_p (kernels.add_noise), then
+               one optimizer step of every parameter from ∇ and m (or ex.denom)  (optim.update_rows)
 
 Nothing is blocked, tiled, threaded or reordered.  ``first_layer=tiles.forward_layer4``
 computes z^1 with the engine's fast twin instead (four examples per call, the
@@ -26,7 +30,8 @@ import numpy as np
 
 from loopnet import engine, optim
 from loopnet.costs import cost_x
-from loopnet.kernels import accumulate_gradient, activate, forward_layer, hidden_delta, output_delta
+from loopnet.kernels import (accumulate_gradient, activate, add_noise, dropout, forward_layer,
+                             gradient_norm_sq, hidden_delta, output_delta, scale_delta)
 from loopnet.tiles import forward_layer4
 
 
@@ -64,6 +69,8 @@ def run_batches(params, state, X, Y, order, batch_size, first, last, sizes, act,
     writes ``out[p]`` = a^L and ``costs[p]`` = C_x of example order[p] where they have rows.
     """
     L = len(sizes) - 1
+    ex = hyper.ex
+    drop = list(ex.drop) if ex.drop.shape[0] else [0.0] * L
     P = layers(params, sizes)
     n = len(order)
     for bt in range(first, last):
@@ -83,6 +90,8 @@ def run_batches(params, state, X, Y, order, batch_size, first, last, sizes, act,
                     activate(a[0], z[0], f)   # f is never softmax on a hidden layer
                 else:
                     forward_layer(z[i], a[i], P[i][0], P[i][1], X[r] if i == 0 else a[i - 1], f)
+                if drop[i] > 0:
+                    dropout(a[i], drop[i], ex.drop_seed, r, i, 0)
             if out.shape[0]:
                 out[lo + t] = a[-1]
             if costs.shape[0]:
@@ -92,16 +101,39 @@ def run_batches(params, state, X, Y, order, batch_size, first, last, sizes, act,
             delta = [np.empty(s, params.dtype) for s in sizes[1:]]
             output_delta(delta[-1], z[-1], a[-1], Y[r], out_act, cost)
             for i in range(L - 2, -1, -1):
+                if drop[i] > 0:
+                    activate(a[i], z[i], act)   # σ'(z) from the unmasked a
                 hidden_delta(delta[i], z[i], a[i], P[i + 1][0], delta[i + 1], act)
+                if drop[i] > 0:
+                    dropout(delta[i], drop[i], ex.drop_seed, r, i, 0)
+                    dropout(a[i], drop[i], ex.drop_seed, r, i, 0)
+            f_x = ex.weight[r] if ex.weight.shape[0] else 1.0
+            if ex.norms.shape[0] or ex.clip < np.inf:
+                sq = [gradient_norm_sq(delta[i], X[r] if i == 0 else a[i - 1]) for i in range(L)]
+                if ex.norms.shape[0]:
+                    ex.norms[lo + t, :] = sq
+                total = 0.0
+                for v in sq:
+                    total += v
+                if total > ex.clip * ex.clip:
+                    f_x *= ex.clip / np.sqrt(total)
+            if f_x != 1.0:
+                for i in range(L):
+                    scale_delta(delta[i], f_x)
+            if job == engine.NORMS:
+                continue
             for i in range(L):
                 accumulate_gradient(G[i][0], G[i][1], delta[i], X[r] if i == 0 else a[i - 1])
         if job == engine.TRAIN:
             state.t[0] += 1
+            if ex.sigma > 0:
+                add_noise(nabla, 0, nabla.size, ex.sigma * ex.clip, ex.noise_seed, state.t[0])
+            m = ex.denom if ex.denom > 0 else float(hi - lo)
             start = 0
             for n_prev, n_l in zip(sizes[:-1], sizes[1:]):
                 w_end = start + n_l * n_prev
                 optim.update_rows(params, state, nabla, start, w_end, w_end, w_end + n_l,
-                                  hi - lo, hyper)
+                                  m, optim.step_of(hyper))
                 start = w_end + n_l
 
 

@@ -63,7 +63,7 @@ def setup(net, dtype, seed=0):
 
 
 def run_pair(net, dtype, job, batch_size, opt="sgd", first_layer=kernels.forward_layer,
-             with_outputs=True):
+             with_outputs=True, rules=None):
     """The engine (the epoch in two calls, as fit makes them) and the naive loop from the
     same start; returns {name: (engine array, naive array)}."""
     sizes, codes, arch, params, X, Y, order = setup(net, dtype)
@@ -74,6 +74,9 @@ def run_pair(net, dtype, job, batch_size, opt="sgd", first_layer=kernels.forward
     rows = len(order) if with_outputs else 0
     res = {}
     for who in ("engine", "naive"):
+        if rules is not None:   # per-example rules, with their own norms output
+            norms = np.full((len(order), len(sizes) - 1), np.nan)
+            hyper = hyper._replace(ex=rules(norms, len(sizes) - 1))
         p = params.copy()
         state = optim.make_state(p.size, dtype)
         out = np.full((rows, sizes[-1]), np.nan, dtype)
@@ -92,6 +95,8 @@ def run_pair(net, dtype, job, batch_size, opt="sgd", first_layer=kernels.forward
                         out=out, costs=cst)
         if job == engine.GRADIENT:
             res[who]["grad"] = grad
+        if rules is not None:
+            res[who]["norms"] = norms
     return {k: (res["engine"][k], res["naive"][k]) for k in res["engine"]}
 
 
@@ -260,3 +265,41 @@ def test_blocks_depend_on_the_layer_only_and_cover_it():
         assert rows == list(range(n))
         assert all(lo % tiles.TILE_ROWS == 0 for lo, hi in spans if hi > lo)
         assert sum(hi > lo for lo, hi in spans) == min(engine.BLOCKS, -(-n // tiles.TILE_ROWS))
+
+
+def rules_of(kind):
+    """Per-example rules (loopnet.optim.Rules) exercising one feature of issue 17."""
+    w = np.random.default_rng(7).uniform(0.0, 2.0, N)
+
+    def make(norms, n_layers):
+        drop = [0.3] * (n_layers - 1) + [0.0]
+        return {"norms": optim.make_rules(norms=norms),
+                "clip-weights": optim.make_rules(w, 0.8, norms),
+                "dp": optim.make_rules(None, 0.8, norms, 1.3, 12345),
+                "dp-poisson-denominator": optim.make_rules(None, 0.8, norms, 1.3, 99, 4.5),
+                "dropout": optim.make_rules(drop=drop, drop_seed=777, norms=norms)}[kind]
+    return make
+
+
+RULES = ["norms", "clip-weights", "dp", "dp-poisson-denominator", "dropout"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", RULES)
+@pytest.mark.parametrize("net", ["1-hidden", "3-hidden"])
+def test_per_example_rules_equal_naive_loop_with_the_same_first_layer_twin(net, kind, dtype):
+    """Training under the per-example rules (weights, clipping, DP noise, dropout) and
+    the squared norms they compute: the engine and the naive loop, bit for bit."""
+    pairs = run_pair(net, DTYPES[dtype], engine.TRAIN, 6, "adam" if kind == "dp" else "sgd",
+                     first_layer=tiles.forward_layer4, rules=rules_of(kind))
+    assert_bit_equal(pairs)
+    assert np.isfinite(pairs["norms"][0]).all() and (pairs["norms"][0] > 0).any()
+
+
+@pytest.mark.parametrize("net", ["0-hidden", "3-hidden"])
+def test_norms_job_equals_naive_loop_and_updates_nothing(net):
+    twin = tiles.forward_layer4 if net != "0-hidden" else kernels.forward_layer
+    pairs = run_pair(net, np.float64, engine.NORMS, 7, first_layer=twin,
+                     rules=rules_of("norms"))
+    assert_bit_equal(pairs)
+    assert np.isfinite(pairs["norms"][0]).all()

@@ -21,7 +21,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "loopnet"
 #: floor -> modules (relative to loopnet; "" is the package itself).  A module may
 #: import modules on its own floor or below, never above.
 LAYERS = {
-    0: ["_jit", "checks", "idx", "reference"],            # numba/numpy only
+    0: ["_jit", "checks", "idx", "reference", "random", "privacy"],  # numba/numpy only (privacy: optional accountants)
     1: ["activations", "costs"],                           # σ, C_x by code
     2: ["kernels", "optim"],                               # the textbook kernels; updates
     3: ["tiles"],                                          # the fast twins of kernels
@@ -35,7 +35,8 @@ LAYERS = {
     10: ["cli", "__main__", "commands"],                   # the top floor
 }
 
-OPTIONAL = {"mpi4py", "sklearn", "matplotlib", "tqdm", "torch", "numba.cuda", "cupy", "scipy"}
+OPTIONAL = {"mpi4py", "sklearn", "matplotlib", "tqdm", "torch", "numba.cuda", "cupy", "scipy",
+            "dp_accounting", "opacus"}
 TOP_FLOOR = ("cli", "__main__", "commands")
 
 #: Lazy imports of loopnet modules still found in files whose owners are changing them
