@@ -36,7 +36,9 @@ try:
     from sklearn.model_selection import train_test_split
     from sklearn.utils import check_random_state
     from sklearn.utils.multiclass import check_classification_targets
-    from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+    from sklearn.utils.class_weight import compute_class_weight
+    from sklearn.utils.validation import (_check_sample_weight, check_is_fitted, column_or_1d,
+                                          validate_data)
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise ImportError(
         "loopnet.sklearn needs scikit-learn (>= 1.6), which is not installed "
@@ -131,8 +133,10 @@ class _LoopNetBase(BaseEstimator):
         return loopnet.Net([n_in, *hidden, n_out], activation=self.activation,
                            output=self._output, cost=self._cost, seed=seed)
 
-    def _fit_epochs(self, X, Y, epochs, incremental):
-        """Train ``epochs`` epochs (all if not ``incremental``), with stopping rules."""
+    def _fit_epochs(self, X, Y, epochs, incremental, sample_weight=None):
+        """Train ``epochs`` epochs (all if not ``incremental``), with stopping rules;
+        ``sample_weight`` weighs each row's gradient and cost (loopnet.Net.fit)."""
+        w = None if sample_weight is None else _check_sample_weight(sample_weight, X)
         hidden = self._validate_params()
         rng = check_random_state(self.random_state)
         n_out = Y.shape[1]
@@ -152,8 +156,11 @@ class _LoopNetBase(BaseEstimator):
         X_val = Y_val = None
         if self.early_stopping and not incremental:
             stratify = self._stratify(Y)
-            X, X_val, Y, Y_val = train_test_split(
-                X, Y, test_size=self.validation_fraction, random_state=rng, stratify=stratify)
+            parts = train_test_split(X, Y, *([] if w is None else [w]),
+                                     test_size=self.validation_fraction, random_state=rng,
+                                     stratify=stratify)
+            X, X_val, Y, Y_val = parts[:4]
+            w = None if w is None else parts[4]
             if len(X_val) < 1 or len(X) < 1:
                 raise ValueError("validation_fraction=%r leaves no validation or training "
                                  "examples" % self.validation_fraction)
@@ -165,8 +172,9 @@ class _LoopNetBase(BaseEstimator):
             order = None if self.shuffle else np.arange(X.shape[0])
             net.fit(X, Y, epochs=1, batch_size=batch_size, eta=self.eta, lmbda=self.lmbda,
                     momentum=self.momentum, optimizer=self.optimizer, beta1=self.beta1,
-                    beta2=self.beta2, epsilon=self.epsilon, order=order, monitor=False)
-            loss = net.cost(X, Y, lmbda=self.lmbda)
+                    beta2=self.beta2, epsilon=self.epsilon, order=order, monitor=False,
+                    sample_weight=w)
+            loss = net.cost(X, Y, lmbda=self.lmbda, sample_weight=w)
             self.loss_curve_.append(loss)
             self.n_iter_ += 1
             if self.verbose:
@@ -276,13 +284,42 @@ class LoopNetClassifier(ClassifierMixin, _LoopNetBase):
         Continue from the previous fit instead of starting afresh.
     verbose : bool, default False
         Print the cost after each epoch.
+    class_weight : "balanced", dict or None, default None
+        Weights of the classes, with scikit-learn's meaning
+        (``sklearn.utils.class_weight.compute_class_weight``): "balanced" gives
+        class c the weight n / (n_classes · n_c); each example's gradient and cost
+        are weighted by its class's weight (times its ``sample_weight``).
     """
 
     _output = "softmax"
     _cost = "log_likelihood"
 
-    def fit(self, X, y):
-        """Train on ``X`` (n_samples, n_features) and labels ``y``; returns self."""
+    def __init__(self, hidden_layer_sizes=(30,), *, activation="sigmoid", optimizer="sgd",
+                 eta=0.5, lmbda=0.0, momentum=0.0, batch_size=10, max_iter=200,
+                 tol=1e-4, n_iter_no_change=10, early_stopping=False,
+                 validation_fraction=0.1, beta1=0.9, beta2=0.999, epsilon=1e-8,
+                 shuffle=True, random_state=None, warm_start=False, verbose=False,
+                 class_weight=None):
+        super().__init__(
+            hidden_layer_sizes, activation=activation, optimizer=optimizer, eta=eta,
+            lmbda=lmbda, momentum=momentum, batch_size=batch_size, max_iter=max_iter, tol=tol,
+            n_iter_no_change=n_iter_no_change, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, beta1=beta1, beta2=beta2,
+            epsilon=epsilon, shuffle=shuffle, random_state=random_state,
+            warm_start=warm_start, verbose=verbose)
+        self.class_weight = class_weight
+
+    def _example_weights(self, y, sample_weight):
+        """w_x = class_weight[y_x] · sample_weight_x, or None when neither is given."""
+        if self.class_weight is None:
+            return sample_weight
+        per_class = compute_class_weight(self.class_weight, classes=self.classes_, y=y)
+        w = per_class[np.searchsorted(self.classes_, y)]
+        return w if sample_weight is None else w * _check_sample_weight(sample_weight, y)
+
+    def fit(self, X, y, sample_weight=None):
+        """Train on ``X`` (n_samples, n_features) and labels ``y``, each example's gradient
+        and cost weighted by ``sample_weight`` (and ``class_weight``); returns self."""
         X, y = validate_data(self, X, y, dtype=np.float64,
                              reset=not (self.warm_start and hasattr(self, "net_")))
         y = column_or_1d(y, warn=True)
@@ -299,7 +336,8 @@ class LoopNetClassifier(ClassifierMixin, _LoopNetBase):
                                  % (classes[0],))
             self.classes_ = classes
         Y = self._one_hot(y)
-        return self._fit_epochs(self._writable(X), Y, self.max_iter, incremental=False)
+        return self._fit_epochs(self._writable(X), Y, self.max_iter, incremental=False,
+                                sample_weight=self._example_weights(y, sample_weight))
 
     def partial_fit(self, X, y, classes=None):
         """One epoch over ``X, y``; ``classes`` (all labels) is required on the first call."""
@@ -384,11 +422,13 @@ class LoopNetRegressor(RegressorMixin, _LoopNetBase):
         self._y_1d = Y.ndim == 1 if reset else self._y_1d
         return self._writable(X), np.ascontiguousarray(Y.reshape(len(Y), -1))
 
-    def fit(self, X, y):
-        """Train on ``X`` (n_samples, n_features) and targets ``y``; returns self."""
+    def fit(self, X, y, sample_weight=None):
+        """Train on ``X`` (n_samples, n_features) and targets ``y``, each example's gradient
+        and cost weighted by ``sample_weight``; returns self."""
         reset = not (self.warm_start and hasattr(self, "net_"))
         X, Y = self._targets(X, y, reset)
-        return self._fit_epochs(X, Y, self.max_iter, incremental=False)
+        return self._fit_epochs(X, Y, self.max_iter, incremental=False,
+                                sample_weight=sample_weight)
 
     def partial_fit(self, X, y):
         """One epoch over ``X, y``."""

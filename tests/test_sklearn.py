@@ -32,13 +32,18 @@ needs_jit = pytest.mark.skipif(NO_JIT, reason="trains for many epochs; minutes w
                                        LoopNetRegressor(max_iter=CHECK_ITER)],
                          ids=["classifier", "regressor"])
 def test_check_estimator(estimator):
-    # All of scikit-learn's checks pass; none is skipped or expected to fail.
+    # All of scikit-learn's checks pass but one, expected to fail as it does for
+    # scikit-learn's own MLP: with sample_weight (issue 17), a weight of 2 is not the row
+    # repeated, because mini-batch SGD divides each batch's sum by its m and shuffles
+    # other rows (weight 2 equals the row counted twice in its batch: tests/test_per_example.py).
     # (a small max_iter only keeps the run short; the defaults pass as well.)
     # Skipped by scikit-learn itself here: pandas and array-API input checks,
     # when pandas / SCIPY_ARRAY_API are absent.
+    expected = {"check_sample_weight_equivalence_on_dense_data":
+                "mini-batch SGD: a weight of 2 is not a repeated row (divided by m per batch)"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        check_estimator(estimator)
+        check_estimator(estimator, expected_failed_checks=expected)
 
 
 @needs_jit
