@@ -26,6 +26,7 @@ COMMANDS = {
     "predict": "loopnet.commands.predict",
     "info": "loopnet.commands.info",
     "trace": "loopnet.commands.trace",
+    "inspect": "loopnet.commands.inspect",
     "gradcheck": "loopnet.commands.gradcheck",
     "profile": "loopnet.commands.profile",
 }

@@ -40,7 +40,9 @@ EXAMPLES = """  loopnet train
 DEFAULTS = {"epochs": 30, "batch_size": 10, "eta": 3.0, "lmbda": 0.0, "momentum": 0.0,
             "optimizer": "sgd", "tol": None, "seed": 0, "activation": "sigmoid",
             "output": "sigmoid", "cost": "quadratic", "dtype": "float64", "hidden": 30,
-            "checkpoint_every": None, "save": None, "checkpoint": None}
+            "checkpoint_every": None, "save": None, "checkpoint": None,
+            "clip_norm": None, "noise_multiplier": 0.0, "delta": None, "poisson": False,
+            "dropout": 0.0}
 ADAM_ETA = 0.001
 ARCH = ("sizes", "activation", "output", "cost", "dtype")
 
@@ -72,6 +74,20 @@ def add_arguments(p):
                         "here; results are identical either way)")
     c.add_data_arguments(p)
     # ---- distributed training (MPI): implemented in loopnet/distributed.py ----
+    e = p.add_argument_group("per example: clipping, DP-SGD, dropout")
+    e.add_argument("--clip-norm", type=c.positive_float, dest="clip_norm", metavar="C",
+                   help="scale each example's gradient by min(1, C/||grad C_x||) before the sum")
+    e.add_argument("--dp", action="store_true", default=None,
+                   help="DP-SGD (Abadi et al. 2016): needs --clip-norm and --noise-multiplier; "
+                        "prints the privacy spent (epsilon at --delta) after each epoch")
+    e.add_argument("--noise-multiplier", type=c.nonneg_float, dest="noise_multiplier",
+                   metavar="SIGMA", help="DP-SGD: add N(0, SIGMA^2 C^2) to the clipped sum")
+    e.add_argument("--delta", type=c.positive_float, metavar="D",
+                   help="DP-SGD: the delta of (epsilon, delta) (default: 10^-k just below 1/n)")
+    e.add_argument("--poisson", action="store_true", default=None,
+                   help="DP-SGD: Poisson batches (each example with probability batch/n)")
+    e.add_argument("--dropout", type=c.unit_interval, metavar="P",
+                   help="inverted dropout of the hidden layers in training (default 0)")
     d = p.add_argument_group("distributed training (MPI; pip install 'loopnet[mpi]')")
     d.add_argument("--distributed", action="store_true", default=None,
                    help="split each mini-batch across the ranks of "
@@ -196,6 +212,7 @@ def run(args):
                 raise c.UsageError(f"--{key} {given if key != 'sizes' else ','.join(map(str, given))}"
                                    f" differs from the resumed model ({have}); leave it out")
     s = _settings(args, saved_opts)
+    _per_example_kwargs(args, s)     # a wrong combination fails before any data is read
     spec = c.data_spec(args, saved_data)
     checkpoint = args.checkpoint or saved_opts.get("checkpoint_path") or \
         _default_checkpoint(s["save"])
@@ -224,7 +241,7 @@ def run(args):
             raise c.UsageError(f"--sizes starts with {sizes[0]} inputs but {ds.source} has "
                                f"{ds.n_inputs} per example")
         net = loopnet.Net(sizes, activation=s["activation"], output=s["output"], cost=s["cost"],
-                          dtype=s["dtype"], seed=s["seed"])
+                          dtype=s["dtype"], seed=s["seed"], dropout=s["dropout"])
     elif net.sizes[0] != ds.n_inputs:
         raise c.CommandError(f"{args.resume}: the model takes {net.sizes[0]} inputs but "
                              f"{ds.source} has {ds.n_inputs} per example")
@@ -232,7 +249,8 @@ def run(args):
     Xv, yv = ds.X_test.astype(net.dtype), ds.y_test
 
     train_opts = {k: s[k] for k in ("epochs", "batch_size", "eta", "lmbda", "momentum",
-                                    "optimizer", "tol", "seed", "checkpoint_every", "save")}
+                                    "optimizer", "tol", "seed", "checkpoint_every", "save",
+                                    "clip_norm", "noise_multiplier", "delta", "poisson")}
     train_opts["checkpoint_path"] = checkpoint
 
     def extra(status):
@@ -283,7 +301,7 @@ def run(args):
     def on_epoch(n, record):
         bar.close()
         if not args.quiet:
-            print(c.epoch_line(record, s["epochs"]),
+            print(c.epoch_line(record, s["epochs"]) + _privacy_note(record),
                   file=out, flush=True)
         every = s["checkpoint_every"]
         if every and n.epoch % every == 0 and n.epoch < s["epochs"]:
@@ -296,6 +314,7 @@ def run(args):
                       tol=s["tol"], validation_data=(Xv, yv), callback=on_epoch, progress=bar)
     if args.threads and mpi is None:
         fit_kwargs["threads"] = args.threads
+    fit_kwargs.update(_per_example_kwargs(args, s))
     stopped = []
     try:
         with _sigterm_as_interrupt(stopped):
@@ -334,6 +353,28 @@ def run(args):
         _plot(net.history, args.plot)
         print(f"loopnet: plot written to {args.plot}", file=out)
     return 0
+
+
+def _per_example_kwargs(args, s):
+    """fit's clipping / DP-SGD keywords from --clip-norm, --dp, --noise-multiplier, --delta."""
+    if args.dp and (s["clip_norm"] is None or not s["noise_multiplier"]):
+        raise c.UsageError("--dp needs --clip-norm C and --noise-multiplier SIGMA > 0")
+    if s["noise_multiplier"] and s["clip_norm"] is None:
+        raise c.UsageError("--noise-multiplier needs --clip-norm")
+    kw = {}
+    if s["clip_norm"] is not None:
+        kw["clip_norm"] = s["clip_norm"]
+    if s["noise_multiplier"]:
+        kw.update(noise_multiplier=s["noise_multiplier"], delta=s["delta"],
+                  sampling="poisson" if s["poisson"] else "shuffle")
+    return kw
+
+
+def _privacy_note(record):
+    """'  epsilon 1.23 (delta 1e-05)' for a DP-SGD epoch record, else ''."""
+    if "epsilon" not in record:
+        return ""
+    return f"  epsilon {record['epsilon']:.3g} (delta {record['delta']:g})"
 
 
 def _mpi_session(args):
