@@ -43,7 +43,7 @@ against it.
 import math
 
 from ._jit import jit, jit_sums
-from .random import bernoulli_keep, gaussian
+from .random import bernoulli_keep, gaussian_pair, stream
 from .activations import SIGMOID, SOFTMAX, sigma, sigma_prime_of
 from .costs import CROSS_ENTROPY, LOG_LIKELIHOOD, dcost_da
 
@@ -221,9 +221,20 @@ def add_noise(grad, lo, hi, scale, seed, step):
 
     .. math::  g_p \\leftarrow g_p + \\sigma C \\, \\mathcal{N}(0, 1)_{(seed,\\ step,\\ p)}
 
-    ``scale`` = σC.  The normal of parameter p at optimizer step t is keyed by
-    (seed, t, p) (:func:`loopnet.random.gaussian`), so it does not depend on which
-    thread draws it, nor on how training was cut or resumed.
+    ``scale`` = σC.  The normal of parameter p at optimizer step t is number p of the
+    stream (seed, t) (:func:`loopnet.random.gaussian`: parameters 2i and 2i+1 share one
+    Box–Muller pair), so it does not depend on which thread draws it, nor on how
+    training was cut or resumed.
     """
-    for p in range(lo, hi):
-        grad[p] = grad[p] + grad.dtype.type(scale * gaussian(seed, step, p, 2))
+    base = stream(seed, step)
+    p = lo
+    while p < hi:
+        g0, g1 = gaussian_pair(base, p >> 1)
+        if p % 2 == 0:
+            grad[p] = grad[p] + grad.dtype.type(scale * g0)
+            if p + 1 < hi:
+                grad[p + 1] = grad[p + 1] + grad.dtype.type(scale * g1)
+            p += 2
+        else:
+            grad[p] = grad[p] + grad.dtype.type(scale * g1)
+            p += 1

@@ -51,18 +51,35 @@ def uniform(h):
 
 
 @jit
-def gaussian(a, b, c, d):
-    """A standard normal N(0, 1) keyed by (a, b, c, d), by the Box–Muller transform:
+def stream(a, b):
+    """The start of the stream keyed by (a, b): hash the fixed parts of a key once."""
+    return mix(mix(np.uint64(a) * GOLDEN + GOLDEN) + np.uint64(b) * GOLDEN)
 
-    .. math::  g = \\sqrt{-2 \\ln(1 - u_1)} \\cos(2\\pi u_2)
 
-    with u_1, u_2 uniform on [0, 1) from two hashes of the key (1 − u_1 > 0, so
-    the logarithm is finite).
+@jit
+def gaussian_pair(base, i):
+    """Two independent standard normals N(0, 1), number i of the stream ``base``
+    (:func:`stream`), by the Box–Muller transform:
+
+    .. math::  r = \\sqrt{-2 \\ln(1 - u_1)}, \\qquad (g_0, g_1) = (r \\cos 2\\pi u_2,\\ r \\sin 2\\pi u_2)
+
+    with u_1, u_2 uniform on [0, 1) from two hashes of (base, i) (1 − u_1 > 0, so the
+    logarithm is finite).  Three 64-bit mixes, one log, sqrt, cos and sin per pair.
     """
-    h = hash4(a, b, c, d)
+    h = mix(mix(base + np.uint64(i) * GOLDEN) + GOLDEN)
     u1 = uniform(h)
     u2 = uniform(mix(h + GOLDEN))
-    return math.sqrt(-2.0 * math.log(1.0 - u1)) * math.cos(2.0 * math.pi * u2)
+    r = math.sqrt(-2.0 * math.log(1.0 - u1))
+    t = 2.0 * math.pi * u2
+    return r * math.cos(t), r * math.sin(t)
+
+
+@jit
+def gaussian(a, b, p):
+    """The standard normal number p of the stream (a, b): element p mod 2 of
+    :func:`gaussian_pair` number p // 2."""
+    g0, g1 = gaussian_pair(stream(a, b), p >> 1)
+    return g0 if p % 2 == 0 else g1
 
 
 @jit

@@ -67,9 +67,22 @@ def test_poisson_batches_have_the_expected_size():
 
 
 def test_gaussians_are_standard_normal():
-    g = np.array([random.gaussian(7, 1, p, 2) for p in range(20000)])
+    g = np.array([random.gaussian(7, 1, p) for p in range(20000)])
     assert abs(g.mean()) < 0.03 and abs(g.std() - 1) < 0.02
     assert abs(np.mean(g ** 4) - 3) < 0.15
+    assert abs(np.corrcoef(g[0::2], g[1::2])[0, 1]) < 0.03     # the two of a pair
+
+
+def test_noise_of_a_range_is_the_stream_whatever_the_cut():
+    """kernels.add_noise over [lo, hi) in pieces (as phase B's blocks cut it, at odd and even
+    boundaries) adds σC · gaussian(seed, step, p) to each p, the same bits as in one piece."""
+    from loopnet.kernels import add_noise
+    whole, cut = np.zeros(37), np.zeros(37)
+    add_noise(whole, 0, 37, 0.5, 11, 3)
+    for lo, hi in ((0, 5), (5, 6), (6, 20), (20, 37)):
+        add_noise(cut, lo, hi, 0.5, 11, 3)
+    assert np.array_equal(whole, cut)
+    assert np.array_equal(whole, [0.5 * random.gaussian(11, 3, p) for p in range(37)])
 
 
 RUN = """
