@@ -223,6 +223,7 @@ _ASCII = str.maketrans({
     "σ": "sigma", "δ": "delta", "∂": "d", "Σ": "sum", "·": "*", "−": "-", "½": "1/2",
     "′": "'", "≈": "~", "→": "->", "ᵀ": "^T", "⊙": "(.)", "²": "^2", "…": "...",
     "η": "eta", "λ": "lambda", "ℓ": "l", "≤": "<=", "≥": ">=", "∈": "in", "ε": "eps",
+    "‖": "||", "√": "sqrt", "∇": "grad",
 })
 
 
@@ -293,7 +294,24 @@ def _bp1_general(output, cost):
     return f"δ^L_j = ∂C/∂a^L_j · σ'(z^L_j) = {dc} · σ'(z^L_j)"
 
 
-def render(tr, *, layer=None, neuron=None, digits=3, max_terms=6, ascii=False):
+def per_example_view(tr, clip_norm=None):
+    """The example's own gradient norm and clip factor (issue 17), from its δ^l and a^{l−1}:
+
+    ‖∇_{w^l,b^l} C_x‖² = ‖δ^l‖² (‖a^{l−1}‖² + 1)  (:func:`loopnet.kernels.gradient_norm_sq`),
+    ‖∇C_x‖ = √(Σ_l of them), and with ``clip_norm`` C the factor c_x = min(1, C/‖∇C_x‖) that
+    ``fit(clip_norm=C)`` scales the example's δ^l, hence its whole gradient, by.
+    Returns ``{"grad_norm_layers": [l = 1..L], "grad_norm", "clip_factor" (or None)}``.
+    """
+    sq = [_kernels.gradient_norm_sq(d, a) for d, a in zip(tr["delta"], tr["a"][:-1])]
+    total = float(np.sqrt(sum(sq)))
+    factor = None
+    if clip_norm is not None:
+        factor = min(1.0, float(clip_norm) / total) if total > 0 else 1.0
+    return {"grad_norm_layers": [float(np.sqrt(v)) for v in sq], "grad_norm": total,
+            "clip_factor": factor}
+
+
+def render(tr, *, layer=None, neuron=None, digits=3, max_terms=6, ascii=False, clip_norm=None):
     """The trace as text: each equation with its symbols, then its numbers, then the result.
 
     ``layer``: only show quantities of layer l (1..L; 0 shows the input); ``neuron``:
@@ -455,5 +473,13 @@ def render(tr, *, layer=None, neuron=None, digits=3, max_terms=6, ascii=False):
                     continue
                 add(f"  ∂C/∂w{_sup(l)}{_sub(j, k)} = a{_sup(l - 1)}{_sub(k)} · δ{_sup(l)}{_sub(j)}"
                     f" = {f(A[l - 1][k])} · {f.p(D[l - 1][j])} = {f(NW[l - 1][j, k])}")
+    view = per_example_view(tr, clip_norm)
+    add("NORM ‖∇_{w^l,b^l} C_x‖² = ‖δ^l‖² (‖a^{l−1}‖² + 1)   [loopnet/kernels.py: gradient_norm_sq]")
+    for l in range(1, L + 1):
+        add(f"  ‖∇{_sup(l)} C_x‖ = {f(view['grad_norm_layers'][l - 1])}")
+    add(f"  ‖∇C_x‖ = √(Σ_l ‖∇^l C_x‖²) = {f(view['grad_norm'])}")
+    if clip_norm is not None:
+        add(f"CLIP c_x = min(1, C/‖∇C_x‖) = min(1, {f(float(clip_norm))}/{f(view['grad_norm'])})"
+            f" = {f(view['clip_factor'])}: fit(clip_norm=C) uses c_x·δ^l, i.e. c_x·∇C_x")
     text = "\n".join(lines) + "\n"
     return ascii_text(text) if ascii else text

@@ -72,6 +72,8 @@ def add_arguments(parser):
                              "instead of a random one")
     parser.add_argument("--layer", type=int, help="show only layer L (0 = input, 1..L)")
     parser.add_argument("--neuron", type=int, help="show only neuron J (counted from 0)")
+    parser.add_argument("--clip-norm", type=float, dest="clip_norm", metavar="C",
+                        help="also show the example's clip factor min(1, C/||grad C_x||)")
     parser.add_argument("--digits", type=int, default=None,
                         help="significant digits per number (default 3; 4 in --html)")
     parser.add_argument("--json", action="store_true",
@@ -238,7 +240,8 @@ def run(args):
         elif pictures:
             out = ""
         else:
-            out = render(tr, layer=args.layer, neuron=args.neuron, digits=args.digits or 3)
+            out = render(tr, layer=args.layer, neuron=args.neuron, digits=args.digits or 3,
+                         clip_norm=args.clip_norm)
         if pictures:
             write_pictures(tr, args, caption, names, args.eta or eta or 3.0)
     except (ValueError, TypeError, OSError, c.CommandError, ImportError) as e:
