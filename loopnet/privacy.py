@@ -13,6 +13,8 @@ Poisson analysis is used with q = batch_size / n, as Opacus and TensorFlow
 Privacy report it; strictly, the guarantee holds for ``sampling="poisson"``.
 """
 
+import logging
+
 
 def default_delta(n):
     """δ = 10^−k, the largest power of ten below 1/n (the usual δ ≪ 1/n)."""
@@ -32,8 +34,14 @@ def epsilon(noise_multiplier, q, steps, delta):
         event = dp_accounting.PoissonSampledDpEvent(
             q, dp_accounting.GaussianDpEvent(noise_multiplier))
         accountant = dp_accounting.rdp.RdpAccountant()
-        accountant.compose(event, int(steps))
-        return float(accountant.get_epsilon(delta))
+        absl = logging.getLogger("absl")     # it logs each Rényi order it leaves out
+        level = absl.level
+        absl.setLevel(logging.ERROR)
+        try:
+            accountant.compose(event, int(steps))
+            return float(accountant.get_epsilon(delta))
+        finally:
+            absl.setLevel(level)
     try:
         from opacus.accountants import RDPAccountant
     except ImportError:
