@@ -63,6 +63,7 @@ scikit-learn is an optional dependency: ``pip install 'loopnet[sklearn]'``.
 """
 
 import difflib
+import inspect
 import math
 import numbers
 import warnings
@@ -180,6 +181,12 @@ def _at_most(threads):
 class _LoopNetBase(BaseEstimator):
     """Shared fit / partial_fit machinery; subclasses define targets and the output layer."""
 
+    def __init_subclass__(cls, **kwargs):
+        # inspect.signature(cls) would otherwise show __new__'s (*args, **kwargs).
+        super().__init_subclass__(**kwargs)
+        sig = inspect.signature(cls.__init__)
+        cls.__signature__ = sig.replace(parameters=list(sig.parameters.values())[1:])
+
     def __new__(cls, *args, **kwargs):
         # Runs before __init__ with the same keywords: an unknown or renamed one gets a
         # message naming the valid parameter instead of Python's bare TypeError.
@@ -278,11 +285,14 @@ class _LoopNetBase(BaseEstimator):
                           % type(self).__name__, UserWarning)
         return hidden
 
-    def _validate_X(self, X, y=None, reset=True, **kwargs):
-        dtype = np.float32 if str(self.dtype) == "float32" else np.float64
-        if y is None:
-            return validate_data(self, X, reset=reset, dtype=dtype)
-        return validate_data(self, X, y, reset=reset, dtype=dtype, **kwargs)
+    def _validate_X(self, X, reset=False):
+        return validate_data(self, X, reset=reset, dtype=self._X_dtype())
+
+    def _validate_Xy(self, X, y, reset, **kwargs):
+        return validate_data(self, X, y, reset=reset, dtype=self._X_dtype(), **kwargs)
+
+    def _X_dtype(self):
+        return np.float32 if str(self.dtype) == "float32" else np.float64
 
     @staticmethod
     def _writable(X):
@@ -606,7 +616,7 @@ class LoopNetClassifier(ClassifierMixin, _LoopNetBase):
         self._net_cost = "cross_entropy" if binary else "log_likelihood"
 
     def _labels(self, X, y, reset):
-        X, y = self._validate_X(X, y, reset=reset)
+        X, y = self._validate_Xy(X, y, reset=reset)
         if np.ndim(y) == 2 and np.shape(y)[1] > 1:
             raise ValueError("multilabel (2-D) targets are not supported by %s; pass 1-D "
                              "class labels" % type(self).__name__)
@@ -664,7 +674,8 @@ class LoopNetClassifier(ClassifierMixin, _LoopNetBase):
         return Y
 
     def _stratify(self, Y):
-        return Y
+        # As scikit-learn 1.9: stratified only when there is one output column (binary).
+        return Y if Y.shape[1] == 1 else None
 
     def _validation_score(self, X, Y):
         """Accuracy on the validation rows (scikit-learn's ``score``)."""
@@ -730,7 +741,7 @@ class LoopNetRegressor(RegressorMixin, _LoopNetBase):
         return super()._check_params()
 
     def _targets(self, X, y, reset):
-        X, y = self._validate_X(X, y, reset=reset, multi_output=True, y_numeric=True)
+        X, y = self._validate_Xy(X, y, reset=reset, multi_output=True, y_numeric=True)
         Y = np.asarray(y, dtype=np.float64)
         if reset:
             self._y_1d = Y.ndim == 1
