@@ -400,8 +400,24 @@ class _LoopNetBase(BaseEstimator):
             batch_size = int(np.clip(self.batch_size, 1, n))
         threads = self._threads(n)
         order = np.arange(n)
-        best_params = self.net_.params.copy() if self.early_stopping else None
+        self._best_params = self.net_.params.copy() if self.early_stopping else None
         self.n_iter_ = 0
+        try:
+            self._epochs(X, Y, X_val, Y_val, rs, order, batch_size, threads, incremental)
+            if self.early_stopping:
+                self.net_.params[...] = self._best_params
+        except KeyboardInterrupt:
+            # As scikit-learn: keep the model (Net.fit rolled the interrupted epoch back).
+            warnings.warn("Training interrupted by user.")
+            if self.early_stopping:
+                self.net_.params[...] = self._best_params
+        finally:
+            del self._best_params              # a copy of the parameters: not for pickles
+        return self
+
+    def _epochs(self, X, Y, X_val, Y_val, rs, order, batch_size, threads, incremental):
+        """Up to max_iter epochs (one if incremental) with scikit-learn's stopping rule."""
+        n = X.shape[0]
         for _ in range(self.max_iter):
             if self.shuffle:
                 order = sk_shuffle(order, random_state=rs)
@@ -414,7 +430,7 @@ class _LoopNetBase(BaseEstimator):
             if self.verbose:
                 print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
             if self._update_no_improvement_count(X_val, Y_val):
-                best_params = self.net_.params.copy()
+                self._best_params = self.net_.params.copy()
             if self.solver == "sgd" and self.learning_rate == "invscaling":
                 self._eta = float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t
             if self._no_improvement_count > self.n_iter_no_change:
@@ -430,9 +446,6 @@ class _LoopNetBase(BaseEstimator):
                 warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the "
                               "optimization hasn't converged yet." % self.max_iter,
                               ConvergenceWarning)
-        if self.early_stopping:
-            self.net_.params[...] = best_params
-        return self
 
     def _reset_optimizer(self):
         """A fresh optimizer state (t = 0, zero moments), as scikit-learn's new optimizer."""
@@ -539,7 +552,7 @@ class _LoopNetBase(BaseEstimator):
 
     # -- pickling ------------------------------------------------------------
     # Only what a later predict / warm start / partial_fit needs: parameters, the
-    # optimizer arrays in use (Adam: m, v; sgd with momentum: velocity), the
+    # optimizer arrays that are not all zero (Adam: m, v; sgd with momentum: velocity), the
     # step count, the Net's generator state, the fitted attributes.  No scratch,
     # no zero arrays of an unused optimizer, no copies.  The Net is rebuilt on
     # load (also because joblib's memory-mapped arrays would be read-only).
@@ -549,11 +562,10 @@ class _LoopNetBase(BaseEstimator):
         if isinstance(net, loopnet.Net):
             state = dict(state)
             opt = net.optimizer_state
-            in_use = {"adam": ("m", "v"), "sgd": ("velocity",) if self.momentum else ()}
+            arrays = {k: np.array(opt[k]) for k in ("velocity", "m", "v") if np.any(opt[k])}
             state["net_"] = {
                 "config": net.config, "params": np.array(net.params),
-                "optimizer": {"name": opt["name"], "t": opt["t"],
-                              **{k: np.array(opt[k]) for k in in_use.get(opt["name"], ())}},
+                "optimizer": {"name": opt["name"], "t": opt["t"], **arrays},
                 "rng": net.rng.bit_generator.state, "epoch": net.epoch}
         return state
 
