@@ -278,7 +278,7 @@ class _LoopNetBase(BaseEstimator):
         _check_param("max_fun", self.max_fun, numbers.Integral, 1)
         if self.threads is not None:
             _check_param("threads (or None)", self.threads, numbers.Integral, 1)
-        _check_choice("dtype", str(self.dtype), loopnet.net.DTYPES)
+        _check_choice("dtype", str(self.dtype), ("float64", "float32"))
         if self.solver == "sgd" and self.nesterovs_momentum and self.momentum > 0:
             warnings.warn("%s: loopnet's sgd uses classical momentum, not Nesterov's; pass "
                           "nesterovs_momentum=False to silence this warning"
