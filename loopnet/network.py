@@ -36,6 +36,7 @@ import numbers
 import operator
 import random
 import sys
+import time
 import warnings
 
 import numba
@@ -263,7 +264,7 @@ class _Core(object):
     """A loopnet.Net plus the view lists handed to the user as weights/biases."""
 
     __slots__ = ("net", "sizes", "cost", "wlist", "blist", "wviews", "bviews", "layout",
-                 "scratch")
+                 "scratch", "chooser")
 
 
 def _layer_views(params, sizes):
@@ -454,6 +455,7 @@ class _Compiled(object):
             c.sizes, c.cost = list(sizes), cost
             c.layout = _layout(c.net._arch)
             c.scratch = np.zeros((3, int(c.net._arch.u_off[-1])))
+            c.chooser = None
             self.__dict__["_loopnet_core"] = c
         self._install(c, params)
         return c
@@ -524,11 +526,21 @@ class _Compiled(object):
         return self._cached(data, "labelled", convert)
 
     def _predict(self, X):
-        """a^L of every row of X, on one thread when the work is small."""
+        """a^L of every row of X, in chunks, each on the thread count timed fastest."""
         net = self._net()
-        if len(X) * net._flops_per_example() < SERIAL_CALL_FLOPS:
-            return _one_thread(net.predict, X)
-        return net.predict(X)
+        c = self.__dict__["_loopnet_core"]
+        if c.chooser is None:
+            c.chooser = _ThreadChoice()
+        out = np.empty((len(X), self.sizes[-1]))
+        flops = net._flops_per_example()
+        chunk = max(1, SERIAL_CALL_FLOPS // flops)
+        for lo in range(0, len(X), chunk):
+            hi = min(lo + chunk, len(X))
+            threads = c.chooser.next() if (hi - lo) * flops >= SERIAL_CALL_FLOPS // 2 else 1
+            began = time.perf_counter()
+            out[lo:hi] = _on_threads(threads, net.predict, X[lo:hi])
+            c.chooser.record(threads, (time.perf_counter() - began) / (hi - lo))
+        return out
 
     def _count_correct(self, X, labels, rows):
         if len(rows) == 0:
@@ -671,17 +683,54 @@ class _Compiled(object):
         return data
 
 
-def _one_thread(f, *args):
-    """f(*args) on the calling thread alone: for a few examples, waking the other
-    threads costs more than they save (the result is the same either way)."""
+def _on_threads(threads, f, *args):
+    """f(*args) with at most ``threads`` Numba threads (the result is the same for any)."""
     before = numba.get_num_threads()
-    if before == 1:
+    if threads >= before:
         return f(*args)
-    numba.set_num_threads(1)
+    numba.set_num_threads(threads)
     try:
         return f(*args)
     finally:
         numba.set_num_threads(before)
+
+
+def _one_thread(f, *args):
+    """f(*args) on the calling thread alone: for a few examples, waking the other
+    threads costs more than they save (the result is the same either way)."""
+    return _on_threads(1, f, *args)
+
+
+class _ThreadChoice(object):
+    """One thread or all, whichever ran the last chunks faster (seconds per row).
+
+    One thread is tried first, all threads second; then the faster is used and
+    every PROBE-th chunk re-times the other, so that a change of load is noticed.
+    On a busy machine, synchronising threads can make a parallel call many
+    times slower than a serial one.
+    """
+
+    PROBE = 8
+
+    def __init__(self):
+        self.seconds = {}
+        self.calls = 0
+
+    def next(self):
+        most = numba.get_num_threads()
+        self.calls += 1
+        if most == 1:
+            return 1
+        for k in (1, most):
+            if k not in self.seconds:
+                return k
+        best = min((1, most), key=self.seconds.get)
+        if self.calls % self.PROBE == 0:
+            return most if best == 1 else 1
+        return best
+
+    def record(self, threads, seconds_per_row):
+        self.seconds[threads] = seconds_per_row
 
 
 class Network(_Compiled):
