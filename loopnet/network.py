@@ -44,7 +44,7 @@ import numpy as np
 
 from . import engine
 from ._jit import jit
-from .kernels import accumulate_gradient, forward_layer, hidden_delta, output_delta
+from .kernels import forward_layer, hidden_delta, output_delta
 from .net import Net, warmup
 
 __all__ = ["Network", "sigmoid", "sigmoid_prime"]
@@ -212,7 +212,7 @@ _MODULE_FUNCTIONS = ("sigmoid", "sigmoid_prime", "vectorized_result")
 
 @jit
 def _backprop_example(params, layout, x, y, scratch, grad):
-    """grad += nabla C_x for one example x, laid out like ``params``.
+    """grad = nabla C_x for one example x, laid out like ``params`` (every entry written).
 
     Forward z^l = w^l a^{l-1} + b^l, a^l = sigma(z^l); BP1 delta^L; BP2 delta^l from
     delta^{l+1}; BP3/BP4 dC/db^l = delta^l, dC/dw^l_jk = delta^l_j a^{l-1}_k: the
@@ -243,9 +243,27 @@ def _backprop_example(params, layout, x, y, scratch, grad):
             hidden_delta(delta[u_off[i]:u_off[i + 1]], z[u_off[i]:u_off[i + 1]],
                          a[u_off[i]:u_off[i + 1]], w_next, delta[u_off[i + 1]:u_off[i + 2]], act)
         a_prev = x if i == 0 else a[u_off[i - 1]:u_off[i]]
-        accumulate_gradient(grad[p_off[i]:p_off[i] + n * m].reshape((n, m)),
+        gradient_of_example(grad[p_off[i]:p_off[i] + n * m].reshape((n, m)),
                             grad[p_off[i] + n * m:p_off[i] + n * m + n],
                             delta[u_off[i]:u_off[i + 1]], a_prev)
+
+
+@jit
+def gradient_of_example(nabla_w, nabla_b, delta, a_prev):
+    """BP3 and BP4 of ONE example, stored (not added: the caller's buffer need not be zeroed).
+
+    .. math::  \\frac{\\partial C_x}{\\partial b_j} = \\delta_j, \\qquad
+               \\frac{\\partial C_x}{\\partial w_{jk}} = \\delta_j a^{prev}_k
+
+    The same products as :func:`loopnet.kernels.accumulate_gradient` adds to a
+    zero sum, so the same numbers bit for bit.
+    """
+    n_l, n_prev = nabla_w.shape
+    for j in range(n_l):
+        d = delta[j]
+        nabla_b[j] = d
+        for k in range(n_prev):
+            nabla_w[j, k] = d * a_prev[k]
 
 
 def _layout(arch):
@@ -618,7 +636,7 @@ class _Compiled(object):
             self._check_xy(x, y)           # raises, naming the problem
         net = self._net()
         c = self.__dict__["_loopnet_core"]
-        grad = np.zeros(net.params.shape[0])
+        grad = np.empty(net.params.shape[0])
         _backprop_example(net.params, c.layout, np.ascontiguousarray(xv.reshape(-1)),
                           np.ascontiguousarray(yv.reshape(-1)), c.scratch, grad)
         ws, bs = _layer_views(grad, c.sizes)
