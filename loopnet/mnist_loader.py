@@ -33,6 +33,8 @@ import zlib
 
 import numpy as np
 
+from .idx import read_idx
+
 __all__ = ["load_data", "load_data_wrapper", "vectorized_result", "find_data",
            "restricted_load", "DEBIAN_DIR"]
 
@@ -169,7 +171,6 @@ def _idx_set(directory):
 
 
 def _read_idx(filename):
-    from .data import read_idx
     try:
         return np.asarray(read_idx(filename))
     except (OSError, EOFError, zlib.error, ValueError) as e:

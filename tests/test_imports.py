@@ -41,7 +41,7 @@ TOP_FLOOR = ("cli", "__main__", "commands")
 #: Lazy imports of loopnet modules still found in files whose owners are changing them
 #: now (each is harmless: the package is already loaded by then, and no circle hides
 #: behind it).  Hoist them to the top of the file and delete the entry.
-KNOWN_LAZY = {("network", ""), ("mnist_loader", "data")}
+KNOWN_LAZY = set()
 
 
 def _name(path):
