@@ -43,7 +43,7 @@ def percent(x):
     return f"{100 * x:.2f}%"
 
 
-def epoch_line(r, total=None):
+def epoch_line(r, total=None, val_label="val"):
     """One history record as a line: epoch, cost, accuracies, time (training and evaluation
     apart, then their sum), speed."""
     width = len(str(total)) if total else 3
@@ -53,9 +53,9 @@ def epoch_line(r, total=None):
     if "accuracy" in r:
         parts.append(f"train {percent(r['accuracy'])}")
     if "val_accuracy" in r:
-        parts.append(f"val {percent(r['val_accuracy'])}")
+        parts.append(f"{val_label} {percent(r['val_accuracy'])}")
     elif "val_cost" in r:
-        parts.append(f"val cost {r['val_cost']:.5f}")
+        parts.append(f"{val_label} cost {r['val_cost']:.5f}")
     if "seconds" in r:
         train = r["seconds"]
         ev = r.get("eval_seconds", 0.0)
