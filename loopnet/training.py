@@ -319,7 +319,7 @@ def run(net, steps, *, epochs, lmbda=0.0, monitor=True, tol=None, callback=None,
     monitor = monitor_mode(monitor)
     steps.collect_pass = monitor is True
     tracker = None
-    if patience is not None or restore_best:
+    if patience is not None or restore_best or monitor_key is not None:
         key = monitor_key or ("val_cost" if steps.has_validation else "cost")
         if monitor is False:
             raise ValueError(f"patience and restore_best need the epoch's {key}: "
@@ -496,12 +496,12 @@ class LocalSteps:
         n_batches = -(-len(order) // self.batch_size)   # order may visit a subset of the rows
         out, costs = self._pass_buffers(buffers, len(order))
         running = _RunningMean(out, costs, self.labels, order) if self.collect_pass else None
-        report(progress, 0, n_batches, None)
+        if isinstance(progress, Progress):
+            progress(0, n_batches, None)        # the bar appears before the first run ends
         batches_done = 0
         while batches_done < n_batches:
             threads, probe = self.chooser.next()
-            per_call = self.chooser.batches_per_call(threads, self.batch_size)
-            run_to = min(batches_done + (max(1, per_call // PROBE_SHARE) if probe else per_call),
+            run_to = min(batches_done + self.chooser.run_length(threads, probe, self.batch_size),
                          n_batches)
             began = time.perf_counter()
             buffers = net.engine_buffers()      # a rollback may have replaced the state
@@ -523,10 +523,11 @@ class LocalSteps:
         and progress between chunks)."""
         X, Y, labels = (self.X, self.Y, self.labels) if which == "train" else self.val
         buffers = net.engine_buffers()
+        threads = self.chooser.preferred() if self.chooser is not None else 1
         total, correct = 0.0, 0
         for lo in range(0, X.shape[0], SEGMENT_EXAMPLES):
             hi = min(lo + SEGMENT_EXAMPLES, X.shape[0])
-            outputs, costs = forward_rows(buffers, X[lo:hi], Y[lo:hi])
+            outputs, costs = with_threads(threads, forward_rows, buffers, X[lo:hi], Y[lo:hi])
             total += float(np.sum(costs))
             if labels is not None:
                 correct += int(np.count_nonzero(np.argmax(outputs, axis=1) == labels[lo:hi]))
@@ -578,6 +579,11 @@ def flops_per_example(sizes):
     return 4 * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
 
 
+#: (candidates, flops per mini-batch) -> {threads: seconds per mini-batch}, shared by the
+#: choosers of one process.
+_MEASURED = {}
+
+
 class _ThreadChooser:
     """Picks the thread count for each compiled run of mini-batches.
 
@@ -592,14 +598,17 @@ class _ThreadChooser:
         if threads is not None:
             self.candidates = [min(threads, most)]
         elif most > 1 and flops_per_batch >= PARALLEL_MIN_FLOPS:
-            self.candidates = [most, 1]
+            self.candidates = [1, most]     # one thread first: it is never pathologically slow
         else:
             self.candidates = [1]
-        self.seconds = {}
+        # What earlier fits of this process measured for the same work is the starting point
+        # (a fit per call, as in a loop of fit(epochs=1), must not pay the first probes again).
+        self.seconds = _MEASURED.setdefault((tuple(self.candidates), flops_per_batch), {})
         self.calls = 0
 
     def next(self):
-        """(threads, probe) for the next run; a probe times a choice that is not the best."""
+        """(threads, probe) for the next run; a probe times a choice that is not the best.
+        Every candidate is first timed on a short (probe) run, so a slow one costs little."""
         self.calls += 1
         untried = [k for k in self.candidates if k not in self.seconds]
         if untried:
@@ -612,6 +621,26 @@ class _ThreadChooser:
     def record(self, threads, seconds_per_batch):
         self.seconds[threads] = seconds_per_batch
 
+    def preferred(self):
+        """The thread count that trained fastest so far (the first candidate before any)."""
+        timed = [k for k in self.candidates if k in self.seconds]
+        return min(timed, key=self.seconds.get) if timed else self.candidates[0]
+
+    def run_length(self, threads, probe, batch_size):
+        """Mini-batches in the next run.  A probe runs 1/PROBE_SHARE of a usual run, and
+        fewer still when that choice was slower: (best's time / its time) of that, so that
+        probing a choice k times slower costs the same as probing an equal one."""
+        usual = self.batches_per_call(self.preferred() if probe else threads, batch_size)
+        if not probe:
+            return usual
+        share = usual / PROBE_SHARE
+        if threads not in self.seconds:         # never timed: it may be many times slower
+            share /= PROBE_SHARE
+        best, mine = self.seconds.get(self.preferred()), self.seconds.get(threads)
+        if best and mine and mine > best:
+            share *= best / mine
+        return max(1, int(share))
+
     def batches_per_call(self, threads, batch_size):
         """Mini-batches in the next run: SEGMENT_EXAMPLES examples, fewer when that would
         take longer than SEGMENT_SECONDS at the measured rate."""
@@ -622,11 +651,16 @@ class _ThreadChooser:
         return per_call
 
 
-def _train_batches(threads, *args):
-    """engine.run_batches(..., TRAIN) with at most ``threads`` threads (restored afterwards)."""
+def with_threads(threads, fn, *args):
+    """fn(*args) with at most ``threads`` Numba threads (the count restored afterwards)."""
     before = numba.get_num_threads()
     numba.set_num_threads(min(threads, before))
     try:
-        engine.run_batches(*args)
+        return fn(*args)
     finally:
         numba.set_num_threads(before)
+
+
+def _train_batches(threads, *args):
+    """engine.run_batches(..., TRAIN) with at most ``threads`` threads."""
+    with_threads(threads, engine.run_batches, *args)
