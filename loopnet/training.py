@@ -614,8 +614,12 @@ class _ThreadChooser:
         if untried:
             return untried[0], bool(self.seconds)
         best = min(self.candidates, key=self.seconds.get)
-        if len(self.candidates) > 1 and self.calls % PROBE_EVERY == 0:
-            return next(k for k in self.candidates if k != best), True
+        if len(self.candidates) > 1:
+            other = next(k for k in self.candidates if k != best)
+            # a choice k times slower is probed k times less often (at most 8× less)
+            slower = min(8, max(1, int(self.seconds[other] / max(self.seconds[best], 1e-12))))
+            if self.calls % (PROBE_EVERY * slower) == 0:
+                return other, True
         return best, False
 
     def record(self, threads, seconds_per_batch):
