@@ -152,8 +152,8 @@ def test_sigterm_also_checkpoints(tmp_path):
 
 
 def test_divergence_is_reported_and_last_good_parameters_saved(tmp_path):
-    p = loopnet_cmd("train", "--activation", "identity", "--output-activation", "identity", "--cost",
-                    "mse", "--eta", 50, "--epochs", 5, "--save", "d.npz", cwd=tmp_path, code=1)
+    p = loopnet_cmd("train", "--activation", "identity", "--output-activation", "identity",
+                    "--cost", "mse", "--eta", 50, "--epochs", 5, "--save", "d.npz", cwd=tmp_path, code=1)
     err = p.stderr.strip()
     assert err.count("\n") == 0 and err.startswith("loopnet: error: training diverged in epoch")
     assert "smaller --eta" in err and "d.npz" in err

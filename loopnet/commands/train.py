@@ -329,7 +329,8 @@ def run(args):
         try:
             loopnet.costs.check_pair(s["output"], s["cost"])
         except ValueError as exc:
-            raise c.UsageError(f"--output {s['output']} with --cost {s['cost']}: {exc}") \
+            raise c.UsageError(f"--output-activation {s['output']} with --cost "
+                               f"{s['cost']}: {exc}") \
                 from None
 
     n_out = net.sizes[-1] if net is not None else (args.sizes[-1] if args.sizes else None)
