@@ -302,3 +302,10 @@ def test_examples_end_quietly_when_the_pipe_closes(name):
     p = subprocess.run(f"{sys.executable} -m loopnet.examples.{name} | head -1", shell=True,
                        env=_env(), capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and p.stderr == "" and p.stdout.count("\n") == 1
+
+
+def test_cache_message_follows_numba_cache_index():
+    from loopnet.commands.train import kernels_cached
+    loopnet.warmup("float64")            # compiles or loads: either way the index has it now
+    assert kernels_cached("float64") is True
+    assert kernels_cached("float16") is False       # never compiled for it
