@@ -128,6 +128,7 @@ class Reporter(Progress):
         if self.bar is not None:
             if self.total is not None and self.bar.total != self.total:
                 self.bar.total = self.total
+                self.bar.refresh()
             self.bar.update(done - self.bar.n)
             post = self._postfix(running)
             if post:
