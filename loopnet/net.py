@@ -14,7 +14,7 @@ from numbers import Integral
 import numba
 import numpy as np
 
-from . import activations, costs, distributed, engine, optim, training
+from . import activations, costs, distributed, engine, optim, reporting, training
 from .checks import (DTYPES, INITS, as_float_array, check_choice, check_finite, check_int,
                      check_labels, check_order, check_pair, check_real, check_rows, check_sizes,
                      check_targets, labels_or_none)
@@ -240,7 +240,8 @@ class Net:
     def fit(self, X, Y, *, epochs=30, batch_size=10, eta=3.0, lmbda=0.0, momentum=0.0,
             optimizer="sgd", beta1=0.9, beta2=0.999, epsilon=1e-8, tol=None,
             validation_data=None, shuffle=True, order=None, monitor=True, callback=None,
-            progress=None, threads=None, comm=None, deterministic=False):
+            progress=None, threads=None, comm=None, deterministic=False, patience=None,
+            monitor_key=None, restore_best=False, lr_schedule=None, verbose=0):
         """Mini-batch gradient descent for ``epochs`` more epochs; returns ``self``.
 
         Each epoch visits the rows in a fresh ``self.rng.permutation`` (or in
@@ -248,10 +249,43 @@ class Net:
         ``batch_size`` (the last may be shorter), and after each mini-batch
         updates every parameter with the averaged gradient (1/m) Σ_x ∇C_x.
 
+        After each epoch ``self.history`` gets a record: ``epoch``,
+        ``seconds`` (training), ``examples_per_s``, ``eval_seconds``, and with
+        ``monitor``:
+
+        * ``monitor=True`` (default): ``cost`` and ``accuracy`` are those of
+          the training forward pass itself, as Keras and scikit-learn report
+          the training loss: the mean of C_x over the epoch's examples, each
+          computed with the weights before its mini-batch's update, plus the
+          L2 term (λ/2n) Σ w² of the weights after the epoch.  No extra pass.
+        * ``monitor="exact"``: ``cost``/``accuracy`` from a pass over the whole
+          training set after the epoch (what ``self.cost(X, Y, lmbda)``
+          gives then); it costs about a third of an epoch.
+        * ``monitor=False``: neither, and no validation either.
+
+        With ``validation_data=(Xv, Yv)``, ``val_cost`` (without the L2 term)
+        and ``val_accuracy`` after each epoch.  The evaluation runs after the
+        epoch is committed: Ctrl-C during it keeps the epoch's training.
+
         ``tol``: stop once the full-batch gradient norm ‖∇C‖ ≤ tol (checked
         after each epoch; costs one extra pass).  ``callback(net, record)``
         runs after each epoch and stops training by returning True.
-        ``progress(done, total)`` reports mini-batches done within an epoch.
+        ``progress``: a function ``progress(done, total)`` told the mini-batches
+        done within an epoch, or a :class:`loopnet.training.Progress` told each
+        phase (training, evaluation) with the running mean cost and accuracy.
+        ``verbose``: 0 silent, 1 one line per epoch, 2 also progress bars
+        (tqdm when installed), on stderr, as scikit-learn's.
+
+        Model selection: ``patience=N`` stops after N epochs without
+        improvement of ``monitor_key`` (``"val_cost"`` by default when there
+        is validation data, else ``"cost"``; or ``"val_accuracy"``...);
+        ``restore_best=True`` leaves the network with the parameters of the
+        best epoch by that key (``self.best_epoch``; history and epoch count
+        stay).  ``lr_schedule(eta, record) -> eta`` sets the learning rate of
+        each next epoch, e.g. :class:`loopnet.training.HalveEta` (network2's
+        "halve η after N epochs without improvement").  A
+        :class:`loopnet.training.SaturationWarning` is issued when the cost is
+        flat and the accuracy at chance for 3 epochs.
 
         ``threads``: how many threads train (at most ``numba.get_num_threads()``).
         ``None`` chooses by measurement: each run of mini-batches is timed, and
@@ -292,10 +326,18 @@ class Net:
             Xv = self._inputs(Xv, "validation X")
             Yv = self._targets(Yv, Xv.shape[0], "validation Y")
             val = (Xv, Yv, labels_or_none(Yv))
+        monitor = training.monitor_mode(monitor)
+        verbose = check_int(verbose, "verbose", minimum=0)
         steps = training.LocalSteps(X, Y, labels_or_none(Y), val, order, shuffle, batch_size,
                                     hyper, threads)
-        return training.run(self, steps, epochs=epochs, lmbda=lmbda, monitor=monitor, tol=tol,
-                            callback=callback, progress=progress)
+        progress, callback = reporting.attach(verbose, epochs, progress, callback, self.epoch)
+        try:
+            return training.run(self, steps, epochs=epochs, lmbda=lmbda, monitor=monitor,
+                                tol=tol, callback=callback, progress=progress,
+                                patience=patience, monitor_key=monitor_key,
+                                restore_best=restore_best, lr_schedule=lr_schedule)
+        finally:
+            reporting.close(progress)
 
     def _hyper(self, optimizer, eta, lmbda, n, momentum, beta1, beta2, epsilon):
         """Validate hyper-parameters; reset the optimizer state when the optimizer changes."""

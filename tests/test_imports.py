@@ -26,7 +26,7 @@ LAYERS = {
     2: ["kernels", "optim"],                               # the textbook kernels; updates
     3: ["tiles"],                                          # the fast twins of kernels
     4: ["engine"],                                         # compiled driver over mini-batches
-    5: ["training"],                                       # the one epoch loop
+    5: ["training", "reporting"],                          # the one epoch loop; its display
     6: ["distributed"],                                    # MPI steps for training.run
     7: ["net"],                                            # the API: Net
     8: ["gradcheck", "trace", "trace_html", "trace_plot", "examples", "idx", "datafiles", "data", "io",
