@@ -399,7 +399,8 @@ class _RankSteps:
             tc = time.perf_counter()
             total = group.sum_parts(parts, self.deterministic)
             comm_s += time.perf_counter() - tc
-            net.step(total, m=ms[b], **self.step_kw)      # (η/m)·Σ, exactly as Net.fit
+            net._step(total, m=ms[b], **self.step_kw)     # (η/m)·Σ, exactly as Net.fit (unchecked:
+            # a non-finite Σ is caught after the epoch, which is then rolled back)
             if progress is not None and self.is_root and ((b + 1) % every == 0 or b + 1 == steps):
                 progress(b + 1, steps)
         if group.size > 1 and not self.deterministic and group.comm is not None:

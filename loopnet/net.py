@@ -293,13 +293,27 @@ class Net:
         ``grad`` is the averaged gradient, or with ``m`` > 1 the SUM Σ_x ∇C_x
         over m examples: ``step(net.gradient_sum(X, Y), m=len(X), ...)`` is then
         exactly the update ``fit`` makes for the mini-batch X, bit for bit.
+        A NaN or infinite gradient (or one beyond the range of the net's dtype)
+        raises ValueError and leaves the parameters untouched.
         """
         grad = as_float_array(grad, "gradient")
         if grad.shape != self.params.shape:
             raise ValueError(f"gradient has shape {grad.shape}, expected {self.params.shape}")
         check_finite(grad, "gradient")
-        grad = np.ascontiguousarray(grad, dtype=self.dtype)
-        check_finite(grad, f"gradient (as {self.dtype.name})")
+        self._step(grad, eta=eta, lmbda=lmbda, n=n, momentum=momentum, optimizer=optimizer,
+                   beta1=beta1, beta2=beta2, epsilon=epsilon, m=m,
+                   finite=f"gradient (as {self.dtype.name})")
+
+    def _step(self, grad, *, eta, lmbda=0.0, n=1, momentum=0.0, optimizer="sgd",
+              beta1=0.9, beta2=0.999, epsilon=1e-8, m=1, finite=None):
+        """:meth:`step` without the finiteness check (training loops detect divergence
+        themselves, after the update, and roll the epoch back)."""
+        with np.errstate(over="ignore"):
+            grad = np.ascontiguousarray(grad, dtype=self.dtype)
+        if grad.shape != self.params.shape:
+            raise ValueError(f"gradient has shape {grad.shape}, expected {self.params.shape}")
+        if finite:
+            check_finite(grad, finite)
         m = check_int(m, "m (examples summed in grad)", minimum=1)
         hyper = self._hyper(optimizer, eta, lmbda, n, momentum, beta1, beta2, epsilon)
         engine.apply_step(self.params, self._state, grad, m, self._arch, hyper)
