@@ -40,8 +40,10 @@ import hashlib
 import json
 import os
 import signal
+import stat
 import tempfile
 import threading
+import time
 import zipfile
 
 import numpy as np
@@ -104,16 +106,19 @@ def atomic_write(path, write):
     """Call ``write(fileobj)`` on a temporary file, fsync it and rename it to ``path``.
 
     Either ``path`` ends up holding the complete new content, or it is left as it was.
+    Only a regular file (or a new name) is replaced: a directory, device node, fifo or
+    socket at ``path`` is refused.  The file gets the mode ``open()`` would give it
+    (0666 less the umask).  The temporary file is removed on any error, and temporary
+    files of this same target left by a killed process (hidden ``.NAME.*.tmp``, older
+    than :data:`STALE_TMP_SECONDS`) are removed after a successful write.
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"{path}: directory {directory} does not exist")
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"{path}: is a directory")
+    check_replaceable(path)
     with _defer_sigint():
-        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".",
-                                   suffix=".tmp", dir=directory)
+        fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=directory)
         try:
             umask = os.umask(0)
             os.umask(umask)
@@ -128,6 +133,52 @@ def atomic_write(path, write):
                 os.unlink(tmp)
             raise
         _fsync_dir(directory)
+    remove_stale_tmp(path)
+
+
+#: A temporary file of a save older than this (seconds) was left by a killed process.
+STALE_TMP_SECONDS = 3600
+
+
+def _tmp_prefix(path):
+    return "." + os.path.basename(path) + "."
+
+
+def check_replaceable(path):
+    """OSError unless ``path`` is absent or a regular file (what a save may replace)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise OSError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(f"{path}: is a directory")
+    if not stat.S_ISREG(st.st_mode):
+        raise OSError(f"{path}: not a regular file (a device, fifo or socket); loopnet "
+                      "replaces only regular files")
+
+
+def remove_stale_tmp(path, age=None):
+    """Remove ``.NAME.*.tmp`` files of ``path`` older than ``age`` seconds; their number."""
+    age = STALE_TMP_SECONDS if age is None else age
+    directory = os.path.dirname(os.path.abspath(path))
+    prefix, now, removed = _tmp_prefix(path), time.time(), 0
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return 0
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(".tmp")) or \
+                len(name) != len(prefix) + 8 + len(".tmp"):     # mkstemp adds 8 characters
+            continue
+        full = os.path.join(directory, name)
+        with contextlib.suppress(OSError):
+            st = os.lstat(full)
+            if stat.S_ISREG(st.st_mode) and now - st.st_mtime > age:
+                os.unlink(full)
+                removed += 1
+    return removed
 
 
 # --------------------------------------------------------------------------- helpers
