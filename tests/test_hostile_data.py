@@ -163,3 +163,32 @@ def test_max_bytes_parses_units(monkeypatch):
     monkeypatch.setenv("LOOPNET_MAX_BYTES", "lots")
     with pytest.raises(ValueError, match="LOOPNET_MAX_BYTES"):
         limits.max_bytes()
+
+
+# ------------------------------------------------------------------ class 4: caches by content
+def test_idx_cache_is_keyed_by_content_not_name(tmp_path):
+    from loopnet import distributed
+    a = np.arange(12, dtype=np.uint8).reshape(3, 2, 2)
+    b = a[::-1].copy()
+    for sub, arr in (("mnist", a), ("fashion", b)):
+        (tmp_path / sub).mkdir()
+        write(tmp_path / sub / "train-images-idx3-ubyte.gz", gzip.compress(idx_bytes(arr)))
+    cache = str(tmp_path / "cache")
+    pa = distributed.uncompressed(tmp_path / "mnist" / "train-images-idx3-ubyte.gz", cache_dir=cache)
+    pb = distributed.uncompressed(tmp_path / "fashion" / "train-images-idx3-ubyte.gz", cache_dir=cache)
+    assert pa != pb
+    assert np.array_equal(distributed.open_idx(pa, flatten=False)[:], a)
+    assert np.array_equal(distributed.open_idx(pb, flatten=False)[:], b)
+    # the same name rewritten with other pixels (even with an older mtime) gets a fresh copy
+    p = tmp_path / "mnist" / "train-images-idx3-ubyte.gz"
+    write(p, gzip.compress(idx_bytes(b)))
+    os.utime(p, (0, 0))
+    assert np.array_equal(distributed.open_idx(p, cache_dir=cache, flatten=False)[:], b)
+
+
+def test_idx_cache_refuses_huge_declared_size(tmp_path, monkeypatch):
+    from loopnet import distributed
+    monkeypatch.setenv("LOOPNET_MAX_BYTES", "1000")
+    p = write(tmp_path / "x-idx3-ubyte.gz", gzip.compress(idx_bytes(np.zeros((100, 4, 4), np.uint8))))
+    one_line_error(lambda: distributed.uncompressed(p, cache_dir=str(tmp_path / "c")), p)
+    assert not os.listdir(tmp_path / "c")
