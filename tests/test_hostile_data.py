@@ -192,3 +192,28 @@ def test_idx_cache_refuses_huge_declared_size(tmp_path, monkeypatch):
     p = write(tmp_path / "x-idx3-ubyte.gz", gzip.compress(idx_bytes(np.zeros((100, 4, 4), np.uint8))))
     one_line_error(lambda: distributed.uncompressed(p, cache_dir=str(tmp_path / "c")), p)
     assert not os.listdir(tmp_path / "c")
+
+
+# ------------------------------------------------------------- mnist.pkl.gz: bounded unpickling
+class _Huge:
+    def __reduce__(self):
+        return (np._core.multiarray._reconstruct, (np.ndarray, (2**33,), np.dtype("f8")))
+
+
+def test_small_pickle_asking_for_64_gib_is_refused(tmp_path):
+    from loopnet import mnist_loader
+    p = write(tmp_path / "mnist.pkl.gz", gzip.compress(__import__("pickle").dumps(
+        ((_Huge(), np.zeros(1, np.int64)),) * 3, protocol=2)))
+    assert os.path.getsize(p) < 400
+    msg = one_line_error(lambda: mnist_loader._load_pickle(p), p)
+    assert "limit" in msg
+
+
+def test_pickle_stream_inflating_past_the_limit_is_refused(tmp_path, monkeypatch):
+    from loopnet import mnist_loader
+    X, y = np.zeros((50, 4), np.float32), np.zeros(50, np.int64)
+    p = write(tmp_path / "mnist.pkl.gz", gzip.compress(__import__("pickle").dumps(
+        ((X, y), (X, y), (X, y)), protocol=2)))
+    assert mnist_loader._load_pickle(p)[0][0].shape == (50, 4)
+    monkeypatch.setenv("LOOPNET_MAX_BYTES", "500")
+    assert "limit" in one_line_error(lambda: mnist_loader._load_pickle(p), p)
