@@ -1,0 +1,41 @@
+"""Issue 14 class 6 through the command line: Ctrl-C while the command starts, one-line errors."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# A Ctrl-C arriving while numba is imported, made deterministic: the import itself raises it.
+INTERRUPT_NUMBA = """
+import sys
+class Interrupt:
+    def find_spec(self, name, path=None, target=None):
+        if name == "numba":
+            raise KeyboardInterrupt
+sys.meta_path.insert(0, Interrupt())
+sys.argv = [{argv0!r}, "--help"]
+{start}
+"""
+
+
+@pytest.mark.parametrize("argv0, start", [
+    ("/usr/bin/loopnet", "from loopnet.cli import main; sys.exit(main())"),   # console script
+    ("-m", "import runpy; runpy.run_module('loopnet', run_name='__main__')"),  # python -m
+])
+def test_ctrl_c_during_imports_prints_one_line(argv0, start):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    env.pop("LOOPNET_DEBUG", None)
+    p = subprocess.run([sys.executable, "-c", INTERRUPT_NUMBA.format(argv0=argv0, start=start)],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 130 and p.stderr == "loopnet: error: interrupted\n", p.stderr
+
+
+def test_library_import_still_raises_keyboard_interrupt():
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    code = INTERRUPT_NUMBA.format(argv0="script.py", start="import loopnet")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                       timeout=120)
+    assert p.returncode != 0 and "KeyboardInterrupt" in p.stderr
