@@ -39,3 +39,26 @@ def test_library_import_still_raises_keyboard_interrupt():
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                        timeout=120)
     assert p.returncode != 0 and "KeyboardInterrupt" in p.stderr
+
+
+def test_resume_does_not_blame_untyped_options(tmp_path, capsys):
+    import numpy as np
+
+    from loopnet.cli import main
+    X, y = np.random.default_rng(0).random((30, 4)), np.arange(30) % 3
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    assert main(["train", "--data", str(tmp_path / "d.npz"), "--epochs", "1", "-q",
+                 "--save", str(tmp_path / "m.npz")]) == 0
+    os.remove(tmp_path / "d.npz")
+    capsys.readouterr()
+    assert main(["train", "--resume", str(tmp_path / "m.npz"), "--epochs", "2", "-q"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    assert "were not typed but recorded in the model file" in err, err
+
+
+def test_huge_batch_size_trains(capsys):
+    from loopnet.cli import main
+    assert main(["train", "--batch-size", "1000000000", "--epochs", "1", "--limit", "40",
+                 "--sizes", "64,4,10", "-q"]) == 0
+    assert "Traceback" not in capsys.readouterr().err

@@ -128,11 +128,21 @@ def add_data_arguments(parser, *, limit=True):
 def data_spec(args, saved=None):
     """The data options as a JSON-able dict; unset ones fall back to ``saved`` (a model's)."""
     saved = saved or {}
-    spec = {}
+    spec = DataSpec()
     for key in ("dataset", "data", "test", "holdout", "limit", "scale"):
         value = getattr(args, key, None)
         spec[key] = value if value is not None else saved.get(key)
+        if value is None and saved.get(key) is not None:
+            spec.recorded.append(key)
     return spec
+
+
+class DataSpec(dict):
+    """The data options; ``recorded`` lists those taken from a model file, not typed."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.recorded = []
 
 
 def spec_to_save(spec):
@@ -148,6 +158,18 @@ def load_data(spec, n_classes=None):
     """Load the dataset a spec describes -> :class:`loopnet.datafiles.Dataset`."""
     from .. import datafiles as df
 
+    recorded = getattr(spec, "recorded", [])
+    try:
+        return _load_data(df, spec, n_classes)
+    except (UsageError, df.DataError) as exc:
+        if not recorded:
+            raise
+        note = (f"{exc} (the data options {', '.join('--' + k for k in recorded)} were not "
+                "typed but recorded in the model file; give --dataset/--data to choose the data)")
+        raise CommandError(note, getattr(exc, "code", 1)) from None
+
+
+def _load_data(df, spec, n_classes):
     name, data = spec.get("dataset"), spec.get("data")
     if name == "digits" and data is not None:
         raise UsageError("--data cannot be used with --dataset digits (it is embedded)")
