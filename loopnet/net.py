@@ -194,17 +194,20 @@ class Net:
 
     @optimizer_state.setter
     def optimizer_state(self, value):
-        if value["name"] not in optim.NAMES:
-            raise ValueError(f"unknown optimizer {value['name']!r} in optimizer state")
+        if not isinstance(value, dict) or value.get("name") not in optim.NAMES:
+            raise ValueError("optimizer state must be a dict with 'name' one of "
+                             f"{', '.join(optim.NAMES)}")
+        t = check_int(value.get("t"), "optimizer state 't'", minimum=0)
         arrays = []
         for key in ("velocity", "m", "v"):
-            arr = np.asarray(value[key])
+            arr = as_float_array(value.get(key), f"optimizer state {key!r}")
             if arr.shape != self.params.shape:
                 raise ValueError(f"optimizer state {key!r} has shape {arr.shape}, "
                                  f"expected {self.params.shape}")
-            arrays.append(arr.astype(self.dtype))
+            check_finite(arr, f"optimizer state {key!r}")
+            arrays.append(cast_finite(arr, self.dtype, f"optimizer state {key!r}"))
         self._optimizer = value["name"]
-        self._state = optim.State(*arrays, np.array([int(value["t"])], np.int64))
+        self._state = optim.State(*arrays, np.array([t], np.int64))
 
     def copy(self):
         """An independent copy: parameters, optimizer state, RNG state and history."""

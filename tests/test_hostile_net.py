@@ -101,3 +101,21 @@ def test_huge_batch_size_uses_scratch_for_n_rows():
     ref = small().fit(X, y, epochs=2, batch_size=5, monitor=False, shuffle=False)
     net.fit(X, y, epochs=2, batch_size=1_000_000_000, monitor=False, shuffle=False)
     assert np.array_equal(net.params, ref.params)
+
+
+@pytest.mark.parametrize("edit", ["short", "nan", "t", "name", "none"])
+def test_optimizer_state_setter_checks(edit):
+    net = small()
+    state = dict(net.optimizer_state)
+    if edit == "short":
+        state["m"] = state["m"][:-1]
+    elif edit == "nan":
+        state["v"] = np.full_like(state["v"], np.nan)
+    elif edit == "t":
+        state["t"] = -1
+    elif edit == "name":
+        state["name"] = "rmsprop"
+    else:
+        state["velocity"] = None
+    with pytest.raises((ValueError, TypeError)):
+        net.optimizer_state = state
