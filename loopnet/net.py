@@ -205,7 +205,8 @@ class Net:
                 raise ValueError(f"optimizer state {key!r} has shape {arr.shape}, "
                                  f"expected {self.params.shape}")
             check_finite(arr, f"optimizer state {key!r}")
-            arrays.append(cast_finite(arr, self.dtype, f"optimizer state {key!r}"))
+            # a copy: the engine writes into it (a pickled or mapped array may be read-only)
+            arrays.append(cast_finite(arr, self.dtype, f"optimizer state {key!r}").copy())
         self._optimizer = value["name"]
         self._state = optim.State(*arrays, np.array([t], np.int64))
 

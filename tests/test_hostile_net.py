@@ -119,3 +119,14 @@ def test_optimizer_state_setter_checks(edit):
         state["velocity"] = None
     with pytest.raises((ValueError, TypeError)):
         net.optimizer_state = state
+
+
+def test_optimizer_state_from_read_only_arrays_is_copied():
+    net = small()
+    state = dict(net.optimizer_state)
+    for key in ("velocity", "m", "v"):
+        state[key] = state[key].copy()
+        state[key].flags.writeable = False
+    net.optimizer_state = state
+    net.fit(np.ones((4, 3)), [0, 1, 0, 1], epochs=1, batch_size=2, monitor=False)
+    assert net.optimizer_state["velocity"].flags.writeable
