@@ -6,22 +6,15 @@
     >>> net.fit(X, y, epochs=30, batch_size=10, eta=3.0)   # doctest: +SKIP
 """
 
-import os as _os
-import sys as _sys
+from ._cli_start import interrupted_while_starting
 
 try:
     from . import activations, costs, data, kernels, reference
     from .gradcheck import gradcheck
     from .net import DivergenceError, Net, warmup
     from .trace import trace
-except KeyboardInterrupt:
-    # Importing NumPy and Numba takes a second or more.  Ctrl-C then, under the `loopnet`
-    # command, ends with one line instead of a traceback; a library user's own script
-    # gets the KeyboardInterrupt as usual.
-    if _os.path.basename(_sys.argv[0] if _sys.argv else "") == "loopnet":
-        _sys.stderr.write("loopnet: interrupted\n")
-        raise SystemExit(130) from None
-    raise
+except KeyboardInterrupt:       # Ctrl-C while the `loopnet` command starts (imports numba):
+    interrupted_while_starting()          # exits 130 quietly for the command line, else re-raises
 
 __version__ = "0.1.0"
 __all__ = ["Net", "DivergenceError", "warmup", "trace", "gradcheck", "activations", "costs", "data",

@@ -20,10 +20,10 @@ own ``fn`` / ``delta``) work too, through Nielsen's per-example Python loop.
 import json
 import os
 import sys
-import tempfile
 
 import numpy as np
 
+from .io import atomic_write
 from .network import (_Compiled, _check_int, _check_real, _check_sizes, _materialize,
                       _replaced)
 
@@ -309,19 +309,9 @@ class Network(_Compiled):
                 "weights": [np.asarray(w).tolist() for w in self.weights],
                 "biases": [np.asarray(b).tolist() for b in self.biases],
                 "cost": str(self.cost.__name__)}
-        filename = os.fspath(filename)
-        directory = os.path.dirname(os.path.abspath(filename))
-        fd, tmp = tempfile.mkstemp(prefix=".network2-", suffix=".json", dir=directory)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(data, f)
-            os.replace(tmp, filename)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        text = json.dumps(data)
+        # atomic, at the mode open() would give (0666 less the umask), temporary removed
+        atomic_write(os.fspath(filename), lambda f: f.write(text.encode()))
 
 
 _COSTS = {"QuadraticCost": QuadraticCost, "CrossEntropyCost": CrossEntropyCost}

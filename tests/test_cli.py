@@ -141,7 +141,9 @@ def test_sigint_leaves_a_loadable_checkpoint_and_resume_is_bit_identical(tmp_pat
     rc, k = _interrupt_after_first_epoch(tmp_path, signal.SIGINT, *args)
     assert rc == 130
     # finish at k + 2 epochs from the checkpoint, and compare with an uninterrupted run
-    loopnet_cmd("train", "--resume", "i.ckpt.npz", "--epochs", k + 2, cwd=tmp_path)
+    # output paths come only from the command line (issue 14), as the printed command says
+    loopnet_cmd("train", "--resume", "i.ckpt.npz", "--save", "i.npz", "--epochs", k + 2,
+                cwd=tmp_path)
     loopnet_cmd("train", "--epochs", k + 2, "--save", "u.npz", *args, cwd=tmp_path)
     _same_weights_and_state(tmp_path / "u.npz", tmp_path / "i.npz")
 

@@ -21,7 +21,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "loopnet"
 #: floor -> modules (relative to loopnet; "" is the package itself).  A module may
 #: import modules on its own floor or below, never above.
 LAYERS = {
-    0: ["_jit", "checks", "idx", "reference"],            # numba/numpy only
+    0: ["_jit", "checks", "limits", "idx", "reference", "_cli_start"],   # numba/numpy only
     1: ["activations", "costs"],                           # σ, C_x by code
     2: ["kernels", "optim"],                               # the textbook kernels; updates
     3: ["tiles"],                                          # the fast twins of kernels

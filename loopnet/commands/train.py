@@ -22,8 +22,9 @@ eta 3.0, seed 0, on the embedded 8x8 digits (1,437 training / 360 held-out image
 
 --epochs is the total number of epochs to reach, counting those a --resume'd model has
 already done. On --resume, every option not given again is taken from the checkpoint
-(data, hyper-parameters, --save, --checkpoint-every...), so the resumed run ends with
-exactly the weights the uninterrupted run would have had.
+(data, hyper-parameters, --checkpoint-every...), so the resumed run ends with
+exactly the weights the uninterrupted run would have had. Output paths (--save,
+--checkpoint, --plot) come only from the command line, never from the checkpoint file.
 
 Each epoch line shows the training cost and accuracy measured during the epoch's own
 training pass (the mean over its mini-batches, as Keras reports it; --exact-cost for a
@@ -311,17 +312,16 @@ def run(args):
             if given is not None and given != have:
                 raise c.UsageError(f"--{key} {given if key != 'sizes' else ','.join(map(str, given))}"
                                    f" differs from the resumed model ({have}); leave it out")
+    recorded = saved_opts.get("save")
+    for key in ("save", "checkpoint", "checkpoint_path"):     # outputs: command line only
+        saved_opts.pop(key, None)
     s = _settings(args, saved_opts)
     spec = c.data_spec(args, saved_data)
-    checkpoint = args.checkpoint or saved_opts.get("checkpoint_path") or \
-        _default_checkpoint(s["save"])
-    for path, what in ((s["save"], "--save"), (checkpoint, "--checkpoint"),
-                       (args.plot, "--plot")):
-        c.check_output_path(path, what)
-    if args.plot:
-        _check_plot_available()
-    if s["save"] and os.path.abspath(s["save"]) == os.path.abspath(checkpoint):
-        raise c.UsageError("--save and --checkpoint must be different files")
+    s["save"], checkpoint, args.plot = _outputs(args, spec)
+    if recorded and args.save is None and not args.quiet:
+        print(f"loopnet: note: the checkpoint was made with --save {recorded}; output paths "
+              "are taken only from the command line, so add --save to keep the result",
+              file=sys.stderr)
     c.set_threads(args.threads)
     mpi = _mpi_session(args)        # None unless --distributed; then rank 0 alone prints/writes
     save = io.save if mpi is None else mpi.save
@@ -456,7 +456,8 @@ def run(args):
         sys.stderr.write(
             f"loopnet: {why}; {plural(net.epoch, 'epoch')} complete ({how}). "
             f"Checkpoint saved to {checkpoint}\n"
-            f"loopnet: resume with: loopnet train --resume {_quote(checkpoint)}\n")
+            f"loopnet: resume with: loopnet train --resume {_quote(c.shown(checkpoint))}"
+            f"{_output_options(s['save'], checkpoint, args.plot)}\n")
         return 143 if stopped else 130
     except loopnet.DivergenceError as exc:
         bar.close()
@@ -486,6 +487,27 @@ def run(args):
         _plot(net.history, args.plot)
         print(f"loopnet: plot written to {args.plot}", file=out)
     return 0
+
+
+def _outputs(args, spec):
+    """(save, checkpoint, plot) from the command line alone, as absolute paths, checked to be
+    regular files distinct from each other and from the inputs (see c.resolve_outputs)."""
+    checkpoint = args.checkpoint or _default_checkpoint(args.save)
+    out = c.resolve_outputs({"--save": args.save, "--checkpoint": checkpoint,
+                             "--plot": args.plot},
+                            # (not --resume: continuing a checkpoint in place is intended)
+                            {"--data": spec.get("data"), "--test": spec.get("test")})
+    if args.plot:
+        _check_plot_available()
+    return out["--save"], out["--checkpoint"], out["--plot"]
+
+
+def _output_options(save, checkpoint, plot):
+    """The output options to type again on --resume (they are never read from a checkpoint)."""
+    text = f" --save {_quote(c.shown(save))}" if save else ""
+    if checkpoint != os.path.abspath(_default_checkpoint(save)):
+        text += f" --checkpoint {_quote(c.shown(checkpoint))}"
+    return text + (f" --plot {_quote(c.shown(plot))}" if plot else "")
 
 
 def _mpi_session(args):
