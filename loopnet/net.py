@@ -118,6 +118,23 @@ class Net:
         check_finite(arr, "params")
         np.copyto(self._params, arr, casting="unsafe")
 
+    def adopt_params(self, buffer):
+        """Make ``buffer`` itself the parameter buffer (no copy), after checking that it is
+        a C-contiguous (P,) array of the network's dtype; returns it.
+
+        For wrappers whose users hold views of the parameters between updates (the Nielsen
+        drop-ins make new arrays at each update, as his code does): ``net.params = A``
+        copies A into the existing buffer instead.
+        """
+        if not isinstance(buffer, np.ndarray) or buffer.dtype != self.dtype \
+                or buffer.shape != self._params.shape or not buffer.flags.c_contiguous \
+                or not buffer.flags.writeable:
+            raise ValueError(f"adopt_params needs a writeable C-contiguous {self.dtype.name} "
+                             f"array of shape {self._params.shape}")
+        check_finite(buffer, "params")
+        self._params = buffer
+        return buffer
+
     @property
     def rng(self):
         """The numpy.random.Generator of the epoch shuffles."""

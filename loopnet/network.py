@@ -457,8 +457,7 @@ class _Compiled(object):
 
     def _install(self, c, params):
         """Make ``params`` the core's buffer and self.weights/biases views of it."""
-        c.net.params = params
-        c.wviews, c.bviews = _layer_views(params, c.sizes)
+        c.wviews, c.bviews = _layer_views(c.net.adopt_params(params), c.sizes)
         c.wlist, c.blist = list(c.wviews), list(c.bviews)
         self.__dict__["weights"], self.__dict__["biases"] = c.wlist, c.blist
 

@@ -363,7 +363,7 @@ class _LoopNetBase(BaseEstimator):
         rs = check_random_state(self.random_state)
         if not hasattr(self, "net_") or not (self.warm_start or incremental):
             self._initialize(X.shape[1], Y.shape[1], hidden, rs)
-        elif self.net_.sizes[1:-1] != list(hidden) or self.net_.sizes[-1] != Y.shape[1]:
+        elif list(self.net_.sizes[1:-1]) != list(hidden) or self.net_.sizes[-1] != Y.shape[1]:
             raise ValueError("the data or hidden_layer_sizes do not fit the fitted network %s; "
                              "fit from scratch with warm_start=False" % (self.net_.sizes,))
         if not incremental or not hasattr(self, "_eta"):

@@ -130,3 +130,19 @@ def test_optimizer_state_from_read_only_arrays_is_copied():
     net.optimizer_state = state
     net.fit(np.ones((4, 3)), [0, 1, 0, 1], epochs=1, batch_size=2, monitor=False)
     assert net.optimizer_state["velocity"].flags.writeable
+
+
+def test_adopt_params_takes_only_a_buffer_the_kernels_can_use():
+    net = Net([3, 4, 2], seed=0)
+    X = np.random.default_rng(1).random((5, 3))
+    buf = net.params.copy() * 2.0
+    assert net.adopt_params(buf) is buf and net.params is buf
+    other = Net([3, 4, 2], seed=0)
+    other.params = buf                       # the copying setter: same numbers
+    assert np.array_equal(net.predict(X), other.predict(X))
+    P = buf.size
+    for bad in (np.zeros(P, np.float32), np.zeros(P - 1), np.zeros(2 * P)[::2],
+                np.full(P, np.nan), list(buf)):
+        with pytest.raises(ValueError):
+            net.adopt_params(bad)
+    assert net.params is buf
