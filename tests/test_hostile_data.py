@@ -217,3 +217,31 @@ def test_pickle_stream_inflating_past_the_limit_is_refused(tmp_path, monkeypatch
     assert mnist_loader._load_pickle(p)[0][0].shape == (50, 4)
     monkeypatch.setenv("LOOPNET_MAX_BYTES", "500")
     assert "limit" in one_line_error(lambda: mnist_loader._load_pickle(p), p)
+
+
+def test_a_damaged_numba_cache_is_recompiled_with_a_message(tmp_path):
+    """A truncated or overwritten cache file (full disk, killed process) is a cache miss
+    that names its directory, never an UnpicklingError from the user's call."""
+    import subprocess
+    import sys
+    mod = tmp_path / "tiny_kernel.py"
+    mod.write_text("from loopnet._jit import jit\n\n@jit\ndef twice(x):\n    return 2 * x\n")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=str(tmp_path)
+               + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    code = ("import warnings, tiny_kernel\nwarnings.simplefilter('always')\n"
+            "print(tiny_kernel.twice(21))")
+
+    def run():
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              env=env, timeout=300)
+
+    first = run()
+    assert first.returncode == 0 and first.stdout.strip() == "42", first.stderr
+    files = [p for p in (tmp_path / "cache").rglob("*") if p.suffix in (".nbi", ".nbc")]
+    assert files
+    for p in files:
+        p.write_bytes(b"\x80\x04garbage, not a pickle")
+    second = run()
+    assert second.returncode == 0 and second.stdout.strip() == "42", second.stderr
+    assert "is damaged" in second.stderr and str(tmp_path / "cache") in second.stderr
+    assert "Traceback" not in second.stderr
