@@ -39,8 +39,10 @@ them recompiles everything on the next run.  The cache is kept per user
 changes, so users only ever pay the compile once.
 """
 
+import contextlib
 import hashlib
 import os
+import warnings
 
 import numba
 from numba.core.caching import CacheImpl, UserWideCacheLocator
@@ -90,9 +92,59 @@ def _compile(fn, **options):
     usual = CacheImpl._locator_classes
     CacheImpl._locator_classes = [_CoreStampLocator] + list(usual)
     try:
-        return numba.njit(**options)(fn)
+        return _survive_damaged_cache(numba.njit(**options)(fn))
     finally:
         CacheImpl._locator_classes = usual
+
+
+def _survive_damaged_cache(dispatcher):
+    """Treat an unreadable cache entry of ``dispatcher`` as missing: compile again, and say
+    once which directory held it.
+
+    Numba itself would raise the unpickling error of a truncated or overwritten ``.nbi`` /
+    ``.nbc`` file (a full disk, a killed process, two Numba versions) from the user's call.
+    The fresh compile overwrites the damaged entry.
+    """
+    cache = getattr(dispatcher, "_cache", None)
+    load = getattr(cache, "load_overload", None)
+    if load is None:
+        return dispatcher
+
+    def load_or_none(sig, target_context):
+        try:
+            return load(sig, target_context)
+        except Exception as exc:   # noqa: BLE001 - any unreadable entry is a cache miss
+            _warn_damaged(getattr(cache, "cache_path", "?"), exc)
+            return None
+
+    def save_replacing_damaged(sig, data):
+        # Saving reads the index first: a damaged index is removed, then written anew.
+        try:
+            save(sig, data)
+        except Exception as exc:   # noqa: BLE001 - a cache that cannot be written is no cache
+            _warn_damaged(getattr(cache, "cache_path", "?"), exc)
+            index = getattr(getattr(cache, "_cache_file", None), "_index_path", None)
+            with contextlib.suppress(OSError):
+                if index:
+                    os.remove(index)
+                save(sig, data)
+
+    save = cache.save_overload
+    cache.load_overload = load_or_none
+    cache.save_overload = save_replacing_damaged
+    return dispatcher
+
+
+_damaged_dirs = set()
+
+
+def _warn_damaged(path, exc):
+    if path in _damaged_dirs:
+        return
+    _damaged_dirs.add(path)
+    warnings.warn(f"loopnet: the Numba cache in {path} is damaged ({type(exc).__name__}: "
+                  f"{str(exc)[:80]}); compiling again instead (deleting that directory "
+                  f"clears it)", RuntimeWarning, stacklevel=3)
 
 
 def jit(fn):

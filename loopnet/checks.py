@@ -92,6 +92,17 @@ def check_sizes(sizes, name="sizes"):
     return [int(s) for s in sizes]
 
 
+def check_dtype(dtype, name="dtype"):
+    """``dtype`` ("float64", "float32", np.float32, np.dtype(...)) as a NumPy dtype of :data:`DTYPES`."""
+    try:
+        dt = None if dtype is None else np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or dt.name not in DTYPES or dt.byteorder not in "=|":
+        raise ValueError(f"{name} must be 'float64' or 'float32', not {dtype!r}")
+    return dt
+
+
 def n_params(sizes):
     """P = Σ_l (n_l n_{l−1} + n_l): weights and biases of every layer."""
     return sum(a * b + a for b, a in zip(sizes[:-1], sizes[1:]))
@@ -116,6 +127,24 @@ def check_finite(A, name):
     if not np.all(np.isfinite(A)):          # (or finite numbers overflowed: look closer)
         row = int(np.argwhere(~np.isfinite(A))[0][0])
         raise ValueError(f"{name} contains NaN or infinity (first in row {row})")
+
+
+def cast_finite(A, dtype, name):
+    """A as a C-contiguous array of ``dtype``; ValueError when a value overflows that type.
+
+    (float64 numbers beyond float32's range would otherwise become ±inf, then NaN.)
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.ascontiguousarray(A, dtype=dtype)
+    if out.dtype != np.asarray(A).dtype and out.dtype.kind == "f":
+        if not np.isfinite(out.sum(axis=None if out.ndim < 2 else 0)).all() and \
+                not np.all(np.isfinite(out)):
+            row = int(np.argwhere(~np.isfinite(out).reshape(out.shape[0], -1))[0][0])
+            limit = float(np.finfo(dtype).max)
+            raise ValueError(f"{name} holds values beyond the range of {np.dtype(dtype).name} "
+                             f"(|x| > {limit:.4g}; first in row {row}); scale the inputs or "
+                             f"use a float64 network")
+    return out
 
 
 def check_rows(X, n_inputs, name="X"):

@@ -36,6 +36,7 @@ from importlib import resources
 
 from .checks import looks_like_pickle
 from .idx import read_idx as _read_idx
+from .limits import check_bytes, declared_bytes, npz_members, read_capped, read_member, regular_file
 
 __all__ = ["DataError", "Dataset", "load_dataset", "read_data_file", "read_idx", "find_idx_files", "locate_dataset",
            "load_idx_split", "load_csv", "load_npz", "load_inputs", "check_inputs",
@@ -101,13 +102,9 @@ def digits_split(seed=0, test_size=360):
 def read_idx(path):
     """:func:`loopnet.idx.read_idx` (gz or plain, size-checked) raising :class:`DataError`."""
     path = os.fspath(path)
-    if os.path.isdir(path):
-        raise DataError(f"{path}: is a directory, not an IDX file")
-    if not os.path.exists(path):
-        raise DataError(f"{path}: no such file")
     try:
         return _read_idx(path)
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:
         raise DataError(str(exc)) from None
 
 
@@ -158,8 +155,12 @@ def locate_dataset(name, data=None):
         "files (train-images-idx3-ubyte.gz, ...) and pass --data DIR or set LOOPNET_DATA")
 
 
-def load_idx_split(images_path, labels_path, n_classes=10, scale="auto"):
-    """Images (n, h*w) float64 in [0, 1] and labels (n,) int64 from an IDX pair, checked."""
+def load_idx_split(images_path, labels_path, n_classes=None, scale="auto"):
+    """Images (n, h*w) float64 in [0, 1] and labels (n,) int64 from an IDX pair, checked.
+
+    ``n_classes``: when given, labels must be below it; by default any labels ≥ 0 are
+    accepted (the number of classes is then the largest label + 1).
+    """
     images = read_idx(images_path)
     labels = read_idx(labels_path)
     if images.ndim < 2:
@@ -215,6 +216,10 @@ def scale_pixels(X, source, mode="auto", pixels=False):
     X = np.asarray(X)
     if X.dtype.kind not in "biuf":
         raise DataError(f"{source}: inputs are not numeric (dtype {X.dtype})")
+    try:
+        check_bytes(X.size * 8, source, f"inputs {X.shape} as float64")
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
     Xf = X.astype(np.float64)
     check_inputs(Xf, source)
     d = input_divisor(X, mode, pixels)
@@ -276,7 +281,10 @@ def _read_csv_matrix(path):
     """
     path = os.fspath(path)
     try:
-        with open(path, "r", encoding="utf-8", newline="") as f:
+        size = regular_file(path, "CSV file")
+        # a CSV number takes at least 2 bytes ("0,"), as float64 8: at most 4× the file
+        check_bytes(4 * size, path, "the CSV as float64 numbers")
+        with open(path, "r", encoding="utf-8-sig", newline="") as f:   # -sig: drop a BOM
             text = f.read()
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
@@ -286,6 +294,8 @@ def _read_csv_matrix(path):
         raise DataError(f"{path}: not a text CSV file") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
     fast = _fast_csv(text)
     if fast is not None:
         return fast, _LazyLines(path, text)
@@ -395,22 +405,25 @@ def load_csv(path, n_classes=None, scale="auto"):
     return X, y
 
 
+def read_npz_arrays(path, wanted=None):
+    """{name: array} of an .npz (only names in ``wanted``, compared in lower case, when given).
+
+    Each member's declared shape is checked against the limit before it is inflated
+    (:func:`loopnet.limits.npz_members`); pickled members are refused.
+    """
+    path = os.fspath(path)
+    try:
+        members = npz_members(path)
+        return {name: read_member(path, info) for name, (_, _, info) in members.items()
+                if wanted is None or name.lower() in wanted}
+    except (ValueError, OSError) as exc:
+        raise DataError(str(exc)) from None
+
+
 def load_npz(path, scale="auto"):
     """An .npz dataset -> dict with 'train' (X, y) and, if present, 'test' (X, y)."""
     path = os.fspath(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except ValueError as exc:
-        if "pickle" in str(exc):
-            raise DataError(f"{path}: holds pickled objects; refused (allow_pickle=False)") \
-                from None
-        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
-    except Exception as exc:   # zipfile.BadZipFile, EOFError, OSError...
-        raise DataError(f"{path}: truncated or corrupt .npz file "
-                        f"({str(exc) or type(exc).__name__})") from None
+    arrays = read_npz_arrays(path, _NPZ_NAMES)
     low = {k.lower(): k for k in arrays}
     out = {}
     for split, xs, ys in (("train", "x_train", "y_train"), ("test", "x_test", "y_test"),
@@ -433,6 +446,46 @@ def load_npz(path, scale="auto"):
     return out
 
 
+_NPZ_NAMES = ("x_train", "y_train", "x_test", "y_test", "x", "y")
+
+
+def _read_npy(path):
+    """A .npy array after checking its header against the file size and the limit."""
+    try:
+        size = regular_file(path, ".npy file")
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = read_header(f)
+            if dtype.hasobject:
+                raise DataError(f"{path}: holds pickled objects; refused")
+            nbytes = declared_bytes(shape, dtype)
+            if f.tell() + nbytes != size:
+                raise DataError(f"{path}: .npy header announces {nbytes:,} bytes of data for "
+                                f"shape {shape}, the file holds {size - f.tell():,}; truncated "
+                                "or corrupt")
+            check_bytes(nbytes, path, f"array {shape}")
+            raw = read_capped(f, nbytes, path)
+    except DataError:
+        raise
+    except (ValueError, OSError, EOFError) as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path}: not a readable .npy file ({text})") from None
+    order = "F" if fortran else "C"
+    return np.frombuffer(raw, dtype=dtype).reshape(shape, order=order)
+
+
+def _npz_inputs(path):
+    """The inputs of an .npz for prediction: X_test, else X, else X_train (labels not needed)."""
+    arrays = read_npz_arrays(path, _NPZ_NAMES)
+    low = {k.lower(): k for k in arrays}
+    for key in ("x_test", "x", "x_train"):
+        if key in low:
+            return arrays[low[key]], f"{path}[{low[key]}]"
+    raise DataError(f"{path}: expected an array 'X' (or 'X_test', 'X_train') of inputs")
+
+
 def load_inputs(path, n_inputs=None, scale="auto"):
     """Inputs for prediction from .npy, .npz, .csv or IDX (plain or .gz) -> float64 (m, n)."""
     path = os.fspath(path)
@@ -440,29 +493,30 @@ def load_inputs(path, n_inputs=None, scale="auto"):
         raise DataError(f"{path}: no such file")
     if os.path.isdir(path):
         raise DataError(f"{path}: is a directory; expected a .npy, .npz, .csv or IDX file")
+    try:
+        regular_file(path, "file of inputs")
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
     with open(path, "rb") as f:
         head = f.read(8)
     low = path.lower()
     if looks_like_pickle(head):
         raise DataError(f"{path}: a Python pickle; refused (use .npy, .npz, .csv or IDX)")
     if head.startswith(b"\x93NUMPY") or low.endswith(".npy"):
-        try:
-            X = np.load(path, allow_pickle=False)
-        except ValueError as exc:
-            msg = "holds pickled objects; refused" if "pickle" in str(exc) else \
-                f"not a readable .npy file ({exc})"
-            raise DataError(f"{path}: {msg}") from None
-        except Exception as exc:
-            raise DataError(f"{path}: truncated or corrupt .npy file "
-                            f"({str(exc) or type(exc).__name__})") from None
+        X = _read_npy(path)
+        if X.ndim == 0:
+            raise DataError(f"{path}: a single number, not rows of inputs")
         if X.ndim == 1 and n_inputs is not None and X.shape[0] == n_inputs:
             X = X.reshape(1, -1)
         elif X.ndim > 2:
             X = X.reshape(X.shape[0], -1)
     elif head.startswith(b"PK") or low.endswith(".npz"):
-        X = load_npz(path, scale)
-        X = (X.get("test") or X["train"])[0]
-        return check_inputs(X, path, n_inputs)
+        X, source = _npz_inputs(path)
+        if X.ndim == 1 and n_inputs is not None and X.shape[0] == n_inputs:
+            X = X.reshape(1, -1)
+        elif X.ndim > 2:
+            X = X.reshape(X.shape[0], -1)
+        return check_inputs(scale_pixels(X, source, scale), source, n_inputs)
     elif low.endswith(".csv") or low.endswith(".txt"):
         A, lines = _read_csv_matrix(path)
         if n_inputs is not None and A.shape[1] == n_inputs + 1:

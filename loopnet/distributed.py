@@ -73,17 +73,19 @@ from __future__ import annotations
 
 import copy
 import gzip
+import hashlib
 import os
-import shutil
 import sys
 import time
 import traceback
+import zlib
 
 import numpy as np
 
 from . import training
 from .checks import check_choice, check_int, check_order, check_pair, is_one_hot
-from .idx import IdxRows
+from .idx import IdxRows, data_bytes, parse_header
+from .limits import check_bytes, regular_file
 
 __all__ = [
     "fit",
@@ -399,7 +401,8 @@ class _RankSteps:
             tc = time.perf_counter()
             total = group.sum_parts(parts, self.deterministic)
             comm_s += time.perf_counter() - tc
-            net.step(total, m=ms[b], **self.step_kw)      # (η/m)·Σ, exactly as Net.fit
+            net._step(total, m=ms[b], **self.step_kw)     # (η/m)·Σ, exactly as Net.fit (unchecked:
+            # a non-finite Σ is caught after the epoch, which is then rolled back)
             if progress is not None and self.is_root and ((b + 1) % every == 0 or b + 1 == steps):
                 progress(b + 1, steps)
         if group.size > 1 and not self.deterministic and group.comm is not None:
@@ -554,25 +557,64 @@ def uncompressed(path, *, cache_dir=None, comm=None):
     """Path of an uncompressed copy of an IDX file (``.gz`` files are gunzipped once).
 
     A gzip stream cannot be memory-mapped, so ``foo-idx3-ubyte.gz`` is decompressed into
-    ``cache_dir`` (default ``$LOOPNET_CACHE`` or ``~/.cache/loopnet``) unless an up-to-date copy
-    is there.  With ``comm`` only rank 0 writes (atomically: temporary file, then rename) and
-    the other ranks wait at a barrier.
+    ``cache_dir`` (default ``$LOOPNET_CACHE`` or ``~/.cache/loopnet``) under a name keyed by
+    the SHA-256 of the compressed bytes (``foo-idx3-ubyte.<sha256[:32]>``): two files of the
+    same name (MNIST and Fashion-MNIST) never share a copy, and a changed file gets a new one.
+    The header's declared size is checked (:func:`loopnet.limits.check_bytes`) and exactly that
+    many bytes are inflated.  With ``comm`` only rank 0 writes (atomically: temporary file,
+    then rename) and the other ranks wait at a barrier.
     """
     path = os.fspath(path)
     if not path.endswith(".gz"):
         return path
     cache_dir = cache_dir or os.environ.get("LOOPNET_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "loopnet")
-    target = os.path.join(cache_dir, os.path.basename(path)[:-3])
     rank = 0 if comm is None else comm.Get_rank()
-    if rank == 0 and not (os.path.exists(target) and os.path.getmtime(target) >= os.path.getmtime(path)):
-        os.makedirs(cache_dir, exist_ok=True)
-        tmp = f"{target}.tmp{os.getpid()}"
-        with gzip.open(path, "rb") as src, open(tmp, "wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-        os.replace(tmp, target)
+    target = None
+    if rank == 0:
+        target = os.path.join(cache_dir, f"{os.path.basename(path)[:-3]}.{_file_sha256(path)[:32]}")
+        if not os.path.isfile(target):
+            os.makedirs(cache_dir, exist_ok=True)
+            _gunzip_idx(path, target)
     if comm is not None:
+        target = comm.bcast(target, root=0)
         comm.Barrier()
     return target
+
+
+def _file_sha256(path):
+    """Hex SHA-256 of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _gunzip_idx(path, target):
+    """Inflate the IDX file ``path`` into ``target`` atomically, no more than its header says."""
+    regular_file(path, "IDX file")
+    tmp = f"{target}.tmp{os.getpid()}"
+    try:
+        with gzip.open(path, "rb") as src, open(tmp, "wb") as dst:
+            head = src.read(4)
+            head += src.read(4 * head[3]) if len(head) == 4 else b""
+            dtype, shape, _ = parse_header(head, path)
+            left = check_bytes(data_bytes(dtype, shape), path, f"IDX data of shape {shape}")
+            dst.write(head)
+            while left:
+                block = src.read(min(left, 1 << 20))
+                if not block:
+                    raise ValueError(f"{path}: truncated IDX data")
+                dst.write(block)
+                left -= len(block)
+            if src.read(1):
+                raise ValueError(f"{path}: more data than the IDX header announces; corrupt")
+        os.replace(tmp, target)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise ValueError(f"{path}: cannot decompress IDX file ({exc})") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def open_idx(path, *, divide_by=None, dtype=None, flatten=True, cache_dir=None, comm=None):

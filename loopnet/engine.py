@@ -11,11 +11,13 @@ Memory layout (llm.c style, one flat buffer):
   ``arch.u_off[i]``, rows padded to whole cache lines so that two threads
   never write the same line.
 
-Every layer is cut into ``BLOCKS`` = 64 blocks of whole 4-row tiles
-(:func:`block_rows`; a layer of fewer than 64 tiles leaves blocks empty);
-block b of every layer belongs to task b.  The blocks depend on the layer's
-size only, never on the thread count, and give up to 64 tasks to share
-among threads.  A mini-batch step runs in two
+The network's parallel tasks are as many as the widest layer has 4-row tiles,
+at most ``BLOCKS`` = 64 (:func:`block_count`), and every layer is cut into
+that many blocks of whole tiles (:func:`block_rows`; a narrower layer leaves
+some empty); block b of every layer belongs to task b.  The blocks depend on
+the layer sizes only, never on the thread count: up to 64 tasks to share
+among threads on wide layers, and no empty tasks to loop over on narrow ones
+([784, 30, 10]: 8 tasks, as many as its 30 rows have tiles).  A mini-batch step runs in two
 parallel phases:
 
 A. **errors** — A1: z^1 and a^1 of the mini-batch's examples, in parallel over
@@ -78,7 +80,7 @@ Arch = namedtuple("Arch", "sizes p_off u_off act out_act cost")
 Work = namedtuple("Work", "grad z a delta")
 
 CACHE_LINE = 8          # float64 values per 64-byte line
-BLOCKS = 64             # row blocks per layer (of whole 4-row tiles; the empty ones are skipped)
+BLOCKS = 64             # at most this many row blocks per layer, i.e. parallel tasks (block_count)
 BLOCK_EXAMPLES = 256    # examples per phase-A block outside training (gradient, predict, cost)
 
 # What run_batches does after phase A (NORMS: phase A with BP1/BP2 and the per-example
@@ -152,16 +154,25 @@ def units(row, arch, i):
 
 
 @jit
-def block_rows(n, b):
+def block_count(arch):
+    """Tasks of phases A1 and B: the widest layer's number of 4-row tiles, at most BLOCKS."""
+    tiles = 1
+    for i in range(1, arch.sizes.shape[0]):
+        tiles = max(tiles, (arch.sizes[i] + TILE_ROWS - 1) // TILE_ROWS)
+    return min(tiles, BLOCKS)
+
+
+@jit
+def block_rows(n, b, n_blocks):
     """Rows [j_lo, j_hi) of block b of a layer of n neurons.
 
-    The BLOCKS blocks are contiguous and made of whole 4-row tiles (but the
+    The n_blocks blocks are contiguous and made of whole 4-row tiles (but the
     layer's last tile), as even as that allows.  They depend on n only, never
     on the number of threads.
     """
-    tiles = (n + TILE_ROWS - 1) // TILE_ROWS   # a layer of fewer tiles than BLOCKS leaves
-    j_lo = TILE_ROWS * (tiles * b // BLOCKS)
-    j_hi = TILE_ROWS * (tiles * (b + 1) // BLOCKS)    # blocks empty, spread evenly over b
+    tiles = (n + TILE_ROWS - 1) // TILE_ROWS   # a layer of fewer tiles than n_blocks leaves
+    j_lo = TILE_ROWS * (tiles * b // n_blocks)
+    j_hi = TILE_ROWS * (tiles * (b + 1) // n_blocks)    # blocks empty, spread evenly over b
     return min(j_lo, n), min(j_hi, n)
 
 
@@ -253,7 +264,7 @@ def first_layer_block(work, params, X, order, lo, hi, arch, b, ex):
     """z^1_j and a^1_j for the rows j of block b of layer 1, examples order[lo:hi]
     (a^1 masked by the rules' dropout, if any)."""
     layer = np.int64(0)
-    j_lo, j_hi = block_rows(arch.sizes[1], b)
+    j_lo, j_hi = block_rows(arch.sizes[1], b, block_count(arch))
     if j_lo == j_hi:   # a narrow layer has fewer tiles than blocks
         return
     w = weight(params, arch, layer)[j_lo:j_hi]
@@ -337,8 +348,9 @@ def gradient_block(params, state, work, X, order, lo, hi, arch, hyper, b, train,
     When ``train``, the rows' gradient starts from zero and the rows are
     updated right after; otherwise the sum is added to ``work.grad``.
     """
+    n_blocks = block_count(arch)
     for i in range(arch.sizes.shape[0] - 1):
-        j_lo, j_hi = block_rows(arch.sizes[i + 1], b)
+        j_lo, j_hi = block_rows(arch.sizes[i + 1], b, n_blocks)
         if j_lo == j_hi:   # a narrow layer has fewer tiles than blocks
             continue
         w_lo, w_hi, b_lo, b_hi = row_ranges(arch, i, j_lo, j_hi)
@@ -378,7 +390,7 @@ def run_tasks(params, state, work, X, Y, order, lo, hi, arch, hyper, phase, nxt,
     * B_STEP_A1: B_STEP, then at once A1 of the next mini-batch order[next_lo:next_hi]
       into the other half of the scratch, ``nxt``.
 
-    A1 and B run the same loop over the BLOCKS tasks, so the thread that
+    A1 and B run the same loop over the :func:`block_count` tasks, so the thread that
     updates block b of w^1 in phase B is the one that reads it in the next
     phase A1: layer 1's weights (most of the network) stay in that core's
     cache.  A1 of the next mini-batch needs nothing but its own block of w^1,
@@ -392,7 +404,7 @@ def run_tasks(params, state, work, X, Y, order, lo, hi, arch, hyper, phase, nxt,
     by_example = phase == A2 or phase == A2_FORWARD
     first = np.int64(1) if arch.sizes.shape[0] > 2 else np.int64(0)   # where A2 starts
     out_layer = arch.sizes.shape[0] - 2
-    n_tasks = hi - lo if by_example else np.int64(BLOCKS)
+    n_tasks = hi - lo if by_example else block_count(arch)
     for task in prange(n_tasks):
         if phase == A1:
             first_layer_block(work, params, X, order, lo, hi, arch, np.int64(task), ex)

@@ -191,27 +191,26 @@ def gradcheck(net, X, Y, *, h=1e-3, order=4, tol=1e-7, floor=1e-6, max_per_group
     grad_fn = gradient if gradient is not None else (lambda n, A, B: n.gradient(A, B))
     nabla_w, nabla_b = grad_fn(work, X, Ya)
     rng = np.random.default_rng(sample_seed)
-    params = work.params
     result = GradcheckResult(
         sizes=[int(n) for n in work.sizes], activation=work.activation, output=work.output,
         cost=work.cost_name, dtype=str(np.dtype(work.dtype)), n_examples=int(X.shape[0]),
         h=float(h), order=int(order), tol=float(tol), floor=float(floor))
 
-    def numeric(i):
-        # Differences are taken first, so a parameter that changes nothing (a dead ReLU
-        # unit) gives exactly 0 rather than rounding noise.
-        old = params[i]
+    def numeric(view, i):
+        # Element i (C order) of a layer's weight or bias view, which writes into the
+        # network's parameters.  Differences are taken first, so a parameter that changes
+        # nothing (a dead ReLU unit) gives exactly 0 rather than rounding noise.
+        old = view.flat[i]
         total = 0.0
         for s, c in pairs:
-            params[i] = old + s * h
+            view.flat[i] = old + s * h
             up = float(work.cost(X, Ya))
-            params[i] = old - s * h
+            view.flat[i] = old - s * h
             down = float(work.cost(X, Ya))
             total += c * (up - down)
-        params[i] = old
+        view.flat[i] = old
         return total / h
 
-    start = 0  # params is [w^1, b^1, w^2, b^2, ...], each C order (see loopnet.Net.params)
     for l, (w, b) in enumerate(zip(work.weights, work.biases), start=1):
         for kind, arr, grad in (("w", w, nabla_w[l - 1]), ("b", b, nabla_b[l - 1])):
             size = arr.size
@@ -223,7 +222,7 @@ def gradcheck(net, X, Y, *, h=1e-3, order=4, tol=1e-7, floor=1e-6, max_per_group
             max_abs = 0.0
             n_zero = 0
             for i in idx:
-                num = numeric(start + int(i))
+                num = numeric(arr, int(i))
                 bp = float(g[i])
                 n_zero += num == 0 and bp == 0
                 err = abs(num - bp)
@@ -238,7 +237,6 @@ def gradcheck(net, X, Y, *, h=1e-3, order=4, tol=1e-7, floor=1e-6, max_per_group
                 max_abs_err=float(max_abs), max_rel_err=float(max(best[0], 0.0)),
                 worst=_param_name(kind, l, best[2], arr.shape),
                 worst_numeric=float(best[3]), worst_backprop=float(best[4]), n_zero=int(n_zero)))
-            start += size
     _relu_margin(work, X, result, max(s for s, _ in pairs))
     n_checked = sum(g.n_checked for g in result.groups)
     n_zero = sum(g.n_zero for g in result.groups)

@@ -8,10 +8,14 @@ uncompressed one and reads only the rows indexed (what
 """
 
 import copy
+import math
 import gzip
 import os
+import zlib
 
 import numpy as np
+
+from .limits import DEFLATE_RATIO, check_bytes, declared_bytes, read_capped, regular_file
 
 #: IDX type byte -> element type (big-endian where it matters).
 TYPES = {0x08: np.dtype("u1"), 0x09: np.dtype("i1"), 0x0B: np.dtype(">i2"),
@@ -19,7 +23,10 @@ TYPES = {0x08: np.dtype("u1"), 0x09: np.dtype("i1"), 0x0B: np.dtype(">i2"),
 
 
 def parse_header(raw, path):
-    """(dtype, shape, offset of the data) from the first bytes of an IDX file."""
+    """(dtype, shape, offset of the data) from the first bytes of an IDX file.
+
+    Refuses a bad magic number, a truncated header, no dimensions or a dimension of 0.
+    """
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in TYPES:
         raise ValueError(f"{path}: not an IDX file (bad magic number {bytes(raw[:4]).hex() or 'empty'})")
     ndim = raw[3]
@@ -27,29 +34,50 @@ def parse_header(raw, path):
     if len(raw) < offset:
         raise ValueError(f"{path}: truncated IDX header")
     shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    if ndim == 0 or 0 in shape:
+        raise ValueError(f"{path}: IDX header declares an empty array (shape {shape})")
     return TYPES[raw[2]], shape, offset
 
 
 def data_bytes(dtype, shape):
-    """Bytes of data the header announces: itemsize × Π shape."""
-    return int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    """Bytes of data the header announces: itemsize × Π shape (Python integers: no overflow)."""
+    return declared_bytes(shape, dtype)
+
+
+def _read_header(f, path):
+    head = f.read(4)
+    if len(head) == 4:
+        head += f.read(4 * head[3])
+    return parse_header(head, path)
 
 
 def read_idx(path):
-    """The whole array of an IDX file, gzip-compressed (``.gz``) or plain."""
+    """The whole array of an IDX file, gzip-compressed (``.gz``) or plain.
+
+    The header is read first; its declared size is checked against the file (plain), the
+    deflate ratio (gzip) and :func:`loopnet.limits.max_bytes` before anything is allocated,
+    and a .gz is inflated in chunks up to the declared size, never further.
+    """
     path = os.fspath(path)
-    opener = gzip.open if path.endswith(".gz") else open
+    size = regular_file(path, "IDX file")
+    gz = path.endswith(".gz")
     try:
-        with opener(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError) as exc:
-        raise ValueError(f"{path}: cannot read IDX file ({exc})") from None
-    dtype, shape, offset = parse_header(raw, path)
-    expected = data_bytes(dtype, shape)
-    if len(raw) - offset != expected:
-        raise ValueError(f"{path}: IDX data has {len(raw) - offset} bytes, header "
-                         f"says {expected} for shape {shape}; the file is truncated or corrupt")
-    return np.frombuffer(raw, dtype=dtype, offset=offset).reshape(shape)
+        with (gzip.open if gz else open)(path, "rb") as f:
+            dtype, shape, offset = _read_header(f, path)
+            expected = data_bytes(dtype, shape)
+            if not gz and size - offset != expected:
+                raise ValueError(f"{path}: IDX data has {size - offset} bytes, header says "
+                                 f"{expected} for shape {shape}; the file is truncated or corrupt")
+            if gz and expected > DEFLATE_RATIO * size + 4096:
+                raise ValueError(f"{path}: IDX header declares {expected:,} bytes (shape "
+                                 f"{shape}), more than a {size:,}-byte .gz can hold; corrupt")
+            check_bytes(expected, path, f"IDX data of shape {shape}")
+            raw = read_capped(f, expected, path)
+    except (OSError, EOFError, zlib.error) as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{path}: cannot read IDX file: corrupt or truncated "
+                         f"{'gzip ' if gz else ''}data ({text})") from None
+    return np.frombuffer(raw, dtype=dtype).reshape(shape)
 
 
 class IdxRows:
@@ -65,6 +93,7 @@ class IdxRows:
 
     def __init__(self, path, *, divide_by=None, dtype=None, flatten=True):
         self.path = os.fspath(path)
+        regular_file(self.path, "IDX file")
         with open(self.path, "rb") as f:
             head = f.read(4)
             head += f.read(4 * head[3]) if len(head) == 4 else b""
@@ -82,7 +111,7 @@ class IdxRows:
         if dtype is None:
             dtype = np.float64 if divide_by is not None else (np.int64 if len(dims) == 1 else raw.newbyteorder("="))
         self.dtype = np.dtype(dtype)
-        self.shape = (dims[0], int(np.prod(dims[1:]))) if self.flatten else dims
+        self.shape = (dims[0], math.prod(dims[1:])) if self.flatten else dims
         self.ndim = len(self.shape)
 
     def __len__(self):

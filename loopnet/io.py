@@ -40,13 +40,16 @@ import hashlib
 import json
 import os
 import signal
+import stat
 import tempfile
 import threading
+import time
 import zipfile
 
 import numpy as np
 
-from .checks import DTYPES, check_sizes, looks_like_pickle, n_params  # noqa: F401 (looks_like_pickle: public name)
+from .checks import DTYPES, check_sizes, is_int, looks_like_pickle, n_params  # noqa: F401 (looks_like_pickle: public name)
+from .limits import check_bytes, npz_members, read_member, regular_file
 from .net import Net
 
 __all__ = ["save", "load", "load_with_meta", "ModelFormatError", "atomic_write",
@@ -103,16 +106,19 @@ def atomic_write(path, write):
     """Call ``write(fileobj)`` on a temporary file, fsync it and rename it to ``path``.
 
     Either ``path`` ends up holding the complete new content, or it is left as it was.
+    Only a regular file (or a new name) is replaced: a directory, device node, fifo or
+    socket at ``path`` is refused.  The file gets the mode ``open()`` would give it
+    (0666 less the umask).  The temporary file is removed on any error, and temporary
+    files of this same target left by a killed process (hidden ``.NAME.*.tmp``, older
+    than :data:`STALE_TMP_SECONDS`) are removed after a successful write.
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"{path}: directory {directory} does not exist")
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"{path}: is a directory")
+    check_replaceable(path)
     with _defer_sigint():
-        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".",
-                                   suffix=".tmp", dir=directory)
+        fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=directory)
         try:
             umask = os.umask(0)
             os.umask(umask)
@@ -127,6 +133,52 @@ def atomic_write(path, write):
                 os.unlink(tmp)
             raise
         _fsync_dir(directory)
+    remove_stale_tmp(path)
+
+
+#: A temporary file of a save older than this (seconds) was left by a killed process.
+STALE_TMP_SECONDS = 3600
+
+
+def _tmp_prefix(path):
+    return "." + os.path.basename(path) + "."
+
+
+def check_replaceable(path):
+    """OSError unless ``path`` is absent or a regular file (what a save may replace)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise OSError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(f"{path}: is a directory")
+    if not stat.S_ISREG(st.st_mode):
+        raise OSError(f"{path}: not a regular file (a device, fifo or socket); loopnet "
+                      "replaces only regular files")
+
+
+def remove_stale_tmp(path, age=None):
+    """Remove ``.NAME.*.tmp`` files of ``path`` older than ``age`` seconds; their number."""
+    age = STALE_TMP_SECONDS if age is None else age
+    directory = os.path.dirname(os.path.abspath(path))
+    prefix, now, removed = _tmp_prefix(path), time.time(), 0
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return 0
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(".tmp")) or \
+                len(name) != len(prefix) + 8 + len(".tmp"):     # mkstemp adds 8 characters
+            continue
+        full = os.path.join(directory, name)
+        with contextlib.suppress(OSError):
+            st = os.lstat(full)
+            if stat.S_ISREG(st.st_mode) and now - st.st_mtime > age:
+                os.unlink(full)
+                removed += 1
+    return removed
 
 
 # --------------------------------------------------------------------------- helpers
@@ -241,12 +293,37 @@ def load(path):
 
 
 def load_with_meta(path):
-    """Like :func:`load` but also return the metadata dict (``extra`` holds saved options)."""
+    """Like :func:`load` but also return the metadata dict (``extra`` holds saved options).
+
+    Every problem with the file is one :class:`ModelFormatError` naming it (a missing file
+    is a ``FileNotFoundError``); nothing is allocated before its declared size is checked.
+    """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file")
     if os.path.isdir(path):
         raise ModelFormatError(f"{path}: is a directory, not a model file")
+    try:
+        return _load_checked(path)
+    except (ModelFormatError, FileNotFoundError):
+        raise
+    except RecursionError:
+        raise ModelFormatError(f"{path}: corrupt model (JSON nested too deeply)") from None
+    except MemoryError:
+        raise ModelFormatError(f"{path}: corrupt model (declares more data than fits in "
+                               "memory)") from None
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError,
+            OSError, EOFError) as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        if text.startswith(path):
+            raise ModelFormatError(text) from None
+        raise ModelFormatError(f"{path}: corrupt model ({type(exc).__name__}"
+                               f"{': ' + text if text else ''})") from None
+
+
+def _load_checked(path):
+    size = regular_file(path, "model file")
+    check_bytes(size, path, "the model file")
     with open(path, "rb") as f:
         head = f.read(16)
     if not head:
@@ -267,26 +344,20 @@ def load_with_meta(path):
 
 
 def _load_npz(path):
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            names = set(z.files)
-            if "meta" not in names or "digest" not in names:
-                raise ModelFormatError(f"{path}: a .npz archive but not a loopnet model "
-                                       f"(members: {', '.join(sorted(names)) or 'none'})")
-            members = {name: z[name] for name in names}
-    except ModelFormatError:
-        raise
-    except Exception as exc:   # BadZipFile, zlib.error, EOFError, ValueError, OSError...
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "allow_pickle" in msg or "Object arrays" in msg:
-            raise ModelFormatError(f"{path}: contains pickled object arrays; refused "
-                                   "(loopnet models never need pickle)") from None
-        raise ModelFormatError(f"{path}: truncated or corrupt model file ({msg})") from None
-    meta_arr, digest_arr = members.pop("meta"), members.pop("digest")
-    if meta_arr.dtype != np.uint8 or digest_arr.dtype != np.uint8:
-        raise ModelFormatError(f"{path}: corrupt model file (bad metadata member)")
-    meta_bytes = meta_arr.tobytes()
-    if hashlib.sha256(meta_bytes).hexdigest().encode() != digest_arr.tobytes():
+    """Read meta and digest, check them, then compare every member's declared dtype and
+    shape with the metadata before inflating it."""
+    members = npz_members(path)
+    if "meta" not in members or "digest" not in members:
+        raise ModelFormatError(f"{path}: a .npz archive but not a loopnet model "
+                               f"(members: {', '.join(sorted(members)) or 'none'})")
+    for name in ("meta", "digest"):
+        shape, dtype, _ = members[name]
+        if dtype != np.uint8 or len(shape) != 1:
+            raise ModelFormatError(f"{path}: corrupt model file (bad metadata member)")
+    check_bytes(_JSON_GROWTH * members["meta"][0][0], path, "the metadata as Python objects")
+    meta_bytes = read_member(path, members.pop("meta")[2]).tobytes()
+    digest = read_member(path, members.pop("digest")[2]).tobytes()
+    if hashlib.sha256(meta_bytes).hexdigest().encode() != digest:
         raise ModelFormatError(f"{path}: metadata checksum mismatch; the file was modified "
                                "or corrupted")
     try:
@@ -300,20 +371,26 @@ def _load_npz(path):
     if set(declared) != set(members):
         raise ModelFormatError(f"{path}: array members {sorted(members)} do not match the "
                                f"metadata {sorted(declared)}")
-    for name, arr in members.items():
-        info = declared[name]
-        if (not isinstance(info, dict) or str(arr.dtype) != info.get("dtype")
-                or list(arr.shape) != info.get("shape") or _sha256(arr) != info.get("sha256")):
+    arrays = {}
+    for name, (shape, dtype, info) in members.items():
+        want = declared[name]
+        if not isinstance(want, dict) or str(dtype) != want.get("dtype") or \
+                list(shape) != want.get("shape"):
+            raise ModelFormatError(f"{path}: member '{name}' {dtype}{list(shape)} does not "
+                                   "match the metadata; the file was modified or corrupted")
+        arr = read_member(path, info)
+        if _sha256(arr) != want.get("sha256"):
             raise ModelFormatError(f"{path}: checksum mismatch in '{name}'; the file was "
                                    "modified or corrupted")
+        arrays[name] = arr
     opt_names = meta["optimizer"].get("arrays", [])
     if not isinstance(opt_names, list) or \
-            {"opt." + str(k) for k in opt_names} != set(members) - {"params"}:
+            {"opt." + str(k) for k in opt_names} != set(arrays) - {"params"}:
         raise ModelFormatError(f"{path}: optimizer arrays do not match the metadata")
-    if "params" not in members:
+    if "params" not in arrays:
         raise ModelFormatError(f"{path}: no parameter array")
-    opt_arrays = {k: members["opt." + k] for k in opt_names}
-    return _build(path, meta, members["params"], opt_arrays), meta
+    opt_arrays = {k: arrays["opt." + k] for k in opt_names}
+    return _build(path, meta, arrays["params"], opt_arrays), meta
 
 
 def _check_header(path, meta):
@@ -328,11 +405,39 @@ def _check_header(path, meta):
             f"reads version {FORMAT_VERSION}. Upgrade loopnet to load it")
     for key, kind in (("config", dict), ("epoch", int), ("history", list),
                       ("rng_state", dict), ("optimizer", dict)):
-        if not isinstance(meta.get(key), kind):
+        if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
             raise ModelFormatError(f"{path}: corrupt model metadata (field '{key}')")
+    _check_meta_values(path, meta)
+
+
+def _check_meta_values(path, meta):
+    """epoch an integer ≥ 0, history a list of dicts whose epochs are integers, optimizer
+    scalars of the right kinds, extra a dict."""
+    if meta["epoch"] < 0:
+        raise ModelFormatError(f"{path}: corrupt model metadata (epoch {meta['epoch']} < 0)")
+    for i, h in enumerate(meta["history"]):
+        if not isinstance(h, dict) or not is_int(h.get("epoch", 0)):
+            raise ModelFormatError(f"{path}: corrupt model metadata (history record {i} is "
+                                   "not a record of an epoch)")
+    opt = meta["optimizer"]
+    scalars = opt.get("scalars", {})
+    if not isinstance(scalars, dict) or not isinstance(opt.get("arrays", []), list):
+        raise ModelFormatError(f"{path}: corrupt model metadata (optimizer)")
+    if "t" in scalars and not (is_int(scalars["t"]) and scalars["t"] >= 0):
+        raise ModelFormatError(f"{path}: corrupt model metadata (optimizer step count "
+                               f"{scalars['t']!r})")
+    if "name" in scalars and not isinstance(scalars["name"], str):
+        raise ModelFormatError(f"{path}: corrupt model metadata (optimizer name)")
+    if not isinstance(meta.get("extra", {}), dict):
+        raise ModelFormatError(f"{path}: corrupt model metadata (field 'extra')")
 
 
 def _check_config(path, config):
+    if not isinstance(config, dict):
+        raise ModelFormatError(f"{path}: corrupt model metadata (config)")
+    for key in ("activation", "output", "cost", "dtype"):
+        if key in config and not isinstance(config[key], str):
+            raise ModelFormatError(f"{path}: invalid {key} {config[key]!r}")
     try:
         sizes = check_sizes(config.get("sizes"))
     except (TypeError, ValueError):
@@ -399,11 +504,18 @@ def _set_optimizer_state(net, state):
         current.update(state)
 
 
+#: Python objects parsed from JSON take up to this many times the bytes of the text.
+_JSON_GROWTH = 16
+
+
 def _load_json(path):
+    check_bytes(_JSON_GROWTH * os.path.getsize(path), path, "the JSON model as Python objects")
     try:
         with open(path, "rb") as f:
             raw = f.read()
         doc = json.loads(raw.decode())
+    except RecursionError:
+        raise ModelFormatError(f"{path}: corrupt JSON model (nested too deeply)") from None
     except UnicodeDecodeError:
         raise ModelFormatError(f"{path}: not a loopnet model (not UTF-8 JSON)") from None
     except ValueError as exc:

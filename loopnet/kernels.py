@@ -32,9 +32,10 @@ forward_layer lets LLVM split its sums over k into SIMD partial sums
 activate, the two helpers of the forward pass, follow forward_layer.
 
 This file holds the textbook layer only.  Training runs output_delta,
-hidden_delta and forward_layer (layers 2 … L) as written here; for
-forward_layer on layer 1 and for accumulate_gradient it runs their fast twins
-in :mod:`loopnet.tiles` (``tiles.FAST_TWIN``), which compute the same
+hidden_delta and forward_layer (layers 2 … L, and layer 1 of a network
+without hidden layers) as written here; for forward_layer on layer 1 of a
+network with hidden layers, and for accumulate_gradient, it runs their fast
+twins in :mod:`loopnet.tiles` (``tiles.FAST_TWIN``), which compute the same
 quantities for four examples per pass.  tests/naive.py runs this file's
 kernels in a plain serial loop over a mini-batch and checks the engine
 against it.

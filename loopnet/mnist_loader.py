@@ -33,6 +33,10 @@ import zlib
 
 import numpy as np
 
+from .idx import read_idx
+from .limits import ENV as LIMIT_ENV
+from .limits import declared_bytes, max_bytes, regular_file
+
 __all__ = ["load_data", "load_data_wrapper", "vectorized_result", "find_data",
            "restricted_load", "DEBIAN_DIR"]
 
@@ -59,14 +63,30 @@ def _safe_dtype(*args, **kwargs):
     return dt
 
 
+def _checked_shape(shape, dtype):
+    """``shape`` if it is a tuple of integers ≥ 0 whose array fits under the size limit."""
+    if isinstance(shape, int):
+        shape = (shape,)
+    if not isinstance(shape, tuple) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise pickle.UnpicklingError("refusing array shape %r" % (shape,))
+    n_bytes = declared_bytes(shape, dtype)
+    if n_bytes > max_bytes():
+        raise pickle.UnpicklingError(
+            "refusing an array of shape %r (%d bytes): more than the limit of %d (set %s to "
+            "allow more)" % (shape, n_bytes, max_bytes(), LIMIT_ENV))
+    return shape
+
+
 def _safe_reconstruct(subtype, shape, dtype):
     if subtype is not np.ndarray:
         raise pickle.UnpicklingError("refusing to build %r from a pickle" % (subtype,))
-    return np.ndarray.__new__(np.ndarray, shape, _safe_dtype(dtype))
+    dt = _safe_dtype(dtype)
+    return np.ndarray.__new__(np.ndarray, _checked_shape(shape, dt), dt)
 
 
 def _safe_frombuffer(buf, dtype, shape, order):
     dt = _safe_dtype(dtype)
+    _checked_shape(shape, dt)
     return np.frombuffer(buf, dtype=dt).reshape(shape, order=order).copy()
 
 
@@ -105,14 +125,39 @@ class _RestrictedUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError("refusing persistent id %r in the pickle" % (pid,))
 
 
+class _CappedReader:
+    """A binary stream that refuses to hand out more than ``limit`` bytes in all (so a small
+    .gz cannot inflate without bound into the unpickler)."""
+
+    def __init__(self, f, limit):
+        self._f, self._left, self._limit = f, limit, limit
+
+    def _take(self, data):
+        self._left -= len(data)
+        if self._left < 0:
+            raise pickle.UnpicklingError(
+                "the pickle inflates to more than the limit of %d bytes (set %s to allow "
+                "more)" % (self._limit, LIMIT_ENV))
+        return data
+
+    def read(self, n=-1):
+        n = self._left + 1 if n is None or n < 0 else min(n, self._left + 1)
+        return self._take(self._f.read(n))
+
+    def readline(self, size=-1):
+        size = self._left + 1 if size is None or size < 0 else min(size, self._left + 1)
+        return self._take(self._f.readline(size))
+
+
 def restricted_load(fileobj):
     """Unpickle ``fileobj`` (a binary file), allowing only NumPy arrays and tuples.
 
     Python 2 pickles are read with ``encoding="latin1"``, which is how NumPy
     arrays pickled by Python 2 come back intact.  Anything that would import
-    another callable raises ``pickle.UnpicklingError``.
+    another callable raises ``pickle.UnpicklingError``; so does an array, or a
+    stream, larger than :func:`loopnet.limits.max_bytes` (``$LOOPNET_MAX_BYTES``).
     """
-    return _RestrictedUnpickler(fileobj, encoding="latin1").load()
+    return _RestrictedUnpickler(_CappedReader(fileobj, max_bytes()), encoding="latin1").load()
 
 
 def _check_split(obj, filename):
@@ -136,13 +181,14 @@ def _check_split(obj, filename):
 
 def _load_pickle(filename):
     try:
+        regular_file(filename, "pickle file")
         opener = gzip.open if filename.endswith(".gz") else open
         with opener(filename, "rb") as f:
             obj = restricted_load(f)
     except pickle.UnpicklingError as e:
         raise ValueError("cannot read %s: %s" % (filename, e)) from None
     except (OSError, EOFError, zlib.error, ValueError, TypeError, IndexError,
-            AttributeError, KeyError) as e:
+            AttributeError, KeyError, OverflowError, MemoryError, RecursionError) as e:
         raise ValueError("cannot read %s (corrupt or truncated?): %s. %s"
                          % (filename, e, HOW_TO_GET)) from None
     return _check_split(obj, filename)
@@ -169,7 +215,6 @@ def _idx_set(directory):
 
 
 def _read_idx(filename):
-    from .data import read_idx
     try:
         return np.asarray(read_idx(filename))
     except (OSError, EOFError, zlib.error, ValueError) as e:

@@ -14,10 +14,10 @@ from numbers import Integral
 import numba
 import numpy as np
 
-from . import activations, costs, distributed, engine, optim, privacy, training
-from .checks import (DTYPES, INITS, as_float_array, check_choice, check_dropout, check_finite,
-                     check_int, check_labels, check_order, check_pair, check_real, check_rows,
-                     check_sample_weight, check_sizes, check_targets, labels_or_none)
+from . import activations, costs, distributed, engine, optim, privacy, reporting, training
+from .checks import (INITS, as_float_array, cast_finite, check_choice, check_dropout, check_dtype,
+                     check_finite, check_int, check_labels, check_order, check_pair, check_real,
+                     check_rows, check_sample_weight, check_sizes, check_targets, labels_or_none)
 from .training import DivergenceError, EngineBuffers
 
 __all__ = ["Net", "DivergenceError", "LayerList", "warmup"]
@@ -53,30 +53,111 @@ class Net:
 
     def __init__(self, sizes, *, activation="sigmoid", output="sigmoid", cost="quadratic",
                  dtype="float64", seed=None, init="default", dropout=0.0):
-        self.sizes = check_sizes(sizes)
+        self._sizes = LayerSizes(check_sizes(sizes))
         if activation == "softmax":
             raise ValueError("activation 'softmax' is only available for the output layer "
                              "(output='softmax'); hidden layers need an elementwise activation")
         act, out = activations.code(activation), activations.code(output)
         cost_code = costs.code(cost)
         costs.check_pair(output, cost)
-        if str(dtype) not in DTYPES:
-            raise ValueError(f"dtype must be 'float64' or 'float32', not {dtype!r}")
+        self._dtype = check_dtype(dtype)
         check_choice(init, "init", INITS)
-        self.activation, self.output, self.cost_name = activation, output, cost
-        self.dtype = np.dtype(str(dtype))
+        self._names = (activation, output, cost)
         self.rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         self._arch = engine.make_arch(self.sizes, act, out, cost_code)
         self._work = engine.make_work(self._arch, engine.BLOCK_EXAMPLES, self.dtype)
-        self.params = np.zeros(int(self._arch.p_off[-1]), self.dtype)
+        self._params = np.zeros(int(self._arch.p_off[-1]), self.dtype)
         self._initialise(init)
         self._optimizer = "sgd"
         self._state = optim.make_state(self.params.size, self.dtype)
         self.epoch = 0
         self.history = []
-        self.dropout = check_dropout(dropout, len(self.sizes) - 2)
+        self.dropout = dropout
 
     # ----------------------------------------------------------------- layout
+    # The layout (sizes, dtype, names) is fixed at construction: the compiled code
+    # indexes the buffers by it, so nothing a user assigns may change it.  The
+    # parameters are assigned through a checked setter that copies into the buffer.
+    @property
+    def sizes(self):
+        """Neurons per layer [n_0, …, n_L]: a read-only tuple (equal to the list it came from)."""
+        return self._sizes
+
+    @property
+    def dtype(self):
+        """The floating-point type of every buffer (read-only; build a new Net to change it)."""
+        return self._dtype
+
+    @property
+    def activation(self):
+        """σ of the hidden layers (read-only)."""
+        return self._names[0]
+
+    @property
+    def output(self):
+        """σ of the output layer (read-only)."""
+        return self._names[1]
+
+    @property
+    def cost_name(self):
+        """The cost C_x (read-only)."""
+        return self._names[2]
+
+    @property
+    def params(self):
+        """The flat parameter buffer [w^1, b^1, …, w^L, b^L], shape (P,).
+
+        Elements may be written in place; ``net.params = A`` copies A into the
+        buffer after checking its shape (P,) and that it is finite.
+        """
+        return self._params
+
+    @params.setter
+    def params(self, value):
+        arr = as_float_array(value, "params")
+        if arr.shape != self._params.shape:
+            raise ValueError(f"params has shape {arr.shape}, this network needs "
+                             f"{self._params.shape} (sizes {list(self.sizes)})")
+        check_finite(arr, "params")
+        np.copyto(self._params, arr, casting="unsafe")
+
+    def adopt_params(self, buffer):
+        """Make ``buffer`` itself the parameter buffer (no copy), after checking that it is
+        a C-contiguous (P,) array of the network's dtype; returns it.
+
+        For wrappers whose users hold views of the parameters between updates (the Nielsen
+        drop-ins make new arrays at each update, as his code does): ``net.params = A``
+        copies A into the existing buffer instead.
+        """
+        if not isinstance(buffer, np.ndarray) or buffer.dtype != self.dtype \
+                or buffer.shape != self._params.shape or not buffer.flags.c_contiguous \
+                or not buffer.flags.writeable:
+            raise ValueError(f"adopt_params needs a writeable C-contiguous {self.dtype.name} "
+                             f"array of shape {self._params.shape}")
+        check_finite(buffer, "params")
+        self._params = buffer
+        return buffer
+
+    @property
+    def rng(self):
+        """The numpy.random.Generator of the epoch shuffles."""
+        return self._rng
+
+    @rng.setter
+    def rng(self, value):
+        if not isinstance(value, np.random.Generator):
+            raise TypeError(f"rng must be a numpy.random.Generator, not {type(value).__name__}")
+        self._rng = value
+
+    @property
+    def epoch(self):
+        """Epochs trained so far (an integer ≥ 0)."""
+        return self._epoch
+
+    @epoch.setter
+    def epoch(self, value):
+        self._epoch = check_int(value, "epoch", minimum=0)
+
     def _initialise(self, init):
         """Draw, layer by layer, w^l (n_l × n_{l−1}) then b^l from ``self.rng``."""
         for w, b in zip(self.weights, self.biases):
@@ -128,6 +209,15 @@ class Net:
             config["dropout"] = list(self.dropout)
         return config
 
+    @property
+    def dropout(self):
+        """Dropout p of each hidden layer (a tuple, 0 = none); assigning checks it."""
+        return self._dropout
+
+    @dropout.setter
+    def dropout(self, value):
+        self._dropout = tuple(check_dropout(value, len(self.sizes) - 2))
+
     def dropout_rates(self):
         """Dropout p of every layer (the output's 0) for the engine, or None without dropout."""
         if not any(self.dropout):
@@ -143,17 +233,21 @@ class Net:
 
     @optimizer_state.setter
     def optimizer_state(self, value):
-        if value["name"] not in optim.NAMES:
-            raise ValueError(f"unknown optimizer {value['name']!r} in optimizer state")
+        if not isinstance(value, dict) or value.get("name") not in optim.NAMES:
+            raise ValueError("optimizer state must be a dict with 'name' one of "
+                             f"{', '.join(optim.NAMES)}")
+        t = check_int(value.get("t"), "optimizer state 't'", minimum=0)
         arrays = []
         for key in ("velocity", "m", "v"):
-            arr = np.asarray(value[key])
+            arr = as_float_array(value.get(key), f"optimizer state {key!r}")
             if arr.shape != self.params.shape:
                 raise ValueError(f"optimizer state {key!r} has shape {arr.shape}, "
                                  f"expected {self.params.shape}")
-            arrays.append(arr.astype(self.dtype))
+            check_finite(arr, f"optimizer state {key!r}")
+            # a copy: the engine writes into it (a pickled or mapped array may be read-only)
+            arrays.append(cast_finite(arr, self.dtype, f"optimizer state {key!r}").copy())
         self._optimizer = value["name"]
-        self._state = optim.State(*arrays, np.array([int(value["t"])], np.int64))
+        self._state = optim.State(*arrays, np.array([t], np.int64))
 
     def copy(self):
         """An independent copy: parameters, optimizer state, RNG state and history."""
@@ -273,10 +367,27 @@ class Net:
         ``grad`` is the averaged gradient, or with ``m`` > 1 the SUM Σ_x ∇C_x
         over m examples: ``step(net.gradient_sum(X, Y), m=len(X), ...)`` is then
         exactly the update ``fit`` makes for the mini-batch X, bit for bit.
+        A NaN or infinite gradient (or one beyond the range of the net's dtype)
+        raises ValueError and leaves the parameters untouched.
         """
-        grad = np.ascontiguousarray(grad, dtype=self.dtype)
+        grad = as_float_array(grad, "gradient")
         if grad.shape != self.params.shape:
             raise ValueError(f"gradient has shape {grad.shape}, expected {self.params.shape}")
+        check_finite(grad, "gradient")
+        self._step(grad, eta=eta, lmbda=lmbda, n=n, momentum=momentum, optimizer=optimizer,
+                   beta1=beta1, beta2=beta2, epsilon=epsilon, m=m,
+                   finite=f"gradient (as {self.dtype.name})")
+
+    def _step(self, grad, *, eta, lmbda=0.0, n=1, momentum=0.0, optimizer="sgd",
+              beta1=0.9, beta2=0.999, epsilon=1e-8, m=1, finite=None):
+        """:meth:`step` without the finiteness check (training loops detect divergence
+        themselves, after the update, and roll the epoch back)."""
+        with np.errstate(over="ignore"):
+            grad = np.ascontiguousarray(grad, dtype=self.dtype)
+        if grad.shape != self.params.shape:
+            raise ValueError(f"gradient has shape {grad.shape}, expected {self.params.shape}")
+        if finite:
+            check_finite(grad, finite)
         m = check_int(m, "m (examples summed in grad)", minimum=1)
         hyper = self._hyper(optimizer, eta, lmbda, n, momentum, beta1, beta2, epsilon)
         engine.apply_step(self.params, self._state, grad, m, self._arch, hyper)
@@ -284,8 +395,10 @@ class Net:
     def fit(self, X, Y, *, epochs=30, batch_size=10, eta=3.0, lmbda=0.0, momentum=0.0,
             optimizer="sgd", beta1=0.9, beta2=0.999, epsilon=1e-8, tol=None,
             validation_data=None, shuffle=True, order=None, monitor=True, callback=None,
-            progress=None, threads=None, comm=None, deterministic=False, sample_weight=None,
-            clip_norm=None, noise_multiplier=0.0, sampling="shuffle", delta=None):
+            progress=None, threads=None, comm=None, deterministic=False, patience=None,
+            monitor_key=None, restore_best=False, lr_schedule=None, verbose=0,
+            sample_weight=None, clip_norm=None, noise_multiplier=0.0, sampling="shuffle",
+            delta=None):
         """Mini-batch gradient descent for ``epochs`` more epochs; returns ``self``.
 
         Each epoch visits the rows in a fresh ``self.rng.permutation`` (or in
@@ -293,10 +406,43 @@ class Net:
         ``batch_size`` (the last may be shorter), and after each mini-batch
         updates every parameter with the averaged gradient (1/m) Σ_x ∇C_x.
 
+        After each epoch ``self.history`` gets a record: ``epoch``,
+        ``seconds`` (training), ``examples_per_s``, ``eval_seconds``, and with
+        ``monitor``:
+
+        * ``monitor=True`` (default): ``cost`` and ``accuracy`` are those of
+          the training forward pass itself, as Keras and scikit-learn report
+          the training loss: the mean of C_x over the epoch's examples, each
+          computed with the weights before its mini-batch's update, plus the
+          L2 term (λ/2n) Σ w² of the weights after the epoch.  No extra pass.
+        * ``monitor="exact"``: ``cost``/``accuracy`` from a pass over the whole
+          training set after the epoch (what ``self.cost(X, Y, lmbda)``
+          gives then); it costs about a third of an epoch.
+        * ``monitor=False``: neither, and no validation either.
+
+        With ``validation_data=(Xv, Yv)``, ``val_cost`` (without the L2 term)
+        and ``val_accuracy`` after each epoch.  The evaluation runs after the
+        epoch is committed: Ctrl-C during it keeps the epoch's training.
+
         ``tol``: stop once the full-batch gradient norm ‖∇C‖ ≤ tol (checked
         after each epoch; costs one extra pass).  ``callback(net, record)``
         runs after each epoch and stops training by returning True.
-        ``progress(done, total)`` reports mini-batches done within an epoch.
+        ``progress``: a function ``progress(done, total)`` told the mini-batches
+        done within an epoch, or a :class:`loopnet.training.Progress` told each
+        phase (training, evaluation) with the running mean cost and accuracy.
+        ``verbose``: 0 silent, 1 one line per epoch, 2 also progress bars
+        (tqdm when installed), on stderr, as scikit-learn's.
+
+        Model selection: ``patience=N`` stops after N epochs without
+        improvement of ``monitor_key`` (``"val_cost"`` by default when there
+        is validation data, else ``"cost"``; or ``"val_accuracy"``...);
+        ``restore_best=True`` leaves the network with the parameters of the
+        best epoch by that key (``self.best_epoch``; history and epoch count
+        stay).  ``lr_schedule(eta, record) -> eta`` sets the learning rate of
+        each next epoch, e.g. :class:`loopnet.training.HalveEta` (network2's
+        "halve η after N epochs without improvement").  A
+        :class:`loopnet.training.SaturationWarning` is issued when the cost is
+        flat and the accuracy at chance for 3 epochs.
 
         ``threads``: how many threads train (at most ``numba.get_num_threads()``).
         ``None`` chooses by measurement: each run of mini-batches is timed, and
@@ -349,17 +495,25 @@ class Net:
             threads = check_int(threads, "threads", minimum=1)
         per_example = self._per_example(n, sample_weight, clip_norm, noise_multiplier, sampling,
                                         delta, order)
-        self.grow_scratch(batch_size)
+        self.grow_scratch(min(batch_size, n))    # a batch never holds more than n rows
         val = None
         if validation_data is not None:
             Xv, Yv = check_pair(validation_data)
             Xv = self._inputs(Xv, "validation X")
             Yv = self._targets(Yv, Xv.shape[0], "validation Y")
             val = (Xv, Yv, labels_or_none(Yv))
+        monitor = training.monitor_mode(monitor)
+        verbose = check_int(verbose, "verbose", minimum=0)
         steps = training.LocalSteps(X, Y, labels_or_none(Y), val, order, shuffle, batch_size,
                                     hyper, threads, per_example)
-        return training.run(self, steps, epochs=epochs, lmbda=lmbda, monitor=monitor, tol=tol,
-                            callback=callback, progress=progress)
+        progress, callback = reporting.attach(verbose, epochs, progress, callback, self.epoch)
+        try:
+            return training.run(self, steps, epochs=epochs, lmbda=lmbda, monitor=monitor,
+                                tol=tol, callback=callback, progress=progress,
+                                patience=patience, monitor_key=monitor_key,
+                                restore_best=restore_best, lr_schedule=lr_schedule)
+        finally:
+            reporting.close(progress)
 
     def _per_example(self, n, sample_weight, clip_norm, noise_multiplier, sampling, delta, order):
         """Validated per-example rules of ``fit`` (a training.PerExample), or None for none."""
@@ -402,15 +556,30 @@ class Net:
     # ------------------------------------------------------------- validation
     def _inputs(self, X, name="X"):
         """X as a C-contiguous (m, n_0) array of the net's dtype, finite and non-empty."""
-        return np.ascontiguousarray(check_rows(X, self.sizes[0], name), dtype=self.dtype)
+        return cast_finite(check_rows(X, self.sizes[0], name), self.dtype, name)
 
     def _targets(self, Y, m, name="Y"):
         """Y as (m, n_L) targets of the net's dtype; 1-D integer labels become one-hot rows."""
-        return np.ascontiguousarray(check_targets(Y, m, self.sizes[-1], name), dtype=self.dtype)
+        return cast_finite(check_targets(Y, m, self.sizes[-1], name), self.dtype, name)
 
     def _labels(self, labels, m, name="labels"):
         """Integer class labels 0 … n_L − 1 (one-hot rows are turned into labels)."""
         return check_labels(labels, m, self.sizes[-1], name)
+
+
+class LayerSizes(tuple):
+    """Layer widths as an immutable tuple that also equals the list it was made from."""
+
+    def __eq__(self, other):
+        return tuple.__eq__(self, tuple(other) if isinstance(other, list) else other)
+
+    def __ne__(self, other):
+        return not self == other
+
+    __hash__ = tuple.__hash__
+
+    def __repr__(self):
+        return repr(list(self))
 
 
 def warmup(dtype="float64"):

@@ -33,11 +33,19 @@ per-mini-batch loop in Python (slow, like the original).
 """
 
 import numbers
+import operator
 import random
+import sys
+import time
+import warnings
 
+import numba
 import numpy as np
 
-from . import checks
+from . import checks, engine, training
+from ._jit import jit
+from .kernels import forward_layer, hidden_delta, output_delta
+from .net import Net, warmup
 
 __all__ = ["Network", "sigmoid", "sigmoid_prime"]
 
@@ -134,52 +142,291 @@ def _stack_labels(vs, n_out, name, hint=""):
     raise ValueError("%s: the labels must be numbers" % name)
 
 
-def _is_overridden(obj, base, names):
-    cls = type(obj)
-    return any(getattr(cls, n) is not getattr(base, n) for n in names)
+# ---------------------------------------------------------------------------
+# Overrides: what the user replaced, so that it is honoured
+# ---------------------------------------------------------------------------
+
+_warned = set()
+
+
+def _warn_once(what, where):
+    """One warning per replaced piece and process, naming it."""
+    if what in _warned:
+        return
+    _warned.add(what)
+    warnings.warn("loopnet: %s, so %s (and whatever else uses it) runs Nielsen's "
+                  "plain Python code, as slow as his original" % (what, where),
+                  _ReplacedWarning, stacklevel=4)
+
+
+class _ReplacedWarning(UserWarning):
+    """A piece of Nielsen's code was replaced and now runs in plain Python."""
+
+
+def _replaced(obj, names, where):
+    """The pieces among ``names`` that ``obj``'s user replaced, warning once for each.
+
+    A name is a method (replaced on the instance, on the class or by a
+    subclass), a module function of the drop-in (``"sigmoid"``: e.g.
+    ``network.sigmoid = f``), or ``"cost.delta"`` / ``"cost.fn"`` (a cost class
+    other than the two built-in ones, or one of their methods replaced).
+    """
+    out = []
+    for name in names:
+        what = obj._replacement(name)
+        if what is not None:
+            _warn_once(what, where)
+            out.append(name)
+    return out
+
+
+_MODULE_FUNCTIONS = ("sigmoid", "sigmoid_prime", "vectorized_result")
+
+
+# ---------------------------------------------------------------------------
+# The compiled per-example gradient (BP1-BP4 with the textbook kernels)
+# ---------------------------------------------------------------------------
+
+@jit
+def _backprop_example(params, layout, x, y, scratch, grad):
+    """grad = nabla C_x for one example x, laid out like ``params`` (every entry written).
+
+    Forward z^l = w^l a^{l-1} + b^l, a^l = sigma(z^l); BP1 delta^L; BP2 delta^l from
+    delta^{l+1}; BP3/BP4 dC/db^l = delta^l, dC/dw^l_jk = delta^l_j a^{l-1}_k: the
+    kernels of :mod:`loopnet.kernels`, for one example, serially (a few
+    microseconds of work, not worth waking other threads).  ``layout`` is
+    :func:`_layout`; ``scratch`` holds z, a and delta of every layer, one row each.
+    """
+    n_layers, act, out_act, cost = layout[0], layout[1], layout[2], layout[3]
+    sizes = layout[4:5 + n_layers]
+    p_off = layout[5 + n_layers:6 + 2 * n_layers]
+    u_off = layout[6 + 2 * n_layers:7 + 3 * n_layers]
+    z, a, delta = scratch[0], scratch[1], scratch[2]
+    for i in range(n_layers):
+        n, m = sizes[i + 1], sizes[i]
+        w = params[p_off[i]:p_off[i] + n * m].reshape((n, m))
+        b = params[p_off[i] + n * m:p_off[i] + n * m + n]
+        a_prev = x if i == 0 else a[u_off[i - 1]:u_off[i]]
+        forward_layer(z[u_off[i]:u_off[i + 1]], a[u_off[i]:u_off[i + 1]], w, b, a_prev,
+                      act if i < n_layers - 1 else out_act)
+    last = n_layers - 1
+    output_delta(delta[u_off[last]:u_off[last + 1]], z[u_off[last]:u_off[last + 1]],
+                 a[u_off[last]:u_off[last + 1]], y, out_act, cost)
+    for i in range(n_layers - 1, -1, -1):
+        n, m = sizes[i + 1], sizes[i]
+        if i < n_layers - 1:
+            k = sizes[i + 2]
+            w_next = params[p_off[i + 1]:p_off[i + 1] + k * n].reshape((k, n))
+            hidden_delta(delta[u_off[i]:u_off[i + 1]], z[u_off[i]:u_off[i + 1]],
+                         a[u_off[i]:u_off[i + 1]], w_next, delta[u_off[i + 1]:u_off[i + 2]], act)
+        a_prev = x if i == 0 else a[u_off[i - 1]:u_off[i]]
+        gradient_of_example(grad[p_off[i]:p_off[i] + n * m].reshape((n, m)),
+                            grad[p_off[i] + n * m:p_off[i] + n * m + n],
+                            delta[u_off[i]:u_off[i + 1]], a_prev)
+
+
+@jit
+def gradient_of_example(nabla_w, nabla_b, delta, a_prev):
+    """BP3 and BP4 of ONE example, stored (not added: the caller's buffer need not be zeroed).
+
+    .. math::  \\frac{\\partial C_x}{\\partial b_j} = \\delta_j, \\qquad
+               \\frac{\\partial C_x}{\\partial w_{jk}} = \\delta_j a^{prev}_k
+
+    The same products as :func:`loopnet.kernels.accumulate_gradient` adds to a
+    zero sum, so the same numbers bit for bit.
+    """
+    n_l, n_prev = nabla_w.shape
+    for j in range(n_l):
+        d = delta[j]
+        nabla_b[j] = d
+        for k in range(n_prev):
+            nabla_w[j, k] = d * a_prev[k]
+
+
+def _layout(arch):
+    """The network's shape in one int64 array for :func:`_backprop_example`:
+    [L, act, out_act, cost, sizes (L+1), p_off (L+1), u_off (L+1)]."""
+    L = len(arch.sizes) - 1
+    return np.concatenate([[L, arch.act, arch.out_act, arch.cost], arch.sizes, arch.p_off,
+                           arch.u_off]).astype(np.int64)
+
+
+# ---------------------------------------------------------------------------
+# The core network whose buffer holds self.weights / self.biases
+# ---------------------------------------------------------------------------
+
+class _Core(object):
+    """A loopnet.Net plus the view lists handed to the user as weights/biases."""
+
+    __slots__ = ("net", "sizes", "cost", "wlist", "blist", "wviews", "bviews", "layout",
+                 "scratch", "chooser")
+
+
+def _layer_views(params, sizes):
+    """Nielsen-shaped views into a flat buffer: w^l (n, m) and b^l as (n, 1) columns."""
+    ws, bs, start = [], [], 0
+    for m, n in zip(sizes[:-1], sizes[1:]):
+        ws.append(params[start:start + n * m].reshape(n, m))
+        bs.append(params[start + n * m:start + n * m + n].reshape(n, 1))
+        start += n * m + n
+    return ws, bs
+
+
+_first_compile_checked = []
+
+
+def _announce_first_compile():
+    """On the first run after install (an empty Numba cache), say that the kernels are
+    compiled and how long it took, instead of a silent pause; once per process."""
+    if _first_compile_checked:
+        return
+    _first_compile_checked.append(True)
+    if not _cache_is_empty():
+        return
+    sys.stderr.write("loopnet: compiling kernels for this CPU (first run only, "
+                     "~%d s)...\n" % COMPILE_SECONDS_ESTIMATE)
+    sys.stderr.flush()
+    seconds = warmup("float64")
+    sys.stderr.write("loopnet: compiled in %.1f s; later runs load them from the cache "
+                     "in about a second\n" % seconds)
+    sys.stderr.flush()
+
+
+#: What a cold compile of the float64 kernels took on a 2-core EPYC (see profiles/nielsen.py).
+COMPILE_SECONDS_ESTIMATE = 20
+
+
+def _cache_is_empty():
+    """True when Numba's on-disk cache holds no valid compiled training driver.
+
+    Reads the cache index of ``engine.run_batches`` the way Numba does when it
+    loads it (an index written for other sources counts as empty).  If the
+    cache cannot be inspected (caching off, another Numba), says False: the
+    note is only printed when it is certain to be true.
+    """
+    try:
+        cache = getattr(engine.run_batches, "_cache", None)
+        cache_file = getattr(cache, "_cache_file", None)
+        if cache_file is None or numba.config.DISABLE_JIT:
+            return False
+        if engine.run_batches.overloads:
+            return False          # already compiled or loaded in this process
+        return not cache_file._load_index()
+    except Exception:             # never let the note break training
+        return False
+
+
+# ---------------------------------------------------------------------------
+# Data conversion, once per list
+# ---------------------------------------------------------------------------
+
+class _Converted(object):
+    """Arrays converted from a list of pairs, found again by the pairs' identity.
+
+    ``pairs`` keeps the converted pair objects alive, so their ``id`` cannot be
+    reused while the entry exists; ``ids`` are those ids sorted and ``row_of``
+    the row of the arrays that each one became.
+    """
+
+    __slots__ = ("pairs", "ids", "row_of", "arrays")
+
+    def rows(self, data):
+        """Row of the arrays for each pair of ``data``, or None if some pair is new."""
+        ids = np.fromiter(map(id, data), np.uint64, len(data))
+        pos = np.searchsorted(self.ids, ids)
+        pos[pos == len(self.ids)] = 0
+        if len(self.ids) == 0 or not np.array_equal(self.ids[pos], ids):
+            return None
+        return self.row_of[pos]
+
+
+def _converted(data, arrays):
+    entry = _Converted()
+    entry.pairs = list(data)
+    ids = np.fromiter(map(id, entry.pairs), np.uint64, len(entry.pairs))
+    order = np.argsort(ids, kind="stable")
+    entry.ids = ids[order]
+    entry.row_of = order
+    entry.arrays = arrays
+    return entry
+
+
+#: Below this many floating-point operations, one call (a mini-batch's gradient, the
+#: outputs of a few examples) runs on the calling thread alone: a few milliseconds of
+#: work, where waking and synchronising other threads gains little on a quiet machine
+#: and, measured on a busy 2-core one, made update_mini_batch 10x slower than serial.
+SERIAL_CALL_FLOPS = 20_000_000
+
+#: Data sets kept converted per role (training, labelled): e.g. validation and test data.
+_CACHED_PER_ROLE = 3
 
 
 class _Compiled(object):
     """State and plumbing shared by network.Network and network2.Network.
 
-    The NumPy lists ``self.weights`` / ``self.biases`` (Nielsen's layout,
-    biases as (n, 1) columns) are the source of truth, so user code that
-    reads or assigns them keeps working.  Before compiled work they are
-    copied into a ``loopnet.Net`` (``_push``), afterwards copied back as new
-    arrays (``_pull``), as Nielsen's ``update_mini_batch`` also creates new
-    arrays.
+    ``self.weights`` / ``self.biases`` are lists of NumPy views into the flat
+    parameter buffer of a ``loopnet.Net`` (w^l as (n_l, n_{l-1}), b^l as an
+    (n_l, 1) column, Nielsen's shapes), so compiled code reads and writes them
+    in place: writing into them (``net.weights[0][j, k] = v``,
+    ``net.weights[0] *= 2``) changes the network.  Assigning new arrays
+    (``net.weights = [...]``, ``net.weights[0] = W``) is noticed by identity at
+    the next call, which copies them into a fresh buffer and hands back views
+    of it.  Like Nielsen's code, every update makes new arrays: arrays taken
+    from ``net.weights`` before ``SGD`` or ``update_mini_batch`` keep their
+    values.
     """
 
     _loopnet_cost = "quadratic"
+    _module = None          # the drop-in module whose sigmoid etc. the methods call
 
     def __getstate__(self):
-        # Pickle/copy only Nielsen's attributes; the compiled Net is rebuilt on demand.
-        state = dict(self.__dict__)
-        state.pop("_loopnet_net", None)
+        # Pickle/copy only Nielsen's attributes, as plain arrays; the core is rebuilt on demand.
+        state = {k: v for k, v in self.__dict__.items() if not k.startswith("_loopnet")}
+        for key in ("weights", "biases"):
+            if isinstance(state.get(key), list):
+                state[key] = [np.array(v) for v in state[key]]
         return state
 
-    def _net(self):
-        """The loopnet.Net holding the current weights (built lazily)."""
-        import loopnet
-        cost = self._loopnet_cost
-        net = self.__dict__.get("_loopnet_net")
-        if net is None or list(net.sizes) != list(self.sizes) or net.cost_name != cost:
-            # seed=0: the core's private generator; nothing global is consumed.
-            net = loopnet.Net(self.sizes, activation="sigmoid", output="sigmoid",
-                              cost=cost, dtype="float64", seed=0)
-            self.__dict__["_loopnet_net"] = net
-        self._push(net)
-        return net
+    def __setstate__(self, state):
+        self.__dict__.update(state)
 
-    def _push(self, net):
-        sizes = list(self.sizes)
+    # -- what the user replaced ---------------------------------------------
+    def _replacement(self, name):
+        """How ``name`` was replaced (for the warning), or None if it is Nielsen's."""
+        if name in _MODULE_FUNCTIONS:
+            mod = self._module
+            if getattr(mod, name, None) is not mod._ORIGINAL.get(name):
+                return "%s.%s is replaced" % (mod.__name__, name)
+            return None
+        if name in self.__dict__:
+            return "%s.%s is replaced (on the instance)" % (type(self).__name__, name)
+        if getattr(type(self), name) is not self._ORIGINAL_METHODS[name]:
+            return "%s.%s is replaced" % (type(self).__name__, name)
+        return None
+
+    # -- the core network ------------------------------------------------------
+    def _net(self):
+        """The loopnet.Net whose buffer holds self.weights/self.biases (synced if replaced)."""
+        d = self.__dict__
+        c = d.get("_loopnet_core")
+        if c is not None and d.get("weights") is c.wlist and d.get("biases") is c.blist \
+                and c.cost == self._loopnet_cost and c.sizes == self.sizes \
+                and len(c.wlist) == len(c.wviews) and len(c.blist) == len(c.bviews) \
+                and all(map(operator.is_, c.wlist, c.wviews)) \
+                and all(map(operator.is_, c.blist, c.bviews)):
+            return c.net
+        return self._adopt(c).net
+
+    def _adopt(self, c):
+        """Copy the user's (new) weights and biases into a core buffer and hand back views."""
+        sizes = _check_sizes(self.sizes)
         L = len(sizes) - 1
         ws, bs = self.weights, self.biases
         if len(ws) != L or len(bs) != L:
             raise ValueError("this network has %d layers of weights and biases (sizes %s), "
                              "but self.weights has %d and self.biases %d entries"
                              % (L, sizes, len(ws), len(bs)))
-        new_w, new_b = [], []
+        arrays = []
         for l in range(L):
             w = np.asarray(ws[l], dtype=np.float64)
             b = np.asarray(bs[l], dtype=np.float64)
@@ -189,16 +436,62 @@ class _Compiled(object):
             if b.shape not in ((sizes[l + 1], 1), (sizes[l + 1],)):
                 raise ValueError("self.biases[%d] has shape %s, but sizes %s need (%d, 1)"
                                  % (l, b.shape, sizes, sizes[l + 1]))
-            new_w.append(w)
-            new_b.append(b.reshape(-1))
-        net.weights = new_w
-        net.biases = new_b
+            arrays += [w.reshape(-1), b.reshape(-1)]
+        params = np.concatenate(arrays)
+        if not np.isfinite(params.sum()) and not np.isfinite(params).all():
+            raise ValueError("self.weights or self.biases contain NaN or infinity")
+        cost = self._loopnet_cost
+        if c is None or c.sizes != sizes or c.cost != cost:
+            _announce_first_compile()
+            c = _Core()
+            # seed=0: the core's private generator; nothing global is consumed.
+            c.net = Net(sizes, activation="sigmoid", output="sigmoid", cost=cost,
+                        dtype="float64", seed=0)
+            c.sizes, c.cost = list(sizes), cost
+            c.layout = _layout(c.net._arch)
+            c.scratch = np.zeros((3, int(c.net._arch.u_off[-1])))
+            c.chooser = None
+            self.__dict__["_loopnet_core"] = c
+        self._install(c, params)
+        return c
 
-    def _pull(self, net):
-        self.weights = [np.array(w, dtype=np.float64) for w in net.weights]
-        self.biases = [np.array(b, dtype=np.float64).reshape(-1, 1) for b in net.biases]
+    def _install(self, c, params):
+        """Make ``params`` the core's buffer and self.weights/biases views of it."""
+        c.wviews, c.bviews = _layer_views(c.net.adopt_params(params), c.sizes)
+        c.wlist, c.blist = list(c.wviews), list(c.bviews)
+        self.__dict__["weights"], self.__dict__["biases"] = c.wlist, c.blist
 
-    # -- data conversion ---------------------------------------------------
+    def _renew(self):
+        """Move the core to a copy of its buffer, so that arrays the user took from
+        self.weights before an update keep their values (Nielsen's updates make new arrays)."""
+        net = self._net()
+        c = self.__dict__["_loopnet_core"]
+        self._install(c, net.params.copy())
+        return net
+
+    # -- data conversion -----------------------------------------------------
+    def _cached(self, data, role, convert):
+        """``(arrays, rows)``: ``convert(data)`` done once per list of pairs.
+
+        The result is kept per ``role`` ("training", "test", ...) and reused
+        while every pair of ``data`` is one already converted (SGD shuffles
+        the caller's list in place: the same pairs in another order).
+        ``rows[i]`` is the row of the arrays that holds ``data[i]``.  A pair is
+        recognised by identity: replace a pair, rather than writing into its
+        arrays, to change the data between calls.
+        """
+        if len(data) == 0:
+            return convert(data), np.arange(0)
+        entries = self.__dict__.setdefault("_loopnet_data", {}).setdefault(role, [])
+        for entry in entries:
+            rows = entry.rows(data)
+            if rows is not None:
+                return entry.arrays, rows
+        entry = _converted(data, convert(data))
+        entries.insert(0, entry)
+        del entries[_CACHED_PER_ROLE:]
+        return entry.arrays, np.arange(len(data))
+
     def _inputs(self, xs, name):
         return _stack_columns(
             xs, self.sizes[0], name, "input x",
@@ -214,19 +507,49 @@ class _Compiled(object):
     def _labels(self, ys, name, hint=""):
         return _stack_labels(ys, self.sizes[-1], name, hint)
 
-    def _count_correct(self, net, X, labels):
-        if len(X) == 0:
-            return 0
-        guess = np.argmax(net.predict(X), axis=1)
-        return int(np.sum(guess == labels))
+    def _training_arrays(self, data, name):
+        def convert(data):
+            xs, ys = _pairs(data, name)
+            return self._inputs(xs, name), self._vector_targets(ys, name)
+        return self._cached(data, "training", convert)
 
-    # -- Nielsen's per-example helpers, vectorized over columns --------------
+    def _labelled_arrays(self, data, name, hint):
+        def convert(data):
+            xs, ys = _pairs(data, name)
+            return self._inputs(xs, name), self._labels(ys, name, hint)
+        return self._cached(data, "labelled", convert)
+
+    def _predict(self, X):
+        """a^L of every row of X, in chunks, each on the thread count timed fastest."""
+        net = self._net()
+        c = self.__dict__["_loopnet_core"]
+        if c.chooser is None:
+            c.chooser = _ThreadChoice()
+        out = np.empty((len(X), self.sizes[-1]))
+        flops = training.flops_per_example(net.sizes)
+        chunk = max(1, SERIAL_CALL_FLOPS // flops)
+        for lo in range(0, len(X), chunk):
+            hi = min(lo + chunk, len(X))
+            threads = c.chooser.next() if (hi - lo) * flops >= SERIAL_CALL_FLOPS // 2 else 1
+            began = time.perf_counter()
+            out[lo:hi] = _on_threads(threads, net.predict, X[lo:hi])
+            c.chooser.record(threads, (time.perf_counter() - began) / (hi - lo))
+        return out
+
+    def _count_correct(self, X, labels, rows):
+        if len(rows) == 0:
+            return 0
+        guess = np.argmax(self._predict(X), axis=1)
+        return int(np.sum(guess[rows] == labels[rows]))
+
+    # -- Nielsen's per-example helpers --------------------------------------
     def feedforward(self, a):
         """Return the output of the network if ``a`` is input.
 
         ``a`` is an (n_in, 1) column (or several columns side by side); a 1-D
         vector is treated as one column.  Computed with NumPy as in the
-        original, so the result is bit-identical to Nielsen's.
+        original (and with the module's ``sigmoid``), so the result is
+        bit-identical to Nielsen's.
         """
         a = np.asarray(a)
         n_in = self.sizes[0]
@@ -235,56 +558,73 @@ class _Compiled(object):
         if a.ndim != 2 or a.shape[0] != n_in:
             raise ValueError("feedforward(a): a has shape %s, but this Network's input layer "
                              "has %d neurons, so a must be (%d, 1)" % (a.shape, n_in, n_in))
+        sigmoid = self._module.sigmoid
         for b, w in zip(self.biases, self.weights):
             a = sigmoid(np.dot(w, a) + b)
         return a
 
-    def _check_xy(self, x, y, target_is_vector=True):
+    def _check_xy(self, x, y):
         n_in, n_out = self.sizes[0], self.sizes[-1]
         x = np.asarray(x, dtype=np.float64)
-        if x.shape not in ((n_in, 1), (n_in,)):
+        if x.shape != (n_in, 1) and x.shape != (n_in,):
             raise ValueError("x has shape %s, but this Network's input layer has %d neurons, "
                              "so x must be (%d, 1)" % (x.shape, n_in, n_in))
         yv = np.asarray(y, dtype=np.float64)
-        if yv.shape not in ((n_out, 1), (n_out,)):
+        if yv.shape != (n_out, 1) and yv.shape != (n_out,):
             raise ValueError("y is %s, but the desired output must be a (%d, 1) vector "
                              "(for a label j use vectorized_result(j))" % (_describe(y), n_out))
         return x.reshape(n_in, 1), yv.reshape(n_out, 1)
 
     def _numpy_backprop(self, x, y, output_error):
-        """Backpropagation for one example in NumPy (BP1-BP4 of chapter 2).
+        """Nielsen's backprop for one example, in NumPy (BP1-BP4 of chapter 2).
 
-        ``output_error(z, a, y)`` returns delta^L.  Used only when a subclass
-        overrides part of the algorithm, so that its override is honoured.
+        ``output_error(z, a, y)`` returns delta^L.  Used when part of the
+        algorithm was replaced, so that the replacement is honoured; calls the
+        module's ``sigmoid``/``sigmoid_prime`` as his code does.
         """
-        zs, acts = [], [x]
-        for w, b in zip(self.weights, self.biases):
-            zs.append(np.dot(w, acts[-1]) + b)
-            acts.append(sigmoid(zs[-1]))
+        mod = self._module
+        activation = x
+        activations, zs = [x], []
+        for b, w in zip(self.biases, self.weights):
+            z = np.dot(w, activation) + b
+            zs.append(z)
+            activation = mod.sigmoid(z)
+            activations.append(activation)
         L = len(self.weights)
         nabla_b, nabla_w = [None] * L, [None] * L
-        delta = output_error(zs[-1], acts[-1], y)                 # BP1
-        for l in range(L - 1, -1, -1):
-            nabla_b[l] = delta                                     # BP3
-            nabla_w[l] = np.dot(delta, acts[l].transpose())        # BP4
-            if l > 0:                                              # BP2
-                delta = np.dot(self.weights[l].transpose(), delta) * sigmoid_prime(zs[l - 1])
+        delta = output_error(zs[-1], activations[-1], y)           # BP1
+        nabla_b[-1] = delta                                         # BP3
+        nabla_w[-1] = np.dot(delta, activations[-2].transpose())   # BP4
+        for l in range(2, self.num_layers):
+            sp = mod.sigmoid_prime(zs[-l])
+            delta = np.dot(self.weights[-l + 1].transpose(), delta) * sp    # BP2
+            nabla_b[-l] = delta
+            nabla_w[-l] = np.dot(delta, activations[-l - 1].transpose())
         return (nabla_b, nabla_w)
 
     def _compiled_backprop(self, x, y):
-        x, y = self._check_xy(x, y)
+        """(nabla_b, nabla_w) of one example from the compiled kernels, in Nielsen's shapes."""
+        n_in, n_out = self.sizes[0], self.sizes[-1]
+        xv = np.asarray(x, dtype=np.float64)
+        yv = np.asarray(y, dtype=np.float64)
+        if (xv.shape != (n_in, 1) and xv.shape != (n_in,)) or \
+                (yv.shape != (n_out, 1) and yv.shape != (n_out,)):
+            self._check_xy(x, y)           # raises, naming the problem
         net = self._net()
-        g = net.gradient_sum(x.reshape(1, -1), y.reshape(1, -1))
-        ws, bs = net.unflatten(g)
-        return ([np.array(b).reshape(-1, 1) for b in bs], [np.array(w) for w in ws])
+        c = self.__dict__["_loopnet_core"]
+        grad = np.empty(net.params.shape[0])
+        _backprop_example(net.params, c.layout, np.ascontiguousarray(xv.reshape(-1)),
+                          np.ascontiguousarray(yv.reshape(-1)), c.scratch, grad)
+        ws, bs = _layer_views(grad, c.sizes)
+        return (bs, ws)
 
     def _gradient_sum_python(self, mini_batch):
         nabla_b = [np.zeros(np.shape(b)) for b in self.biases]
         nabla_w = [np.zeros(np.shape(w)) for w in self.weights]
         for x, y in mini_batch:
-            db, dw = self.backprop(x, y)
-            nabla_b = [nb + d for nb, d in zip(nabla_b, db)]
-            nabla_w = [nw + d for nw, d in zip(nabla_w, dw)]
+            delta_nabla_b, delta_nabla_w = self.backprop(x, y)
+            nabla_b = [nb + dnb for nb, dnb in zip(nabla_b, delta_nabla_b)]
+            nabla_w = [nw + dnw for nw, dnw in zip(nabla_w, delta_nabla_w)]
         return nabla_b, nabla_w
 
     def _compiled_update(self, mini_batch, eta, lmbda, n):
@@ -294,45 +634,97 @@ class _Compiled(object):
         xs, ys = _pairs(data, "mini_batch")
         X = self._inputs(xs, "mini_batch")
         Y = self._vector_targets(ys, "mini_batch")
-        net = self._net()
+        net = self._renew()
         if eta != 0.0:          # the core requires eta > 0; eta = 0 changes nothing
-            g = net.gradient_sum(X, Y)
-            net.step(g / len(data), eta=eta, lmbda=lmbda, n=n)
-        self._pull(net)
+            m = len(data)
+            if m * training.flops_per_example(net.sizes) < SERIAL_CALL_FLOPS:
+                g = _one_thread(net.gradient_sum, X, Y)
+            else:
+                g = net.gradient_sum(X, Y)
+            net.step(g, eta=eta, lmbda=lmbda, n=n, m=m)
 
     def _run_epochs(self, training_data, epochs, mini_batch_size, eta, lmbda, after_epoch,
                     fast):
-        """Nielsen's epoch loop; ``after_epoch(j, net, order)`` prints/monitors."""
+        """Nielsen's epoch loop; ``after_epoch(j, state)`` prints/monitors, where
+        ``state`` is the list (Python path) or ``(X, Y, rows)`` (compiled path)."""
         data, own = _materialize(training_data, "training_data")
         n = len(data)
         if not fast:
-            # Nielsen's loop, calling the (overridden) update_mini_batch.
+            # Nielsen's loop, calling the (replaced) update_mini_batch.
             for j in range(epochs):
                 random.shuffle(data)
                 for k in range(0, n, mini_batch_size):
                     self._python_update(data[k:k + mini_batch_size], eta, lmbda, n)
-                after_epoch(j, None, data)
+                after_epoch(j, data)
             return data
-        xs, ys = _pairs(data, "training_data")
-        X = self._inputs(xs, "training_data")
-        Y = self._vector_targets(ys, "training_data")
-        net = self._net()
-        order = np.arange(n)
-        try:
-            for j in range(epochs):
-                # Same draws as random.shuffle(training_data): shuffle depends only on len.
-                perm = list(range(n))
-                random.shuffle(perm)
+        if n:
+            (X, Y), rows = self._training_arrays(data, "training_data")
+        net = self._renew()
+        for j in range(epochs):
+            # Same draws as random.shuffle(training_data): shuffle depends only on len.
+            perm = list(range(n))
+            random.shuffle(perm)
+            if n:
                 if own:
                     data[:] = [data[i] for i in perm]
-                order = order[perm]
-                if n and eta != 0.0:
-                    net.fit(X, Y, order=order, epochs=1, batch_size=mini_batch_size, eta=eta,
+                rows = rows[perm]
+                if eta != 0.0:
+                    net.fit(X, Y, order=rows, epochs=1, batch_size=mini_batch_size, eta=eta,
                             lmbda=lmbda, monitor=False)
-                after_epoch(j, net, (X, Y, order))
-        finally:
-            self._pull(net)
+                after_epoch(j, (X, Y, rows))
+            else:
+                after_epoch(j, data)
         return data
+
+
+def _on_threads(threads, f, *args):
+    """f(*args) with at most ``threads`` Numba threads (the result is the same for any)."""
+    before = numba.get_num_threads()
+    if threads >= before:
+        return f(*args)
+    numba.set_num_threads(threads)
+    try:
+        return f(*args)
+    finally:
+        numba.set_num_threads(before)
+
+
+def _one_thread(f, *args):
+    """f(*args) on the calling thread alone: for a few examples, waking the other
+    threads costs more than they save (the result is the same either way)."""
+    return _on_threads(1, f, *args)
+
+
+class _ThreadChoice(object):
+    """One thread or all, whichever ran the last chunks faster (seconds per row).
+
+    One thread is tried first, all threads second; then the faster is used and
+    every PROBE-th chunk re-times the other, so that a change of load is noticed.
+    On a busy machine, synchronising threads can make a parallel call many
+    times slower than a serial one.
+    """
+
+    PROBE = 8
+
+    def __init__(self):
+        self.seconds = {}
+        self.calls = 0
+
+    def next(self):
+        most = numba.get_num_threads()
+        self.calls += 1
+        if most == 1:
+            return 1
+        for k in (1, most):
+            if k not in self.seconds:
+                return k
+        best = min((1, most), key=self.seconds.get)
+        if self.calls % self.PROBE == 0:
+            return most if best == 1 else 1
+        return best
+
+    def record(self, threads, seconds_per_row):
+        self.seconds[threads] = seconds_per_row
 
 
 class Network(_Compiled):
@@ -350,10 +742,6 @@ class Network(_Compiled):
         self.biases = [np.random.randn(y, 1) for y in sizes[1:]]
         self.weights = [np.random.randn(y, x) for x, y in zip(sizes[:-1], sizes[1:])]
 
-    def _fast(self):
-        return not _is_overridden(self, Network,
-                                  ("update_mini_batch", "backprop", "cost_derivative"))
-
     def SGD(self, training_data, epochs, mini_batch_size, eta, test_data=None):
         """Train with mini-batch stochastic gradient descent.
 
@@ -367,30 +755,24 @@ class Network(_Compiled):
         mini_batch_size = _check_int(mini_batch_size, "mini_batch_size", 1)
         eta = _check_real(eta, "eta")
         test, _ = _materialize(test_data, "test_data")
+        fast = not _replaced(self, _TRAINING_PIECES, "SGD")
         tx = None
         if test:
             n_test = len(test)
-            if not _is_overridden(self, Network, ("evaluate", "feedforward")):
-                txs, tys = _pairs(test, "test_data")
-                tx = (self._inputs(txs, "test_data"),
-                      self._labels(tys, "test_data",
-                                   "; test_data holds (x, label) pairs, as load_data_wrapper() "
-                                   "returns them"))
+            if not _replaced(self, ("evaluate", "feedforward", "sigmoid"), "SGD's evaluation"):
+                tx = self._labelled_arrays(test, "test_data", _TEST_HINT)
 
-        def after_epoch(j, net, _state):
+        def after_epoch(j, _state):
             if test:
-                if tx is not None and net is not None:
-                    correct = self._count_correct(net, *tx)
+                if tx is not None:
+                    correct = self._count_correct(tx[0][0], tx[0][1], tx[1])
                 else:
-                    if net is not None:
-                        self._pull(net)
                     correct = self.evaluate(test)
                 print("Epoch {0}: {1} / {2}".format(j, correct, n_test))
             else:
                 print("Epoch {0} complete".format(j))
 
-        self._run_epochs(training_data, epochs, mini_batch_size, eta, 0.0, after_epoch,
-                         self._fast())
+        self._run_epochs(training_data, epochs, mini_batch_size, eta, 0.0, after_epoch, fast)
 
     def _python_update(self, mini_batch, eta, lmbda, n):
         self.update_mini_batch(mini_batch, eta)
@@ -399,7 +781,7 @@ class Network(_Compiled):
         """One gradient-descent step on ``mini_batch`` (a list of ``(x, y)``):
         w -> w - (eta/m) sum_x dC_x/dw, b likewise."""
         eta = _check_real(eta, "eta")
-        if not _is_overridden(self, Network, ("backprop", "cost_derivative")):
+        if not _replaced(self, _TRAINING_PIECES[1:], "update_mini_batch"):
             return self._compiled_update(mini_batch, eta, 0.0, 1)
         data, _ = _materialize(mini_batch, "mini_batch")
         nabla_b, nabla_w = self._gradient_sum_python(data)
@@ -410,10 +792,10 @@ class Network(_Compiled):
     def backprop(self, x, y):
         """Return ``(nabla_b, nabla_w)``, the gradient of C_x for one example,
         as lists shaped like ``self.biases`` and ``self.weights``."""
-        if _is_overridden(self, Network, ("cost_derivative",)):
+        if _replaced(self, _TRAINING_PIECES[2:], "backprop"):
             x, y = self._check_xy(x, y)
             return self._numpy_backprop(
-                x, y, lambda z, a, y: self.cost_derivative(a, y) * sigmoid_prime(z))
+                x, y, lambda z, a, y: self.cost_derivative(a, y) * self._module.sigmoid_prime(z))
         return self._compiled_backprop(x, y)
 
     def evaluate(self, test_data):
@@ -422,18 +804,22 @@ class Network(_Compiled):
         data, _ = _materialize(test_data, "test_data")
         if not data:
             return 0
-        if _is_overridden(self, Network, ("feedforward",)):
+        if _replaced(self, ("feedforward", "sigmoid"), "evaluate"):
             return sum(int(np.argmax(self.feedforward(x)) == y) for (x, y) in data)
-        xs, ys = _pairs(data, "test_data")
-        X = self._inputs(xs, "test_data")
-        labels = self._labels(ys, "test_data",
-                              "; evaluate() expects (x, label) pairs, as in load_data_wrapper()'s "
-                              "validation and test data")
-        return self._count_correct(self._net(), X, labels)
+        (X, labels), rows = self._labelled_arrays(
+            data, "test_data", "; evaluate() expects (x, label) pairs, as in "
+                               "load_data_wrapper()'s validation and test data")
+        return self._count_correct(X, labels, rows)
 
     def cost_derivative(self, output_activations, y):
         """Vector of partial derivatives dC_x/da for the output activations."""
         return (output_activations - y)
+
+
+# What training uses, outermost first: SGD runs compiled only if none is replaced.
+_TRAINING_PIECES = ("update_mini_batch", "backprop", "cost_derivative", "sigmoid",
+                    "sigmoid_prime")
+_TEST_HINT = "; test_data holds (x, label) pairs, as load_data_wrapper() returns them"
 
 
 # ---------------------------------------------------------------------------
@@ -445,3 +831,12 @@ def sigmoid(z):
 def sigmoid_prime(z):
     """Derivative of the sigmoid function."""
     return sigmoid(z) * (1 - sigmoid(z))
+
+
+# The originals, to tell what a user replaced (Network.backprop = f, network.sigmoid = f, ...).
+_ORIGINAL = {"sigmoid": sigmoid, "sigmoid_prime": sigmoid_prime}
+Network._module = sys.modules[__name__]
+Network._ORIGINAL_METHODS = {name: Network.__dict__[name] for name in
+                     ("update_mini_batch", "backprop", "cost_derivative", "evaluate",
+                      "feedforward") if name in Network.__dict__}
+Network._ORIGINAL_METHODS["feedforward"] = _Compiled.feedforward

@@ -19,12 +19,13 @@ own ``fn`` / ``delta``) work too, through Nielsen's per-example Python loop.
 
 import json
 import os
-import tempfile
+import sys
 
 import numpy as np
 
-from .network import (_Compiled, _check_int, _check_real, _check_sizes, _is_overridden,
-                      _materialize, _pairs, sigmoid, sigmoid_prime)
+from .io import atomic_write
+from .network import (_Compiled, _check_int, _check_real, _check_sizes, _materialize,
+                      _replaced)
 
 __all__ = ["QuadraticCost", "CrossEntropyCost", "Network", "load", "vectorized_result",
            "sigmoid", "sigmoid_prime"]
@@ -60,6 +61,8 @@ class CrossEntropyCost(object):
 
 
 _LOOPNET_COST = {QuadraticCost: "quadratic", CrossEntropyCost: "cross_entropy"}
+# The built-in costs' methods as defined, to notice ``CrossEntropyCost.delta = f``.
+_ORIGINAL_COST = {(c, m): getattr(c, m) for c in _LOOPNET_COST for m in ("fn", "delta")}
 
 
 class Network(_Compiled):
@@ -79,9 +82,6 @@ class Network(_Compiled):
     def _loopnet_cost(self):
         return _LOOPNET_COST.get(self.cost, "quadratic")
 
-    def _compiled_cost(self):
-        return self.cost in _LOOPNET_COST
-
     def default_weight_initializer(self):
         """Weights from N(0, 1/n_in), biases from N(0, 1) (``np.random.randn``,
         biases first, as in the original)."""
@@ -95,9 +95,20 @@ class Network(_Compiled):
         self.weights = [np.random.randn(y, x)
                         for x, y in zip(self.sizes[:-1], self.sizes[1:])]
 
-    def _fast(self):
-        return self._compiled_cost() and not _is_overridden(
-            self, Network, ("update_mini_batch", "backprop"))
+    def _replacement(self, name):
+        """As in :class:`loopnet.network.Network`, and ``"cost.delta"`` / ``"cost.fn"``:
+        a cost class of the user's, or a method of the built-in ones replaced
+        (``network2.CrossEntropyCost.delta = ...``)."""
+        if name.startswith("cost."):
+            attr = name[len("cost."):]
+            cost = self.cost
+            if cost not in _LOOPNET_COST:
+                return "the cost class %s is not QuadraticCost or CrossEntropyCost" % (
+                    getattr(cost, "__name__", type(cost).__name__))
+            if getattr(cost, attr, None) is not _ORIGINAL_COST[cost, attr]:
+                return "%s.%s is replaced" % (cost.__name__, attr)
+            return None
+        return _Compiled._replacement(self, name)
 
     # -- training ------------------------------------------------------------
     def SGD(self, training_data, epochs, mini_batch_size, eta,
@@ -124,66 +135,60 @@ class Network(_Compiled):
             raise ValueError("%s=True needs evaluation_data (a non-empty list of "
                              "(x, label) pairs)" % flag)
         n_data = len(evaluation) if evaluation else 0
-        fast_eval = not _is_overridden(self, Network, ("feedforward", "accuracy", "total_cost"))
+        fast = not _replaced(self, _TRAINING_PIECES, "SGD")
+        # Which monitors may run compiled (otherwise Nielsen's methods are called).
+        acc_fast = (monitor_training_accuracy or monitor_evaluation_accuracy) and not _replaced(
+            self, _ACCURACY_PIECES, "SGD's accuracy monitors")
+        cost_fast = (monitor_training_cost or monitor_evaluation_cost) and not _replaced(
+            self, _COST_PIECES, "SGD's cost monitors")
         ev = None
-        if evaluation and fast_eval:
-            exs, eys = _pairs(evaluation, "evaluation_data")
-            hint = ("; evaluation_data holds (x, label) pairs, as load_data_wrapper()'s "
-                    "validation and test data")
-            ev = (self._inputs(exs, "evaluation_data"),
-                  self._labels(eys, "evaluation_data", hint))
-            if monitor_evaluation_cost:
-                ev = ev + (self._one_hot(ev[1], "evaluation_data"),)
+        if evaluation and ((monitor_evaluation_accuracy and acc_fast)
+                           or (monitor_evaluation_cost and cost_fast)):
+            (EX, elabels), erows = self._labelled_arrays(evaluation, "evaluation_data",
+                                                         _EVALUATION_HINT)
+            EY = self._one_hot(elabels, "evaluation_data") if monitor_evaluation_cost else None
+            ev = (EX, elabels, EY, erows)
         evaluation_cost, evaluation_accuracy = [], []
         training_cost, training_accuracy = [], []
-        n_holder = []
+        training_list, _ = _materialize(training_data, "training_data")
+        n = len(training_list)
 
-        def after_epoch(j, net, state):
-            n = n_holder[0]
+        def after_epoch(j, state):
             print("Epoch %s training complete" % j)
-            if net is not None and fast_eval:
-                X, Y, order = state
-                Xo, Yo = X[order], Y[order]
-            else:
-                if net is not None:
-                    self._pull(net)
-                    data = training_list
-                else:
-                    data = state
+            arrays = isinstance(state, tuple)          # the compiled path's (X, Y, rows)
             if monitor_training_cost:
-                if net is not None and fast_eval:
-                    cost = self._cost_arrays(net, Xo, Yo, lmbda)
+                if arrays and cost_fast:
+                    cost = self._cost_arrays(state[0], state[1], lmbda, state[2])
                 else:
-                    cost = self.total_cost(data, lmbda)
+                    cost = self.total_cost(training_list, lmbda)
                 training_cost.append(cost)
                 print("Cost on training data: {}".format(cost))
             if monitor_training_accuracy:
-                if net is not None and fast_eval:
-                    accuracy = self._count_correct(net, Xo, np.argmax(Yo, axis=1))
+                if arrays and acc_fast:
+                    X, Y, rows = state
+                    accuracy = self._count_correct(X, np.argmax(Y, axis=1), rows)
                 else:
-                    accuracy = self.accuracy(data, convert=True)
+                    accuracy = self.accuracy(training_list, convert=True)
                 training_accuracy.append(accuracy)
                 print("Accuracy on training data: {} / {}".format(accuracy, n))
             if monitor_evaluation_cost:
-                if net is not None and fast_eval:
-                    cost = self._cost_arrays(net, ev[0], ev[2], lmbda)
+                if cost_fast:
+                    cost = self._cost_arrays(ev[0], ev[2], lmbda, ev[3])
                 else:
                     cost = self.total_cost(evaluation, lmbda, convert=True)
                 evaluation_cost.append(cost)
                 print("Cost on evaluation data: {}".format(cost))
             if monitor_evaluation_accuracy:
-                if net is not None and fast_eval:
-                    accuracy = self._count_correct(net, ev[0], ev[1])
+                if acc_fast:
+                    accuracy = shown = self._count_correct(ev[0], ev[1], ev[3])
                 else:
                     accuracy = self.accuracy(evaluation)
+                    shown = self.accuracy(evaluation)      # Nielsen's code calls it twice
                 evaluation_accuracy.append(accuracy)
-                print("Accuracy on evaluation data: {} / {}".format(accuracy, n_data))
+                print("Accuracy on evaluation data: {} / {}".format(shown, n_data))
             print()
 
-        training_list, _ = _materialize(training_data, "training_data")
-        n_holder.append(len(training_list))
-        self._run_epochs(training_list, epochs, mini_batch_size, eta, lmbda, after_epoch,
-                         self._fast())
+        self._run_epochs(training_list, epochs, mini_batch_size, eta, lmbda, after_epoch, fast)
         return evaluation_cost, evaluation_accuracy, training_cost, training_accuracy
 
     def _python_update(self, mini_batch, eta, lmbda, n):
@@ -195,7 +200,7 @@ class Network(_Compiled):
         eta = _check_real(eta, "eta")
         lmbda = _check_real(lmbda, "lmbda")
         n = _check_int(n, "n", 1)
-        if self._compiled_cost() and not _is_overridden(self, Network, ("backprop",)):
+        if not _replaced(self, _TRAINING_PIECES[1:], "update_mini_batch"):
             return self._compiled_update(mini_batch, eta, lmbda, n)
         data, _ = _materialize(mini_batch, "mini_batch")
         nabla_b, nabla_w = self._gradient_sum_python(data)
@@ -206,7 +211,7 @@ class Network(_Compiled):
 
     def backprop(self, x, y):
         """Return ``(nabla_b, nabla_w)``, the gradient of C_x for one example."""
-        if not self._compiled_cost():
+        if _replaced(self, _TRAINING_PIECES[2:], "backprop"):
             x, y = self._check_xy(x, y)
             return self._numpy_backprop(x, y, self.cost.delta)
         return self._compiled_backprop(x, y)
@@ -226,24 +231,22 @@ class Network(_Compiled):
                              % (name, bad[0], labels[bad[0]]))
         return np.eye(10)[li]
 
-    def _cost_arrays(self, net, X, Y, lmbda):
-        """Nielsen's total_cost on arrays: sum_x C_x/n in data order, + L2 term."""
-        n = len(X)
+    def _cost_arrays(self, X, Y, lmbda, rows):
+        """Nielsen's total_cost over the examples ``rows`` of arrays X, Y: sum_x C_x/n
+        in the order of ``rows`` (his list order), + the L2 term."""
+        n = len(rows)
         if n == 0:
             raise ValueError("cannot compute the cost of an empty data set")
-        A = net.predict(X)
+        A = self._predict(X)
         if self.cost is QuadraticCost:
-            per = 0.5 * np.sqrt(np.einsum("ij,ij->i", A - Y, A - Y)) ** 2
-        elif self.cost is CrossEntropyCost:
+            D = A - Y
+            per = 0.5 * np.sqrt(np.einsum("ij,ij->i", D, D)) ** 2
+        else:
             with np.errstate(divide="ignore", invalid="ignore"):
                 per = np.sum(np.nan_to_num(-Y * np.log(A) - (1 - Y) * np.log(1 - A)), axis=1)
-        else:
-            per = np.array([self.cost.fn(a.reshape(-1, 1), y.reshape(-1, 1))
-                            for a, y in zip(A, Y)], dtype=np.float64)
         # Sequential sum (cumsum), as Nielsen's loop ``cost += C_x/len(data)`` adds.
-        cost = 0.0 + np.cumsum(per / n)[-1]
-        # net.weights: during SGD they are newer than self.weights (copied back at the end).
-        cost += 0.5 * (lmbda / n) * sum(np.linalg.norm(w) ** 2 for w in net.weights)
+        cost = 0.0 + np.cumsum(per[rows] / n)[-1]
+        cost += 0.5 * (lmbda / n) * sum(np.linalg.norm(w) ** 2 for w in self.weights)
         return np.float64(cost)
 
     def accuracy(self, data, convert=False):
@@ -254,19 +257,19 @@ class Network(_Compiled):
         data, _ = _materialize(data, "data")
         if not data:
             return 0
-        if _is_overridden(self, Network, ("feedforward",)):
+        if _replaced(self, _ACCURACY_PIECES[1:], "accuracy"):
             if convert:
-                return sum(int(np.argmax(self.feedforward(x)) == np.argmax(y))
-                           for (x, y) in data)
-            return sum(int(np.argmax(self.feedforward(x)) == y) for (x, y) in data)
-        xs, ys = _pairs(data, "data")
-        X = self._inputs(xs, "data")
+                results = [(np.argmax(self.feedforward(x)), np.argmax(y)) for (x, y) in data]
+            else:
+                results = [(np.argmax(self.feedforward(x)), y) for (x, y) in data]
+            return sum(int(x == y) for (x, y) in results)
         if convert:
-            labels = np.argmax(self._vector_targets(ys, "data"), axis=1)
-        else:
-            labels = self._labels(ys, "data", "; for training data, whose y are vectors, "
-                                              "call accuracy(data, convert=True)")
-        return self._count_correct(self._net(), X, labels)
+            (X, Y), rows = self._training_arrays(data, "data")
+            return self._count_correct(X, np.argmax(Y, axis=1), rows)
+        (X, labels), rows = self._labelled_arrays(
+            data, "data", "; for training data, whose y are vectors, call "
+                          "accuracy(data, convert=True)")
+        return self._count_correct(X, labels, rows)
 
     def total_cost(self, data, lmbda, convert=False):
         """Mean cost over ``data`` plus the L2 term 0.5 (lmbda/n) sum w^2.
@@ -274,30 +277,29 @@ class Network(_Compiled):
         ``convert=True``: ``(x, label)`` pairs."""
         lmbda = _check_real(lmbda, "lmbda")
         data, _ = _materialize(data, "data")
-        if _is_overridden(self, Network, ("feedforward",)):
+        if _replaced(self, _COST_PIECES[1:], "total_cost"):
             cost = 0.0
             for x, y in data:
                 a = self.feedforward(x)
                 if convert:
-                    y = vectorized_result(y)
+                    y = _this_module.vectorized_result(y)
                 cost += self.cost.fn(a, y) / len(data)
             cost += 0.5 * (lmbda / len(data)) * sum(
                 np.linalg.norm(w) ** 2 for w in self.weights)
             return cost
         if not data:
             raise ValueError("total_cost: data is empty")
-        xs, ys = _pairs(data, "data")
-        X = self._inputs(xs, "data")
         if convert:
-            Y = self._one_hot(self._labels(ys, "data", "; with convert=True, data holds "
-                                                       "(x, label) pairs"), "data")
+            (X, labels), rows = self._labelled_arrays(
+                data, "data", "; with convert=True, data holds (x, label) pairs")
+            Y = self._one_hot(labels, "data")
         else:
             try:
-                Y = self._vector_targets(ys, "data")
+                (X, Y), rows = self._training_arrays(data, "data")
             except ValueError as e:
                 raise ValueError(str(e) + "; for (x, label) pairs (validation or test data) "
                                  "call total_cost(data, lmbda, convert=True)") from None
-        return self._cost_arrays(self._net(), X, Y, lmbda)
+        return self._cost_arrays(X, Y, lmbda, rows)
 
     # -- files -------------------------------------------------------------
     def save(self, filename):
@@ -307,19 +309,9 @@ class Network(_Compiled):
                 "weights": [np.asarray(w).tolist() for w in self.weights],
                 "biases": [np.asarray(b).tolist() for b in self.biases],
                 "cost": str(self.cost.__name__)}
-        filename = os.fspath(filename)
-        directory = os.path.dirname(os.path.abspath(filename))
-        fd, tmp = tempfile.mkstemp(prefix=".network2-", suffix=".json", dir=directory)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(data, f)
-            os.replace(tmp, filename)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        text = json.dumps(data)
+        # atomic, at the mode open() would give (0666 less the umask), temporary removed
+        atomic_write(os.fspath(filename), lambda f: f.write(text.encode()))
 
 
 _COSTS = {"QuadraticCost": QuadraticCost, "CrossEntropyCost": CrossEntropyCost}
@@ -388,3 +380,31 @@ def vectorized_result(j):
     e[j] = 1.0
     return e
 
+
+
+def sigmoid(z):
+    """The sigmoid function 1 / (1 + e^-z)."""
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def sigmoid_prime(z):
+    """Derivative of the sigmoid function."""
+    return sigmoid(z) * (1 - sigmoid(z))
+
+
+# What SGD's pieces use, outermost first: each runs compiled only if none is replaced.
+_TRAINING_PIECES = ("update_mini_batch", "backprop", "cost.delta", "sigmoid", "sigmoid_prime")
+_ACCURACY_PIECES = ("accuracy", "feedforward", "sigmoid")
+_COST_PIECES = ("total_cost", "feedforward", "sigmoid", "cost.fn", "vectorized_result")
+_EVALUATION_HINT = ("; evaluation_data holds (x, label) pairs, as load_data_wrapper()'s "
+                    "validation and test data")
+
+# The originals, to tell what a user replaced (network2.sigmoid = f, Network.backprop = f, ...).
+_this_module = sys.modules[__name__]
+_ORIGINAL = {"sigmoid": sigmoid, "sigmoid_prime": sigmoid_prime,
+             "vectorized_result": vectorized_result}
+Network._module = _this_module
+Network._ORIGINAL_METHODS = dict(
+    {name: Network.__dict__[name] for name in
+     ("update_mini_batch", "backprop", "accuracy", "total_cost") },
+    feedforward=_Compiled.feedforward)

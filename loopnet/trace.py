@@ -36,6 +36,7 @@ import numpy as np
 from . import activations as _act
 from . import costs as _costs
 from . import kernels as _kernels
+from . import tiles as _tiles
 from . import trace_html as _html
 from .net import Net
 
@@ -142,9 +143,13 @@ def trace(net, x, y, *, kernels=None):
     ``x, y`` (1-D arrays), ``weights, biases`` (copies), per-layer lists for layers
     1..L: ``z, delta, nabla_w, nabla_b``; ``a`` holds a^0 = x first, then a^1..a^L; and
     ``cost_x``, the example's cost C_x (a float, :func:`example_cost`).
-    Every number is produced by the compiled kernels of :mod:`loopnet.kernels`.
-    ``nabla_w``/``nabla_b`` are the gradient of this one example's cost C_x, so they
-    equal ``net.gradient(x[None], y[None])``.
+    Every number is produced by the textbook kernels of :mod:`loopnet.kernels`.
+    ``nabla_w``/``nabla_b`` are the gradient of this one example's cost C_x, the same sums
+    as ``net.gradient(x[None], y[None])`` computes, but not always bit for bit: with a
+    hidden layer, training and ``net.gradient`` compute z^1 with the fast twin
+    :func:`loopnet.tiles.forward_layer4`, which splits the sum over k differently; the two
+    then agree within 2·n_0·ε relative (ε of the dtype, n_0 inputs; tests/test_engine.py),
+    and bit for bit for a network without hidden layers.
     """
     dtype = np.dtype(net.dtype)
     sizes = [int(n) for n in net.sizes]
@@ -230,6 +235,24 @@ _ASCII = str.maketrans({
 def ascii_text(text):
     """Replace the Greek letters and math signs of a rendered trace by ASCII spellings."""
     return text.translate(_ASCII)
+
+
+def _kernel_tag(name, L):
+    """Which kernel computed a line here, and which one training runs for it
+    (:data:`loopnet.tiles.FAST_TWIN`: the twin of layer 1's forward pass with hidden
+    layers, of BP3/BP4 always; the textbook kernel otherwise)."""
+    twins = {k.py_func.__name__ if hasattr(k, "py_func") else k.__name__: t
+             for k, t in _tiles.FAST_TWIN.items()}
+    twin = twins.get(name)
+    here = f"loopnet/kernels.py: {name}"
+    if twin is None:
+        return here + "; training runs it too"
+    twin_name = twin.py_func.__name__ if hasattr(twin, "py_func") else twin.__name__
+    if name == "forward_layer":
+        if L == 1:
+            return here + "; training runs it too"
+        return here + f"; training runs tiles.{twin_name} for layer 1 (sum over k split differently)"
+    return here + f"; training runs tiles.{twin_name} (the same sums in the same order)"
 
 
 def _sup(l):
@@ -372,7 +395,7 @@ def render(tr, *, layer=None, neuron=None, digits=3, max_terms=6, ascii=False, c
     # ---- forward
     add("")
     add("Forward pass   z^l_j = Σ_k w^l_jk a^{l−1}_k + b^l_j ;  a^l_j = σ(z^l_j)"
-        "   [loopnet/kernels.py: forward_layer]")
+        f"   [{_kernel_tag('forward_layer', L)}]")
     for l in layers():
         add(f" layer {l}")
         nk = sizes[l - 1]
@@ -410,7 +433,7 @@ def render(tr, *, layer=None, neuron=None, digits=3, max_terms=6, ascii=False, c
     add("")
     add("Backward pass (δ^l_j = ∂C/∂z^l_j)")
     show_L = layer in (None, L)
-    add(f"BP1  {_bp1_general(out, cost)}   (L = {L})   [loopnet/kernels.py: output_delta]")
+    add(f"BP1  {_bp1_general(out, cost)}   (L = {L})   [{_kernel_tag('output_delta', L)}]")
     if show_L:
         cc = _costs.code(cost)
         aL = A[L]
@@ -439,7 +462,7 @@ def render(tr, *, layer=None, neuron=None, digits=3, max_terms=6, ascii=False, c
                           f" = {f.p(g)} · {f(spj)} = {f(d)}")
             add(s)
     add("BP2  δ^l_j = (Σ_k w^{l+1}_kj δ^{l+1}_k) · σ'(z^l_j)   "
-        "[loopnet/kernels.py: hidden_delta]")
+        f"[{_kernel_tag('hidden_delta', L)}]")
     if hid in ("sigmoid", "tanh", "relu", "identity"):
         add(f"     with {_sigma_prime_text(hid)}")
     if L == 1:
@@ -458,11 +481,12 @@ def render(tr, *, layer=None, neuron=None, digits=3, max_terms=6, ascii=False, c
                 sym = f"Σ_k w{_sup(l + 1)}_k{j}·δ{_sup(l + 1)}_k"
                 num = f"{f(back)}"
             add(lhs + f"({sym}) · σ'(z{_sup(l)}{_sub(j)}) = ({num}) · {f(sp(l, j))} = {f(D[l - 1][j])}")
-    add("BP3  ∂C/∂b^l_j = δ^l_j   [loopnet/kernels.py: accumulate_gradient]")
+    add(f"BP3  ∂C/∂b^l_j = δ^l_j   [{_kernel_tag('accumulate_gradient', L)}]")
     for l in layers():
         for j in neurons(l):
             add(f"  ∂C/∂b{_sup(l)}{_sub(j)} = δ{_sup(l)}{_sub(j)} = {f(NB[l - 1][j])}")
-    add("BP4  ∂C/∂w^l_jk = a^{l−1}_k δ^l_j   [loopnet/kernels.py: accumulate_gradient]")
+    add("BP4  ∂C/∂w^l_jk = a^{l−1}_k δ^l_j   "
+        f"[{_kernel_tag('accumulate_gradient', L)}]")
     for l in layers():
         for j in neurons(l):
             nk = sizes[l - 1]

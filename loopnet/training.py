@@ -30,6 +30,7 @@ The network is used through its public face (``params``, ``weights``,
 import copy
 import math
 import time
+import warnings
 from collections import namedtuple
 
 import numba
@@ -42,6 +43,10 @@ from .random import poisson_batch
 #: divergence, reports progress and lets Ctrl-C in; a call this size costs a
 #: few milliseconds, so the ~10 µs of dispatch per call is noise.
 SEGMENT_EXAMPLES = 4096
+
+#: ... and at most this many seconds per compiled call (measured): progress moves at least
+#: every SEGMENT_SECONDS and Ctrl-C is answered within it, even on a big network.
+SEGMENT_SECONDS = 0.2
 
 #: Below this many floating-point operations per mini-batch, training runs on
 #: the calling thread alone: waking other threads twice per mini-batch (a few
@@ -156,43 +161,235 @@ def restore(net, saved):
     net.rng.bit_generator.state = rng_state
 
 
+# ------------------------------------------------------------ progress
+class Progress:
+    """What :func:`run` reports while it works; subclass it and override what you need.
+
+    ``begin(phase, epoch, total)`` opens a phase, ``"train"`` (``total``
+    mini-batches) or ``"eval"`` (``total`` examples to evaluate);
+    ``progress(done, total, running)`` follows it, ``running`` being
+    ``{"cost": ..., "accuracy": ...}``, the mean over the examples trained so
+    far in this epoch, from the training forward pass (None when not
+    collected); ``end(phase, seconds)`` closes it.  A plain function
+    ``progress(done, total)`` is called in the training phase only.
+    """
+
+    def begin(self, phase, epoch, total):
+        pass
+
+    def __call__(self, done, total, running=None):
+        pass
+
+    def end(self, phase, seconds):
+        pass
+
+
+def report(progress, done, total, running=None):
+    """Call a progress hook: a :class:`Progress` gets ``running``; a plain function does not."""
+    if progress is None:
+        return
+    if isinstance(progress, Progress):
+        progress(done, total, running)
+    else:
+        progress(done, total)
+
+
+def _phase(progress, method, *args):
+    if isinstance(progress, Progress):
+        getattr(progress, method)(*args)
+
+
+# ------------------------------------------------------------ monitoring modes
+MONITOR_MODES = (True, False, "exact")
+
+
+def monitor_mode(monitor):
+    """``True`` (training cost from the training pass), ``"exact"`` (an extra pass), or ``False``."""
+    if isinstance(monitor, str) and monitor == "exact":
+        return "exact"
+    if isinstance(monitor, (bool, np.bool_)):
+        return bool(monitor)
+    raise ValueError(f"monitor must be True (training cost from the training pass), \"exact\" "
+                     f"(an extra pass over the training set after each epoch) or False, "
+                     f"not {monitor!r}")
+
+
+class SaturationWarning(UserWarning):
+    """Training learns nothing: the cost is flat and the accuracy at chance."""
+
+
+#: A run saturates when, for SATURATION_EPOCHS epochs in a row, the training cost moves by
+#: at most SATURATION_COST and the training accuracy stays within SATURATION_CHANCE of 1/classes.
+SATURATION_EPOCHS = 3
+SATURATION_COST = 1e-4
+SATURATION_CHANCE = 0.02
+
+
+def saturated(history, n_classes):
+    """True when the last SATURATION_EPOCHS records have a flat cost and chance accuracy."""
+    last = history[-SATURATION_EPOCHS:]
+    if n_classes < 2 or len(last) < SATURATION_EPOCHS:
+        return False
+    if any("cost" not in r or "accuracy" not in r for r in last):
+        return False
+    costs = [r["cost"] for r in last]
+    chance = 1.0 / n_classes
+    return (max(costs) - min(costs) <= SATURATION_COST
+            and all(abs(r["accuracy"] - chance) <= SATURATION_CHANCE for r in last))
+
+
+def saturation_message(history, n_classes):
+    r = history[-1]
+    return (f"training is not learning: for {SATURATION_EPOCHS} epochs the cost stayed at "
+            f"{r['cost']:.5f} and the training accuracy at {100 * r['accuracy']:.2f}% "
+            f"(chance is {100 / n_classes:.2f}%); the units are probably saturated. Try a "
+            f"smaller learning rate eta (e.g. a tenth), or the cross-entropy cost "
+            f"(cross_entropy, or softmax with log_likelihood) or a relu activation.")
+
+
+# ------------------------------------------------------------ model selection
+class EarlyStopping:
+    """Stop after ``patience`` epochs without improvement of ``monitor``; remember the best.
+
+    ``monitor`` is a record key, e.g. ``"val_cost"`` (lower is better) or
+    ``"val_accuracy"`` (higher is better).  ``best_epoch`` and ``best_value``
+    follow the best record seen; ``best_params`` holds its parameters when
+    ``keep_params``.
+    """
+
+    def __init__(self, monitor="val_cost", patience=None, keep_params=False):
+        if not isinstance(monitor, str) or not monitor.endswith(("cost", "accuracy")):
+            raise ValueError(f"monitor must be a record key ending in cost or accuracy "
+                             f"(val_cost, val_accuracy, cost, accuracy), not {monitor!r}")
+        self.monitor, self.patience, self.keep_params = monitor, patience, keep_params
+        self.higher = monitor.endswith("accuracy")
+        self.best_epoch = None
+        self.best_value = None
+        self.best_params = None
+        self.waited = 0
+
+    def better(self, value):
+        if self.best_value is None:
+            return True
+        return value > self.best_value if self.higher else value < self.best_value
+
+    def update(self, net, record):
+        """Take one epoch's record; return True when training should stop."""
+        value = record.get(self.monitor)
+        if value is None or not math.isfinite(value):
+            return False
+        if self.better(value):
+            self.best_value, self.best_epoch, self.waited = value, record["epoch"], 0
+            if self.keep_params:
+                self.best_params = net.params.copy()
+            return False
+        self.waited += 1
+        return self.patience is not None and self.waited >= self.patience
+
+
+class HalveEta:
+    """network2's schedule: halve η after ``after`` epochs without improvement of ``monitor``.
+
+    ``lr_schedule=HalveEta(10)`` in ``fit``; ``min_eta`` stops the halving
+    (training goes on at that rate).  ``eta`` is the rate now in use.
+    """
+
+    def __init__(self, after, monitor="val_accuracy", min_eta=0.0):
+        if not isinstance(after, int) or isinstance(after, bool) or after < 1:
+            raise ValueError(f"after must be a positive whole number of epochs, not {after!r}")
+        self.after, self.min_eta = after, float(min_eta)
+        self.tracker = EarlyStopping(monitor)
+        self.eta = None
+
+    def __call__(self, eta, record):
+        """The rate for the next epoch, given the rate used and this epoch's record."""
+        if "val_" in self.tracker.monitor and self.tracker.monitor not in record:
+            self.tracker.monitor = self.tracker.monitor[4:]     # no validation: training numbers
+        self.tracker.update(None, record)
+        if self.tracker.waited >= self.after:
+            self.tracker.waited = 0
+            return max(eta / 2, self.min_eta)
+        return eta
+
+
 # ------------------------------------------------------------ the loop
-def run(net, steps, *, epochs, lmbda=0.0, monitor=True, tol=None, callback=None, progress=None):
+def run(net, steps, *, epochs, lmbda=0.0, monitor=True, tol=None, callback=None, progress=None,
+        patience=None, monitor_key=None, restore_best=False, lr_schedule=None, warn=True):
     """Train ``net`` for ``epochs`` more epochs with ``steps``; return ``net``.
 
     After each epoch: ``callback(net, record)`` (on the root) stops training by
-    returning True, and so does ``record["grad_norm"] <= tol``.
+    returning True, and so does ``record["grad_norm"] <= tol``.  ``patience``
+    stops after that many epochs without improvement of ``monitor_key``
+    (default ``val_cost``, else ``cost``); ``restore_best`` leaves ``net`` with
+    the parameters of the best epoch by that key (its history and epoch count
+    stay).  ``lr_schedule(eta, record) -> eta`` sets the next epoch's rate.
+    A :class:`SaturationWarning` is issued once when the run saturates.
     """
-    for _ in range(epochs):
-        record = train_epoch(net, steps, lmbda, monitor, tol, progress)
-        stop = steps.is_root and callback is not None and bool(callback(net, record))
-        if tol is not None and record["grad_norm"] <= tol:
-            stop = True
-        if steps.agree(stop):
-            break
+    monitor = monitor_mode(monitor)
+    steps.collect_pass = monitor is True
+    tracker = None
+    if patience is not None or restore_best or monitor_key is not None:
+        key = monitor_key or ("val_cost" if steps.has_validation else "cost")
+        if monitor is False:
+            raise ValueError(f"patience and restore_best need the epoch's {key}: "
+                             f"leave monitor on")
+        if key.startswith("val_") and not steps.has_validation:
+            raise ValueError(f"patience/restore_best on {key} need validation_data")
+        tracker = EarlyStopping(key, patience, keep_params=restore_best)
+    warned = not warn
+    try:
+        for _ in range(epochs):
+            record = train_epoch(net, steps, lmbda, monitor, tol, progress)
+            stop = False
+            if tracker is not None:
+                stop = tracker.update(net, record)
+                record["best_epoch"] = tracker.best_epoch
+            if steps.is_root and callback is not None and bool(callback(net, record)):
+                stop = True
+            if tol is not None and record["grad_norm"] <= tol:
+                stop = True
+            if not warned and steps.is_root and saturated(net.history, net.sizes[-1]):
+                warnings.warn(saturation_message(net.history, net.sizes[-1]), SaturationWarning,
+                              stacklevel=3)
+                warned = True
+            if lr_schedule is not None:
+                steps.set_eta(lr_schedule(steps.eta, record))
+            if steps.agree(stop):
+                break
+    finally:
+        if tracker is not None and restore_best and tracker.best_params is not None:
+            net.params[...] = tracker.best_params
+            net.best_epoch = tracker.best_epoch
     return net
 
 
 def train_epoch(net, steps, lmbda, monitor, tol, progress):
-    """One epoch and its record, with rollback to its start on Ctrl-C, divergence or error."""
+    """One epoch: train (rolled back on Ctrl-C, divergence or error), commit, then evaluate.
+
+    The epoch is committed (``net.epoch``, ``net.history``) as soon as its
+    training ends; Ctrl-C during the evaluation that follows leaves the record
+    without its evaluation numbers (``record["interrupted"] = True``) and
+    re-raises.  Only divergence found by the evaluation (a non-finite cost)
+    still rolls the epoch back.
+    """
     saved = snapshot(net)
     epoch = net.epoch + 1
     try:
         start = time.perf_counter()
+        _phase(progress, "begin", "train", epoch, None)
         examples, extra = steps.epoch(net, epoch, progress)
         seconds = time.perf_counter() - start
         record = {"epoch": epoch, "seconds": seconds,
                   "examples_per_s": examples / seconds if seconds > 0 else float("inf")}
+        _phase(progress, "end", "train", seconds)
         if steps.any_rank(not np.isfinite(net.params).all()):
             raise DivergenceError(epoch, "a parameter")
-        if monitor:
-            record.update(measured(net, steps, "train", lmbda, ""))
-            if steps.has_validation:
-                record.update(measured(net, steps, "val", 0.0, "val_"))
+        if monitor is True and "pass_cost" in extra:
+            record["cost"] = extra.pop("pass_cost") + l2_term(net.weights, lmbda, steps.n)
+            if "pass_accuracy" in extra:
+                record["accuracy"] = extra.pop("pass_accuracy")
             if not math.isfinite(record["cost"]):
                 raise DivergenceError(epoch, "the cost")
-        if tol is not None:
-            record["grad_norm"] = grad_norm(net, steps.gradient_sum(net), steps.n, lmbda)
         record.update(extra)
     except (KeyboardInterrupt, DivergenceError):
         restore(net, saved)
@@ -203,7 +400,45 @@ def train_epoch(net, steps, lmbda, monitor, tol, progress):
         raise
     net.epoch = epoch
     net.history.append(record)
+    try:
+        evaluate_epoch(net, steps, record, lmbda, monitor, tol, progress)
+    except KeyboardInterrupt:
+        record["interrupted"] = True
+        raise
+    except DivergenceError:
+        net.history.pop()
+        net.epoch = epoch - 1
+        restore(net, saved)
+        raise
     return record
+
+
+def evaluate_epoch(net, steps, record, lmbda, monitor, tol, progress):
+    """The epoch's evaluation, written into ``record`` as it completes: the exact training
+    cost (``monitor="exact"``, or when the steps give no training-pass cost), validation,
+    ‖∇C‖ for ``tol``; ``record["eval_seconds"]`` its time."""
+    start = time.perf_counter()
+    todo = []
+    if monitor and "cost" not in record:
+        todo.append("train")
+    if monitor and steps.has_validation:
+        todo.append("val")
+    if todo or tol is not None:
+        sizes = {"train": steps.n, "val": getattr(steps, "n_val", 0)}
+        total = sum(sizes[w] for w in todo) + (steps.n if tol is not None else 0)
+        _phase(progress, "begin", "eval", record["epoch"], total)
+        steps.eval_done = 0
+    for which in todo:
+        prefix = "" if which == "train" else "val_"
+        found = measured(net, steps, which, lmbda if which == "train" else 0.0, prefix)
+        if which == "train" and not math.isfinite(found["cost"]):
+            raise DivergenceError(record["epoch"], "the cost")
+        record.update(found)
+    if tol is not None:
+        record["grad_norm"] = grad_norm(net, steps.gradient_sum(net), steps.n, lmbda)
+    record["eval_seconds"] = time.perf_counter() - start
+    if todo or tol is not None:
+        _phase(progress, "end", "eval", record["eval_seconds"])
 
 
 # ------------------------------------------------------------ steps on this process
@@ -212,12 +447,18 @@ class LocalSteps:
 
     Each epoch visits the rows in a fresh ``net.rng.permutation`` (or in
     ``order``, or as given with ``shuffle=False``), ``batch_size`` at a time,
-    in compiled runs of about :data:`SEGMENT_EXAMPLES` examples; between runs
-    it checks the parameters for NaN/inf and reports ``progress``.
-    ``X``, ``Y``, ``val`` are validated: arrays of the network's dtype.
+    in compiled runs of about :data:`SEGMENT_EXAMPLES` examples (fewer when a
+    run would take longer than :data:`SEGMENT_SECONDS`); between runs it
+    checks the parameters for NaN/inf and reports ``progress``.  With
+    ``collect_pass`` (set by :func:`run` for ``monitor=True``) the engine
+    also writes each example's C_x and a^L from the training forward pass,
+    and the epoch's extra holds their means (``pass_cost``, ``pass_accuracy``).
+    ``X``, ``Y``, ``val`` are validated once, by the caller: arrays of the
+    network's dtype, finite; nothing here scans them again.
     """
 
     is_root = True
+    collect_pass = False
 
     def __init__(self, X, Y, labels, val, order, shuffle, batch_size, hyper, threads,
                  per_example=None):
@@ -225,11 +466,37 @@ class LocalSteps:
         self.order, self.shuffle, self.batch_size, self.hyper = order, shuffle, batch_size, hyper
         self.threads = threads
         self.n = X.shape[0]
+        self.n_val = 0 if val is None else val[0].shape[0]
         self.has_validation = val is not None
         self.chooser = None
         self.per_example = per_example
+        self.progress = None
+        self.eval_done = 0
+        self._pass = None
+
+    @property
+    def eta(self):
+        return self.hyper.eta
+
+    def set_eta(self, eta):
+        """Train the next mini-batches with learning rate ``eta`` (λ's decay follows it)."""
+        eta = float(eta)
+        if not (eta > 0 and math.isfinite(eta)):
+            raise ValueError(f"the learning-rate schedule returned eta = {eta!r}; it must be "
+                             f"a positive finite number")
+        self.hyper = self.hyper._replace(eta=eta, shrink=eta * self.hyper.l2)
+
+    def _pass_buffers(self, buffers, rows):
+        """(out, costs) the engine fills in TRAIN: reused from epoch to epoch."""
+        if not self.collect_pass:
+            return no_output(buffers)
+        if self._pass is None or self._pass[1].shape[0] != rows:
+            self._pass = (np.empty((rows, buffers.arch.sizes[-1]), buffers.params.dtype),
+                          np.empty(rows))
+        return self._pass
 
     def epoch(self, net, epoch, progress):
+        self.progress = progress
         buffers = net.engine_buffers()
         if self.chooser is None:
             self.chooser = _ThreadChooser(self.threads,
@@ -242,25 +509,31 @@ class LocalSteps:
             order = net.rng.permutation(self.n) if self.shuffle else np.arange(self.n)
         hyper = epoch_hyper(net, self.hyper, pe, 0.0)
         n_batches = -(-len(order) // self.batch_size)   # order may visit a subset of the rows
-        per_call = max(1, SEGMENT_EXAMPLES // self.batch_size)
-        empty = no_output(buffers)
+        out, costs = self._pass_buffers(buffers, len(order))
+        running = _RunningMean(out, costs, self.labels, order) if self.collect_pass else None
+        if isinstance(progress, Progress):
+            progress(0, n_batches, None)        # the bar appears before the first run ends
         batches_done = 0
         while batches_done < n_batches:
             threads, probe = self.chooser.next()
-            run_to = min(batches_done + (max(1, per_call // PROBE_SHARE) if probe else per_call),
+            run_to = min(batches_done + self.chooser.run_length(threads, probe, self.batch_size),
                          n_batches)
             began = time.perf_counter()
             buffers = net.engine_buffers()      # a rollback may have replaced the state
             _train_batches(threads, buffers.params, buffers.state, buffers.work, self.X, self.Y,
                            order, self.batch_size, batches_done, run_to, buffers.arch, hyper,
-                           engine.TRAIN, *empty)
+                           engine.TRAIN, out, costs)
             self.chooser.record(threads, (time.perf_counter() - began) / (run_to - batches_done))
-            batches_done = run_to
             if not np.isfinite(net.params).all():
                 raise DivergenceError(epoch, "a parameter")
-            if progress is not None:
-                progress(batches_done, n_batches)
-        return len(order), privacy_record(net, pe, n_batches, self.batch_size / self.n)
+            if running is not None:
+                running.add(batches_done * self.batch_size, min(run_to * self.batch_size,
+                                                                 len(order)))
+            batches_done = run_to
+            report(progress, batches_done, n_batches, running and running.means())
+        extra = running.means("pass_") if running is not None else {}
+        extra.update(privacy_record(net, pe, n_batches, self.batch_size / self.n))
+        return len(order), extra
 
     def poisson_epoch(self, net, epoch, progress):
         """DP-SGD's Poisson sampling: n/m steps, each over the rows drawn with probability
@@ -273,7 +546,6 @@ class LocalSteps:
         visited = 0
         for step in range(n_steps):
             rows = poisson_batch(key, step, q, self.n)
-            buffers = net.engine_buffers()
             net.grow_scratch(len(rows))
             buffers = net.engine_buffers()
             _train_batches(1 if len(rows) < 64 else self.threads or numba.get_num_threads(),
@@ -282,17 +554,26 @@ class LocalSteps:
             visited += len(rows)
             if not np.isfinite(net.params).all():
                 raise DivergenceError(epoch, "a parameter")
-            if progress is not None:
-                progress(step + 1, n_steps)
+            report(progress, step + 1, n_steps, None)
         return visited, privacy_record(net, self.per_example, n_steps, q)
 
     def measure(self, net, which):
+        """Mean C_x and accuracy over a data set, in chunks of SEGMENT_EXAMPLES rows (Ctrl-C
+        and progress between chunks)."""
         X, Y, labels = (self.X, self.Y, self.labels) if which == "train" else self.val
-        outputs, costs = forward_rows(net.engine_buffers(), X, Y)
-        accuracy = None
-        if labels is not None:
-            accuracy = float(np.mean(np.argmax(outputs, axis=1) == labels))
-        return float(np.sum(costs)) / len(X), accuracy, len(X)
+        buffers = net.engine_buffers()
+        threads = self.chooser.preferred() if self.chooser is not None else 1
+        total, correct = 0.0, 0
+        for lo in range(0, X.shape[0], SEGMENT_EXAMPLES):
+            hi = min(lo + SEGMENT_EXAMPLES, X.shape[0])
+            outputs, costs = with_threads(threads, forward_rows, buffers, X[lo:hi], Y[lo:hi])
+            total += float(np.sum(costs))
+            if labels is not None:
+                correct += int(np.count_nonzero(np.argmax(outputs, axis=1) == labels[lo:hi]))
+            self.eval_done += hi - lo
+            report(self.progress, self.eval_done, None)
+        accuracy = correct / len(X) if labels is not None else None
+        return total / len(X), accuracy, len(X)
 
     def gradient_sum(self, net):
         return gradient_sum_rows(net.engine_buffers(), self.X, self.Y)
@@ -341,9 +622,39 @@ def privacy_record(net, pe, steps, q):
             "delta": pe.delta}
 
 
+class _RunningMean:
+    """Σ C_x and the correct count over the examples trained so far, from the engine's pass."""
+
+    def __init__(self, out, costs, labels, order):
+        self.out, self.costs, self.labels, self.order = out, costs, labels, order
+        self.sum, self.correct, self.count = 0.0, 0, 0
+
+    def add(self, lo, hi):
+        """Take in positions lo … hi−1 of the epoch's order."""
+        self.sum += float(np.sum(self.costs[lo:hi]))
+        if self.labels is not None:
+            guess = np.argmax(self.out[lo:hi], axis=1)
+            self.correct += int(np.count_nonzero(guess == self.labels[self.order[lo:hi]]))
+        self.count += hi - lo
+
+    def means(self, prefix=""):
+        """{prefix+"cost": (1/k) Σ C_x, prefix+"accuracy": correct/k} of the k examples so far."""
+        if not self.count:
+            return {}
+        found = {prefix + "cost": self.sum / self.count}
+        if self.labels is not None:
+            found[prefix + "accuracy"] = self.correct / self.count
+        return found
+
+
 def flops_per_example(sizes):
     """Multiply-adds ×2 for the forward pass and for BP4, the bulk of a training step."""
     return 4 * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+#: (candidates, flops per mini-batch) -> {threads: seconds per mini-batch}, shared by the
+#: choosers of one process.
+_MEASURED = {}
 
 
 class _ThreadChooser:
@@ -360,32 +671,73 @@ class _ThreadChooser:
         if threads is not None:
             self.candidates = [min(threads, most)]
         elif most > 1 and flops_per_batch >= PARALLEL_MIN_FLOPS:
-            self.candidates = [most, 1]
+            self.candidates = [1, most]     # one thread first: it is never pathologically slow
         else:
             self.candidates = [1]
-        self.seconds = {}
+        # What earlier fits of this process measured for the same work is the starting point
+        # (a fit per call, as in a loop of fit(epochs=1), must not pay the first probes again).
+        self.seconds = _MEASURED.setdefault((tuple(self.candidates), flops_per_batch), {})
         self.calls = 0
 
     def next(self):
-        """(threads, probe) for the next run; a probe times a choice that is not the best."""
+        """(threads, probe) for the next run; a probe times a choice that is not the best.
+        Every candidate is first timed on a short (probe) run, so a slow one costs little."""
         self.calls += 1
         untried = [k for k in self.candidates if k not in self.seconds]
         if untried:
             return untried[0], bool(self.seconds)
         best = min(self.candidates, key=self.seconds.get)
-        if len(self.candidates) > 1 and self.calls % PROBE_EVERY == 0:
-            return next(k for k in self.candidates if k != best), True
+        if len(self.candidates) > 1:
+            other = next(k for k in self.candidates if k != best)
+            # a choice k times slower is probed k times less often (at most 8× less)
+            slower = min(8, max(1, int(self.seconds[other] / max(self.seconds[best], 1e-12))))
+            if self.calls % (PROBE_EVERY * slower) == 0:
+                return other, True
         return best, False
 
     def record(self, threads, seconds_per_batch):
         self.seconds[threads] = seconds_per_batch
 
+    def preferred(self):
+        """The thread count that trained fastest so far (the first candidate before any)."""
+        timed = [k for k in self.candidates if k in self.seconds]
+        return min(timed, key=self.seconds.get) if timed else self.candidates[0]
 
-def _train_batches(threads, *args):
-    """engine.run_batches(..., TRAIN) with at most ``threads`` threads (restored afterwards)."""
+    def run_length(self, threads, probe, batch_size):
+        """Mini-batches in the next run.  A probe runs 1/PROBE_SHARE of a usual run, and
+        fewer still when that choice was slower: (best's time / its time) of that, so that
+        probing a choice k times slower costs the same as probing an equal one."""
+        usual = self.batches_per_call(self.preferred() if probe else threads, batch_size)
+        if not probe:
+            return usual
+        share = usual / PROBE_SHARE
+        if threads not in self.seconds:         # never timed: it may be many times slower
+            share /= PROBE_SHARE
+        best, mine = self.seconds.get(self.preferred()), self.seconds.get(threads)
+        if best and mine and mine > best:
+            share *= best / mine
+        return max(1, int(share))
+
+    def batches_per_call(self, threads, batch_size):
+        """Mini-batches in the next run: SEGMENT_EXAMPLES examples, fewer when that would
+        take longer than SEGMENT_SECONDS at the measured rate."""
+        per_call = max(1, SEGMENT_EXAMPLES // batch_size)
+        seconds = self.seconds.get(threads)
+        if seconds:
+            per_call = min(per_call, max(1, int(SEGMENT_SECONDS / seconds)))
+        return per_call
+
+
+def with_threads(threads, fn, *args):
+    """fn(*args) with at most ``threads`` Numba threads (the count restored afterwards)."""
     before = numba.get_num_threads()
     numba.set_num_threads(min(threads, before))
     try:
-        engine.run_batches(*args)
+        return fn(*args)
     finally:
         numba.set_num_threads(before)
+
+
+def _train_batches(threads, *args):
+    """engine.run_batches(..., TRAIN) with at most ``threads`` threads."""
+    with_threads(threads, engine.run_batches, *args)

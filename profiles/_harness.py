@@ -147,7 +147,8 @@ def scenario_parser(sc=None, description=None):
     p.add_argument("--dtype", choices=["float64", "float32", "both"], default="float64")
     p.add_argument("--examples", "-n", type=int, default=50_000, help="examples per epoch (default 50,000)")
     p.add_argument("--repeats", "-r", type=int, default=3, help="timed epochs per implementation (best is kept)")
-    p.add_argument("--impls", help="comma list among numpy,numpy1,nielsen,loopnet1,loopnet,torch1,torch,sklearn")
+    p.add_argument("--impls", help="comma list among numpy,numpy1,nielsen,loopnet1,loopnet,fit,torch1,torch,sklearn "
+                   "(fit: loopnet's default fit call)")
     p.add_argument("--sizes", help="override the layer sizes, e.g. 20,8,4 (for smoke tests)")
     p.add_argument("--batch", "-m", type=int, help="override the mini-batch size")
     p.add_argument("--nielsen-fraction", type=float, default=0.1,

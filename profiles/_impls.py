@@ -279,6 +279,31 @@ class Loopnet(Impl):
         self.net.fit(X, Y, epochs=1, batch_size=self.sc.m, eta=self.sc.eta, order=order, monitor=False)
 
 
+class LoopnetDefaultFit(Loopnet):
+    """What a user calls: ``net.fit(X, Y, epochs=1, batch_size=m, eta=η)`` with every other
+    argument at its default (threads=None, monitor at its default, float64 checks of X and Y).
+
+    The one departure: the rows arrive already permuted by the shared epoch permutation and
+    are fitted with ``shuffle=False``, so that every row of the ladder visits the same order
+    (the gather ``X[order]`` is charged here, as every other row pays its own).
+    """
+
+    def __init__(self, sc, dtype):
+        super().__init__(sc, dtype, 1)
+        self.threads = None
+        self.label = "loopnet fit() defaults"
+
+    def threads_ctx(self):
+        return _nullctx()
+
+    def gradient(self, X, Y):
+        return self.net.gradient(X.astype(self.dtype), Y.astype(self.dtype))
+
+    def train(self, X, Y, order):
+        self.net.fit(X[order], Y[order], epochs=1, batch_size=self.sc.m, eta=self.sc.eta,
+                     shuffle=False)
+
+
 class numba_threads_ctx:
     def __init__(self, n):
         self.n = n
@@ -421,6 +446,7 @@ def ladder(sc, dtype, cores, want=None):
             ("loopnet1", lambda: Loopnet(sc, dtype, 1))]
     if cores > 1:
         rows.append(("loopnet", lambda: Loopnet(sc, dtype, cores)))
+    rows.append(("fit", lambda: LoopnetDefaultFit(sc, dtype)))
     if _optional("torch") is not None:
         rows.append(("torch1", lambda: Torch(sc, dtype, 1)))
         if cores > 1:

@@ -22,7 +22,8 @@ import _harness as H  # noqa: E402
 
 COLS = [("numpy", "NumPy matrix"), ("nielsen", "Nielsen-style per-example"), ("torch1", "PyTorch eager 1 thread"),
         ("torch", "PyTorch eager {c} threads"),
-        ("sklearn", "sklearn MLP (sgd)"), ("loopnet1", "loopnet 1 thread"), ("loopnet", "loopnet {c} threads")]
+        ("sklearn", "sklearn MLP (sgd)"), ("loopnet1", "loopnet 1 thread"), ("loopnet", "loopnet {c} threads"),
+        ("fit", "loopnet fit() defaults")]
 
 
 def summary(results, peaks, dtypes):
@@ -36,8 +37,8 @@ def summary(results, peaks, dtypes):
         out += [f"**{dt}**, seconds per {rs[0]['epoch_n']:,}-example epoch (best of the repeats; lower is better):",
                 "",
                 "| workload | " + " | ".join(n for _, n in present) + f" | hardware bound 1 / {cores} threads"
-                " | loopnet best vs NumPy |",
-                "|---|" + "---|" * len(present) + "---|---|"]
+                " | loopnet best vs NumPy | default fit vs NumPy | default fit vs best PyTorch |",
+                "|---|" + "---|" * len(present) + "---|---|---|---|"]
         for r in rs:
             sc, scale = r["scenario"], r["epoch_n"] / r["n"]
             cells = []
@@ -48,9 +49,14 @@ def summary(results, peaks, dtypes):
             bound = f"{H.fmt_s(fl / peaks[dt][1] / 1e9)} / {H.fmt_s(fl / peaks[dt][cores] / 1e9)}"
             lp = [r["best"][k] for k in ("loopnet1", "loopnet") if k in r["best"]]
             ratio = f"{r['best']['numpy'] / min(lp):.2f}×" if lp and "numpy" in r["best"] else "–"
+            best = r["best"]
+            fit = best.get("fit")
+            torch = [best[k] for k in ("torch1", "torch") if k in best]
+            fit_np = f"{best['numpy'] / fit:.2f}×" if fit and "numpy" in best else "–"
+            fit_torch = f"{min(torch) / fit:.2f}×" if fit and torch else "–"
             name = f"{sc.key.upper()} {sc.sizes}, m = {sc.m}" + (" ²" if r["epoch_n"] != r["n"] else "")
             cells_s = " | ".join(cells)
-            out.append(f"| {name} | {cells_s} | {bound} | {ratio} |")
+            out.append(f"| {name} | {cells_s} | {bound} | {ratio} | {fit_np} | {fit_torch} |")
         comp = [r["compile"] for r in rs if r.get("compile")]
         if comp:
             c = comp[0]

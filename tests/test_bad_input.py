@@ -169,8 +169,8 @@ CASES = [
      ["--activation", "swish"]),
     ("softmax-hidden", None, T + ["--activation", "softmax"] + S, 2, ["--activation"]),
     ("unknown-cost", None, T + ["--cost", "hinge"] + S, 2, ["--cost", "hinge"]),
-    ("bad-output-cost-pair", None, T + ["--output", "identity", "--cost", "log_likelihood"]
-     + S, 2, ["log_likelihood", "identity"]),
+    ("bad-output-cost-pair", None, T + ["--output-activation", "identity", "--cost",
+                                        "log_likelihood"] + S, 2, ["log_likelihood", "identity"]),
     ("unknown-dtype", None, T + ["--dtype", "float16"] + S, 2, ["--dtype"]),
     ("malformed-sizes", None, T + ["--sizes", "64,x,10"] + S, 2, ["--sizes", "64,x,10"]),
     ("sizes-vs-data-width", None, T + ["--sizes", "100,10"] + S, 2, ["100 inputs", "64"]),

@@ -141,7 +141,9 @@ def test_sigint_leaves_a_loadable_checkpoint_and_resume_is_bit_identical(tmp_pat
     rc, k = _interrupt_after_first_epoch(tmp_path, signal.SIGINT, *args)
     assert rc == 130
     # finish at k + 2 epochs from the checkpoint, and compare with an uninterrupted run
-    loopnet_cmd("train", "--resume", "i.ckpt.npz", "--epochs", k + 2, cwd=tmp_path)
+    # output paths come only from the command line (issue 14), as the printed command says
+    loopnet_cmd("train", "--resume", "i.ckpt.npz", "--save", "i.npz", "--epochs", k + 2,
+                cwd=tmp_path)
     loopnet_cmd("train", "--epochs", k + 2, "--save", "u.npz", *args, cwd=tmp_path)
     _same_weights_and_state(tmp_path / "u.npz", tmp_path / "i.npz")
 
@@ -152,8 +154,8 @@ def test_sigterm_also_checkpoints(tmp_path):
 
 
 def test_divergence_is_reported_and_last_good_parameters_saved(tmp_path):
-    p = loopnet_cmd("train", "--activation", "identity", "--output", "identity", "--cost",
-                    "mse", "--eta", 50, "--epochs", 5, "--save", "d.npz", cwd=tmp_path, code=1)
+    p = loopnet_cmd("train", "--activation", "identity", "--output-activation", "identity",
+                    "--cost", "mse", "--eta", 50, "--epochs", 5, "--save", "d.npz", cwd=tmp_path, code=1)
     err = p.stderr.strip()
     assert err.count("\n") == 0 and err.startswith("loopnet: error: training diverged in epoch")
     assert "smaller --eta" in err and "d.npz" in err
@@ -234,16 +236,78 @@ def test_command_with_failing_imports_does_not_break_help(monkeypatch, capsys, t
 def test_progress_bar_plain_fallback_without_tqdm(monkeypatch, capsys):
     from loopnet.commands import train
     monkeypatch.setitem(sys.modules, "tqdm", None)          # as if tqdm were not installed
-    bar = train._Progress(True, total_epochs=3, n_batches=40)
-    bar.start(2)
-    bar(20, 40)
-    bar(40, 40)
-    bar.close()
+    bar = train._progress_reporter(True, total_epochs=3, first_epoch=1)
+    bar.begin("train", 2, 40)
+    bar(20, 40, {"cost": 0.5, "accuracy": 0.25})
+    bar(40, 40, {"cost": 0.4, "accuracy": 0.5})
+    bar.end("train", 0.1)
     err = capsys.readouterr().err
-    assert "epoch 2/3" in err and "20/40 batches" in err and "40/40 batches" in err
+    assert "epoch 2/3" in err and "40/40 batches" in err and "batches/s" in err
+    assert "ETA" in err and "cost 0.4000" in err and "acc 50.00%" in err
     assert err.endswith("\r")                                 # the line is wiped afterwards
-    quiet = train._Progress(False, total_epochs=3, n_batches=40)
-    quiet.start(1)
+    quiet = train._progress_reporter(False, total_epochs=3, first_epoch=0)
+    quiet.begin("train", 1, 40)
     quiet(40, 40)
-    quiet.close()
+    quiet.end("train", 0.1)
     assert capsys.readouterr().err == ""
+
+
+def test_validation_split_sizes_and_seeding():
+    from loopnet.commands.train import validation_split
+    tr, va = validation_split(1000, 0.2, seed=3)
+    assert len(tr) == 800 and len(va) == 200 and not set(tr) & set(va)
+    assert sorted(np.concatenate([tr, va]).tolist()) == list(range(1000))
+    again, other = validation_split(1000, 0.2, seed=3), validation_split(1000, 0.2, seed=4)
+    assert np.array_equal(again[1], va) and not np.array_equal(other[1], va)
+    tr, va = validation_split(60000, None, seed=0, dataset="fashion-mnist")   # Nielsen's
+    assert np.array_equal(tr, np.arange(50000)) and np.array_equal(va, np.arange(50000, 60000))
+    assert len(validation_split(3000, None, 0, "fashion-mnist")[1]) == 0    # --limit: none
+    assert len(validation_split(1437, None, 0, "digits")[1]) == 0
+
+
+def test_patience_save_best_and_log(tmp_path):
+    p = loopnet_cmd("train", "--validation", 0.25, "--patience", 1, "--save-best", "--epochs",
+                    40, "--eta", 8.0, "--save", "b.npz", "--log", "run.jsonl", cwd=tmp_path)
+    rows = [json.loads(line) for line in (tmp_path / "run.jsonl").read_text().splitlines()]
+    epochs, summary = rows[:-1], rows[-1]
+    assert [r["type"] for r in epochs] == ["epoch"] * len(epochs) and summary["type"] == "summary"
+    assert len(epochs) < 40                                          # stopped early
+    vals = [r["val_cost"] for r in epochs]
+    best = int(np.argmin(vals)) + 1
+    assert len(epochs) == best + 1                                   # patience 1
+    assert all({"cost", "accuracy", "val_cost", "val_accuracy", "seconds", "eval_seconds"}
+               <= set(r) for r in epochs)
+    assert io.load(tmp_path / "b.npz").epoch == best == summary["saved_epoch"]
+    assert "1078 training, 359 validation (from the training data), 360 test" in p.stdout
+    assert "test (reported once, not used for selection)" in p.stdout
+    assert f"epoch {best}, the best by val_cost" in p.stdout or len(epochs) == best
+
+
+def test_one_epoch_singular_and_old_output_spelling(tmp_path):
+    p = loopnet_cmd("train", "--epochs", 1, "--output", "softmax", "--cost", "log_likelihood",
+                    "--eta", 0.5, cwd=tmp_path)
+    assert "loopnet: 1 epoch;" in p.stdout and "done: 1 epoch in" in p.stdout
+    assert "1 epochs" not in p.stdout
+    assert "--output-activation" in p.stderr                        # the deprecation note
+    loopnet_cmd("train", "--epochs", 1, "--patience", 2, cwd=tmp_path, code=2)  # no validation
+
+
+def test_saturation_is_reported_in_one_line(tmp_path):
+    p = loopnet_cmd("train", "--epochs", 4, "--eta", 500, cwd=tmp_path)
+    warn = [l for l in p.stderr.splitlines() if "warning" in l]
+    assert len(warn) == 1 and warn[0].startswith("loopnet: warning: training is not learning")
+    assert "smaller learning rate" in warn[0]
+
+
+@pytest.mark.parametrize("name", ["bp_equations", "chain", "hand_worked", "matrix_form"])
+def test_examples_end_quietly_when_the_pipe_closes(name):
+    p = subprocess.run(f"{sys.executable} -m loopnet.examples.{name} | head -1", shell=True,
+                       env=_env(), capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stderr == "" and p.stdout.count("\n") == 1
+
+
+def test_cache_message_follows_numba_cache_index():
+    from loopnet.commands.train import kernels_cached
+    loopnet.warmup("float64")            # compiles or loads: either way the index has it now
+    assert kernels_cached("float64") is True
+    assert kernels_cached("float16") is False       # never compiled for it

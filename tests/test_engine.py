@@ -257,14 +257,18 @@ def test_fast_twin_map_names_every_twin_training_runs():
         assert "Otherwise identical" in twin.__doc__
 
 
-def test_blocks_depend_on_the_layer_only_and_cover_it():
-    """Every layer's rows are covered once by whole 4-row tiles, for widths up to past 64 tiles."""
-    for n in (1, 3, 4, 10, 30, 100, 255, 256, 257, 1000):
-        spans = [engine.block_rows(n, b) for b in range(engine.BLOCKS)]
-        rows = [j for lo, hi in spans for j in range(lo, hi)]
-        assert rows == list(range(n))
-        assert all(lo % tiles.TILE_ROWS == 0 for lo, hi in spans if hi > lo)
-        assert sum(hi > lo for lo, hi in spans) == min(engine.BLOCKS, -(-n // tiles.TILE_ROWS))
+def test_blocks_depend_on_the_layer_sizes_only_and_cover_each_layer():
+    """Every layer's rows are covered once by whole 4-row tiles; as many tasks as the widest
+    layer has tiles, at most BLOCKS (W1 [784, 30, 10]: 8; W5 [784, 1000, 10]: 64)."""
+    for sizes, tasks in (([784, 30, 10], 8), ([784, 100, 10], 25), ([784, 1000, 10], 64),
+                         ([3, 1], 1), ([9, 257, 255, 10], 64), ([5, 4, 17, 2], 5)):
+        arch = engine.make_arch(sizes, 0, 0, 0)
+        assert engine.block_count(arch) == tasks
+        for n in sizes[1:]:
+            spans = [engine.block_rows(n, b, tasks) for b in range(tasks)]
+            assert [j for lo, hi in spans for j in range(lo, hi)] == list(range(n))
+            assert all(lo % tiles.TILE_ROWS == 0 for lo, hi in spans if hi > lo)
+            assert sum(hi > lo for lo, hi in spans) == min(tasks, -(-n // tiles.TILE_ROWS))
 
 
 def rules_of(kind):

@@ -265,3 +265,257 @@ def test_profile_script_runs(tmp_path):
     alone = subprocess.run([sys.executable, script, "--data", str(tmp_path), "--examples", "15"],
                            capture_output=True, text=True, env=env, timeout=300)
     assert alone.returncode == 0 and "timing loopnet.network only" in alone.stdout
+
+
+# ---------------------------------------------------------------------------
+# Overrides Nielsen's code honours, speed-paths, data converted once
+# ---------------------------------------------------------------------------
+
+def numpy_sgd(sizes, training, epochs, m, eta, sigma, sigma_prime, output_error, lmbda=0.0):
+    """An independent NumPy oracle of Nielsen's algorithm: same seeding, draws and
+    shuffles; σ, σ' and δ^L passed in, so that a replaced piece can be plugged in."""
+    biases = [np.random.randn(n, 1) for n in sizes[1:]]
+    weights = [np.random.randn(n, k) for k, n in zip(sizes[:-1], sizes[1:])]
+    data = list(training)
+    for _ in range(epochs):
+        random.shuffle(data)
+        for lo in range(0, len(data), m):
+            batch = data[lo:lo + m]
+            gw = [np.zeros_like(w) for w in weights]
+            gb = [np.zeros_like(b) for b in biases]
+            for x, y in batch:
+                acts, zs = [x], []
+                for w, b in zip(weights, biases):
+                    zs.append(w @ acts[-1] + b)
+                    acts.append(sigma(zs[-1]))
+                delta = output_error(zs[-1], acts[-1], y)
+                for l in range(len(weights) - 1, -1, -1):
+                    gb[l] = gb[l] + delta
+                    gw[l] = gw[l] + delta @ acts[l].T
+                    if l:
+                        delta = (weights[l].T @ delta) * sigma_prime(zs[l - 1])
+            shrink = 1 - eta * lmbda / len(data)
+            weights = [shrink * w - eta / len(batch) * g for w, g in zip(weights, gw)]
+            biases = [b - eta / len(batch) * g for b, g in zip(biases, gb)]
+    return weights, biases
+
+
+def small_problem(seed=4, n=23, sizes=(6, 5, 3)):
+    rs = np.random.RandomState(seed)
+    return [(rs.rand(sizes[0], 1), np.eye(sizes[-1])[[i % sizes[-1]]].T) for i in range(n)]
+
+
+def steep(z):
+    return 1.0 / (1.0 + np.exp(-2.0 * z))
+
+
+def train(net_factory, training, epochs=2, m=4, eta=0.9, seed=7, **sgd):
+    random.seed(seed)
+    np.random.seed(seed)
+    with contextlib.redirect_stdout(io.StringIO()):
+        net = net_factory()
+        net.SGD(list(training), epochs, m, eta, **sgd)
+    return net
+
+
+def close(net, weights, biases, tol=1e-12):
+    return all(np.allclose(a, b, rtol=0, atol=tol)
+               for a, b in zip(net.weights + net.biases, list(weights) + list(biases)))
+
+
+def expected(training, sigma=network.sigmoid, sigma_prime=network.sigmoid_prime,
+             cost_derivative=lambda a, y: a - y, epochs=2, m=4, eta=0.9, seed=7,
+             sizes=(6, 5, 3)):
+    random.seed(seed)
+    np.random.seed(seed)
+    return numpy_sgd(list(sizes), training, epochs, m, eta, sigma, sigma_prime,
+                     lambda z, a, y: cost_derivative(a, y) * sigma_prime(z))
+
+
+def test_oracle_agrees_with_the_compiled_drop_in():
+    training = small_problem()
+    net = train(lambda: network.Network([6, 5, 3]), training)
+    assert close(net, *expected(training), tol=1e-12)
+
+
+def test_module_sigmoid_replaced_is_honoured(monkeypatch):
+    training = small_problem()
+    monkeypatch.setattr(network, "sigmoid", steep)          # sigmoid_prime calls it, as his does
+    with pytest.warns(UserWarning, match=r"loopnet\.network\.sigmoid is replaced"):
+        net = train(lambda: network.Network([6, 5, 3]), training)
+    # Nielsen's sigmoid_prime calls the module's sigmoid: σ'(z) becomes steep(z)(1 − steep(z)).
+    assert close(net, *expected(training, steep, lambda z: steep(z) * (1 - steep(z))))
+    assert not close(net, *expected(training), tol=1e-3)    # the patch really changed it
+    x = training[0][0]
+    assert np.allclose(net.feedforward(x), steep(net.weights[1] @ steep(
+        net.weights[0] @ x + net.biases[0]) + net.biases[1]), rtol=0, atol=1e-15)
+
+
+def test_module_sigmoid_prime_replaced_is_honoured(monkeypatch):
+    training = small_problem()
+    half_prime = lambda z: 0.5 * network.sigmoid(z) * (1 - network.sigmoid(z))   # noqa: E731
+    monkeypatch.setattr(network, "sigmoid_prime", half_prime)
+    with pytest.warns(UserWarning, match="sigmoid_prime"):
+        net = train(lambda: network.Network([6, 5, 3]), training)
+    assert close(net, *expected(training, sigma_prime=half_prime))
+
+
+@pytest.mark.parametrize("where", ["instance", "class"])
+def test_cost_derivative_replaced_on_instance_or_class(monkeypatch, where):
+    training = small_problem()
+    doubled = lambda a, y: 2.0 * (a - y)                   # noqa: E731
+
+    def factory():
+        net = network.Network([6, 5, 3])
+        if where == "instance":
+            net.cost_derivative = doubled
+        return net
+    if where == "class":
+        monkeypatch.setattr(network.Network, "cost_derivative",
+                            lambda self, a, y: doubled(a, y))
+    with pytest.warns(UserWarning, match="cost_derivative is replaced"):
+        net = train(factory, training)
+    assert close(net, *expected(training, cost_derivative=doubled))
+
+
+def test_backprop_and_update_mini_batch_replaced_on_the_instance():
+    training = small_problem()
+    calls = []
+
+    def factory():
+        net = network.Network([6, 5, 3])
+        compiled = net.backprop
+
+        def halved(x, y):                 # a user's backprop: half the gradient
+            calls.append(1)
+            nb, nw = compiled(x, y)
+            return [0.5 * b for b in nb], [0.5 * w for w in nw]
+        net.backprop = halved
+        return net
+    with pytest.warns(UserWarning, match=r"backprop is replaced \(on the instance\)"):
+        net = train(factory, training)
+    assert len(calls) == 2 * len(training)
+    assert close(net, *expected(training, eta=0.45))       # half the gradient = half of eta
+
+    def factory2():
+        net = network.Network([6, 5, 3])
+        original = net.update_mini_batch
+        net.update_mini_batch = lambda batch, eta: original(batch, 0.5 * eta)
+        return net
+    with pytest.warns(UserWarning, match="update_mini_batch is replaced"):
+        net = train(factory2, training)
+    assert close(net, *expected(training, eta=0.45))
+
+
+def test_feedforward_replaced_is_used_by_evaluate():
+    training = small_problem()
+    test = [(x, 2) for x, _ in training]
+    np.random.seed(0)
+    net = network.Network([6, 5, 3])
+    assert net.evaluate(test) < len(test)
+    net.feedforward = lambda a: np.array([[0.0], [0.0], [1.0]])
+    with pytest.warns(UserWarning, match="feedforward"):
+        assert net.evaluate(test) == len(test)
+
+
+def test_weights_are_the_network_and_old_arrays_keep_their_values():
+    training = small_problem()
+    np.random.seed(1)
+    net = network.Network([6, 5, 3])
+    x, y = training[0]
+    net.weights[0][2, 3] = 0.75                      # in place, as NumPy users do
+    net.biases[1] *= 2.0
+    nb, nw = net.backprop(x, y)
+    eb, ew = numpy_gradient(net, x, y)
+    assert all(np.allclose(a, b, rtol=1e-12, atol=1e-14) for a, b in zip(nb + nw, eb + ew))
+    net.weights = [w * 0.5 for w in net.weights]     # assignment, as Nielsen's users do
+    nb, nw = net.backprop(x, y)
+    eb, ew = numpy_gradient(net, x, y)
+    assert all(np.allclose(a, b, rtol=1e-12, atol=1e-14) for a, b in zip(nb + nw, eb + ew))
+    net.weights[1] = np.ones((3, 5))                 # one layer replaced in the list
+    assert net.backprop(x, y)[1][1].shape == (3, 5)
+    assert np.allclose(net.backprop(x, y)[1][0], numpy_gradient(net, x, y)[1][0], atol=1e-14)
+    old_w = [w.copy() for w in net.weights]
+    held = net.weights[0]
+    with contextlib.redirect_stdout(io.StringIO()):
+        net.SGD(list(training), 1, 5, 1.0)
+    assert np.array_equal(held, old_w[0])            # his updates make new arrays
+    assert not np.array_equal(net.weights[0], old_w[0])
+    assert [b.shape for b in net.biases] == [(5, 1), (3, 1)]
+
+
+def test_data_converted_once_in_an_early_stopping_loop(monkeypatch):
+    case = CASES[2]
+    arrays, training, test = load_case(case)
+    conversions = []
+    real = network._stack_columns
+    monkeypatch.setattr(network, "_stack_columns",
+                        lambda vs, *a, **k: conversions.append(len(vs)) or real(vs, *a, **k))
+    random.seed(case["seed"])
+    np.random.seed(case["seed"])
+    with contextlib.redirect_stdout(io.StringIO()):
+        net = network.Network(case["sizes"])
+        for _ in range(case["epochs"]):
+            net.SGD(training, 1, case["m"], case["eta"], test_data=test)
+    # x of the test data, x and y of the training data: once each, for all the calls.
+    assert conversions == [len(test), len(training), len(training)]
+    # The same training as one call of several epochs (same draws and orders).
+    assert max_diff(net, arrays) <= 1e-10
+    # A replaced pair is noticed (identity), and the data converted again.
+    x, y = training[0]
+    training[0] = (x + 1.0, y)
+    with contextlib.redirect_stdout(io.StringIO()):
+        net.SGD(training, 1, case["m"], case["eta"])
+    assert conversions[3:] == [len(training), len(training)]
+
+
+def test_first_run_says_it_compiles(monkeypatch, capsys):
+    monkeypatch.setattr(network, "_first_compile_checked", [])
+    monkeypatch.setattr(network, "_cache_is_empty", lambda: True)
+    monkeypatch.setattr(network, "warmup", lambda dtype: 12.5)
+    network._announce_first_compile()
+    network._announce_first_compile()
+    err = capsys.readouterr().err
+    assert err.count("compiling kernels for this CPU (first run only") == 1
+    assert "compiled in 12.5 s" in err
+
+
+def test_cache_emptiness_is_read_from_numba_cache(tmp_path):
+    """An empty NUMBA_CACHE_DIR is recognised without compiling anything."""
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path),
+               PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("NUMBA_DISABLE_JIT", None)
+    out = subprocess.run([sys.executable, "-c", "from loopnet import network; "
+                          "print(network._cache_is_empty())"],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.stdout.strip() == "True", out.stderr
+
+
+def test_book_runs_profile_runs(tmp_path):
+    """profiles/nielsen.py end to end on tiny IDX files, stand-ins playing Nielsen's modules."""
+    import subprocess
+    import sys
+    rs = np.random.RandomState(1)
+    for prefix, n in (("train", 30), ("t10k", 6)):
+        _write_idx(tmp_path / ("%s-images-idx3-ubyte.gz" % prefix), rs.randint(0, 256, (n, 28, 28)))
+        _write_idx(tmp_path / ("%s-labels-idx1-ubyte.gz" % prefix), np.arange(n) % 10)
+    standin = tmp_path / "standin"
+    standin.mkdir()
+    (standin / "network.py").write_text("from loopnet.network import *  # noqa\n")
+    (standin / "network2.py").write_text("from loopnet.network2 import *  # noqa\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, os.path.join(root, "profiles", "nielsen.py"),
+                          "--data", str(tmp_path), "--nielsen", str(standin), "--repeats", "1",
+                          "--no-cold"], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    rows = [line for line in out.stdout.splitlines() if line.startswith("| ch") or
+            line.startswith("| backprop") or line.startswith("| subclass")]
+    assert len(rows) == 6
+    # The stand-in IS the drop-in: both print the same results.
+    for row in rows[:4]:
+        results = row.rstrip(" |").split(" | ")[-1].split(" / ")
+        assert results[0:2] == results[2:4]

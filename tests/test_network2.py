@@ -184,3 +184,105 @@ def test_accuracy_and_total_cost_match_numpy():
     assert net.total_cost(labelled, 0.3, convert=True) == pytest.approx(expect, rel=1e-12)
     correct = sum(int(np.argmax(net.feedforward(x)) == j) for x, j in labelled)
     assert net.accuracy(labelled) == correct == net.accuracy(data, convert=True)
+
+
+# ---------------------------------------------------------------------------
+# Replaced pieces: the cost classes and the module's sigmoid
+# ---------------------------------------------------------------------------
+
+def small_run(cost, epochs=2, m=4, eta=0.5, lmbda=0.3, seed=3, **monitors):
+    rs = np.random.RandomState(8)
+    training = [(rs.rand(5, 1), network2.vectorized_result(i % 10)) for i in range(21)]
+    evaluation = [(rs.rand(5, 1), i % 10) for i in range(7)]
+    random.seed(seed)
+    np.random.seed(seed)
+    with contextlib.redirect_stdout(io.StringIO()):
+        net = network2.Network([5, 4, 10], cost=cost)
+        returned = net.SGD(training, epochs, m, eta, lmbda=lmbda, evaluation_data=evaluation,
+                           **monitors)
+    return net, returned, training, evaluation
+
+
+def oracle(output_error, sigma=network2.sigmoid, epochs=2, m=4, eta=0.5, lmbda=0.3, seed=3):
+    """Independent NumPy loop of network2's algorithm (default init, L2 shrink)."""
+    rs = np.random.RandomState(8)
+    training = [(rs.rand(5, 1), network2.vectorized_result(i % 10)) for i in range(21)]
+    random.seed(seed)
+    np.random.seed(seed)
+    sizes = [5, 4, 10]
+    biases = [np.random.randn(n, 1) for n in sizes[1:]]
+    weights = [np.random.randn(n, k) / np.sqrt(k) for k, n in zip(sizes[:-1], sizes[1:])]
+    sigma_prime = lambda z: sigma(z) * (1 - sigma(z))         # noqa: E731
+    data = list(training)
+    for _ in range(epochs):
+        random.shuffle(data)
+        for lo in range(0, len(data), m):
+            batch = data[lo:lo + m]
+            gw = [np.zeros_like(w) for w in weights]
+            gb = [np.zeros_like(b) for b in biases]
+            for x, y in batch:
+                z1 = weights[0] @ x + biases[0]
+                a1 = sigma(z1)
+                z2 = weights[1] @ a1 + biases[1]
+                d2 = output_error(z2, sigma(z2), y)
+                d1 = (weights[1].T @ d2) * sigma_prime(z1)
+                gb = [gb[0] + d1, gb[1] + d2]
+                gw = [gw[0] + d1 @ x.T, gw[1] + d2 @ a1.T]
+            weights = [(1 - eta * lmbda / len(data)) * w - eta / len(batch) * g
+                       for w, g in zip(weights, gw)]
+            biases = [b - eta / len(batch) * g for b, g in zip(biases, gb)]
+    return weights, biases
+
+
+def agrees(net, weights, biases, tol=1e-12):
+    return all(np.allclose(a, b, rtol=0, atol=tol)
+               for a, b in zip(net.weights + net.biases, weights + biases))
+
+
+def test_oracle_agrees_with_the_compiled_drop_in():
+    net, *_ = small_run(network2.CrossEntropyCost)
+    assert agrees(net, *oracle(lambda z, a, y: a - y))
+
+
+def test_cost_class_delta_replaced_is_honoured(monkeypatch):
+    monkeypatch.setattr(network2.CrossEntropyCost, "delta",
+                        staticmethod(lambda z, a, y: 3.0 * (a - y)))
+    with pytest.warns(UserWarning, match=r"CrossEntropyCost\.delta is replaced"):
+        net, *_ = small_run(network2.CrossEntropyCost)
+    assert agrees(net, *oracle(lambda z, a, y: 3.0 * (a - y)))
+    assert not agrees(net, *oracle(lambda z, a, y: a - y), tol=1e-3)
+
+
+def test_cost_class_fn_replaced_is_used_for_the_costs(monkeypatch):
+    plain, returned, training, evaluation = small_run(
+        network2.QuadraticCost, monitor_training_cost=True, monitor_evaluation_cost=True)
+    monkeypatch.setattr(network2.QuadraticCost, "fn", staticmethod(lambda a, y: 1.0))
+    with pytest.warns(UserWarning, match=r"QuadraticCost\.fn is replaced"):
+        net, patched, _, _ = small_run(network2.QuadraticCost, monitor_training_cost=True,
+                                       monitor_evaluation_cost=True)
+    assert agrees(net, plain.weights, plain.biases, tol=0)     # training is untouched
+    l2 = [0.5 * (0.3 / n) * sum(np.linalg.norm(w) ** 2 for w in net.weights)
+          for n in (len(training), len(evaluation))]
+    # Each example adds fn/n = 1/n, so the cost is 1 (rounded as the sum goes) + the L2 term.
+    assert patched[2][-1] == pytest.approx(1.0 + l2[0], rel=1e-12)
+    assert patched[0][-1] == pytest.approx(1.0 + l2[1], rel=1e-12)
+
+
+def test_module_sigmoid_replaced_is_honoured(monkeypatch):
+    steep = lambda z: 1.0 / (1.0 + np.exp(-2.0 * z))          # noqa: E731
+    monkeypatch.setattr(network2, "sigmoid", steep)
+    with pytest.warns(UserWarning, match=r"network2\.sigmoid is replaced"):
+        net, *_ = small_run(network2.CrossEntropyCost)
+    assert agrees(net, *oracle(lambda z, a, y: a - y, sigma=steep))
+
+
+def test_monitors_agree_with_nielsens_methods_and_lists_unchanged():
+    net, returned, training, evaluation = small_run(
+        network2.CrossEntropyCost, monitor_training_cost=True, monitor_training_accuracy=True,
+        monitor_evaluation_cost=True, monitor_evaluation_accuracy=True)
+    ev_cost, ev_acc, tr_cost, tr_acc = returned
+    # The last entries equal what the (compiled) methods say now, in the list's order.
+    assert tr_cost[-1] == net.total_cost(training, 0.3)
+    assert ev_cost[-1] == net.total_cost(evaluation, 0.3, convert=True)
+    assert tr_acc[-1] == net.accuracy(training, convert=True)
+    assert ev_acc[-1] == net.accuracy(evaluation)

@@ -126,7 +126,14 @@ def test_render_labels_each_equation_and_kernel():
                           ("BP3", "accumulate_gradient"), ("BP4", "accumulate_gradient")):
         line = next(l for l in text.splitlines() if l.startswith(label))
         assert f"loopnet/kernels.py: {kernel}" in line
-    assert "[loopnet/kernels.py: forward_layer]" in text
+    assert "[loopnet/kernels.py: forward_layer; training runs tiles.forward_layer4 for layer 1" in text
+    # which kernel training runs, per line: the fast twin where tiles.FAST_TWIN has one
+    bp4 = next(l for l in text.splitlines() if l.startswith("BP4"))
+    assert "training runs tiles.accumulate_gradient4 (the same sums in the same order)" in bp4
+    bp2 = next(l for l in text.splitlines() if l.startswith("BP2"))
+    assert "training runs it too" in bp2
+    single = render(trace(loopnet.Net([2, 2], seed=0), [0.5, 0.2], 1))
+    assert "[loopnet/kernels.py: forward_layer; training runs it too]" in single
     # the issue's example form, with this network's numbers
     assert re.search(r"^  δ\^2_1 = \(a\^2_1 − y_1\) · σ'\(z\^2_1\) = \(" + NUM + r" − 1\) · "
                      + NUM + " = " + NUM + "$", text, re.M)

@@ -128,11 +128,21 @@ def add_data_arguments(parser, *, limit=True):
 def data_spec(args, saved=None):
     """The data options as a JSON-able dict; unset ones fall back to ``saved`` (a model's)."""
     saved = saved or {}
-    spec = {}
+    spec = DataSpec()
     for key in ("dataset", "data", "test", "holdout", "limit", "scale"):
         value = getattr(args, key, None)
         spec[key] = value if value is not None else saved.get(key)
+        if value is None and saved.get(key) is not None:
+            spec.recorded.append(key)
     return spec
+
+
+class DataSpec(dict):
+    """The data options; ``recorded`` lists those taken from a model file, not typed."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.recorded = []
 
 
 def spec_to_save(spec):
@@ -148,6 +158,18 @@ def load_data(spec, n_classes=None):
     """Load the dataset a spec describes -> :class:`loopnet.datafiles.Dataset`."""
     from .. import datafiles as df
 
+    recorded = getattr(spec, "recorded", [])
+    try:
+        return _load_data(df, spec, n_classes)
+    except (UsageError, df.DataError) as exc:
+        if not recorded:
+            raise
+        note = (f"{exc} (the data options {', '.join('--' + k for k in recorded)} were not "
+                "typed but recorded in the model file; give --dataset/--data to choose the data)")
+        raise CommandError(note, getattr(exc, "code", 1)) from None
+
+
+def _load_data(df, spec, n_classes):
     name, data = spec.get("dataset"), spec.get("data")
     if name == "digits" and data is not None:
         raise UsageError("--data cannot be used with --dataset digits (it is embedded)")
@@ -176,6 +198,53 @@ def check_output_path(path, what="--save"):
         raise CommandError(f"{what} {path}: is a directory")
     if not os.access(directory, os.W_OK):
         raise CommandError(f"{what} {path}: directory {directory} is not writable")
+
+
+def resolve_outputs(outputs, inputs=()):
+    """The output paths given on the command line, each resolved once to an absolute path.
+
+    ``outputs``: ``{option: path or None}``; ``inputs``: ``{option: path or None}`` of files
+    that must survive.  Refused (one line, exit code 2): an output that is not a regular file
+    (device node, fifo, directory...), in a missing or read-only directory, one that names the
+    same file as another output or as an input.  Returns ``{option: absolute path or None}``.
+    """
+    resolved = {}
+    for what, path in outputs.items():
+        if path is None:
+            resolved[what] = None
+            continue
+        check_output_path(path, what)
+        resolved[what] = os.path.abspath(path)
+        if os.path.exists(path) and not os.path.isfile(path):
+            raise UsageError(f"{what} {path}: not a regular file (a device, fifo or socket); "
+                             "loopnet writes only regular files")
+    taken = [(what, p) for what, p in resolved.items() if p is not None]
+    for i, (what, path) in enumerate(taken):
+        for other, opath in taken[:i]:
+            if _same_file(path, opath):
+                raise UsageError(f"{other} and {what} name the same file ({path}); give "
+                                 "each output its own file")
+        for other, ipath in inputs.items():
+            if ipath is not None and _same_file(path, ipath):
+                raise UsageError(f"{what} {path} would overwrite the input {other} {ipath}; "
+                                 "choose another file name")
+    return resolved
+
+
+def shown(path):
+    """An absolute path as a user would type it here: relative when under the working directory."""
+    rel = os.path.relpath(path)
+    return path if rel == os.pardir or rel.startswith(os.pardir + os.sep) else rel
+
+
+def _same_file(a, b):
+    """True when paths ``a`` and ``b`` name one file (same real path, or same inode)."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def set_threads(n):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 from . import _common as c
@@ -41,10 +40,8 @@ def run(args):
     if args.output:
         if not args.output.lower().endswith((".npy", ".csv")):
             raise c.UsageError(f"--output {args.output}: use a .npy or .csv file name")
-        c.check_output_path(args.output, "--output")
-        if os.path.abspath(args.output) in (os.path.abspath(args.model),
-                                            os.path.abspath(args.input)):
-            raise c.UsageError("--output must not overwrite the model or the input")
+        args.output = c.resolve_outputs({"--output": args.output},
+                                        {"MODEL": args.model, "INPUT": args.input})["--output"]
     net, meta = io.load_with_meta(args.model)
     scale = args.scale
     if scale is None:

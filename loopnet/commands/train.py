@@ -10,6 +10,7 @@ import sys
 import time
 
 from . import _common as c
+from ..reporting import epoch_line, plural
 
 HELP = "train a network (no options: [64,30,10] on the embedded digits)"
 
@@ -21,18 +22,34 @@ eta 3.0, seed 0, on the embedded 8x8 digits (1,437 training / 360 held-out image
 
 --epochs is the total number of epochs to reach, counting those a --resume'd model has
 already done. On --resume, every option not given again is taken from the checkpoint
-(data, hyper-parameters, --save, --checkpoint-every...), so the resumed run ends with
-exactly the weights the uninterrupted run would have had.
+(data, hyper-parameters, --checkpoint-every...), so the resumed run ends with
+exactly the weights the uninterrupted run would have had. Output paths (--save,
+--checkpoint, --plot) come only from the command line, never from the checkpoint file.
 
-Ctrl-C stops at a safe point (the epoch in progress is rolled back), saves a checkpoint
-and prints the command that resumes. If training diverges (NaN/inf), the last good
-parameters are kept, saved if --save was given, and the exit code is 1."""
+Each epoch line shows the training cost and accuracy measured during the epoch's own
+training pass (the mean over its mini-batches, as Keras reports it; --exact-cost for a
+separate pass after the epoch), the validation accuracy, and the epoch's time: training and
+evaluation apart, then their sum.
+
+Model selection: --validation FRACTION keeps a seeded split of the TRAINING data apart
+(for mnist and fashion-mnist, Nielsen's 50,000/10,000 split by default); --patience,
+--save-best and --halve-eta-after watch it, and the test set is evaluated once, at the end,
+never used for selection. Without a validation split the held-out set is shown each epoch
+for information only, and selecting options are refused.
+
+Ctrl-C stops at a safe point (an epoch whose training finished is kept, even when
+interrupted during its evaluation; the epoch still training is rolled back), saves a
+checkpoint and prints the command that resumes. If training diverges (NaN/inf), the last
+good parameters are kept, saved if --save was given, and the exit code is 1."""
 
 EXAMPLES = """  loopnet train
   loopnet train --epochs 10 --eta 0.5 --cost cross_entropy --save digits.npz
   loopnet train --dataset fashion-mnist --sizes 784,100,10 --epochs 5 --save fm.npz \\
       --checkpoint-every 1 --plot fm.png
-  loopnet train --data train.csv --test test.csv --output softmax --cost log_likelihood
+  loopnet train --data train.csv --test test.csv --output-activation softmax \
+      --cost log_likelihood
+  loopnet train --dataset fashion-mnist --sizes 784,100,10 --epochs 60 --patience 5 \
+      --save-best --save best.npz --log run.jsonl
   loopnet train --resume fm.ckpt.npz --epochs 10      # continue to 10 epochs in total
 """
 
@@ -40,9 +57,14 @@ EXAMPLES = """  loopnet train
 DEFAULTS = {"epochs": 30, "batch_size": 10, "eta": 3.0, "lmbda": 0.0, "momentum": 0.0,
             "optimizer": "sgd", "tol": None, "seed": 0, "activation": "sigmoid",
             "output": "sigmoid", "cost": "quadratic", "dtype": "float64", "hidden": 30,
-            "checkpoint_every": None, "save": None, "checkpoint": None,
+            "checkpoint_every": None, "save": None, "checkpoint": None, "validation": None,
+            "patience": None, "monitor": "val_cost", "save_best": False,
+            "halve_eta_after": None,
             "clip_norm": None, "noise_multiplier": 0.0, "delta": None, "poisson": False,
             "dropout": 0.0}
+#: Nielsen's split of the 60,000 MNIST training images: the last 10,000 for validation.
+NIELSEN_VALIDATION = 10_000
+MNIST_TRAIN = 60_000
 ADAM_ETA = 0.001
 ARCH = ("sizes", "activation", "output", "cost", "dtype")
 
@@ -53,7 +75,9 @@ def add_arguments(p):
                    help="layer sizes, input first (default: inputs,30,classes, e.g. 64,30,10)")
     a.add_argument("--activation", choices=c.ACTIVATIONS,
                    help="hidden-layer activation (default sigmoid)")
-    a.add_argument("--output", choices=c.OUTPUTS, help="output activation (default sigmoid)")
+    a.add_argument("--output-activation", choices=c.OUTPUTS, dest="output",
+                   help="output activation (default sigmoid)")
+    a.add_argument("--output", choices=c.OUTPUTS, dest="output_old", help=argparse.SUPPRESS)
     a.add_argument("--cost", choices=c.COSTS, help="cost function (default quadratic)")
     a.add_argument("--dtype", choices=c.DTYPES, help="float type (default float64)")
     a.add_argument("--seed", type=c.nonneg_int, metavar="N", help="seed of weights and shuffles (default 0)")
@@ -69,10 +93,29 @@ def add_arguments(p):
     t.add_argument("--optimizer", choices=c.OPTIMIZERS, help="sgd (default) or adam")
     t.add_argument("--tol", type=c.positive_float, metavar="EPS",
                    help="stop when the full-batch gradient norm falls to this")
+    t.add_argument("--exact-cost", action="store_true", dest="exact_cost",
+                   help="measure the training cost and accuracy by a separate pass over the "
+                        "training set after each epoch (default: from the training pass itself,"
+                        " at no cost)")
     t.add_argument("--threads", type=c.positive_int, metavar="N",
                    help="train with N threads (default: one or all, whichever runs faster "
                         "here; results are identical either way)")
     c.add_data_arguments(p)
+    v = p.add_argument_group("model selection (on a validation split of the training data)")
+    v.add_argument("--validation", type=_fraction_or_zero, metavar="FRACTION",
+                   help="keep this fraction of the training data apart for validation, drawn "
+                        "with --seed (default: Nielsen's 50,000/10,000 split for mnist and "
+                        "fashion-mnist, none otherwise; 0 for none)")
+    v.add_argument("--patience", type=c.positive_int, metavar="N",
+                   help="stop after N epochs without improvement of --monitor")
+    v.add_argument("--monitor", choices=("val_cost", "val_accuracy"),
+                   help="what --patience, --save-best and --halve-eta-after watch "
+                        "(default val_cost)")
+    v.add_argument("--save-best", action="store_true", default=None, dest="save_best",
+                   help="--save the best epoch's network (by --monitor), not the last one")
+    v.add_argument("--halve-eta-after", type=c.positive_int, metavar="N",
+                   dest="halve_eta_after",
+                   help="halve eta after N epochs without improvement (network2's schedule)")
     # ---- distributed training (MPI): implemented in loopnet/distributed.py ----
     e = p.add_argument_group("per example: clipping, DP-SGD, dropout")
     e.add_argument("--clip-norm", type=c.positive_float, dest="clip_norm", metavar="C",
@@ -108,6 +151,8 @@ def add_arguments(p):
     o.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar during each epoch (default: when stderr is a terminal)")
     o.add_argument("--quiet", "-q", action="store_true", help="print only the summary")
+    o.add_argument("--log", metavar="FILE",
+                   help="write one JSON line per epoch, then a summary line, to FILE")
 
 
 # --------------------------------------------------------------------------- settings
@@ -141,56 +186,123 @@ def _check_plot_available():
                              "pip install 'loopnet[plot]' (or drop --plot)")
 
 
+def _fraction_or_zero(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}")
+    return value
+
+
+# --------------------------------------------------------------------------- validation split
+
+def validation_split(n, fraction, seed, dataset=None):
+    """(train rows, validation rows) of n training examples.
+
+    ``fraction`` None: Nielsen's split for the MNIST family's full 60,000 (the first 50,000
+    train, the last 10,000 validate), else none.  A fraction: round(fraction·n) rows drawn
+    with ``seed`` (a generator of its own: the network's stream is untouched).
+    """
+    from ..datafiles import IDX_DATASETS
+    import numpy as np
+    rows = np.arange(n)
+    if fraction is None:
+        if dataset in IDX_DATASETS and n == MNIST_TRAIN:
+            return rows[:-NIELSEN_VALIDATION], rows[-NIELSEN_VALIDATION:]
+        return rows, rows[:0]
+    k = int(round(fraction * n))
+    if fraction > 0 and not 1 <= k < n:
+        raise c.UsageError(f"--validation {fraction:g} of {n} examples leaves "
+                           f"{k} for validation and {n - k} for training; both need some")
+    perm = np.random.default_rng([seed, 0x76616C]).permutation(n)
+    return np.sort(perm[:n - k]), np.sort(perm[n - k:])
+
+
+# --------------------------------------------------------------------------- first run
+
+def kernels_cached(dtype):
+    """True when Numba's cache index holds loopnet's engine for ``dtype`` (the next warm-up
+    loads it), False when it does not (it compiles), None when that cannot be told."""
+    try:
+        from .. import engine
+        index = engine.run_batches._cache._cache_file._load_index()
+        return any(f"({dtype}," in str(key[0][0]) for key in index)   # params' type
+    except Exception:           # a Numba without these internals: say nothing definite
+        return None
+
+
+def warm_up(dtype, out, quiet):
+    """loopnet.warmup with an honest message: compiling (with elapsed seconds, from a
+    thread) or loading from the cache, as the cache index says."""
+    import threading
+    import loopnet
+    cached = kernels_cached(dtype)
+    done = threading.Event()
+    ticker = None
+    if not quiet and cached is not True:
+        what = ("compiling loopnet's kernels for this CPU (first run only, about 10-40 s)"
+                if cached is False else "compiling loopnet's kernels, or loading them from the "
+                "cache (up to 40 s the first time)")
+        live = getattr(out, "isatty", lambda: False)()
+
+        def tick():
+            start = time.perf_counter()
+            while not done.wait(1.0):
+                if live:
+                    out.write(f"\rloopnet: {what}... {time.perf_counter() - start:.0f} s")
+                    out.flush()
+
+        out.write(f"loopnet: {what}..." + ("" if live else "\n"))
+        out.flush()
+        ticker = threading.Thread(target=tick, daemon=True)
+        ticker.start()
+    try:
+        seconds = loopnet.warmup(dtype)
+    finally:
+        done.set()
+        if ticker is not None:
+            ticker.join()
+            if getattr(out, "isatty", lambda: False)():
+                out.write("\n")
+    if not quiet:
+        if cached:
+            print(f"loopnet: compiled kernels loaded from the cache in {seconds:.1f} s",
+                  file=out, flush=True)
+        else:
+            print(f"loopnet: kernels ready in {seconds:.1f} s (kept in the cache for later "
+                  f"runs)", file=out, flush=True)
+    return seconds
+
+
 # --------------------------------------------------------------------------- progress
 
-class _Progress:
-    """A tqdm bar per epoch when tqdm is installed, else a plain one-line counter."""
+def _progress_reporter(enabled, total_epochs, first_epoch, inner=None, stream=None):
+    """One bar per phase (training, evaluation) on stderr, or nothing."""
+    from ..reporting import Reporter
+    return Reporter(total_epochs - first_epoch, first_epoch, bars=enabled, lines=False,
+                    stream=stream or sys.stderr, total_epochs=total_epochs, inner=inner)
 
-    def __init__(self, enabled, total_epochs, n_batches):
-        self.enabled = enabled
-        self.total_epochs = total_epochs
-        self.n_batches = n_batches
-        self.bar = None
-        self._tqdm = None
-        if enabled:
-            try:
-                from tqdm import tqdm
-                self._tqdm = tqdm
-            except ImportError:
-                self._tqdm = None
 
-    def start(self, epoch):
-        self.close()
-        if not self.enabled or epoch > self.total_epochs:
+class _Log:
+    """--log FILE: one JSON line per epoch, then one summary line."""
+
+    def __init__(self, path):
+        self.f = open(path, "a", encoding="utf-8") if path else None
+
+    def write(self, kind, record):
+        if self.f is None:
             return
-        if self._tqdm is not None:
-            self.bar = self._tqdm(total=self.n_batches, desc=f"epoch {epoch}/{self.total_epochs}",
-                                  unit="batch", leave=False, file=sys.stderr)
-        else:
-            self.bar = epoch
-            self(0, self.n_batches)
-
-    def __call__(self, done, total):
-        if self.bar is None:
-            return
-        if self._tqdm is not None:
-            self.bar.update(done - self.bar.n)
-        else:
-            width = 30
-            filled = width * done // max(total, 1)
-            sys.stderr.write(f"\r  epoch {self.bar}/{self.total_epochs} "
-                             f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} batches")
-            sys.stderr.flush()
+        import json
+        row = {"type": kind}
+        row.update({k: v for k, v in record.items() if v is not None})
+        self.f.write(json.dumps(row, default=float) + "\n")
+        self.f.flush()
 
     def close(self):
-        if self.bar is None:
-            return
-        if self._tqdm is not None:
-            self.bar.close()
-        else:
-            sys.stderr.write("\r" + " " * 79 + "\r")
-            sys.stderr.flush()
-        self.bar = None
+        if self.f is not None:
+            self.f.close()
 
 
 # --------------------------------------------------------------------------- the command
@@ -199,6 +311,11 @@ def run(args):
     import loopnet
     from .. import io
 
+    if getattr(args, "output_old", None) is not None:
+        sys.stderr.write("loopnet: note: train's --output is now --output-activation (--output "
+                         "still works, but will go; in predict, --output is the output file)\n")
+        if args.output is None:
+            args.output = args.output_old
     saved_opts, saved_data, net = {}, {}, None
     if args.resume:
         net, meta = io.load_with_meta(args.resume)
@@ -211,18 +328,17 @@ def run(args):
             if given is not None and given != have:
                 raise c.UsageError(f"--{key} {given if key != 'sizes' else ','.join(map(str, given))}"
                                    f" differs from the resumed model ({have}); leave it out")
+    recorded = saved_opts.get("save")
+    for key in ("save", "checkpoint", "checkpoint_path"):     # outputs: command line only
+        saved_opts.pop(key, None)
     s = _settings(args, saved_opts)
     _per_example_kwargs(args, s)     # a wrong combination fails before any data is read
     spec = c.data_spec(args, saved_data)
-    checkpoint = args.checkpoint or saved_opts.get("checkpoint_path") or \
-        _default_checkpoint(s["save"])
-    for path, what in ((s["save"], "--save"), (checkpoint, "--checkpoint"),
-                       (args.plot, "--plot")):
-        c.check_output_path(path, what)
-    if args.plot:
-        _check_plot_available()
-    if s["save"] and os.path.abspath(s["save"]) == os.path.abspath(checkpoint):
-        raise c.UsageError("--save and --checkpoint must be different files")
+    s["save"], checkpoint, args.plot = _outputs(args, spec)
+    if recorded and args.save is None and not args.quiet:
+        print(f"loopnet: note: the checkpoint was made with --save {recorded}; output paths "
+              "are taken only from the command line, so add --save to keep the result",
+              file=sys.stderr)
     c.set_threads(args.threads)
     mpi = _mpi_session(args)        # None unless --distributed; then rank 0 alone prints/writes
     save = io.save if mpi is None else mpi.save
@@ -230,7 +346,8 @@ def run(args):
         try:
             loopnet.costs.check_pair(s["output"], s["cost"])
         except ValueError as exc:
-            raise c.UsageError(f"--output {s['output']} with --cost {s['cost']}: {exc}") \
+            raise c.UsageError(f"--output-activation {s['output']} with --cost "
+                               f"{s['cost']}: {exc}") \
                 from None
 
     n_out = net.sizes[-1] if net is not None else (args.sizes[-1] if args.sizes else None)
@@ -245,11 +362,26 @@ def run(args):
     elif net.sizes[0] != ds.n_inputs:
         raise c.CommandError(f"{args.resume}: the model takes {net.sizes[0]} inputs but "
                              f"{ds.source} has {ds.n_inputs} per example")
-    X, y = ds.X_train.astype(net.dtype), ds.y_train
-    Xv, yv = ds.X_test.astype(net.dtype), ds.y_test
+    train_rows, val_rows = validation_split(len(ds.y_train), s["validation"], s["seed"],
+                                            spec.get("dataset"))
+    has_val = len(val_rows) > 0
+    selecting = [f"--{k.replace('_', '-')}" for k in ("patience", "save_best", "halve_eta_after")
+                 if s[k]]
+    if selecting and not has_val:
+        raise c.UsageError(f"{' and '.join(selecting)} select on a validation split of the "
+                           f"training data: add --validation FRACTION (the test set is never "
+                           f"used for selection)")
+    X, y = ds.X_train[train_rows].astype(net.dtype), ds.y_train[train_rows]
+    Xt, yt = ds.X_test.astype(net.dtype), ds.y_test
+    if has_val:
+        Xv, yv = ds.X_train[val_rows].astype(net.dtype), ds.y_train[val_rows]
+    else:
+        Xv, yv = Xt, yt     # shown each epoch for information; nothing selects on it
 
     train_opts = {k: s[k] for k in ("epochs", "batch_size", "eta", "lmbda", "momentum",
                                     "optimizer", "tol", "seed", "checkpoint_every", "save",
+                                    "validation", "patience", "monitor", "save_best",
+                                    "halve_eta_after",
                                     "clip_norm", "noise_multiplier", "delta", "poisson")}
     train_opts["checkpoint_path"] = checkpoint
 
@@ -260,7 +392,9 @@ def run(args):
     remaining = s["epochs"] - net.epoch
     out = sys.stdout if mpi is None else mpi.stdout
     if not args.quiet:
-        print(f"loopnet: {ds.name}: {len(y)} training, {len(yv)} held-out examples; network "
+        sets = (f"{len(y)} training, {len(yv)} validation (from the training data), {len(yt)} "
+                f"test" if has_val else f"{len(y)} training, {len(yv)} held-out")
+        print(f"loopnet: {ds.name}: {sets} examples; network "
               f"{','.join(map(str, net.sizes))} {net.activation}/{net.output}, {net.cost_name},"
               f" {net.dtype.name}", file=out)
         hi = float(abs(X).max()) if X.size else 0.0
@@ -274,10 +408,10 @@ def run(args):
         if s["momentum"]:
             how += f", momentum {s['momentum']:g}"
         start_note = f" (resuming after epoch {net.epoch})" if net.epoch else ""
-        print(f"loopnet: {remaining if remaining > 0 else 0} epochs{start_note}; {how}",
+        print(f"loopnet: {plural(max(remaining, 0), 'epoch')}{start_note}; {how}",
               file=out, flush=True)
     if remaining <= 0:
-        print(f"loopnet: the model has already trained {net.epoch} epochs (>= --epochs "
+        print(f"loopnet: the model has already trained {plural(net.epoch, 'epoch')} (>= --epochs "
               f"{s['epochs']}); nothing to do", file=out)
         if s["save"] and not (args.resume and os.path.abspath(s["save"]) ==
                               os.path.abspath(args.resume)):
@@ -285,39 +419,48 @@ def run(args):
         return 0
 
     # Compile (first run) or load the cached kernels now, so no epoch time includes the JIT.
-    ready = loopnet.warmup(net.dtype.name)
-    if not args.quiet:
-        print(f"loopnet: compiled kernels ready in {ready:.1f} s (compiled once, then loaded "
-              f"from the cache)", file=out, flush=True)
+    warm_up(net.dtype.name, out, args.quiet or (mpi is not None and not mpi.root))
 
     show_bar = args.progress if args.progress is not None else (
         sys.stderr.isatty() and not args.quiet)
     show_bar = show_bar and (mpi is None or mpi.root)      # one bar, not one per MPI rank
-    bar = _Progress(show_bar, s["epochs"], -(-len(y) // s["batch_size"]))
-    bar.start(net.epoch + 1)
+    bar = _progress_reporter(show_bar, s["epochs"], net.epoch)
+    log = _Log(args.log if (mpi is None or mpi.root) else None)
     first_epoch = net.epoch
     t0 = time.perf_counter()
+    best = {}
 
     def on_epoch(n, record):
-        bar.close()
+        bar.epoch_done(record)
         if not args.quiet:
-            print(c.epoch_line(record, s["epochs"]) + _privacy_note(record),
+            print(epoch_line(record, s["epochs"], val_label="val" if has_val else "held-out")
+                  + _privacy_note(record),
                   file=out, flush=True)
+        log.write("epoch", record)
+        if s["save_best"] and record.get("best_epoch") == record["epoch"]:
+            best["net"] = n.copy()
         every = s["checkpoint_every"]
         if every and n.epoch % every == 0 and n.epoch < s["epochs"]:
             save(n, checkpoint, extra=extra("checkpoint"))
-        bar.start(n.epoch + 1)
         return False
 
     fit_kwargs = dict(epochs=remaining, batch_size=s["batch_size"], eta=s["eta"],
                       lmbda=s["lmbda"], momentum=s["momentum"], optimizer=s["optimizer"],
                       tol=s["tol"], validation_data=(Xv, yv), callback=on_epoch, progress=bar)
+    if args.exact_cost:
+        fit_kwargs["monitor"] = "exact"
+    if mpi is None and has_val:
+        from ..training import HalveEta
+        fit_kwargs["monitor_key"] = s["monitor"]        # records carry best_epoch
+        fit_kwargs["patience"] = s["patience"]
+        if s["halve_eta_after"]:
+            fit_kwargs["lr_schedule"] = HalveEta(s["halve_eta_after"], monitor=s["monitor"])
     if args.threads and mpi is None:
         fit_kwargs["threads"] = args.threads
     fit_kwargs.update(_per_example_kwargs(args, s))
     stopped = []
     try:
-        with _sigterm_as_interrupt(stopped):
+        with _sigterm_as_interrupt(stopped), _warnings_as_lines(bar):
             (net.fit if mpi is None else mpi.fit(net))(X, y, **fit_kwargs)
     except KeyboardInterrupt:
         bar.close()
@@ -325,13 +468,21 @@ def run(args):
         why = "terminated (SIGTERM)" if stopped else "interrupted"
         if mpi is not None and not mpi.root:
             return 143 if stopped else 130      # rank 0 reports it
+        log.write("summary", {"status": "interrupted", "epochs": net.epoch})
+        log.close()
+        kept = net.history and net.history[-1].get("interrupted")
+        how = ("its evaluation was cut short; its training is kept" if kept else
+               "the epoch in progress was rolled back")
         sys.stderr.write(
-            f"loopnet: {why}; {net.epoch} epochs complete (the epoch in progress was "
-            f"rolled back). Checkpoint saved to {checkpoint}\n"
-            f"loopnet: resume with: loopnet train --resume {_quote(checkpoint)}\n")
+            f"loopnet: {why}; {plural(net.epoch, 'epoch')} complete ({how}). "
+            f"Checkpoint saved to {checkpoint}\n"
+            f"loopnet: resume with: loopnet train --resume {_quote(c.shown(checkpoint))}"
+            f"{_output_options(s['save'], checkpoint, args.plot)}\n")
         return 143 if stopped else 130
     except loopnet.DivergenceError as exc:
         bar.close()
+        log.write("summary", {"status": "diverged", "epochs": net.epoch})
+        log.close()
         if mpi is not None and not mpi.root:
             return 1                # every rank diverged together; rank 0 reports it
         msg = (f"training diverged in epoch {exc.epoch} (cost or a parameter became NaN/inf);"
@@ -346,9 +497,12 @@ def run(args):
         raise c.CommandError(msg) from None
     bar.close()
     elapsed = time.perf_counter() - t0
+    chosen = best.get("net", net) if s["save_best"] else net
     if s["save"]:
-        save(net, s["save"], extra=extra("complete"))
-    _summary(net, first_epoch, elapsed, Xv, yv, s, out)
+        save(chosen, s["save"], extra=extra("complete"))
+    summary = _summary(net, chosen, first_epoch, elapsed, Xt, yt, s, out, has_val)
+    log.write("summary", dict(summary, status="complete"))
+    log.close()
     if args.plot and (mpi is None or mpi.root):
         _plot(net.history, args.plot)
         print(f"loopnet: plot written to {args.plot}", file=out)
@@ -377,6 +531,27 @@ def _privacy_note(record):
     return f"  epsilon {record['epsilon']:.3g} (delta {record['delta']:g})"
 
 
+def _outputs(args, spec):
+    """(save, checkpoint, plot) from the command line alone, as absolute paths, checked to be
+    regular files distinct from each other and from the inputs (see c.resolve_outputs)."""
+    checkpoint = args.checkpoint or _default_checkpoint(args.save)
+    out = c.resolve_outputs({"--save": args.save, "--checkpoint": checkpoint,
+                             "--plot": args.plot},
+                            # (not --resume: continuing a checkpoint in place is intended)
+                            {"--data": spec.get("data"), "--test": spec.get("test")})
+    if args.plot:
+        _check_plot_available()
+    return out["--save"], out["--checkpoint"], out["--plot"]
+
+
+def _output_options(save, checkpoint, plot):
+    """The output options to type again on --resume (they are never read from a checkpoint)."""
+    text = f" --save {_quote(c.shown(save))}" if save else ""
+    if checkpoint != os.path.abspath(_default_checkpoint(save)):
+        text += f" --checkpoint {_quote(c.shown(checkpoint))}"
+    return text + (f" --plot {_quote(c.shown(plot))}" if plot else "")
+
+
 def _mpi_session(args):
     """--distributed / --deterministic: see loopnet/distributed.py (imports mpi4py only then)."""
     if not (getattr(args, "distributed", None) or getattr(args, "deterministic", None)):
@@ -403,6 +578,22 @@ def _sigterm_as_interrupt(stopped):
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def _warnings_as_lines(bar):
+    """Warnings while training (e.g. loopnet.training.SaturationWarning) as one line
+    'loopnet: warning: ...' on stderr, below the bar, instead of Python's two-line form."""
+    import warnings
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        bar.close()
+        sys.stderr.write(f"loopnet: warning: {message}\n")
+        sys.stderr.flush()
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
 def _quote(path):
     import shlex
     return shlex.quote(path)
@@ -410,22 +601,42 @@ def _quote(path):
 
 
 
-def _summary(net, first_epoch, elapsed, Xv, yv, s, out):
+def _summary(net, chosen, first_epoch, elapsed, Xt, yt, s, out, has_val):
+    """The closing lines: time, and the test set evaluated once on the network kept."""
     hist = [h for h in net.history if h.get("epoch", 0) > first_epoch]
-    n_ep = len(hist)
     rates = sorted(h["examples_per_s"] for h in hist if "examples_per_s" in h)
     rate = rates[len(rates) // 2] if rates else float("nan")
-    acc = net.accuracy(Xv, yv)
-    line = (f"loopnet: done: {n_ep} epochs in {elapsed:.1f} s ({rate:,.0f} examples/s "
-            f"training, median epoch); held-out accuracy {100 * acc:.2f}%")
-    vals = [(h["val_accuracy"], h["epoch"]) for h in net.history if "val_accuracy" in h]
-    if vals:
-        best, at = max(vals, key=lambda t: (t[0], -t[1]))
-        line += f" (best {100 * best:.2f}% after epoch {at})"
+    train_s = sum(h.get("seconds", 0.0) for h in hist)
+    eval_s = sum(h.get("eval_seconds", 0.0) for h in hist)
+    acc = chosen.accuracy(Xt, yt)
+    cost = chosen.cost(Xt, yt)
+    line = (f"loopnet: done: {plural(len(hist), 'epoch')} in {elapsed:.1f} s (training "
+            f"{train_s:.1f} s, evaluation {eval_s:.1f} s; {rate:,.0f} examples/s training, "
+            f"median epoch)")
     print(line, file=out)
+    if has_val:
+        at = next((h.get("best_epoch") for h in reversed(net.history) if "best_epoch" in h),
+                  None)
+        if at is not None:
+            r = next(h for h in net.history if h["epoch"] == at)
+            value = r[s["monitor"]]
+            shown = f"{100 * value:.2f}%" if s["monitor"].endswith("accuracy") else f"{value:.5f}"
+            print(f"loopnet: best {s['monitor']} {shown} after epoch {at}", file=out)
+        which = (f"epoch {chosen.epoch}, the best by {s['monitor']}"
+                 if chosen.epoch != net.epoch else f"epoch {net.epoch}")
+        print(f"loopnet: test (reported once, not used for selection), {which}: accuracy "
+              f"{100 * acc:.2f}%, cost {cost:.5f}", file=out)
+    else:
+        print(f"loopnet: held-out accuracy {100 * acc:.2f}% (no validation split: shown for "
+              f"information, nothing was selected on it)", file=out)
     if s["save"]:
-        print(f"loopnet: model saved to {s['save']} (epoch {net.epoch})", file=out)
+        what = f"epoch {chosen.epoch}" + (", the best by " + s["monitor"]
+                                          if s["save_best"] else "")
+        print(f"loopnet: model saved to {s['save']} ({what})", file=out)
     out.flush()
+    return {"epochs": len(hist), "seconds": elapsed, "train_seconds": train_s,
+            "eval_seconds": eval_s, "test_accuracy": acc, "test_cost": cost,
+            "saved_epoch": chosen.epoch}
 
 
 def _plot(history, path):

@@ -18,3 +18,21 @@ matrix_form     the matrix form (δ^l = ((W^{l+1})ᵀ δ^{l+1}) ⊙ σ'(z^l), ba
 """
 
 NAMES = ("chain", "bp_equations", "hand_worked", "matrix_form")
+
+
+def run_main(main):
+    """Run an example's ``main()`` as a script: quiet when its reader goes away
+    (``python -m loopnet.examples.bp_equations | head -3``: BrokenPipeError) or on Ctrl-C."""
+    import os
+    import sys
+    try:
+        main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python would complain again when it flushes stdout at exit: point it at devnull.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(0)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)

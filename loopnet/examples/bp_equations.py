@@ -26,6 +26,7 @@ import numpy as np
 from loopnet import reference as ref
 from loopnet.net import Net
 from loopnet.trace import trace
+from loopnet.examples import run_main
 
 
 def _cost_from_layer(weights, biases, l, z_l, y, activation, output, cost):
@@ -127,4 +128,4 @@ def main(sizes=(3, 4, 3, 2), seed=1, activation="sigmoid", output="sigmoid", cos
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -43,6 +43,7 @@ import numpy as np
 
 from loopnet.net import Net
 from loopnet.trace import example_cost, render, trace
+from loopnet.examples import run_main
 
 X, Y = 0.9, 1.0
 W = (0.5, -1.0, 2.0)
@@ -110,4 +111,4 @@ def main(verbose=True):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

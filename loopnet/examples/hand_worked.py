@@ -64,6 +64,7 @@ import numpy as np
 
 from loopnet.net import Net
 from loopnet.trace import render, trace
+from loopnet.examples import run_main
 
 X = (0.05, 0.10)
 Y = (0.01, 0.99)
@@ -106,4 +107,4 @@ def main(verbose=True, digits=6):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

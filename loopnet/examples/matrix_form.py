@@ -27,6 +27,7 @@ import numpy as np
 from loopnet import reference as ref
 from loopnet.net import Net
 from loopnet.trace import trace
+from loopnet.examples import run_main
 
 
 def compare(net, X, Y):
@@ -83,4 +84,4 @@ def main(sizes=(3, 4, 3, 2), m=5, seed=2, activation="sigmoid", output="softmax"
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -1,0 +1,211 @@
+"""The epoch loop as users see it: training cost from the training pass (the default),
+the exact pass on request, evaluation after the commit (Ctrl-C keeps the epoch), early
+stopping and restore_best, the learning-rate schedule, the saturation warning, verbose."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import loopnet
+from loopnet import reference as R
+from loopnet import reporting, training
+
+
+def problem(seed=0, m=23, sizes=(4, 5, 3)):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((m, sizes[0]))
+    y = rng.integers(0, sizes[-1], m)
+    return X, y
+
+
+def test_default_cost_is_the_mean_over_the_training_pass():
+    """Independent oracle: the reference's C_x of each mini-batch with the weights before
+    that mini-batch's update (network2's SGD in matrix form), meaned over the epoch's
+    examples, plus (λ/2n) Σ w² of the weights after the epoch."""
+    X, y = problem(m=23)
+    Y = np.eye(3)[y]
+    order = np.random.default_rng(5).permutation(23)
+    net = loopnet.Net([4, 5, 3], activation="tanh", seed=3)
+    ws, bs = [w.copy() for w in net.weights], [b.copy() for b in net.biases]
+    net.fit(X, y, epochs=1, batch_size=5, eta=0.4, lmbda=0.3, order=order)
+    costs, correct = [], 0
+    for lo in range(0, 23, 5):
+        rows = order[lo:lo + 5]
+        _, A = R.forward(ws, bs, X[rows], "tanh", "sigmoid")
+        costs.extend(R.cost_per_example("quadratic", A[-1], Y[rows]))
+        correct += int((A[-1].argmax(1) == y[rows]).sum())
+        nw, nb = R.gradient(ws, bs, X[rows], Y[rows], "tanh", "sigmoid", "quadratic")
+        ws, bs = R.sgd_step(ws, bs, nw, nb, 0.4, 0.3, 23)
+    l2 = 0.5 * 0.3 / 23 * sum((w ** 2).sum() for w in ws)
+    rec = net.history[-1]
+    assert rec["cost"] == pytest.approx(np.mean(costs) + l2, rel=1e-10)
+    assert rec["accuracy"] == correct / 23
+    # ... and it is not what the exact pass after the epoch gives
+    assert rec["cost"] != pytest.approx(net.cost(X, y, lmbda=0.3), rel=1e-6)
+
+
+def test_exact_monitor_is_a_pass_after_the_epoch():
+    X, y = problem(m=30)
+    net = loopnet.Net([4, 5, 3], seed=3)
+    net.fit(X, y, epochs=2, batch_size=4, eta=0.5, lmbda=0.1, monitor="exact",
+            validation_data=(X[:10], y[:10]))
+    rec = net.history[-1]
+    assert rec["cost"] == pytest.approx(net.cost(X, y, lmbda=0.1), rel=1e-12)
+    assert rec["accuracy"] == net.accuracy(X, y)
+    assert rec["val_cost"] == pytest.approx(net.cost(X[:10], y[:10]), rel=1e-12)
+    assert rec["eval_seconds"] >= 0
+
+
+def test_monitor_modes_train_the_same_parameters():
+    X, y = problem(m=30)
+    nets = [loopnet.Net([4, 5, 3], seed=4) for _ in range(3)]
+    for net, monitor in zip(nets, (True, "exact", False)):
+        net.fit(X, y, epochs=2, batch_size=4, eta=0.5, monitor=monitor)
+    assert nets[0].params.tobytes() == nets[1].params.tobytes() == nets[2].params.tobytes()
+    assert "cost" not in nets[2].history[-1]
+
+
+@pytest.mark.parametrize("bad", ["fast", 2, None, "Exact"])
+def test_bad_monitor_is_one_clear_error(bad):
+    X, y = problem()
+    with pytest.raises(ValueError, match="monitor must be True"):
+        loopnet.Net([4, 5, 3]).fit(X, y, epochs=1, monitor=bad)
+
+
+class InterruptIn(training.Progress):
+    """Raises KeyboardInterrupt at the first report of ``phase`` in epoch ``epoch``."""
+
+    def __init__(self, phase, epoch):
+        self.want, self.epoch_wanted, self.phase, self.epoch = phase, epoch, None, None
+
+    def begin(self, phase, epoch, total):
+        self.phase, self.epoch = phase, epoch
+
+    def __call__(self, done, total, running=None):
+        if self.phase == self.want and self.epoch == self.epoch_wanted:
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_during_evaluation_keeps_the_epoch():
+    X, y = problem(m=40)
+    net = loopnet.Net([4, 5, 3], seed=1)
+    twin = loopnet.Net([4, 5, 3], seed=1)
+    twin.fit(X, y, epochs=2, batch_size=4, eta=0.5, monitor=False)
+    with pytest.raises(KeyboardInterrupt):
+        net.fit(X, y, epochs=3, batch_size=4, eta=0.5, validation_data=(X, y),
+                progress=InterruptIn("eval", 2))
+    assert net.epoch == 2 and len(net.history) == 2
+    assert net.params.tobytes() == twin.params.tobytes()
+    assert net.history[-1]["interrupted"] and "val_cost" not in net.history[-1]
+    assert "val_cost" in net.history[0]
+
+
+def test_ctrl_c_during_training_rolls_the_epoch_back():
+    X, y = problem(m=40)
+    net = loopnet.Net([4, 5, 3], seed=1)
+    twin = loopnet.Net([4, 5, 3], seed=1)
+    twin.fit(X, y, epochs=1, batch_size=4, eta=0.5)
+    with pytest.raises(KeyboardInterrupt):
+        net.fit(X, y, epochs=3, batch_size=4, eta=0.5, progress=InterruptIn("train", 2))
+    assert net.epoch == 1 and net.params.tobytes() == twin.params.tobytes()
+    assert net.rng.bit_generator.state == twin.rng.bit_generator.state
+
+
+def test_patience_stops_and_restore_best_restores_the_best_epoch():
+    X, y = problem(m=60)
+    Xv, yv = X[:20] + 0.5, (y[:20] + 1) % 3      # a validation set training makes worse
+    net = loopnet.Net([4, 8, 3], seed=2)
+    params = {}
+    net.fit(X, y, epochs=40, batch_size=5, eta=2.0, validation_data=(Xv, yv), patience=3,
+            restore_best=True, callback=lambda n, r: params.update({r["epoch"]: n.params.copy()}))
+    vals = [r["val_cost"] for r in net.history]
+    best = int(np.argmin(vals)) + 1
+    assert net.epoch == best + 3 < 40                      # stopped 3 epochs after the best
+    assert net.best_epoch == best
+    assert net.params.tobytes() == params[best].tobytes()
+
+
+def test_patience_needs_what_it_watches():
+    X, y = problem()
+    with pytest.raises(ValueError, match="validation_data"):
+        loopnet.Net([4, 5, 3]).fit(X, y, epochs=1, patience=2, monitor_key="val_accuracy")
+
+
+def test_halve_eta_after_epochs_without_improvement():
+    schedule = training.HalveEta(2, monitor="val_accuracy")
+    etas, eta = [], 1.0
+    for epoch, acc in enumerate([0.5, 0.6, 0.6, 0.55, 0.7, 0.7, 0.7], start=1):
+        eta = schedule(eta, {"epoch": epoch, "val_accuracy": acc})
+        etas.append(eta)
+    assert etas == [1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.25]
+
+
+def test_lr_schedule_changes_the_update():
+    X, y = problem(m=20)
+    a, b = loopnet.Net([4, 5, 3], seed=1), loopnet.Net([4, 5, 3], seed=1)
+    a.fit(X, y, epochs=1, batch_size=5, eta=0.5)
+    a.fit(X, y, epochs=1, batch_size=5, eta=0.25)
+    b.fit(X, y, epochs=2, batch_size=5, eta=0.5, lr_schedule=lambda eta, rec: eta / 2)
+    assert a.params.tobytes() == b.params.tobytes()
+
+
+def test_saturation_warns_once_with_a_suggestion():
+    X, y = problem(m=60)
+    net = loopnet.Net([4, 5, 3], seed=0)
+    X = X * 1e3                                  # saturated sigmoids: nothing moves
+    with pytest.warns(training.SaturationWarning, match="smaller learning rate") as got:
+        net.fit(X, np.zeros(60, int) + (np.arange(60) % 3), epochs=5, batch_size=10,
+                eta=1e-12)
+    assert len([w for w in got if w.category is training.SaturationWarning]) == 1
+
+
+def test_a_learning_run_does_not_warn():
+    X, y = problem(m=60)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", training.SaturationWarning)
+        loopnet.Net([4, 5, 3], seed=0).fit(X, y, epochs=5, batch_size=5, eta=1.0)
+
+
+def test_saturated_rule():
+    flat = [{"cost": 0.5, "accuracy": 0.1037}] * 3
+    assert training.saturated(flat, 10)
+    assert not training.saturated(flat[:2], 10)
+    assert not training.saturated(flat, 2)                           # chance is 50 % there
+    assert not training.saturated([{"cost": 0.5 + 2e-4 * i, "accuracy": 0.1} for i in range(3)], 10)
+
+
+def test_verbose_one_prints_a_line_per_epoch(capsys):
+    X, y = problem(m=20)
+    loopnet.Net([4, 5, 3], seed=0).fit(X, y, epochs=2, batch_size=5, verbose=1)
+    err = capsys.readouterr().err.splitlines()
+    assert [line.split()[:2] for line in err] == [["epoch", "1/2"], ["epoch", "2/2"]]
+    assert "train" in err[0] and "eval" in err[0]
+
+
+def test_verbose_zero_is_silent(capsys):
+    X, y = problem(m=20)
+    loopnet.Net([4, 5, 3], seed=0).fit(X, y, epochs=1, batch_size=5)
+    assert capsys.readouterr() == ("", "")
+
+
+def test_plain_bar_shows_rate_eta_running_cost(capsys):
+    import io
+    out = io.StringIO()
+    rep = reporting.Reporter(2, bars=True, lines=False, stream=out, use_tqdm=False)
+    rep.begin("train", 1, 10)
+    rep(10, 10, {"cost": 0.25, "accuracy": 0.5})
+    text = out.getvalue()
+    assert "10/10 batches" in text and "batches/s" in text and "ETA" in text
+    assert "cost 0.2500" in text and "acc 50.00%" in text and "run ETA" in text
+
+
+def test_plural():
+    assert reporting.plural(1, "epoch") == "1 epoch" and reporting.plural(2, "epoch") == "2 epochs"
+
+
+def test_segments_shrink_to_keep_progress_moving():
+    chooser = training._ThreadChooser(1, 1)
+    assert chooser.batches_per_call(1, 10) == training.SEGMENT_EXAMPLES // 10
+    chooser.record(1, training.SEGMENT_SECONDS / 4)        # 4 mini-batches per segment time
+    assert chooser.batches_per_call(1, 10) == 4
