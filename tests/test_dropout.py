@@ -77,8 +77,8 @@ def test_model_files_keep_the_dropout_setting(tmp_path):
     from loopnet import io
     net = Net([5, 6, 4, 3], seed=1, dropout=[0.2, 0.4])
     io.save(net, tmp_path / "m.npz")
-    assert io.load(tmp_path / "m.npz").dropout == [0.2, 0.4]
-    assert net.copy().dropout == [0.2, 0.4]
+    assert io.load(tmp_path / "m.npz").dropout == (0.2, 0.4)
+    assert net.copy().dropout == (0.2, 0.4)
 
 
 @pytest.mark.parametrize("bad, match", [(1.0, "< 1"), (-0.1, ">= 0"), ([0.1], "one per hidden"),
@@ -86,3 +86,13 @@ def test_model_files_keep_the_dropout_setting(tmp_path):
 def test_bad_dropout_gets_a_clear_error(bad, match):
     with pytest.raises(ValueError, match=match):
         Net([5, 6, 4, 3], dropout=bad)
+
+
+def test_dropout_is_checked_when_assigned():
+    net = Net([5, 6, 4, 3], seed=1)
+    net.dropout = 0.5
+    assert net.dropout == (0.5, 0.5)
+    for bad in (1.0, -0.1, [0.2], float("nan")):
+        with pytest.raises((ValueError, TypeError)):
+            net.dropout = bad
+    assert net.dropout == (0.5, 0.5)

@@ -50,4 +50,4 @@ def test_train_dropout_is_saved(tmp_path, capsys):
     path = tmp_path / "d.npz"
     assert main(["train", "--epochs", "1", "--quiet", "--dropout", "0.2", "--save",
                  str(path)]) == 0
-    assert io.load(path).dropout == [0.2]
+    assert io.load(path).dropout == (0.2,)
