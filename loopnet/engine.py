@@ -98,9 +98,9 @@ def make_arch(sizes, act, out_act, cost):
     p_off = np.zeros(n_layers + 1, dtype=np.int64)
     u_off = np.zeros(n_layers + 1, dtype=np.int64)
     for i in range(n_layers):
-        n, m = int(sizes[i + 1]), int(sizes[i])
-        p_off[i + 1] = p_off[i] + n * m + n
-        u_off[i + 1] = u_off[i] + n
+        n_out, n_in = int(sizes[i + 1]), int(sizes[i])
+        p_off[i + 1] = p_off[i] + n_out * n_in + n_out
+        u_off[i + 1] = u_off[i] + n_out
     return Arch(sizes, p_off, u_off, np.int64(act), np.int64(out_act), np.int64(cost))
 
 
@@ -134,17 +134,17 @@ def half(work, h):
 @jit
 def weight(buf, arch, i):
     """View of w^{i+1} (n_{i+1} × n_i) inside a flat parameter or gradient buffer."""
-    n, m = arch.sizes[i + 1], arch.sizes[i]
+    n_out, n_in = arch.sizes[i + 1], arch.sizes[i]
     start = arch.p_off[i]
-    return buf[start:start + n * m].reshape((n, m))
+    return buf[start:start + n_out * n_in].reshape((n_out, n_in))
 
 
 @jit
 def bias(buf, arch, i):
     """View of b^{i+1} (n_{i+1},) inside a flat parameter or gradient buffer."""
-    n, m = arch.sizes[i + 1], arch.sizes[i]
-    start = arch.p_off[i] + n * m
-    return buf[start:start + n]
+    n_out, n_in = arch.sizes[i + 1], arch.sizes[i]
+    start = arch.p_off[i] + n_out * n_in
+    return buf[start:start + n_out]
 
 
 @jit
@@ -184,8 +184,8 @@ def drop_rate(ex, i):
 
 
 @jit
-def backpropagate_errors(z, a, delta, params, x, y, arch, first, with_errors, ex, r):
-    """One example (row r of X): the forward pass from layer first+1 (every z^l and
+def backpropagate_errors(z, a, delta, params, x, y, arch, first_layer, with_errors, ex, r):
+    """One example (row r of X): the forward pass from layer first_layer+1 (every z^l and
     a^l), then, ``with_errors``, BP1 at the output and BP2 back to layer 1 (every δ^l).
 
     With dropout (``ex.drop``), a hidden layer's a^l holds the masked ã^l
@@ -193,7 +193,7 @@ def backpropagate_errors(z, a, delta, params, x, y, arch, first, with_errors, ex
     masks δ^l with the same mask, then masks a^l again for phase B's BP4.
     """
     n_layers = arch.sizes.shape[0] - 1
-    for i in range(first, n_layers):
+    for i in range(first_layer, n_layers):
         act = arch.act if i < n_layers - 1 else arch.out_act
         a_prev = x if i == 0 else units(a, arch, i - 1)
         forward_layer(units(z, arch, i), units(a, arch, i),
@@ -269,20 +269,20 @@ def first_layer_block(work, params, X, order, lo, hi, arch, b, ex):
         return
     w = weight(params, arch, layer)[j_lo:j_hi]
     bias_j = bias(params, arch, layer)[j_lo:j_hi]
-    last = hi - lo - 1
-    for t in range(0, last + 1, 4):
+    last_t = hi - lo - 1
+    for t in range(0, last_t + 1, 4):
         # Four examples per pass over the block's rows of w.  Past the end, the
         # last example stands in for the missing ones (its z is written again,
         # with the same value): every z^1 comes out of the same 4-example tile,
         # so an example's z^1 does not depend on the other rows of the batch.
-        e1, e2, e3 = min(t + 1, last), min(t + 2, last), min(t + 3, last)
+        e1, e2, e3 = min(t + 1, last_t), min(t + 2, last_t), min(t + 3, last_t)
         forward_layer4(units(work.z[t], arch, layer)[j_lo:j_hi],
                        units(work.z[e1], arch, layer)[j_lo:j_hi],
                        units(work.z[e2], arch, layer)[j_lo:j_hi],
                        units(work.z[e3], arch, layer)[j_lo:j_hi], w, bias_j,
                        X[order[lo + t]], X[order[lo + e1]], X[order[lo + e2]],
                        X[order[lo + e3]])
-        for e in range(t, min(t + 4, last + 1)):
+        for e in range(t, min(t + 4, last_t + 1)):
             activate(units(work.a[e], arch, layer)[j_lo:j_hi],
                      units(work.z[e], arch, layer)[j_lo:j_hi], arch.act)
             if drop_rate(ex, 0) > 0.0:
@@ -308,22 +308,22 @@ def gradient_rows(grad, work, X, order, lo, hi, arch, i, j_lo, j_hi):
     row of ``work.delta``) and the last example's a: they add exact zeros,
     g + 0·a = g, so the sums are bit for bit those of the real examples.
     """
-    last = hi - lo - 1
+    last_t = hi - lo - 1
     zero = work.delta.shape[0] - 1
     nabla_w = weight(grad, arch, i)[j_lo:j_hi]
     nabla_b = bias(grad, arch, i)[j_lo:j_hi]
-    for t in range(0, last + 1, 4):
-        d1 = t + 1 if t + 1 <= last else zero
-        d2 = t + 2 if t + 2 <= last else zero
-        d3 = t + 3 if t + 3 <= last else zero
+    for t in range(0, last_t + 1, 4):
+        d1 = t + 1 if t + 1 <= last_t else zero
+        d2 = t + 2 if t + 2 <= last_t else zero
+        d3 = t + 3 if t + 3 <= last_t else zero
         accumulate_gradient4(
             nabla_w, nabla_b,
             units(work.delta[t], arch, i)[j_lo:j_hi], units(work.delta[d1], arch, i)[j_lo:j_hi],
             units(work.delta[d2], arch, i)[j_lo:j_hi], units(work.delta[d3], arch, i)[j_lo:j_hi],
             previous_activations(work, X, order, lo, arch, i, t),
-            previous_activations(work, X, order, lo, arch, i, min(t + 1, last)),
-            previous_activations(work, X, order, lo, arch, i, min(t + 2, last)),
-            previous_activations(work, X, order, lo, arch, i, min(t + 3, last)))
+            previous_activations(work, X, order, lo, arch, i, min(t + 1, last_t)),
+            previous_activations(work, X, order, lo, arch, i, min(t + 2, last_t)),
+            previous_activations(work, X, order, lo, arch, i, min(t + 3, last_t)))
 
 
 @jit
@@ -336,9 +336,10 @@ def fill_zero(buf):
 @jit
 def row_ranges(arch, i, j_lo, j_hi):
     """Flat-buffer ranges [w_lo, w_hi) and [b_lo, b_hi) of rows j_lo … j_hi−1 of layer i+1."""
-    n, m = arch.sizes[i + 1], arch.sizes[i]
+    n_out, n_in = arch.sizes[i + 1], arch.sizes[i]
     w0 = arch.p_off[i]
-    return w0 + j_lo * m, w0 + j_hi * m, w0 + n * m + j_lo, w0 + n * m + j_hi
+    w_end = w0 + n_out * n_in
+    return w0 + j_lo * n_in, w0 + j_hi * n_in, w_end + j_lo, w_end + j_hi
 
 
 @jit
@@ -402,7 +403,7 @@ def run_tasks(params, state, work, X, Y, order, lo, hi, arch, hyper, phase, nxt,
     :class:`loopnet.optim.Rules` beside it (:func:`run_batches` splits a Hyper).
     """
     by_example = phase == A2 or phase == A2_FORWARD
-    first = np.int64(1) if arch.sizes.shape[0] > 2 else np.int64(0)   # where A2 starts
+    first_layer = np.int64(1) if arch.sizes.shape[0] > 2 else np.int64(0)   # where A2 starts
     out_layer = arch.sizes.shape[0] - 2
     n_tasks = hi - lo if by_example else block_count(arch)
     for task in prange(n_tasks):
@@ -411,7 +412,7 @@ def run_tasks(params, state, work, X, Y, order, lo, hi, arch, hyper, phase, nxt,
         elif by_example:
             r = order[lo + task]
             backpropagate_errors(work.z[task], work.a[task], work.delta[task], params, X[r], Y[r],
-                                 arch, first, phase == A2, ex, r)
+                                 arch, first_layer, phase == A2, ex, r)
             if phase == A2:
                 clip_and_weigh(work.a[task], work.delta[task], X[r], arch, ex, r, lo + task)
             record_output(out, costs, units(work.a[task], arch, out_layer), Y[r], arch, lo + task)
