@@ -60,13 +60,15 @@ What differs (documented, measured in the tests)
   average 1, e.g. all ones).  The loss in ``loss_curve_`` has the weighted data
   part Σ_x w_x C_x / Σ_x w_x (as scikit-learn) with the unweighted L2 part above;
   the early-stopping split carries the weights, and the validation score is
-  weighted, as scikit-learn's.  A weight of 2 is not a repeated row (mini-batches).
+  weighted, as scikit-learn's.  With the 1/m rule a weight of 2 is not a repeated row
+  (scikit-learn's check_sample_weight_equivalence_on_dense_data: expected failure).
 
 loopnet's own keyword parameters: ``threads`` (None: one thread when an epoch
 is small, see :data:`SMALL_EPOCH_FLOPS`, else loopnet's measured choice),
 ``dtype`` ('float64' or 'float32') and, for the classifier, ``class_weight``
-(None, 'balanced' or a dict, as scikit-learn's ``compute_class_weight``).  The old loopnet names (``eta``,
-``lmbda``, ``optimizer``, ``beta1``…) raise a TypeError naming their new name.
+(None, 'balanced' or a dict, as scikit-learn's ``compute_class_weight``).  The
+old loopnet names (``eta``, ``lmbda``, ``optimizer``, ``beta1``…) raise a
+TypeError naming their new name.
 
 scikit-learn is an optional dependency: ``pip install 'loopnet[sklearn]'``.
 """
