@@ -51,13 +51,24 @@ What differs (documented, measured in the tests)
   With momentum and alpha > 0, loopnet decays weights outside the velocity
   (w ← (1 − ηλ/n) w + v) where scikit-learn puts alpha·w into it.
   Adam's ε is added to √v̂ (scikit-learn: to √v before the bias correction).
-* ``max_fun`` is accepted and ignored (it is for lbfgs).  No ``sample_weight``;
-  multilabel targets are not supported.
+* ``max_fun`` is accepted and ignored (it is for lbfgs).  Multilabel targets
+  are not supported.
+* ``fit(X, y, sample_weight=)`` (and ``partial_fit``) weigh each example's
+  gradient by w_x with loopnet's rule (1/m) Σ_x w_x ∇C_x + (alpha/m)·w per
+  mini-batch of m rows; scikit-learn 1.9 divides the batch's sum and its
+  alpha·w by Σ_x w_x over the batch instead (the same when every batch's weights
+  average 1, e.g. all ones).  The loss in ``loss_curve_`` has the weighted data
+  part Σ_x w_x C_x / Σ_x w_x (as scikit-learn) with the unweighted L2 part above;
+  the early-stopping split carries the weights, and the validation score is
+  weighted, as scikit-learn's.  With the 1/m rule a weight of 2 is not a repeated row
+  (scikit-learn's check_sample_weight_equivalence_on_dense_data: expected failure).
 
 loopnet's own keyword parameters: ``threads`` (None: one thread when an epoch
-is small, see :data:`SMALL_EPOCH_FLOPS`, else loopnet's measured choice) and
-``dtype`` ('float64' or 'float32').  The old loopnet names (``eta``,
-``lmbda``, ``optimizer``, ``beta1``…) raise a TypeError naming their new name.
+is small, see :data:`SMALL_EPOCH_FLOPS`, else loopnet's measured choice),
+``dtype`` ('float64' or 'float32') and, for the classifier, ``class_weight``
+(None, 'balanced' or a dict, as scikit-learn's ``compute_class_weight``).  The
+old loopnet names (``eta``, ``lmbda``, ``optimizer``, ``beta1``…) raise a
+TypeError naming their new name.
 
 scikit-learn is an optional dependency: ``pip install 'loopnet[sklearn]'``.
 """
@@ -71,11 +82,13 @@ import warnings
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
     from sklearn.exceptions import ConvergenceWarning
-    from sklearn.metrics import r2_score
+    from sklearn.metrics import accuracy_score, r2_score
     from sklearn.model_selection import train_test_split
     from sklearn.utils import check_random_state, shuffle as sk_shuffle
+    from sklearn.utils.class_weight import compute_class_weight
     from sklearn.utils.multiclass import check_classification_targets
-    from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+    from sklearn.utils.validation import (_check_sample_weight, check_is_fitted, column_or_1d,
+                                          validate_data)
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise ImportError(
         "loopnet.sklearn needs scikit-learn (>= 1.6), which is not installed "
@@ -355,8 +368,9 @@ class _LoopNetBase(BaseEstimator):
             self.best_validation_score_ = None
 
     # -- the training loop ----------------------------------------------------
-    def _fit(self, X, Y, incremental):
-        """MLP._fit_stochastic's loop with loopnet's compiled epochs."""
+    def _fit(self, X, Y, incremental, sample_weight=None):
+        """MLP._fit_stochastic's loop with loopnet's compiled epochs; ``sample_weight``:
+        checked per-row weights w_x (or None), which follow their rows through the split."""
         hidden = self._check_params()
         if incremental and self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True")
@@ -371,10 +385,15 @@ class _LoopNetBase(BaseEstimator):
             self._eta = float(self.learning_rate_init)
             self._reset_optimizer()
         X_val = Y_val = None
+        w, w_val = sample_weight, None
         if self.early_stopping:
-            X, X_val, Y, Y_val = train_test_split(
-                X, Y, random_state=rs, test_size=self.validation_fraction,
-                stratify=self._stratify(Y))
+            # The weights are one more array to split: the same draw as without them.
+            parts = train_test_split(X, Y, *([] if w is None else [w]), random_state=rs,
+                                     test_size=self.validation_fraction,
+                                     stratify=self._stratify(Y))
+            X, X_val, Y, Y_val = parts[:4]
+            if w is not None:
+                w, w_val = self._split_weights(parts[4], parts[5])
             if X_val.shape[0] < 2:
                 raise ValueError("The validation set is too small. Increase "
                                  "'validation_fraction' or the size of your dataset.")
@@ -390,6 +409,7 @@ class _LoopNetBase(BaseEstimator):
         threads = self._threads(n)
         order = np.arange(n)
         self._best_params = self.net_.params.copy() if self.early_stopping else None
+        self._w, self._w_val = w, w_val      # per fit call only: not kept in pickles
         self.n_iter_ = 0
         try:
             self._epochs(X, Y, X_val, Y_val, rs, order, batch_size, threads, incremental)
@@ -402,6 +422,7 @@ class _LoopNetBase(BaseEstimator):
                 self.net_.params[...] = self._best_params
         finally:
             del self._best_params              # a copy of the parameters: not for pickles
+            del self._w, self._w_val
         return self
 
     def _epochs(self, X, Y, X_val, Y_val, rs, order, batch_size, threads, incremental):
@@ -436,6 +457,27 @@ class _LoopNetBase(BaseEstimator):
                               "optimization hasn't converged yet." % self.max_iter,
                               ConvergenceWarning)
 
+    @staticmethod
+    def _split_weights(w, w_val):
+        """The training and validation rows' weights; each part must weigh something."""
+        for part, name in ((w, "training"), (w_val, "validation")):
+            if not np.any(part > 0):
+                raise ValueError("sample_weight is zero on every %s row left by the "
+                                 "early-stopping split; give those rows weight or set "
+                                 "early_stopping=False" % name)
+        return np.ascontiguousarray(w), np.ascontiguousarray(w_val)
+
+    def _sample_weight(self, sample_weight, X):
+        """w_x as a float64 (n,) array (a number: the same for every row), or None.
+
+        scikit-learn's _check_sample_weight (shape, numbers), then loopnet's
+        rule: finite, ≥ 0 and not all zero.
+        """
+        if sample_weight is None:
+            return None
+        w = _check_sample_weight(sample_weight, X, dtype=np.float64)
+        return checks.check_sample_weight(w, X.shape[0])
+
     def _reset_optimizer(self):
         """A fresh optimizer state (t = 0, zero moments), as scikit-learn's new optimizer."""
         zeros = np.zeros_like(self.net_.params)
@@ -459,6 +501,8 @@ class _LoopNetBase(BaseEstimator):
         scikit-learn's gradient for a mini-batch of m examples is
         (1/m) Σ_x ∇C_x + (alpha/m) w; loopnet adds (λ/n) w, so λ = alpha·n/m.
         A short last mini-batch has its own m, so it is a second Net.fit call.
+        With sample weights (``self._w``, indexed by row) each ∇C_x is w_x ∇C_x,
+        still divided by m (Net.fit's rule).
         """
         n = len(order)
         full = n - n % batch_size
@@ -472,11 +516,13 @@ class _LoopNetBase(BaseEstimator):
                           momentum=0.0 if adam else float(self.momentum),
                           optimizer=self.solver, beta1=float(self.beta_1),
                           beta2=float(self.beta_2), epsilon=float(self.epsilon),
-                          order=part, monitor=False, threads=threads)
+                          order=part, monitor=False, threads=threads,
+                          sample_weight=self._w)
 
     def _loss(self, X, Y, batch_size):
-        """scikit-learn's loss after the epoch: data loss + (n_batches · alpha / 2n) Σ w²."""
-        loss = self.net_.cost(X, Y) / self._loss_outputs(Y)
+        """scikit-learn's loss after the epoch: data loss + (n_batches · alpha / 2n) Σ w²;
+        with sample weights the data loss is the weighted mean Σ_x w_x C_x / Σ_x w_x."""
+        loss = self.net_.cost(X, Y, sample_weight=self._w) / self._loss_outputs(Y)
         if self.alpha:
             n = X.shape[0]
             squares = sum(float(np.dot(w.ravel(), w.ravel())) for w in self.net_.weights)
@@ -497,7 +543,7 @@ class _LoopNetBase(BaseEstimator):
             self.best_loss_ = min(self.best_loss_, last)
             return False
         with _at_most(self._threads(len(X_val))):
-            score = self._validation_score(X_val, Y_val)
+            score = self._validation_score(X_val, Y_val, self._w_val)
         self.validation_scores_.append(score)
         if self.verbose:
             print("Validation score: %f" % score)
@@ -603,9 +649,33 @@ class LoopNetClassifier(ClassifierMixin, _LoopNetBase):
 
     Multiclass: softmax output with the log-loss; binary: one logistic output
     with the binary log-loss (``predict_proba`` gives both columns).
-    """ + _PARAMETERS_DOC
+    """ + _PARAMETERS_DOC + """    class_weight : 'balanced', dict or None, default None
+        Weights of the classes with scikit-learn's meaning
+        (``sklearn.utils.class_weight.compute_class_weight``): 'balanced' gives
+        class c the weight n / (n_classes · n_c); a dict {label: weight} (others 1).
+        Each example's gradient and loss are weighted by its class's weight
+        times its ``sample_weight``.
+"""
 
     _net_output, _net_cost = "softmax", "log_likelihood"
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 threads=None, dtype="float64", class_weight=None):
+        super().__init__(
+            hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
+            learning_rate=learning_rate, learning_rate_init=learning_rate_init,
+            power_t=power_t, max_iter=max_iter, shuffle=shuffle, random_state=random_state,
+            tol=tol, verbose=verbose, warm_start=warm_start, momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
+            epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
+            threads=threads, dtype=dtype)
+        self.class_weight = class_weight
 
     @property
     def _out_activation(self):
@@ -625,8 +695,9 @@ class LoopNetClassifier(ClassifierMixin, _LoopNetBase):
         check_classification_targets(y)
         return self._writable(X), y
 
-    def fit(self, X, y):
-        """Train on ``X`` (n_samples, n_features) and labels ``y``; returns self."""
+    def fit(self, X, y, sample_weight=None):
+        """Train on ``X`` (n_samples, n_features) and labels ``y``, each example's gradient
+        and loss weighted by ``sample_weight`` times its class's ``class_weight``; returns self."""
         keep = self.warm_start and hasattr(self, "classes_") and hasattr(self, "net_")
         X, y = self._labels(X, y, reset=not keep)
         classes = np.unique(y)
@@ -637,10 +708,13 @@ class LoopNetClassifier(ClassifierMixin, _LoopNetBase):
                                  % (self.classes_, classes))
         else:
             self._set_classes(classes)
-        return self._fit(X, self._encode(y), incremental=False)
+        Y = self._encode(y)
+        return self._fit(X, Y, incremental=False,
+                         sample_weight=self._example_weights(X, y, sample_weight))
 
-    def partial_fit(self, X, y, classes=None):
-        """One epoch over ``X, y``; ``classes`` (all labels) is required on the first call."""
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
+        """One epoch over ``X, y`` (rows weighted as in :meth:`fit`); ``classes`` (all
+        labels) is required on the first call."""
         first = not hasattr(self, "net_")
         X, y = self._labels(X, y, reset=first)
         if first:
@@ -651,7 +725,27 @@ class LoopNetClassifier(ClassifierMixin, _LoopNetBase):
         elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
             raise ValueError("`classes=%r` is not the same as on last call to partial_fit, "
                              "was: %r" % (classes, self.classes_))
-        return self._fit(X, self._encode(y), incremental=True)
+        if isinstance(self.class_weight, str) and self.class_weight == "balanced":
+            raise ValueError("class_weight='balanced' is not supported for partial_fit (one "
+                             "batch does not show the classes' frequencies); pass a dict")
+        Y = self._encode(y)
+        return self._fit(X, Y, incremental=True,
+                         sample_weight=self._example_weights(X, y, sample_weight))
+
+    def _example_weights(self, X, y, sample_weight):
+        """w_x = class_weight[y_x] · sample_weight_x (None when neither is given).
+
+        Class weights as scikit-learn's compute_class_weight: 'balanced' gives
+        class c the weight n / (n_classes · n_c), a dict {label: weight}
+        (missing labels 1).
+        """
+        w = self._sample_weight(sample_weight, X)
+        if self.class_weight is None:
+            return w
+        per_class = compute_class_weight(self.class_weight, classes=self.classes_, y=y)
+        by_class = per_class[np.searchsorted(self.classes_, y)]
+        return checks.check_sample_weight(by_class if w is None else by_class * w, X.shape[0],
+                                          "class_weight × sample_weight")
 
     def _set_classes(self, classes):
         if len(classes) < 2:
@@ -678,12 +772,13 @@ class LoopNetClassifier(ClassifierMixin, _LoopNetBase):
         # As scikit-learn 1.9: stratified only when there is one output column (binary).
         return Y if Y.shape[1] == 1 else None
 
-    def _validation_score(self, X, Y):
-        """Accuracy on the validation rows (scikit-learn's ``score``)."""
+    def _validation_score(self, X, Y, w=None):
+        """Accuracy on the validation rows (scikit-learn's ``score``), weighted by ``w``."""
         P = self.net_.predict(X)
         if P.shape[1] == 1:
-            return float(np.mean((P[:, 0] > 0.5) == (Y[:, 0] > 0.5)))
-        return float(np.mean(np.argmax(P, axis=1) == np.argmax(Y, axis=1)))
+            return float(accuracy_score(Y[:, 0] > 0.5, P[:, 0] > 0.5, sample_weight=w))
+        return float(accuracy_score(np.argmax(Y, axis=1), np.argmax(P, axis=1),
+                                    sample_weight=w))
 
     def predict_proba(self, X):
         """Class probabilities, shape (n_samples, n_classes); rows sum to 1."""
@@ -748,24 +843,28 @@ class LoopNetRegressor(RegressorMixin, _LoopNetBase):
             self._y_1d = Y.ndim == 1
         return self._writable(X), np.ascontiguousarray(Y.reshape(len(Y), -1))
 
-    def fit(self, X, y):
-        """Train on ``X`` (n_samples, n_features) and targets ``y``; returns self."""
+    def fit(self, X, y, sample_weight=None):
+        """Train on ``X`` (n_samples, n_features) and targets ``y``, each example's gradient
+        and loss weighted by ``sample_weight``; returns self."""
         reset = not (self.warm_start and hasattr(self, "net_"))
         X, Y = self._targets(X, y, reset)
-        return self._fit(X, Y, incremental=False)
+        return self._fit(X, Y, incremental=False,
+                         sample_weight=self._sample_weight(sample_weight, X))
 
-    def partial_fit(self, X, y):
-        """One epoch over ``X, y``."""
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch over ``X, y`` (rows weighted as in :meth:`fit`)."""
         X, Y = self._targets(X, y, not hasattr(self, "net_"))
-        return self._fit(X, Y, incremental=True)
+        return self._fit(X, Y, incremental=True,
+                         sample_weight=self._sample_weight(sample_weight, X))
 
     def _loss_outputs(self, Y):
         # loopnet's quadratic cost sums ½(a_j − y_j)² over outputs; scikit-learn averages.
         return Y.shape[1]
 
-    def _validation_score(self, X, Y):
-        """R² on the validation rows, averaged over outputs (scikit-learn's ``score``)."""
-        return float(r2_score(Y, self.net_.predict(X)))
+    def _validation_score(self, X, Y, w=None):
+        """R² on the validation rows, averaged over outputs (scikit-learn's ``score``),
+        weighted by ``w``."""
+        return float(r2_score(Y, self.net_.predict(X), sample_weight=w))
 
     def predict(self, X):
         """Network outputs: shape (n_samples,) for 1-D training targets, else (n, n_outputs)."""
