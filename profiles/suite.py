@@ -73,7 +73,8 @@ def summary(results, peaks, dtypes):
                "after one mini-batch and weights after three, within 1e-10 relative in float64, 1e-5 in "
                "float32); Nielsen-style code timed on 10 % of each epoch, PyTorch and scikit-learn on 25 % (PyTorch "
                "on all threads 5 %), and scaled; "
-               "² timed on 10,000 examples and scaled to 50,000. Hardware bound = epoch FLOPs ÷ the matmul "
+               "² timed on fewer examples than the epoch (the scenario's table says how many) and "
+               "scaled. Hardware bound = epoch FLOPs ÷ the matmul "
                "peak measured in the same run (FLOPs counted as in profiles/README.md).")
     return "\n".join(out) + "\n"
 
