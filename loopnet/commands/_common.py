@@ -9,6 +9,7 @@ import argparse
 import os
 
 from ..checks import ACTIVATIONS, COSTS, DTYPES, OPTIMIZERS, OUTPUTS, check_sizes  # noqa: F401
+from .. import reporting
 DATASETS = ("digits", "fashion-mnist", "mnist")
 
 
@@ -258,10 +259,6 @@ def set_threads(n):
     numba.set_num_threads(n)
 
 
-def percent(x):
-    return "   n/a" if x is None else f"{100.0 * x:6.2f}%"
-
-
 def confusion_matrix(y_true, y_pred, n_classes):
     import numpy as np
     cm = np.zeros((n_classes, n_classes), dtype=np.int64)
@@ -280,19 +277,6 @@ def format_confusion(cm):
 
 
 def epoch_line(r, total=None):
-    """One history record as a line: epoch, cost, training and held-out accuracy, time, speed."""
-    width = len(str(total)) if total else 3
-    parts = [f"epoch {r.get('epoch', '?'):>{width}}" + (f"/{total}" if total else "")]
-    if "cost" in r:
-        parts.append(f"cost {r['cost']:.5f}")
-    if "accuracy" in r:
-        parts.append(f"train {percent(r['accuracy'])}")
-    if "val_accuracy" in r:
-        parts.append(f"held-out {percent(r['val_accuracy'])}")
-    elif "val_cost" in r:
-        parts.append(f"held-out cost {r['val_cost']:.5f}")
-    if "seconds" in r:
-        parts.append(f"{r['seconds']:6.2f} s")
-    if "examples_per_s" in r:
-        parts.append(f"{r['examples_per_s']:>9,.0f} ex/s")
-    return "  ".join(parts)
+    """A saved history record as one line (``loopnet info``): reporting.epoch_line, where the
+    data set evaluated after each epoch is called held-out."""
+    return reporting.epoch_line(r, total, val_label="held-out")
