@@ -587,8 +587,8 @@ def warmup(dtype="float64"):
 
     The compiled code does not depend on the layer sizes, activations or cost
     (those are values, not types), so a tiny network warms up all of them.
-    Call it before timing anything: the first run compiles for about 10 s, later
-    processes load the cache in about a second.
+    Call it before timing anything: the first run compiles (10 s to 45 s measured on
+    2-core machines), later processes load the cache in one to two seconds.
     """
     start = time.perf_counter()
     net = Net([2, 2, 2], dtype=dtype, seed=0)

@@ -242,7 +242,7 @@ def warm_up(dtype, out, quiet):
     done = threading.Event()
     ticker = None
     if not quiet and cached is not True:
-        what = ("compiling loopnet's kernels for this CPU (first run only, about 10-40 s)"
+        what = ("compiling loopnet's kernels for this CPU (first run only, about 10-60 s)"
                 if cached is False else "compiling loopnet's kernels, or loading them from the "
                 "cache (up to 40 s the first time)")
         live = getattr(out, "isatty", lambda: False)()
