@@ -301,9 +301,6 @@ class LoopnetDefaultFit(Loopnet):
     def threads_ctx(self):
         return _nullctx()
 
-    def gradient(self, X, Y):
-        return self.net.gradient(X.astype(self.dtype), Y.astype(self.dtype))
-
     def train(self, X, Y, order):
         self.net.fit(X[order], Y[order], epochs=1, batch_size=self.sc.m, eta=self.sc.eta,
                      shuffle=False)
