@@ -47,6 +47,12 @@ import warnings
 import numba
 from numba.core.caching import CacheImpl, UserWideCacheLocator
 
+# Targets named by NUMBA_CPU_NAME that have AVX-512 (32 vector registers); see vector_registers.
+AVX512_CPUS = ("skylake-avx512", "cascadelake", "cooperlake", "cannonlake", "icelake-client",
+               "icelake-server", "tigerlake", "rocketlake", "sapphirerapids", "emeraldrapids",
+               "graniterapids", "graniterapids-d", "alderlake-avx512", "znver4", "znver5",
+               "x86-64-v4", "knl", "knm")
+
 FASTMATH = {"contract"}
 FASTMATH_SUMS = {"contract", "reassoc"}
 
@@ -55,6 +61,27 @@ OPTIONS = dict(cache=True, nogil=True, error_model="numpy")
 # Modules whose compiled functions are inlined into one another.
 CORE_MODULES = ("_jit.py", "random.py", "activations.py", "costs.py", "kernels.py", "tiles.py", "optim.py",
                 "engine.py")
+
+
+def vector_registers():
+    """SIMD registers of the CPU Numba compiles for: 32 with AVX-512, else 16.
+
+    The target is the host unless ``NUMBA_CPU_NAME`` / ``NUMBA_CPU_FEATURES``
+    name another (as Numba itself decides); register tiles are sized to fit
+    (:mod:`loopnet.tiles`).  Numba's cache is kept per target CPU, so code
+    compiled for one tile size is never loaded on a CPU meant for the other.
+    """
+    features = numba.config.CPU_FEATURES
+    name = numba.config.CPU_NAME
+    if features:
+        return 32 if "+avx512f" in features else 16
+    if name and name != "host":
+        return 32 if name in AVX512_CPUS else 16
+    try:
+        import llvmlite.binding as llvm
+        return 32 if llvm.get_host_cpu_features().get("avx512f", False) else 16
+    except Exception:      # noqa: BLE001 - an unknown host: the smaller tiles are safe everywhere
+        return 16
 
 
 def _core_stamp():

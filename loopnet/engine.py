@@ -65,6 +65,7 @@ gradients and predictions alike.
 from collections import namedtuple
 
 import numpy as np
+import numba
 from numba import prange
 
 from ._jit import jit, pjit
@@ -81,6 +82,7 @@ Work = namedtuple("Work", "grad z a delta")
 
 CACHE_LINE = 8          # float64 values per 64-byte line
 BLOCKS = 64             # at most this many row blocks per layer, i.e. parallel tasks (block_count)
+PANEL_BYTES = 128 * 1024    # rows of w per panel (A1, B): what fits in half of a 256 KiB L2
 BLOCK_EXAMPLES = 256    # examples per phase-A block outside training (gradient, predict, cost)
 
 # What run_batches does after phase A (NORMS: phase A with BP1/BP2 and the per-example
@@ -153,13 +155,15 @@ def units(row, arch, i):
     return row[arch.u_off[i]:arch.u_off[i + 1]]
 
 
-@jit
-def block_count(arch):
-    """Tasks of phases A1 and B: the widest layer's number of 4-row tiles, at most BLOCKS."""
-    tiles = 1
-    for i in range(1, arch.sizes.shape[0]):
-        tiles = max(tiles, (arch.sizes[i] + TILE_ROWS - 1) // TILE_ROWS)
-    return min(tiles, BLOCKS)
+def block_count(arch, threads):
+    """Tasks of phases A1 and B: one per thread, at most the widest layer's number of
+    4-row tiles and at most BLOCKS.
+
+    Fewer, larger blocks read each mini-batch's inputs fewer times (every task
+    reads all of them); no bit depends on the count (see :func:`block_rows`).
+    """
+    tiles = max(-(-int(n) // TILE_ROWS) for n in arch.sizes[1:])
+    return max(1, min(tiles, int(threads), BLOCKS))
 
 
 @jit
@@ -167,8 +171,9 @@ def block_rows(n, b, n_blocks):
     """Rows [j_lo, j_hi) of block b of a layer of n neurons.
 
     The n_blocks blocks are contiguous and made of whole 4-row tiles (but the
-    layer's last tile), as even as that allows.  They depend on n only, never
-    on the number of threads.
+    layer's last tile), as even as that allows.  Every tile starts at a multiple
+    of 4 whatever n_blocks is, and every number is computed within one tile, so
+    no result depends on n_blocks (nor on the number of threads it follows).
     """
     tiles = (n + TILE_ROWS - 1) // TILE_ROWS   # a layer of fewer tiles than n_blocks leaves
     j_lo = TILE_ROWS * (tiles * b // n_blocks)
@@ -260,18 +265,39 @@ def record_output(out, costs, a_out, y, arch, p):
 
 # ------------------------------------------------------- phase A
 @jit
-def first_layer_block(work, params, X, order, lo, hi, arch, b, ex):
-    """z^1_j and a^1_j for the rows j of block b of layer 1, examples order[lo:hi]
-    (a^1 masked by the rules' dropout, if any)."""
+def first_layer_block(work, params, X, order, lo, hi, arch, b, n_blocks, ex):
+    """z^1_j and a^1_j for the rows j of block b (of n_blocks) of layer 1, examples order[lo:hi]
+    (a^1 masked by the rules' dropout, if any), one panel of rows at a time
+    (:func:`panel_rows`)."""
+    j_lo, j_hi = block_rows(arch.sizes[1], b, n_blocks)
+    step = panel_rows(arch.sizes[0], params.itemsize)
+    for j in range(j_lo, j_hi, step):
+        first_layer_panel(work, params, X, order, lo, hi, arch, j, min(j + step, j_hi), ex)
+
+
+@jit
+def panel_rows(n_in, itemsize):
+    """Rows of w per panel (A1, B) for n_in inputs: whole 4-row tiles filling
+    PANEL_BYTES, at least one tile.
+
+    A panel's rows of w (A1) or of ∂C/∂w (B) stay in L2 while every example
+    passes; in A1 each tile of four examples stays in L1 while the panel's rows
+    pass.  Panels start at multiples of 4 rows, so they move no tile.
+    """
+    return TILE_ROWS * max(1, PANEL_BYTES // (TILE_ROWS * n_in * itemsize))
+
+
+@jit
+def first_layer_panel(work, params, X, order, lo, hi, arch, j_lo, j_hi, ex):
+    """z^1_j and a^1_j for rows j_lo ≤ j < j_hi of layer 1 (whole tiles), examples order[lo:hi]."""
     layer = np.int64(0)
-    j_lo, j_hi = block_rows(arch.sizes[1], b, block_count(arch))
     if j_lo == j_hi:   # a narrow layer has fewer tiles than blocks
         return
     w = weight(params, arch, layer)[j_lo:j_hi]
     bias_j = bias(params, arch, layer)[j_lo:j_hi]
     last_t = hi - lo - 1
     for t in range(0, last_t + 1, 4):
-        # Four examples per pass over the block's rows of w.  Past the end, the
+        # Four examples per pass over the panel's rows of w.  Past the end, the
         # last example stands in for the missing ones (its z is written again,
         # with the same value): every z^1 comes out of the same 4-example tile,
         # so an example's z^1 does not depend on the other rows of the batch.
@@ -343,28 +369,45 @@ def row_ranges(arch, i, j_lo, j_hi):
 
 
 @jit
-def gradient_block(params, state, work, X, order, lo, hi, arch, hyper, b, train, ex):
-    """Task b of phase B: for every layer, block b's gradient summed over examples order[lo:hi].
+def gradient_block(params, state, work, X, order, lo, hi, arch, hyper, b, n_blocks, train, ex,
+                   nxt, next_lo, next_hi, then_a1):
+    """Task b (of n_blocks) of phase B: for every layer, block b's gradient summed over
+    examples order[lo:hi], one panel of rows at a time (:func:`gradient_panel`).
 
-    When ``train``, the rows' gradient starts from zero and the rows are
-    updated right after; otherwise the sum is added to ``work.grad``.
+    ``then_a1``: right after each panel of layer 1 is updated, A1 of the next
+    mini-batch order[next_lo:next_hi] for those rows (into ``nxt``), while
+    they are still in cache.
     """
-    n_blocks = block_count(arch)
     for i in range(arch.sizes.shape[0] - 1):
         j_lo, j_hi = block_rows(arch.sizes[i + 1], b, n_blocks)
-        if j_lo == j_hi:   # a narrow layer has fewer tiles than blocks
-            continue
-        w_lo, w_hi, b_lo, b_hi = row_ranges(arch, i, j_lo, j_hi)
-        if train:
-            fill_zero(work.grad[w_lo:w_hi])
-            fill_zero(work.grad[b_lo:b_hi])
-        gradient_rows(work.grad, work, X, order, lo, hi, arch, i, j_lo, j_hi)
-        if train:
-            if ex.sigma > 0.0:
-                add_noise(work.grad, w_lo, w_hi, ex.sigma * ex.clip, ex.noise_seed, state.t[0])
-                add_noise(work.grad, b_lo, b_hi, ex.sigma * ex.clip, ex.noise_seed, state.t[0])
-            update_rows(params, state, work.grad, w_lo, w_hi, b_lo, b_hi,
-                        batch_denominator(ex, hi - lo), hyper)
+        step = panel_rows(arch.sizes[i], params.itemsize)
+        for j in range(j_lo, j_hi, step):
+            j_end = min(j + step, j_hi)
+            gradient_panel(params, state, work, X, order, lo, hi, arch, hyper, i, j, j_end,
+                           train, ex)
+            if then_a1 and i == 0:
+                first_layer_panel(nxt, params, X, order, next_lo, next_hi, arch, j, j_end, ex)
+
+
+@jit
+def gradient_panel(params, state, work, X, order, lo, hi, arch, hyper, i, j_lo, j_hi, train, ex):
+    """Rows j_lo … j_hi−1 of layer i+1: their gradient summed over examples order[lo:hi].
+
+    When ``train``, the rows' gradient starts from zero and the rows are
+    updated right after (with DP-SGD's noise first, if any), while they are
+    in cache; otherwise the sum is added to ``work.grad``.
+    """
+    w_lo, w_hi, b_lo, b_hi = row_ranges(arch, i, j_lo, j_hi)
+    if train:
+        fill_zero(work.grad[w_lo:w_hi])
+        fill_zero(work.grad[b_lo:b_hi])
+    gradient_rows(work.grad, work, X, order, lo, hi, arch, i, j_lo, j_hi)
+    if train:
+        if ex.sigma > 0.0:
+            add_noise(work.grad, w_lo, w_hi, ex.sigma * ex.clip, ex.noise_seed, state.t[0])
+            add_noise(work.grad, b_lo, b_hi, ex.sigma * ex.clip, ex.noise_seed, state.t[0])
+        update_rows(params, state, work.grad, w_lo, w_hi, b_lo, b_hi,
+                    batch_denominator(ex, hi - lo), hyper)
 
 
 @jit
@@ -375,7 +418,7 @@ def batch_denominator(ex, m):
 
 @pjit
 def run_tasks(params, state, work, X, Y, order, lo, hi, arch, hyper, phase, nxt, next_lo, next_hi,
-              out, costs, ex):
+              out, costs, ex, n_blocks):
     """One parallel phase of the mini-batch order[lo:hi]: the engine's only ``prange`` loop.
 
     * A1: z^1 and a^1 of the examples, task b doing block b of layer 1
@@ -391,7 +434,7 @@ def run_tasks(params, state, work, X, Y, order, lo, hi, arch, hyper, phase, nxt,
     * B_STEP_A1: B_STEP, then at once A1 of the next mini-batch order[next_lo:next_hi]
       into the other half of the scratch, ``nxt``.
 
-    A1 and B run the same loop over the :func:`block_count` tasks, so the thread that
+    A1 and B run the same loop over ``n_blocks`` tasks (:func:`block_count`), so the thread that
     updates block b of w^1 in phase B is the one that reads it in the next
     phase A1: layer 1's weights (most of the network) stay in that core's
     cache.  A1 of the next mini-batch needs nothing but its own block of w^1,
@@ -405,10 +448,10 @@ def run_tasks(params, state, work, X, Y, order, lo, hi, arch, hyper, phase, nxt,
     by_example = phase == A2 or phase == A2_FORWARD
     first_layer = np.int64(1) if arch.sizes.shape[0] > 2 else np.int64(0)   # where A2 starts
     out_layer = arch.sizes.shape[0] - 2
-    n_tasks = hi - lo if by_example else block_count(arch)
+    n_tasks = hi - lo if by_example else n_blocks
     for task in prange(n_tasks):
         if phase == A1:
-            first_layer_block(work, params, X, order, lo, hi, arch, np.int64(task), ex)
+            first_layer_block(work, params, X, order, lo, hi, arch, np.int64(task), n_blocks, ex)
         elif by_example:
             r = order[lo + task]
             backpropagate_errors(work.z[task], work.a[task], work.delta[task], params, X[r], Y[r],
@@ -418,18 +461,17 @@ def run_tasks(params, state, work, X, Y, order, lo, hi, arch, hyper, phase, nxt,
             record_output(out, costs, units(work.a[task], arch, out_layer), Y[r], arch, lo + task)
         else:
             gradient_block(params, state, work, X, order, lo, hi, arch, hyper, np.int64(task),
-                           phase != B_SUM, ex)
-            if phase == B_STEP_A1:
-                first_layer_block(nxt, params, X, order, next_lo, next_hi, arch, np.int64(task),
-                                  ex)
+                           n_blocks, phase != B_SUM, ex, nxt, next_lo, next_hi,
+                           phase == B_STEP_A1)
 
 
 @jit
-def run_phase(params, state, work, X, Y, order, lo, hi, arch, hyper, phase, nxt, next_lo, next_hi):
+def run_phase(params, state, work, X, Y, order, lo, hi, arch, hyper, phase, nxt, next_lo, next_hi,
+              n_blocks):
     """:func:`run_tasks` writing no outputs (the hook profiles/phases.py drives phases with)."""
     run_tasks(params, state, work, X, Y, order, lo, hi, arch, step_of(hyper), phase, nxt, next_lo,
               next_hi, np.empty((0, arch.sizes[-1]), params.dtype), np.empty(0, np.float64),
-              hyper.ex)
+              hyper.ex, n_blocks)
 
 
 @jit
@@ -445,7 +487,6 @@ def apply_step(params, state, grad, m, arch, hyper):
 
 
 # ------------------------------------------------------- the driver
-@jit
 def run_batches(params, state, work, X, Y, order, batch_size, first, last, arch, hyper, job,
                 out, costs):
     """Mini-batches first … last−1 of examples ``order``: phase A, then by ``job``
@@ -470,6 +511,17 @@ def run_batches(params, state, work, X, Y, order, batch_size, first, last, arch,
     Mini-batch b holds examples order[b·m : (b+1)·m] (the last one may be
     shorter).  Running many mini-batches per call keeps Python out of the loop.
     """
+    drive_batches(params, state, work, X, Y, order, batch_size, first, last, arch, hyper, job,
+                  out, costs, block_count(arch, numba.get_num_threads()))
+
+
+@jit
+def drive_batches(params, state, work, X, Y, order, batch_size, first, last, arch, hyper, job,
+                  out, costs, n_blocks):
+    """:func:`run_batches`, compiled, phases A1 and B cut into ``n_blocks`` tasks.
+
+    (The thread count is read outside: Numba cannot cache a function that asks for it.)
+    """
     n = order.shape[0]
     ex, hyper = hyper.ex, step_of(hyper)
     # Phase A: with a hidden layer, layer 1 goes by blocks of rows (A1) and the rest by
@@ -483,15 +535,15 @@ def run_batches(params, state, work, X, Y, order, batch_size, first, last, arch,
         here, nxt = half(work, b % 2), half(work, (b + 1) % 2)
         if by_rows and not a1_done:
             run_tasks(params, state, here, X, Y, order, lo, hi, arch, hyper, np.int64(A1),
-                      nxt, lo, hi, out, costs, ex)
+                      nxt, lo, hi, out, costs, ex, n_blocks)
         run_tasks(params, state, here, X, Y, order, lo, hi, arch, hyper, a2, nxt, lo, hi,
-                  out, costs, ex)
+                  out, costs, ex, n_blocks)
         if job == TRAIN:
             state.t[0] += 1
             a1_done = by_rows and b + 1 < last
             phase = np.int64(B_STEP_A1) if a1_done else np.int64(B_STEP)
             run_tasks(params, state, here, X, Y, order, lo, hi, arch, hyper, phase,
-                      nxt, hi, min(hi + batch_size, n), out, costs, ex)
+                      nxt, hi, min(hi + batch_size, n), out, costs, ex, n_blocks)
         elif job == GRADIENT:
             run_tasks(params, state, here, X, Y, order, lo, hi, arch, hyper, np.int64(B_SUM),
-                      nxt, lo, hi, out, costs, ex)
+                      nxt, lo, hi, out, costs, ex, n_blocks)

@@ -299,7 +299,7 @@ COMPILE_SECONDS_ESTIMATE = 40   # 10 s to 45 s measured on 2-core machines
 def _cache_is_empty():
     """True when Numba's on-disk cache holds no valid compiled training driver.
 
-    Reads the cache index of ``engine.run_batches`` the way Numba does when it
+    Reads the cache index of ``engine.drive_batches`` the way Numba does when it
     loads it (an index written for other sources counts as empty).  If the
     cache cannot be inspected (caching off, another Numba), says False: the
     note is only printed when it is certain to be true.
@@ -309,7 +309,7 @@ def _cache_is_empty():
         cache_file = getattr(cache, "_cache_file", None)
         if cache_file is None or numba.config.DISABLE_JIT:
             return False
-        if engine.run_batches.overloads:
+        if engine.drive_batches.overloads:
             return False          # already compiled or loaded in this process
         return not cache_file._load_index()
     except Exception:             # never let the note break training

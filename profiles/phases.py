@@ -66,11 +66,11 @@ def _build_engine_drivers():
                                  np.int64(E.B_SUM))
 
     @numba.njit
-    def phase_a(params, state, work, X, Y, order, lo, hi, arch, hyper, a2):
+    def phase_a(params, state, work, X, Y, order, lo, hi, arch, hyper, a2, nb):
         here = half(work, 0)
         if arch.sizes.shape[0] > 2:
-            run_phase(params, state, here, X, Y, order, lo, hi, arch, hyper, A1, here, lo, hi)
-        run_phase(params, state, here, X, Y, order, lo, hi, arch, hyper, a2, here, lo, hi)
+            run_phase(params, state, here, X, Y, order, lo, hi, arch, hyper, A1, here, lo, hi, nb)
+        run_phase(params, state, here, X, Y, order, lo, hi, arch, hyper, a2, here, lo, hi, nb)
 
     @numba.njit(parallel=True)
     def bp1_only(delta, z, a, Y, order, lo, m, arch):
@@ -80,25 +80,25 @@ def _build_engine_drivers():
                          units(a[t], arch, out), Y[order[lo + t]], arch.out_act, arch.cost)
 
     @numba.njit
-    def forward_only(params, state, work, X, Y, order, m, n_batches, arch, hyper, with_bp1):
+    def forward_only(params, state, work, X, Y, order, m, n_batches, arch, hyper, nb, with_bp1):
         for bt in range(n_batches):
             lo = bt * m
-            phase_a(params, state, work, X, Y, order, lo, lo + m, arch, hyper, A2_FORWARD)
+            phase_a(params, state, work, X, Y, order, lo, lo + m, arch, hyper, A2_FORWARD, nb)
             if with_bp1:
                 bp1_only(work.delta[0], work.z[0], work.a[0], Y, order, lo, m, arch)
 
     @numba.njit
-    def errors_only(params, state, work, X, Y, order, m, n_batches, arch, hyper):
+    def errors_only(params, state, work, X, Y, order, m, n_batches, arch, hyper, nb):
         for bt in range(n_batches):
-            phase_a(params, state, work, X, Y, order, bt * m, bt * m + m, arch, hyper, A2)
+            phase_a(params, state, work, X, Y, order, bt * m, bt * m + m, arch, hyper, A2, nb)
 
     @numba.njit
-    def errors_and_gradient(params, state, work, X, Y, order, m, n_batches, arch, hyper):
+    def errors_and_gradient(params, state, work, X, Y, order, m, n_batches, arch, hyper, nb):
         for bt in range(n_batches):  # sums into work.grad without zeroing (zeroing is counted with the update)
-            phase_a(params, state, work, X, Y, order, bt * m, bt * m + m, arch, hyper, A2)
+            phase_a(params, state, work, X, Y, order, bt * m, bt * m + m, arch, hyper, A2, nb)
             here = half(work, 0)
             run_phase(params, state, here, X, Y, order, bt * m, bt * m + m, arch, hyper, B_SUM,
-                      here, 0, 0)
+                      here, 0, 0, nb)
 
     _drivers = (forward_only, errors_only, errors_and_gradient, run_batches)
     return _drivers
@@ -114,6 +114,8 @@ class EngineStages:
         self.hyper = net.hyper("sgd", sc.eta, 0.0, n)
 
     def run(self, X, Y, order, stage):
+        import numba
+
         from loopnet import engine, training
 
         net, m = self.net, np.int64(self.sc.m)
@@ -121,7 +123,8 @@ class EngineStages:
         net.params[:] = self.p0
         fwd, err, grad, train = self.fns
         buf = net.engine_buffers()
-        args = (buf.params, buf.state, buf.work, X, Y, order, m, nb, buf.arch, self.hyper)
+        tasks = engine.block_count(buf.arch, numba.get_num_threads())
+        args = (buf.params, buf.state, buf.work, X, Y, order, m, nb, buf.arch, self.hyper, tasks)
         if stage <= 2:
             fwd(*args, stage == 2)
         elif stage == 3:

@@ -38,6 +38,8 @@ NETS = {
     "0-hidden": ([9, 3], "sigmoid", "softmax", "log_likelihood"),
     "1-hidden": ([9, 7, 3], "sigmoid", "sigmoid", "quadratic"),
     "1-hidden-wide": ([9, 261, 4], "tanh", "softmax", "log_likelihood"),   # > 64 tiles
+    # several panels of rows of w^1 (A1, B) in either dtype
+    "1-hidden-panels": ([600, 70, 5], "sigmoid", "sigmoid", "quadratic"),
     "3-hidden": ([11, 13, 6, 5, 4], "relu", "identity", "mse"),
 }
 OPTIMIZERS = {
@@ -123,7 +125,7 @@ DTYPES = {"float64": np.float64, "float32": np.float32}
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("opt", OPTIMIZERS)
-@pytest.mark.parametrize("net", ["1-hidden", "1-hidden-wide", "3-hidden"])
+@pytest.mark.parametrize("net", ["1-hidden", "1-hidden-wide", "1-hidden-panels", "3-hidden"])
 @pytest.mark.parametrize("batch_size", [5, 6])   # not multiples of 4; 22 examples: ragged last
 def test_train_equals_naive_loop_with_the_same_first_layer_twin(net, opt, dtype, batch_size):
     assert_bit_equal(run_pair(net, DTYPES[dtype], engine.TRAIN, batch_size, opt,
@@ -132,7 +134,7 @@ def test_train_equals_naive_loop_with_the_same_first_layer_twin(net, opt, dtype,
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("job", ["gradient", "predict"])
-@pytest.mark.parametrize("net", ["1-hidden", "1-hidden-wide", "3-hidden"])
+@pytest.mark.parametrize("net", ["1-hidden", "1-hidden-wide", "1-hidden-panels", "3-hidden"])
 def test_gradient_and_predict_equal_naive_loop_with_the_same_first_layer_twin(net, job, dtype):
     assert_bit_equal(run_pair(net, DTYPES[dtype], JOBS[job], 7,
                               first_layer=tiles.forward_layer4))
@@ -257,18 +259,31 @@ def test_fast_twin_map_names_every_twin_training_runs():
         assert "Otherwise identical" in twin.__doc__
 
 
-def test_blocks_depend_on_the_layer_sizes_only_and_cover_each_layer():
-    """Every layer's rows are covered once by whole 4-row tiles; as many tasks as the widest
-    layer has tiles, at most BLOCKS (W1 [784, 30, 10]: 8; W5 [784, 1000, 10]: 64)."""
-    for sizes, tasks in (([784, 30, 10], 8), ([784, 100, 10], 25), ([784, 1000, 10], 64),
-                         ([3, 1], 1), ([9, 257, 255, 10], 64), ([5, 4, 17, 2], 5)):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_one_block_per_thread_and_the_blocks_cover_each_layer(threads):
+    """As many tasks as threads, at most the widest layer's tiles and BLOCKS; every layer's
+    rows are covered once by whole 4-row tiles, for any number of blocks."""
+    for sizes, most in (([784, 30, 10], 8), ([784, 100, 10], 25), ([3, 1], 1),
+                        ([9, 257, 255, 10], 65), ([5, 4, 17, 2], 5)):
         arch = engine.make_arch(sizes, 0, 0, 0)
-        assert engine.block_count(arch) == tasks
-        for n in sizes[1:]:
-            spans = [engine.block_rows(n, b, tasks) for b in range(tasks)]
+        assert engine.block_count(arch, threads) == min(most, threads)
+        assert engine.block_count(arch, 1000) == min(most, engine.BLOCKS)
+    for n in (1, 3, 4, 30, 100, 257):
+        for n_blocks in (1, 2, 3, 8, 64):
+            spans = [engine.block_rows(n, b, n_blocks) for b in range(n_blocks)]
             assert [j for lo, hi in spans for j in range(lo, hi)] == list(range(n))
             assert all(lo % tiles.TILE_ROWS == 0 for lo, hi in spans if hi > lo)
-            assert sum(hi > lo for lo, hi in spans) == min(tasks, -(-n // tiles.TILE_ROWS))
+            assert sum(hi > lo for lo, hi in spans) == min(n_blocks, -(-n // tiles.TILE_ROWS))
+
+
+def test_panels_are_whole_tiles():
+    """Panels hold whole tiles (at least one) and at most about PANEL_BYTES of w, so
+    cutting a block into panels moves no tile."""
+    for n_in in (1, 9, 600, 784, 100000):
+        for itemsize in (4, 8):
+            rows = engine.panel_rows(n_in, itemsize)
+            assert rows % tiles.TILE_ROWS == 0 and rows >= tiles.TILE_ROWS
+            assert rows == tiles.TILE_ROWS or rows * n_in * itemsize <= engine.PANEL_BYTES
 
 
 def rules_of(kind):
@@ -307,3 +322,35 @@ def test_norms_job_equals_naive_loop_and_updates_nothing(net):
                      rules=rules_of("norms"))
     assert_bit_equal(pairs)
     assert np.isfinite(pairs["norms"][0]).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_both_dot_tile_shapes_give_the_dot_products_within_fan_in_ulps(dtype, rng):
+    """dot_tile_4x4 (AVX-512 targets) and two dot_tile_2x4 passes (AVX2) compute the same
+    16 dot products, each within 2·n·ε of the float64 product sum."""
+    dt = DTYPES[dtype]
+    n = 333
+    w = rng.standard_normal((4, n)).astype(dt)
+    x = rng.standard_normal((4, n)).astype(dt)
+    want = w.astype(np.float64) @ x.astype(np.float64).T
+    scale = np.abs(w).astype(np.float64) @ np.abs(x).astype(np.float64).T
+    one = np.array(tiles.dot_tile_4x4(*w, *x), np.float64)
+    two = np.array(tiles.dot_tile_2x4(w[0], w[1], *x) + tiles.dot_tile_2x4(w[2], w[3], *x),
+                   np.float64)
+    for got in (one, two, np.array(tiles.dot_tile(*w, *x), np.float64)):
+        assert np.all(np.abs(got - want) <= REORDER_ULPS * n * np.finfo(dt).eps * scale)
+
+
+def test_register_tiles_follow_the_compile_target(monkeypatch):
+    """32 vector registers for AVX-512 targets, 16 otherwise, as NUMBA_CPU_NAME /
+    NUMBA_CPU_FEATURES name them (the host's own features when neither is set)."""
+    import numba
+    from loopnet import _jit
+    for name, regs in (("skylake-avx512", 32), ("znver4", 32), ("haswell", 16),
+                       ("znver3", 16), ("generic", 16)):
+        monkeypatch.setattr(numba.config, "CPU_NAME", name)
+        monkeypatch.setattr(numba.config, "CPU_FEATURES", None)
+        assert _jit.vector_registers() == regs, name
+    monkeypatch.setattr(numba.config, "CPU_FEATURES", "+avx2,+avx512f,+fma")
+    assert _jit.vector_registers() == 32
+    assert tiles.DOT_PASSES in (1, 2)

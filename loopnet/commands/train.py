@@ -227,7 +227,7 @@ def kernels_cached(dtype):
     loads it), False when it does not (it compiles), None when that cannot be told."""
     try:
         from .. import engine
-        index = engine.run_batches._cache._cache_file._load_index()
+        index = engine.drive_batches._cache._cache_file._load_index()
         return any(f"({dtype}," in str(key[0][0]) for key in index)   # params' type
     except Exception:           # a Numba without these internals: say nothing definite
         return None
