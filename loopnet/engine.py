@@ -11,24 +11,27 @@ Memory layout (llm.c style, one flat buffer):
   ``arch.u_off[i]``, rows padded to whole cache lines so that two threads
   never write the same line.
 
-The network's parallel tasks are as many as the widest layer has 4-row tiles,
-at most ``BLOCKS`` = 64 (:func:`block_count`), and every layer is cut into
-that many blocks of whole tiles (:func:`block_rows`; a narrower layer leaves
-some empty); block b of every layer belongs to task b.  The blocks depend on
-the layer sizes only, never on the thread count: up to 64 tasks to share
-among threads on wide layers, and no empty tasks to loop over on narrow ones
-([784, 30, 10]: 8 tasks, as many as its 30 rows have tiles).  A mini-batch step runs in two
-parallel phases:
+The parallel tasks of phases A1 and B are one per thread (at most as many as
+the widest layer has 4-row tiles, and at most ``BLOCKS``; :func:`block_count`):
+every layer is cut into that many blocks of whole tiles (:func:`block_rows`; a
+narrower layer leaves some empty), block b of every layer belonging to task b.
+Each task reads all of the mini-batch's inputs, so few large blocks read them
+few times; inside a block, rows go by panels of about PANEL_BYTES of w
+(:func:`panel_rows`) that stay in L2 while the examples pass.  No number depends
+on the blocks or panels: every tile starts at a multiple of 4 rows, and each
+number is computed inside one tile.  A mini-batch step runs in two parallel
+phases:
 
 A. **errors** — A1: z^1 and a^1 of the mini-batch's examples, in parallel over
    the blocks of layer 1 (``tiles.forward_layer4``, the fast twin of
    ``kernels.forward_layer``); A2: for each example x (in parallel over examples)
    the rest of the forward pass, BP1 and BP2, i.e. every z^l_j, a^l_j and δ^l_j.
-B. **gradient** — for each task (in parallel over tasks): BP3/BP4 of its rows,
-   summed over the examples, ∂C/∂w_jk = Σ_x δ^x_j a^x_k in example order
-   x = 0, 1, …, m−1 (``tiles.accumulate_gradient4``); then (when training) the update of those rows:
-   w_jk ← w_jk − (η/m) ∂C/∂w_jk, and at once A1 of the next mini-batch for
-   the task's block of layer 1, into the other half of the scratch.
+B. **gradient** — for each task (in parallel over tasks), panel by panel: BP3/BP4
+   of the panel's rows, summed over the examples, ∂C/∂w_jk = Σ_x δ^x_j a^x_k in
+   example order x = 0, 1, …, m−1 (``tiles.accumulate_gradient4``); then (when
+   training) the update of those rows, w_jk ← w_jk − (η/m) ∂C/∂w_jk, and at once,
+   for a panel of layer 1, A1 of the next mini-batch for those rows, into the
+   other half of the scratch, while they are in cache.
 
 The per-example view (``hyper.ex``, a :class:`loopnet.optim.Rules`; its
 defaults change nothing): in A2, right after BP2, the example's thread computes
