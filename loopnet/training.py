@@ -56,10 +56,17 @@ PARALLEL_MIN_FLOPS = 400_000
 
 #: With ``threads=None`` every PROBE_EVERY-th compiled call of an epoch is
 #: timed with the thread count not currently preferred, to notice a change of load.
-#: Such a probe runs 1/PROBE_SHARE of the usual mini-batches, so that probing the
-#: slower choice costs little (at 1/1 it cost W2 10% of its epoch).
+#: Such a probe runs 1/PROBE_SHARE of the usual mini-batches, and at most
+#: PROBE_SECONDS at that choice's measured rate, so that probing the slower
+#: choice costs little (at 1/1 it cost W2 10% of its epoch); yet it runs long
+#: enough to be timed fairly (probes of ~1 ms, as once here, are dominated by
+#: waking threads and by whoever else is running, and picked one thread wrongly).
 PROBE_EVERY = 8
-PROBE_SHARE = 8
+PROBE_SHARE = 4
+PROBE_SECONDS = 0.02
+#: One thread is preferred over all threads only when it is this much faster: on a
+#: tie the machine's cores are free, and all threads gain as soon as they are.
+SWITCH_MARGIN = 1.1
 
 #: Hyper-parameters for engine.run_batches when it does not update: any valid set would do.
 NO_STEP = optim.make_hyper("sgd", 1.0, 0.0, 1, 0.0, 0.9, 0.999, 1e-8)
@@ -661,9 +668,10 @@ class _ThreadChooser:
     """Picks the thread count for each compiled run of mini-batches.
 
     A fixed request is honoured (capped at Numba's thread count).  Otherwise
-    the candidates are one thread and all threads; each is timed per
-    mini-batch, the faster is used, and every PROBE_EVERY-th run re-times the
-    other one (on a short run) so that a change of machine load is noticed.
+    the candidates are all threads and one thread, in that order; each is
+    timed per mini-batch, the faster is used (one thread only when it is
+    SWITCH_MARGIN faster), and every PROBE_EVERY-th run re-times the other one
+    (on a shorter run) so that a change of machine load is noticed.
     """
 
     def __init__(self, threads, flops_per_batch):
@@ -671,7 +679,7 @@ class _ThreadChooser:
         if threads is not None:
             self.candidates = [min(threads, most)]
         elif most > 1 and flops_per_batch >= PARALLEL_MIN_FLOPS:
-            self.candidates = [1, most]     # one thread first: it is never pathologically slow
+            self.candidates = [most, 1]     # all threads first: on a quiet machine they win
         else:
             self.candidates = [1]
         # What earlier fits of this process measured for the same work is the starting point
@@ -680,13 +688,12 @@ class _ThreadChooser:
         self.calls = 0
 
     def next(self):
-        """(threads, probe) for the next run; a probe times a choice that is not the best.
-        Every candidate is first timed on a short (probe) run, so a slow one costs little."""
+        """(threads, probe) for the next run; a probe times a choice that is not the best."""
         self.calls += 1
         untried = [k for k in self.candidates if k not in self.seconds]
         if untried:
             return untried[0], bool(self.seconds)
-        best = min(self.candidates, key=self.seconds.get)
+        best = self.preferred()
         if len(self.candidates) > 1:
             other = next(k for k in self.candidates if k != best)
             # a choice k times slower is probed k times less often (at most 8× less)
@@ -699,23 +706,27 @@ class _ThreadChooser:
         self.seconds[threads] = seconds_per_batch
 
     def preferred(self):
-        """The thread count that trained fastest so far (the first candidate before any)."""
+        """The thread count that trained fastest so far (the first candidate before any);
+        a later candidate (one thread) only when it is SWITCH_MARGIN times faster."""
         timed = [k for k in self.candidates if k in self.seconds]
-        return min(timed, key=self.seconds.get) if timed else self.candidates[0]
+        if not timed:
+            return self.candidates[0]
+        best = timed[0]
+        for k in timed[1:]:
+            if self.seconds[k] * SWITCH_MARGIN < self.seconds[best]:
+                best = k
+        return best
 
     def run_length(self, threads, probe, batch_size):
         """Mini-batches in the next run.  A probe runs 1/PROBE_SHARE of a usual run, and
-        fewer still when that choice was slower: (best's time / its time) of that, so that
-        probing a choice k times slower costs the same as probing an equal one."""
+        at most PROBE_SECONDS at the rate measured for that choice."""
         usual = self.batches_per_call(self.preferred() if probe else threads, batch_size)
         if not probe:
             return usual
         share = usual / PROBE_SHARE
-        if threads not in self.seconds:         # never timed: it may be many times slower
-            share /= PROBE_SHARE
-        best, mine = self.seconds.get(self.preferred()), self.seconds.get(threads)
-        if best and mine and mine > best:
-            share *= best / mine
+        mine = self.seconds.get(threads)
+        if mine:
+            share = min(share, PROBE_SECONDS / mine)
         return max(1, int(share))
 
     def batches_per_call(self, threads, batch_size):

@@ -209,3 +209,21 @@ def test_segments_shrink_to_keep_progress_moving():
     assert chooser.batches_per_call(1, 10) == training.SEGMENT_EXAMPLES // 10
     chooser.record(1, training.SEGMENT_SECONDS / 4)        # 4 mini-batches per segment time
     assert chooser.batches_per_call(1, 10) == 4
+
+
+def test_thread_chooser_starts_on_all_threads_and_needs_a_margin_to_leave_them():
+    chooser = training._ThreadChooser(None, 12_345_678_901)    # its own entry in _MEASURED
+    chooser.candidates = [2, 1]                                 # as on a 2-core machine
+    assert chooser.next() == (2, False)
+    chooser.record(2, 0.010)
+    assert chooser.next() == (1, True)                          # the other one, as a probe
+    usual = chooser.batches_per_call(2, 10)
+    assert chooser.run_length(1, True, 10) == usual // training.PROBE_SHARE
+    chooser.record(1, 0.0095)                                   # 5 % faster: a tie
+    assert chooser.preferred() == 2
+    chooser.record(1, 0.0080)                                   # 25 % faster: switch
+    assert chooser.preferred() == 1
+    # a probe of a choice measured slower lasts at most PROBE_SECONDS
+    assert chooser.run_length(2, True, 10) <= max(1, training.PROBE_SECONDS / 0.010)
+    probes = [chooser.next() for _ in range(4 * training.PROBE_EVERY)]
+    assert (2, True) in probes and probes.count((1, False)) > probes.count((2, True))
