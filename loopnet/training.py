@@ -696,9 +696,10 @@ class _ThreadChooser:
         best = self.preferred()
         if len(self.candidates) > 1:
             other = next(k for k in self.candidates if k != best)
-            # a choice k times slower is probed k times less often (at most 8× less)
-            slower = min(8, max(1, int(self.seconds[other] / max(self.seconds[best], 1e-12))))
-            if self.calls % (PROBE_EVERY * slower) == 0:
+            # a choice k times slower is probed k times less often (at most 4× less); each
+            # fit re-times it on its second run, as what an earlier fit measured may be stale
+            slower = min(4, max(1, int(self.seconds[other] / max(self.seconds[best], 1e-12))))
+            if self.calls == 2 or self.calls % (PROBE_EVERY * slower) == 0:
                 return other, True
         return best, False
 
