@@ -2,7 +2,7 @@
 
 ``python profiles/vectorisation.py [w1] [--dtype float32] [--target skylake-avx512]``
 
-Compiles the engine's drivers (``run_batches``, ``apply_step``) for the scenario's real
+Compiles the engine's drivers (``drive_batches``, ``apply_step``) for the scenario's real
 argument types WITHOUT running them, so that every compiled function of ``loopnet.kernels``,
 ``loopnet.tiles``, ``loopnet.engine`` and ``loopnet.optim`` has its real signatures, then
 reads the machine code of each (``dispatcher.inspect_asm``) and counts arithmetic
@@ -18,6 +18,11 @@ code), not executed counts: read them per function, next to the phase profile.
 cache): e.g. ``haswell`` (AVX2), ``skylake-avx512``, ``sapphirerapids``, ``znver3``,
 ``generic`` (SSE2).  Nothing is run, so targets this machine cannot execute work too.
 "Packed share" = packed ÷ (packed + scalar) arithmetic instructions of the function.
+
+``--time N`` also RUNS the code compiled for the target (only targets this CPU can
+execute: not AVX-512 ones on an AVX2 machine): N examples of one training epoch
+(``engine.run_batches``, TRAIN, random inputs) on one thread, best of ``--repeats``,
+reported as s per 50,000-example epoch and GFLOP/s (FLOPs counted as in _harness).
 """
 
 from __future__ import annotations
@@ -51,7 +56,8 @@ def count(asm):
 
 
 def compile_drivers(sc, dtype):
-    """Compile run_batches and apply_step for the scenario's argument types, without running
+    """Compile drive_batches (run_batches' compiled driver) and apply_step for the scenario's
+    argument types, without running
     them (the code may be for a CPU this machine cannot execute)."""
     import numba
 
@@ -65,10 +71,48 @@ def compile_drivers(sc, dtype):
     X, Y = np.zeros((sc.m, sc.sizes[0]), dtype), np.zeros((sc.m, sc.sizes[-1]), dtype)
     hyper = optim.make_hyper("sgd", 0.1, 0.0, 1, 0.0, 0.9, 0.999, 1e-8)
     args = (params, state, work, X, Y, np.arange(sc.m), np.int64(sc.m), np.int64(0), np.int64(1),
-            arch, hyper, np.int64(engine.TRAIN), np.empty((0, sc.sizes[-1]), dtype), np.empty(0))
-    engine.run_batches.compile(tuple(numba.typeof(a) for a in args))
+            arch, hyper, np.int64(engine.TRAIN), np.empty((0, sc.sizes[-1]), dtype), np.empty(0),
+            np.int64(1))
+    engine.drive_batches.compile(tuple(numba.typeof(a) for a in args))
     engine.apply_step.compile(tuple(numba.typeof(a) for a in
                                     (params, state, params, np.int64(1), arch, hyper)))
+
+
+def time_target(sc, dtype, n, repeats):
+    """One line: s per 50,000-example epoch and GFLOP/s of one thread training n examples
+    (random inputs in [0, 1), one-hot targets) with the code compiled for this process's target."""
+    import time
+
+    import numba
+
+    from loopnet import _jit, activations, costs, engine, optim
+
+    import llvmlite.binding as llvm
+
+    target = numba.config.CPU_NAME or "host"
+    if target in _jit.AVX512_CPUS and not llvm.get_host_cpu_features().get("avx512f", False):
+        return f"Timing: not run ({target} code needs AVX-512, which this CPU lacks)."
+    numba.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    arch = engine.make_arch(sc.sizes, activations.code(sc.activation), activations.code(sc.output),
+                            costs.code(sc.cost))
+    params = (rng.standard_normal(int(arch.p_off[-1])) * 0.1).astype(dtype)
+    X = rng.random((n, sc.sizes[0])).astype(dtype)
+    Y = np.eye(sc.sizes[-1], dtype=dtype)[rng.integers(0, sc.sizes[-1], n)]
+    hyper = optim.make_hyper("sgd", 0.1, 0.0, n, 0.0, 0.9, 0.999, 1e-8)
+    work = engine.make_work(arch, sc.m, dtype)
+    best = np.inf
+    for _ in range(repeats + 1):       # the first run loads what it needs: not kept
+        p = params.copy()
+        state = optim.make_state(p.size, dtype)
+        t0 = time.perf_counter()
+        engine.run_batches(p, state, work, X, Y, np.arange(n), sc.m, 0, n // sc.m, arch, hyper,
+                           engine.TRAIN, np.empty((0, sc.sizes[-1]), dtype), np.empty(0))
+        best = min(best, time.perf_counter() - t0) if _ else np.inf
+    flops = H.flops_per_epoch(sc.sizes, sc.m, (n // sc.m) * sc.m)
+    epoch = best * 50_000 / ((n // sc.m) * sc.m)
+    return (f"Timing, one thread, {n:,} examples, best of {repeats}: {epoch:.3f} s per 50,000-example "
+            f"epoch, {flops / best / 1e9:.1f} GFLOP/s (load {os.getloadavg()[0]:.1f}).")
 
 
 def dispatchers():
@@ -91,6 +135,9 @@ def main(argv=None):
     p.add_argument("--features", default="",
                    help="LLVM feature string with --target, e.g. '-prefer-256-bit' (default: the CPU's own)")
     p.add_argument("--out", help="results file ('-' = do not write)")
+    p.add_argument("--time", type=int, default=0, metavar="N",
+                   help="also time one thread training N examples with the target's code")
+    p.add_argument("--repeats", type=int, default=5)
     args, _ = p.parse_known_args(argv)
     if not os.environ.get("_LOOPNET_VEC_CHILD"):
         # Numba cannot show the assembly of code loaded from its cache: compile afresh in a child
@@ -148,6 +195,8 @@ def main(argv=None):
         share = packed / (packed + c["scalar"])
         lines.append(f"| {name} | {c['zmm']} | {c['ymm']} | {c['xmm packed']} | {c['scalar']} | {share:.0%} "
                      f"| {verdict} |")
+    if args.time:
+        lines += ["", time_target(sc, dt, args.time, args.repeats)]
     md = "\n".join(lines + ["", note]) + "\n"
     print(md)
     path = H.results_path(args.out)
