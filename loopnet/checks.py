@@ -16,6 +16,7 @@ This module imports only NumPy: it sits on the lowest floor.
 """
 
 import math
+import weakref
 from numbers import Integral, Real
 
 import numpy as np
@@ -120,13 +121,46 @@ def as_float_array(A, name):
     return A
 
 
+#: Arrays at least this big that passed check_finite are remembered, not scanned again.
+REMEMBER_BYTES = 1 << 20
+_checked = {}   # id(array) -> (weak reference, (data address, shape, strides, dtype))
+
+
 def check_finite(A, name):
-    """ValueError naming the first row holding NaN or ±inf."""
+    """ValueError naming the first row holding NaN or ±inf.
+
+    An array of REMEMBER_BYTES or more that passed is remembered (by a weak
+    reference, with its buffer's address, shape, strides and dtype) and not
+    scanned again while it is the same object over the same buffer: a loop
+    of ``fit(X, Y, epochs=1)`` calls reads X once for NaN, not once per call.
+    Values written into it after the check are not re-checked; in training,
+    a NaN written in later surfaces as a DivergenceError at the next run.
+    """
+    if _was_checked(A):
+        return
     if np.isfinite(A.sum(axis=0)).all():   # a NaN or inf makes its column's sum non-finite;
-        return                              # one pass, no temporary the size of A
+        _remember(A)                        # one pass, no temporary the size of A
+        return
     if not np.all(np.isfinite(A)):          # (or finite numbers overflowed: look closer)
         row = int(np.argwhere(~np.isfinite(A))[0][0])
         raise ValueError(f"{name} contains NaN or infinity (first in row {row})")
+    _remember(A)
+
+
+def _layout(A):
+    return A.__array_interface__["data"][0], A.shape, A.strides, A.dtype.str
+
+
+def _was_checked(A):
+    entry = _checked.get(id(A))
+    return entry is not None and entry[0]() is A and entry[1] == _layout(A)
+
+
+def _remember(A):
+    if not isinstance(A, np.ndarray) or A.nbytes < REMEMBER_BYTES:
+        return
+    key = id(A)
+    _checked[key] = (weakref.ref(A, lambda _, key=key: _checked.pop(key, None)), _layout(A))
 
 
 def cast_finite(A, dtype, name):
