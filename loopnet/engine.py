@@ -207,7 +207,7 @@ def backpropagate_errors(z, a, delta, params, x, y, arch, first_layer, with_erro
         forward_layer(units(z, arch, i), units(a, arch, i),
                       weight(params, arch, i), bias(params, arch, i), a_prev, act)
         if drop_rate(ex, i) > 0.0:
-            dropout(units(a, arch, i), drop_rate(ex, i), ex.drop_seed, r, i, 0)
+            dropout(units(a, arch, i), drop_rate(ex, i), ex.drop_seed, r, i, np.int64(0))
     if not with_errors:
         return
     out = n_layers - 1
@@ -220,8 +220,8 @@ def backpropagate_errors(z, a, delta, params, x, y, arch, first_layer, with_erro
         hidden_delta(units(delta, arch, i), units(z, arch, i), units(a, arch, i),
                      weight(params, arch, i + 1), units(delta, arch, i + 1), arch.act)
         if p > 0.0:
-            dropout(units(delta, arch, i), p, ex.drop_seed, r, i, 0)
-            dropout(units(a, arch, i), p, ex.drop_seed, r, i, 0)
+            dropout(units(delta, arch, i), p, ex.drop_seed, r, i, np.int64(0))
+            dropout(units(a, arch, i), p, ex.drop_seed, r, i, np.int64(0))
 
 
 @jit
@@ -314,9 +314,9 @@ def first_layer_panel(work, params, X, order, lo, hi, arch, j_lo, j_hi, ex):
         for e in range(t, min(t + 4, last_t + 1)):
             activate(units(work.a[e], arch, layer)[j_lo:j_hi],
                      units(work.z[e], arch, layer)[j_lo:j_hi], arch.act)
-            if drop_rate(ex, 0) > 0.0:
-                dropout(units(work.a[e], arch, layer)[j_lo:j_hi], drop_rate(ex, 0),
-                        ex.drop_seed, order[lo + e], 0, j_lo)
+            if drop_rate(ex, layer) > 0.0:    # (np.int64 zeros, not a literal 0: one
+                dropout(units(work.a[e], arch, layer)[j_lo:j_hi], drop_rate(ex, layer),
+                        ex.drop_seed, order[lo + e], layer, j_lo)   # compile of each callee)
 
 
 # ------------------------------------------------------- phase B
