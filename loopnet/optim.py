@@ -78,6 +78,15 @@ def make_hyper(optimizer, eta, lmbda, n, momentum, beta1, beta2, epsilon, rules=
                  make_rules() if rules is None else rules)
 
 
+def step_part(hyper):
+    """The :class:`Step` of a :class:`Hyper`, built in Python (what :func:`step_of` gives compiled code).
+
+    The engine's updates are compiled for a Step; handing them one from Python as well means
+    ``loopnet.engine.apply_step`` reuses the update code ``run_batches`` compiled instead of
+    compiling every update a second time for the Hyper type."""
+    return Step(*hyper[:len(Step._fields)])
+
+
 @jit
 def step_of(hyper):
     """The optimizer's part of ``hyper`` (a :class:`Step`: every field but ``ex``)."""

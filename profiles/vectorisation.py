@@ -68,7 +68,7 @@ def compile_drivers(sc, dtype):
             arch, hyper, np.int64(engine.TRAIN), np.empty((0, sc.sizes[-1]), dtype), np.empty(0))
     engine.run_batches.compile(tuple(numba.typeof(a) for a in args))
     engine.apply_step.compile(tuple(numba.typeof(a) for a in
-                                    (params, state, params, np.int64(1), arch, hyper)))
+                                    (params, state, params, 1.0, arch, optim.step_part(hyper))))
 
 
 def dispatchers():
