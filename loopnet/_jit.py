@@ -1,8 +1,10 @@
 """Numba options in one place.
 
 Every compiled function in loopnet is decorated with :func:`jit` (serial) or
-:func:`pjit` (may contain ``prange``).  ``cache=True`` keeps compiled code on
-disk so a second process starts in well under a second.
+:func:`pjit` (may contain ``prange``), or with :func:`jit_inner` / :func:`pjit_inner`
+when only compiled code ever calls it (no CPython wrapper: less to compile).
+``cache=True`` keeps compiled code on disk so a second process starts in well under a
+second.
 
 Floating-point flags
 --------------------
@@ -215,3 +217,9 @@ def jit_inner(fn):
 def pjit(fn):
     """Compile ``fn`` with ``parallel=True`` so that its ``prange`` loops run on threads."""
     return _compile(fn, parallel=True, fastmath=FASTMATH, **OPTIONS)
+
+
+def pjit_inner(fn):
+    """:func:`pjit` without the CPython/C wrapper (see :func:`jit_inner`): never call it from Python."""
+    return _compile(fn, parallel=True, fastmath=FASTMATH, no_cpython_wrapper=True, no_cfunc_wrapper=True,
+                    **OPTIONS)
