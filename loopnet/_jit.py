@@ -1,8 +1,10 @@
 """Numba options in one place.
 
 Every compiled function in loopnet is decorated with :func:`jit` (serial) or
-:func:`pjit` (may contain ``prange``).  ``cache=True`` keeps compiled code on
-disk so a second process starts in well under a second.
+:func:`pjit` (may contain ``prange``), or with :func:`jit_inner` / :func:`pjit_inner`
+when only compiled code ever calls it (no CPython wrapper: less to compile).
+``cache=True`` keeps compiled code on disk so a second process starts in well under a
+second.
 
 Floating-point flags
 --------------------
@@ -41,11 +43,15 @@ changes, so users only ever pay the compile once.
 
 import contextlib
 import hashlib
+import importlib.util
 import os
+import sys
 import warnings
 
 import numba
+import numba.np.linalg as numba_linalg      # loaded by Numba's first compile or cache load anyway
 from numba.core.caching import CacheImpl, UserWideCacheLocator
+from numba.core.registry import cpu_target
 
 # Targets named by NUMBA_CPU_NAME that have AVX-512 (32 vector registers); see vector_registers.
 AVX512_CPUS = ("skylake-avx512", "cascadelake", "cooperlake", "cannonlake", "icelake-client",
@@ -138,6 +144,7 @@ def _survive_damaged_cache(dispatcher):
         return dispatcher
 
     def load_or_none(sig, target_context):
+        _prepare_target()
         try:
             return load(sig, target_context)
         except Exception as exc:   # noqa: BLE001 - any unreadable entry is a cache miss
@@ -162,6 +169,43 @@ def _survive_damaged_cache(dispatcher):
     return dispatcher
 
 
+_target_ready = []
+
+
+def _prepare_target():
+    """Load Numba's CPU implementations once, without importing ``scipy.linalg`` for them.
+
+    Numba's first load from the cache (or first compile) in a process refreshes its target
+    context, which imports ``numba.np.arraymath``, whose import calls
+    ``numba.np.linalg.ensure_blas()`` only to set the flag ``arraymath._HAVE_BLAS``: that imports
+    ``scipy.linalg`` when SciPy is installed, the largest single cost of a cached start
+    (0.3 to 0.5 s on 2-core machines), and loopnet's compiled code calls no BLAS.  Here the
+    flag is set from whether SciPy is installed (what ``ensure_blas`` finds on any working
+    SciPy) and ``ensure_blas`` is put back before anything could call it for real: every
+    ``np.dot`` or ``np.linalg`` a user compiles later still imports SciPy and checks it.
+    """
+    if _target_ready:
+        return
+    _target_ready.append(True)
+    if "numba.np.arraymath" in sys.modules:     # already loaded (by the user's own Numba code)
+        return
+    real = numba_linalg.ensure_blas
+    scipy_installed = importlib.util.find_spec("scipy") is not None
+
+    def ensure_blas_later():
+        if not scipy_installed:
+            raise ImportError("scipy 0.16+ is required for linear algebra")
+
+    numba_linalg.ensure_blas = ensure_blas_later
+    try:
+        cpu_target.target_context.refresh()
+    finally:
+        numba_linalg.ensure_blas = real
+        arraymath = sys.modules.get("numba.np.arraymath")
+        if arraymath is not None and getattr(arraymath, "ensure_blas", None) is ensure_blas_later:
+            arraymath.ensure_blas = real
+
+
 _damaged_dirs = set()
 
 
@@ -184,6 +228,25 @@ def jit_sums(fn):
     return _compile(fn, fastmath=FASTMATH_SUMS, **OPTIONS)
 
 
+def jit_inner(fn):
+    """Like :func:`jit`, for a function that only compiled code calls: no CPython or C wrapper.
+
+    Every compiled function otherwise gets a wrapper that unboxes its arguments from Python
+    objects (for a namedtuple of arrays, a lot of code), which Numba optimises and emits
+    with the function and again in every caller it is linked into, though nothing calls
+    it.  Measured on the whole engine: about a fifth of the cold compile.  Calling such a
+    function from Python is NOT an error Numba catches (it crashes the interpreter), so
+    only helpers that Python never calls (tests and profiles included) get it.
+    """
+    return _compile(fn, fastmath=FASTMATH, no_cpython_wrapper=True, no_cfunc_wrapper=True, **OPTIONS)
+
+
 def pjit(fn):
     """Compile ``fn`` with ``parallel=True`` so that its ``prange`` loops run on threads."""
     return _compile(fn, parallel=True, fastmath=FASTMATH, **OPTIONS)
+
+
+def pjit_inner(fn):
+    """:func:`pjit` without the CPython/C wrapper (see :func:`jit_inner`): never call it from Python."""
+    return _compile(fn, parallel=True, fastmath=FASTMATH, no_cpython_wrapper=True, no_cfunc_wrapper=True,
+                    **OPTIONS)

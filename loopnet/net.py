@@ -390,7 +390,8 @@ class Net:
             check_finite(grad, finite)
         m = check_int(m, "m (examples summed in grad)", minimum=1)
         hyper = self._hyper(optimizer, eta, lmbda, n, momentum, beta1, beta2, epsilon)
-        engine.apply_step(self.params, self._state, grad, m, self._arch, hyper)
+        # A Step and a float m: the types fit's phase B gives update_rows (one compiled update).
+        engine.apply_step(self.params, self._state, grad, float(m), self._arch, optim.step_part(hyper))
 
     def fit(self, X, Y, *, epochs=30, batch_size=10, eta=3.0, lmbda=0.0, momentum=0.0,
             optimizer="sgd", beta1=0.9, beta2=0.999, epsilon=1e-8, tol=None,

@@ -22,7 +22,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from ._jit import jit
+from ._jit import jit, jit_inner
 
 SGD, ADAM = 0, 1
 NAMES = ("sgd", "adam")
@@ -78,6 +78,15 @@ def make_hyper(optimizer, eta, lmbda, n, momentum, beta1, beta2, epsilon, rules=
                  make_rules() if rules is None else rules)
 
 
+def step_part(hyper):
+    """The :class:`Step` of a :class:`Hyper`, built in Python (what :func:`step_of` gives compiled code).
+
+    The engine's updates are compiled for a Step; handing them one from Python as well means
+    ``loopnet.engine.apply_step`` reuses the update code ``run_batches`` compiled instead of
+    compiling every update a second time for the Hyper type."""
+    return Step(*hyper[:len(Step._fields)])
+
+
 @jit
 def step_of(hyper):
     """The optimizer's part of ``hyper`` (a :class:`Step`: every field but ``ex``)."""
@@ -91,7 +100,7 @@ def make_state(n_params, dtype):
                  np.zeros(n_params, dtype), np.zeros(1, np.int64))
 
 
-@jit
+@jit_inner
 def sgd_update(w, g_sum, m, decay, hyper):
     """w ← (1 − ηλ/n) w − (η/m) Σ_x ∂C_x/∂w, elementwise (biases: decay = 1).
 
@@ -105,7 +114,7 @@ def sgd_update(w, g_sum, m, decay, hyper):
         w[p] = keep * w[p] - step * g_sum[p]
 
 
-@jit
+@jit_inner
 def momentum_update(w, velocity, g_sum, m, decay, hyper):
     """v ← μ v − (η/m) Σ_x ∂C_x/∂w,  w ← (1 − ηλ/n) w + v, elementwise, in w's dtype."""
     step = w.dtype.type(hyper.eta / m)
@@ -117,7 +126,7 @@ def momentum_update(w, velocity, g_sum, m, decay, hyper):
         w[p] = keep * w[p] + v
 
 
-@jit
+@jit_inner
 def adam_update(w, mom, vel, g_sum, m, l2, hyper, t):
     """Adam step t (1-based), elementwise, g = Σ_x ∂C_x/∂w / m + l2 · w (l2 = λ/n for weights)."""
     c1 = 1.0 - hyper.beta1 ** t

@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from ._jit import jit
+from ._jit import jit, jit_inner
 
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -27,7 +27,7 @@ MIX2 = np.uint64(0x94D049BB133111EB)
 TWO_53 = 1.0 / 9007199254740992.0     # 2^−53
 
 
-@jit
+@jit_inner
 def mix(h):
     """splitmix64's finaliser: a bijection of 64-bit words that scrambles every bit."""
     h = (h ^ (h >> np.uint64(30))) * MIX1
@@ -35,7 +35,7 @@ def mix(h):
     return h ^ (h >> np.uint64(31))
 
 
-@jit
+@jit_inner
 def hash4(a, b, c, d):
     """A 64-bit hash of four integers: mix(… mix(mix(a·φ) + b·φ) …)."""
     h = mix(np.uint64(a) * GOLDEN + GOLDEN)
@@ -50,13 +50,13 @@ def uniform(h):
     return float(h >> np.uint64(11)) * TWO_53
 
 
-@jit
+@jit_inner
 def stream(a, b):
     """The start of the stream keyed by (a, b): hash the fixed parts of a key once."""
     return mix(mix(np.uint64(a) * GOLDEN + GOLDEN) + np.uint64(b) * GOLDEN)
 
 
-@jit
+@jit_inner
 def gaussian_pair(base, i):
     """Two independent standard normals N(0, 1), number i of the stream ``base``
     (:func:`stream`), by the Box–Muller transform:
@@ -82,7 +82,7 @@ def gaussian(a, b, p):
     return g0 if p % 2 == 0 else g1
 
 
-@jit
+@jit_inner
 def bernoulli_keep(p, a, b, c, d):
     """True with probability 1 − p (keyed by (a, b, c, d)): u ≥ p for u uniform on [0, 1)."""
     return uniform(hash4(a, b, c, d)) >= p

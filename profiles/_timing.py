@@ -108,7 +108,9 @@ def compile_times(sc, dtype, cache_dir=None):
     Cold means no compiled code anywhere: the child imports a fresh copy of the ``loopnet``
     package (without its ``__pycache__``) from a temporary folder, with ``NUMBA_CACHE_DIR``
     pointing at an empty folder too, so the result does not depend on where loopnet keeps its
-    cache.  Cached is a second child on the same copy, after the first one filled the cache."""
+    cache.  Cached is a second child on the same copy, after the first one filled the cache,
+    Python's bytecode (``__pycache__``, which the first child writes into the copy even where
+    ``PYTHONDONTWRITEBYTECODE`` is set) as well as Numba's: a user's second start."""
     import loopnet
 
     out = {}
@@ -117,6 +119,7 @@ def compile_times(sc, dtype, cache_dir=None):
         shutil.copytree(src, Path(tmp) / "pkg" / "loopnet",
                         ignore=shutil.ignore_patterns("__pycache__", "*.nbi", "*.nbc", "*.pyc"))
         env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir or str(Path(tmp) / "numba-cache"))
+        env.pop("PYTHONDONTWRITEBYTECODE", None)   # else every import compiles loopnet's sources again
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(tmp) / "pkg"), env.get("PYTHONPATH")]))
         for label in ("cold", "cached"):
             r = subprocess.run([sys.executable, "-c", _COMPILE_SNIPPET, json.dumps([sc.sizes, sc.m, dtype])],

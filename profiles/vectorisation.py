@@ -75,7 +75,7 @@ def compile_drivers(sc, dtype):
             np.int64(1))
     engine.drive_batches.compile(tuple(numba.typeof(a) for a in args))
     engine.apply_step.compile(tuple(numba.typeof(a) for a in
-                                    (params, state, params, np.int64(1), arch, hyper)))
+                                    (params, state, params, 1.0, arch, optim.step_part(hyper))))
 
 
 def time_target(sc, dtype, n, repeats):
