@@ -71,7 +71,7 @@ import numpy as np
 import numba
 from numba import prange
 
-from ._jit import jit, pjit
+from ._jit import jit, jit_inner, pjit_inner
 from .costs import cost_x
 from .kernels import (activate, add_noise, dropout, forward_layer, gradient_norm_sq, hidden_delta,
                       output_delta, scale_delta)
@@ -136,7 +136,7 @@ def half(work, h):
 
 
 # ---------------------------------------------------------------- views
-@jit
+@jit_inner
 def weight(buf, arch, i):
     """View of w^{i+1} (n_{i+1} × n_i) inside a flat parameter or gradient buffer."""
     n_out, n_in = arch.sizes[i + 1], arch.sizes[i]
@@ -144,7 +144,7 @@ def weight(buf, arch, i):
     return buf[start:start + n_out * n_in].reshape((n_out, n_in))
 
 
-@jit
+@jit_inner
 def bias(buf, arch, i):
     """View of b^{i+1} (n_{i+1},) inside a flat parameter or gradient buffer."""
     n_out, n_in = arch.sizes[i + 1], arch.sizes[i]
@@ -152,7 +152,7 @@ def bias(buf, arch, i):
     return buf[start:start + n_out]
 
 
-@jit
+@jit_inner
 def units(row, arch, i):
     """View of layer i+1's values (z, a or δ) inside one example's scratch row."""
     return row[arch.u_off[i]:arch.u_off[i + 1]]
@@ -185,13 +185,13 @@ def block_rows(n, b, n_blocks):
 
 
 # ------------------------------------------------------- one example
-@jit
+@jit_inner
 def drop_rate(ex, i):
     """Dropout probability p of layer i+1 under the rules ``ex`` (0: none)."""
     return ex.drop[i] if ex.drop.shape[0] > 0 else 0.0
 
 
-@jit
+@jit_inner
 def backpropagate_errors(z, a, delta, params, x, y, arch, first_layer, with_errors, ex, r):
     """One example (row r of X): the forward pass from layer first_layer+1 (every z^l and
     a^l), then, ``with_errors``, BP1 at the output and BP2 back to layer 1 (every δ^l).
@@ -224,7 +224,7 @@ def backpropagate_errors(z, a, delta, params, x, y, arch, first_layer, with_erro
             dropout(units(a, arch, i), p, ex.drop_seed, r, i, np.int64(0))
 
 
-@jit
+@jit_inner
 def clip_and_weigh(a, delta, x, arch, ex, r, p):
     """The per-example rules ``ex`` for example row r (row p of the outputs), after BP2.
 
@@ -252,7 +252,7 @@ def clip_and_weigh(a, delta, x, arch, ex, r, p):
             scale_delta(units(delta, arch, i), f)
 
 
-@jit
+@jit_inner
 def record_output(out, costs, a_out, y, arch, p):
     """out[p, :] = a^L and costs[p] = C_x(a^L, y) of one example, each where its array has room.
 
@@ -267,7 +267,7 @@ def record_output(out, costs, a_out, y, arch, p):
 
 
 # ------------------------------------------------------- phase A
-@jit
+@jit_inner
 def first_layer_block(work, params, X, order, lo, hi, arch, b, n_blocks, ex):
     """z^1_j and a^1_j for the rows j of block b (of n_blocks) of layer 1, examples order[lo:hi]
     (a^1 masked by the rules' dropout, if any), one panel of rows at a time
@@ -290,7 +290,7 @@ def panel_rows(n_in, itemsize):
     return TILE_ROWS * max(1, PANEL_BYTES // (TILE_ROWS * n_in * itemsize))
 
 
-@jit
+@jit_inner
 def first_layer_panel(work, params, X, order, lo, hi, arch, j_lo, j_hi, ex):
     """z^1_j and a^1_j for rows j_lo ≤ j < j_hi of layer 1 (whole tiles), examples order[lo:hi]."""
     layer = np.int64(0)
@@ -320,7 +320,7 @@ def first_layer_panel(work, params, X, order, lo, hi, arch, j_lo, j_hi, ex):
 
 
 # ------------------------------------------------------- phase B
-@jit
+@jit_inner
 def previous_activations(work, X, order, lo, arch, i, t):
     """a^{i} of example t of the block: the input row itself for layer 1."""
     if i == 0:
@@ -328,7 +328,7 @@ def previous_activations(work, X, order, lo, arch, i, t):
     return units(work.a[t], arch, i - 1)
 
 
-@jit
+@jit_inner
 def gradient_rows(grad, work, X, order, lo, hi, arch, i, j_lo, j_hi):
     """BP3/BP4 for rows j_lo … j_hi−1 of layer i+1, summed over examples order[lo:hi] in order.
 
@@ -355,14 +355,14 @@ def gradient_rows(grad, work, X, order, lo, hi, arch, i, j_lo, j_hi):
             previous_activations(work, X, order, lo, arch, i, min(t + 3, last_t)))
 
 
-@jit
+@jit_inner
 def fill_zero(buf):
     """buf[:] = 0 as a plain loop (slice assignment inside ``prange`` is best avoided)."""
     for p in range(buf.shape[0]):
         buf[p] = 0
 
 
-@jit
+@jit_inner
 def row_ranges(arch, i, j_lo, j_hi):
     """Flat-buffer ranges [w_lo, w_hi) and [b_lo, b_hi) of rows j_lo … j_hi−1 of layer i+1."""
     n_out, n_in = arch.sizes[i + 1], arch.sizes[i]
@@ -371,7 +371,7 @@ def row_ranges(arch, i, j_lo, j_hi):
     return w0 + j_lo * n_in, w0 + j_hi * n_in, w_end + j_lo, w_end + j_hi
 
 
-@jit
+@jit_inner
 def gradient_block(params, state, work, X, order, lo, hi, arch, hyper, b, n_blocks, train, ex,
                    nxt, next_lo, next_hi, then_a1):
     """Task b (of n_blocks) of phase B: for every layer, block b's gradient summed over
@@ -392,7 +392,7 @@ def gradient_block(params, state, work, X, order, lo, hi, arch, hyper, b, n_bloc
                 first_layer_panel(nxt, params, X, order, next_lo, next_hi, arch, j, j_end, ex)
 
 
-@jit
+@jit_inner
 def gradient_panel(params, state, work, X, order, lo, hi, arch, hyper, i, j_lo, j_hi, train, ex):
     """Rows j_lo … j_hi−1 of layer i+1: their gradient summed over examples order[lo:hi].
 
@@ -413,13 +413,13 @@ def gradient_panel(params, state, work, X, order, lo, hi, arch, hyper, i, j_lo, 
                     batch_denominator(ex, hi - lo), hyper)
 
 
-@jit
+@jit_inner
 def batch_denominator(ex, m):
     """What the mini-batch's sum is divided by: m, or the rules' ``denom`` (q·n for Poisson batches)."""
     return ex.denom if ex.denom > 0.0 else float(m)
 
 
-@pjit
+@pjit_inner
 def run_tasks(params, state, work, X, Y, order, lo, hi, arch, hyper, phase, nxt, next_lo, next_hi,
               out, costs, ex, n_blocks):
     """One parallel phase of the mini-batch order[lo:hi]: the engine's only ``prange`` loop.
