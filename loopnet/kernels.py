@@ -43,8 +43,10 @@ against it.
 
 import math
 
+import numpy as np
+
 from ._jit import jit, jit_sums
-from .random import bernoulli_keep, gaussian_pair, stream
+from .random import bernoulli_keep, normal_word, stream, ziggurat_slow, ziggurat_try
 from .activations import SIGMOID, SOFTMAX, sigma, sigma_prime_of
 from .costs import CROSS_ENTROPY, LOG_LIKELIHOOD, dcost_da
 
@@ -216,6 +218,16 @@ def dropout(v, p, seed, x, layer, j0):
             v[j] = 0
 
 
+NOISE_CHUNK = 512
+
+
+@jit
+def hash_words(words, base, p0, c):
+    """words[k] = mix(base + (p0 + k)·φ) for k < c: the first words of normals p0 … p0 + c − 1."""
+    for k in range(c):
+        words[k] = normal_word(base, p0 + k)
+
+
 @jit
 def add_noise(grad, lo, hi, scale, seed, step):
     """DP-SGD's noise (Abadi et al. 2016) on the clipped gradient sum, p in [lo, hi):
@@ -223,19 +235,21 @@ def add_noise(grad, lo, hi, scale, seed, step):
     .. math::  g_p \\leftarrow g_p + \\sigma C \\, \\mathcal{N}(0, 1)_{(seed,\\ step,\\ p)}
 
     ``scale`` = σC.  The normal of parameter p at optimizer step t is number p of the
-    stream (seed, t) (:func:`loopnet.random.gaussian`: parameters 2i and 2i+1 share one
-    Box–Muller pair), so it does not depend on which thread draws it, nor on how
-    training was cut or resumed.
+    stream (seed, t), bit for bit :func:`loopnet.random.gaussian` (a counter-based
+    Ziggurat), so it does not depend on which thread draws it, nor on how the range is
+    cut, nor on how training was cut or resumed.  In chunks of NOISE_CHUNK parameters:
+    first every word mix(base + p·φ) (a loop LLVM vectorises), then the Ziggurat's fast
+    path on each word, and its slow path for the ~1.5 % it rejects.
     """
     base = stream(seed, step)
-    p = lo
-    while p < hi:
-        g0, g1 = gaussian_pair(base, p >> 1)
-        if p % 2 == 0:
-            grad[p] = grad[p] + grad.dtype.type(scale * g0)
-            if p + 1 < hi:
-                grad[p + 1] = grad[p + 1] + grad.dtype.type(scale * g1)
-            p += 2
-        else:
-            grad[p] = grad[p] + grad.dtype.type(scale * g1)
-            p += 1
+    words = np.empty(NOISE_CHUNK, np.uint64)
+    for c_lo in range(lo, hi, NOISE_CHUNK):
+        c = min(NOISE_CHUNK, hi - c_lo)
+        hash_words(words, base, c_lo, c)
+        g = grad[c_lo:c_lo + c]
+        for k in range(c):
+            x, accepted = ziggurat_try(words[k])
+            if not accepted:
+                x = ziggurat_slow(words[k])
+            g[k] = g[k] + g.dtype.type(scale * x)
+
