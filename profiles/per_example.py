@@ -1,7 +1,7 @@
 """The per-example view (issue 17), side by side in one run: what clipping, DP-SGD and the
 per-example gradient norms cost next to a plain epoch.
 
-``python profiles/per_example.py [--examples N] [--repeats R] [--scenarios w1,w2,w3]``
+``python profiles/per_example.py [--examples N] [--repeats R] [--scenarios w1,w2,w3] [--no-opacus]``
 
 For each scenario (sizes, mini-batch m, eta of _scenarios.SCENARIOS), on N Fashion-MNIST
 training images (random inputs when the files are missing), interleaved, R rounds,
@@ -62,7 +62,7 @@ def timed(fn):
     return time.perf_counter() - start
 
 
-def cases(sc, X, y, start):
+def cases(sc, X, y, start, opacus=True):
     """name -> a call that runs it from the weights ``start``."""
     def fit(**kw):
         def run():
@@ -74,7 +74,7 @@ def cases(sc, X, y, start):
            "clipped": fit(clip_norm=1.0),
            "DP-SGD": fit(clip_norm=1.0, noise_multiplier=1.1, delta=1e-5),
            "accountant": lambda: privacy.epsilon(1.1, sc.m / len(X), -(-len(X) // sc.m), 1e-5)}
-    opacus_epoch = opacus_case(sc, X, y)
+    opacus_epoch = opacus_case(sc, X, y) if opacus else None
     if opacus_epoch is not None:
         out["Opacus DP-SGD"] = opacus_epoch
     return out
@@ -115,6 +115,8 @@ def main(argv=None):
     p.add_argument("--examples", type=int, default=10_000)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--scenarios", default="w1,w2,w3")
+    p.add_argument("--no-opacus", action="store_true",
+                   help="leave Opacus out (its epochs take most of the run's time)")
     args = p.parse_args(argv)
     X, y, source = load(args.examples)
     loopnet.warmup()
@@ -129,7 +131,7 @@ def main(argv=None):
         sc = SCENARIOS[key]
         start = loopnet.Net(sc.sizes, activation=sc.activation, output=sc.output,
                             cost=sc.cost, seed=0)
-        calls = cases(sc, X, y, start)
+        calls = cases(sc, X, y, start, opacus=not args.no_opacus)
         for call in calls.values():      # compile and warm every path once
             call()
         best = {name: np.inf for name in calls}
