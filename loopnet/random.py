@@ -12,7 +12,9 @@ Java's SplittableRandom):
 
 chained over the key's parts (each part added to the running hash times the
 golden-ratio constant before mixing).  Whoever draws a number, in whatever
-order, gets the same bits.
+order, gets the same bits.  Standard normals (DP-SGD's noise) come from one such hash
+each, by a counter-based Ziggurat (below); uniforms and Bernoulli draws (dropout,
+Poisson batches) from the top 53 bits of one.
 """
 
 import math
@@ -66,9 +68,10 @@ def stream(a, b):
 # f⁻¹(f(x_i) + v/x_i), x_256 = 0; the base layer 0 is the rectangle of width r and
 # height f(r) together with the tail beyond r, i.e. a rectangle of "virtual" width
 # x_0 = v/f(r).  r is the one value for which the top layer's area x_255 (1 − f(x_255))
-# is v too; it is found by bisection when this module is imported (r = 3.6541528853610…,
-# the 256-layer constant of NumPy's legacy generator and of Marsaglia & Tsang), and
-# v = r f(r) + ∫_r^∞ f.  tests/test_dp.py checks every layer's area.
+# is v too: r = 3.6541528853610088, the 256-layer constant of NumPy's generator
+# (``ziggurat_nor_r`` in numpy/random/src/distributions/ziggurat_constants.h), which
+# :func:`_ziggurat_r`'s bisection reproduces (tested; not run at import: it takes ~20 ms),
+# and v = r f(r) + ∫_r^∞ f.  tests/test_dp.py checks every layer's area.
 #
 # A draw picks layer i and a uniform U on [0, 1) and a sign from DISJOINT bits of one
 # 64-bit hash (Doornik 2005, "An Improved Ziggurat Method to Generate Normal Random
@@ -112,7 +115,7 @@ def _ziggurat_r(n=ZIG_LAYERS):
     return hi
 
 
-ZIG_R = _ziggurat_r()
+ZIG_R = 3.6541528853610088
 _x, ZIG_V = _ziggurat_layers(ZIG_R)
 ZIG_X = np.array(_x)                                  # x_0 … x_256 (x_256 = 0)
 ZIG_F = np.exp(-0.5 * ZIG_X * ZIG_X)                  # f(x_i), f(x_256) = 1

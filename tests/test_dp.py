@@ -79,6 +79,7 @@ def test_ziggurat_layers_have_equal_areas():
     areas = x[1:256] * (f[2:257] - f[1:256])       # layers 1 … 255
     assert np.max(np.abs(areas / v - 1)) < 1e-11
     assert np.all(np.diff(x[1:]) < 0)
+    assert random._ziggurat_r() == pytest.approx(r, rel=1e-15)    # r solves "top area = v"
 
 
 def noise_sample(n, seed=7, step=1):
