@@ -72,6 +72,7 @@ class Net:
         self._state = optim.make_state(self.params.size, self.dtype)
         self.epoch = 0
         self.history = []
+        self.example_norms = []
         self.dropout = dropout
 
     # ----------------------------------------------------------------- layout
@@ -250,7 +251,7 @@ class Net:
         self._state = optim.State(*arrays, np.array([t], np.int64))
 
     def copy(self):
-        """An independent copy: parameters, optimizer state, RNG state and history."""
+        """An independent copy: parameters, optimizer state, RNG state, history and example_norms."""
         return _copy.deepcopy(self)
 
     def __getstate__(self):
@@ -258,7 +259,7 @@ class Net:
         state = self.optimizer_state
         return {"config": self.config, "params": self.params, "optimizer": state,
                 "rng": self.rng.bit_generator.state, "epoch": self.epoch,
-                "history": self.history}
+                "history": self.history, "example_norms": self.example_norms}
 
     def __setstate__(self, d):
         c = d["config"]
@@ -269,6 +270,7 @@ class Net:
         self.rng.bit_generator.state = d["rng"]
         self.epoch = d["epoch"]
         self.history = list(d["history"])
+        self.example_norms = list(d.get("example_norms", []))
 
     def __repr__(self):
         return (f"Net({self.sizes}, activation={self.activation!r}, output={self.output!r}, "
@@ -399,7 +401,7 @@ class Net:
             progress=None, threads=None, comm=None, deterministic=False, patience=None,
             monitor_key=None, restore_best=False, lr_schedule=None, verbose=0,
             sample_weight=None, clip_norm=None, noise_multiplier=0.0, sampling="shuffle",
-            delta=None):
+            delta=None, record_norms=False):
         """Mini-batch gradient descent for ``epochs`` more epochs; returns ``self``.
 
         Each epoch visits the rows in a fresh ``self.rng.permutation`` (or in
@@ -470,12 +472,19 @@ class Net:
         divides by q·n.  Each epoch's record then holds ``epsilon``, the ε spent
         at ``delta`` (default: the power of ten below 1/n) by the RDP accountant
         of ``dp-accounting`` (:mod:`loopnet.privacy`).
+
+        ``record_norms=True``: ``self.example_norms`` gets, for each epoch of this
+        call, an (n,) array of ‖∇C_x‖ by ORIGINAL row x (NaN for rows an ``order``
+        leaves out), computed by the training pass itself from the δ^l of BP1/BP2, at
+        the weights before x's mini-batch's update (as ``monitor=True``'s cost): nearly
+        free, unlike a separate :meth:`per_example_gradient_norms` pass.  Not with
+        ``sampling="poisson"`` or ``comm``.
         """
         if comm is not None:
             if (sample_weight is not None or clip_norm is not None or noise_multiplier
-                    or any(self.dropout)):
-                raise ValueError("sample_weight, clip_norm, noise_multiplier and dropout are "
-                                 "not available with comm (MPI training)")
+                    or any(self.dropout) or record_norms):
+                raise ValueError("sample_weight, clip_norm, noise_multiplier, record_norms and "
+                                 "dropout are not available with comm (MPI training)")
             return distributed.fit(
                 self, X, Y, comm=comm, deterministic=deterministic, epochs=epochs,
                 batch_size=batch_size, eta=eta, lmbda=lmbda, momentum=momentum,
@@ -495,7 +504,9 @@ class Net:
         if threads is not None:
             threads = check_int(threads, "threads", minimum=1)
         per_example = self._per_example(n, sample_weight, clip_norm, noise_multiplier, sampling,
-                                        delta, order)
+                                        delta, order, record_norms)
+        if record_norms:
+            self.example_norms = []
         self.grow_scratch(min(batch_size, n))    # a batch never holds more than n rows
         val = None
         if validation_data is not None:
@@ -516,7 +527,8 @@ class Net:
         finally:
             reporting.close(progress)
 
-    def _per_example(self, n, sample_weight, clip_norm, noise_multiplier, sampling, delta, order):
+    def _per_example(self, n, sample_weight, clip_norm, noise_multiplier, sampling, delta, order,
+                     record_norms=False):
         """Validated per-example rules of ``fit`` (a training.PerExample), or None for none."""
         check_choice(sampling, "sampling", ("shuffle", "poisson"))
         weight = None if sample_weight is None else check_sample_weight(sample_weight, n)
@@ -535,9 +547,14 @@ class Net:
             delta = check_real(delta, "delta", minimum=0.0, below=1.0, strict=True)
         elif sigma > 0:
             delta = privacy.default_delta(n)
-        if weight is None and clip == math.inf and sigma == 0:
+        if record_norms not in (True, False):
+            raise ValueError(f"record_norms must be True or False, not {record_norms!r}")
+        if record_norms and sampling == "poisson":
+            raise ValueError("record_norms is not available with sampling='poisson' (an "
+                             "example may join no step or several)")
+        if weight is None and clip == math.inf and sigma == 0 and not record_norms:
             return None
-        return training.PerExample(weight, clip, sigma, sampling, delta)
+        return training.PerExample(weight, clip, sigma, sampling, delta, bool(record_norms))
 
     def _hyper(self, optimizer, eta, lmbda, n, momentum, beta1, beta2, epsilon):
         """Validate hyper-parameters; reset the optimizer state when the optimizer changes."""

@@ -385,6 +385,7 @@ def train_epoch(net, steps, lmbda, monitor, tol, progress):
         start = time.perf_counter()
         _phase(progress, "begin", "train", epoch, None)
         examples, extra = steps.epoch(net, epoch, progress)
+        norms = extra.pop("example_norms", None)       # fit(record_norms=True): not a record key
         seconds = time.perf_counter() - start
         record = {"epoch": epoch, "seconds": seconds,
                   "examples_per_s": examples / seconds if seconds > 0 else float("inf")}
@@ -407,6 +408,8 @@ def train_epoch(net, steps, lmbda, monitor, tol, progress):
         raise
     net.epoch = epoch
     net.history.append(record)
+    if norms is not None:
+        net.example_norms.append(norms)
     try:
         evaluate_epoch(net, steps, record, lmbda, monitor, tol, progress)
     except KeyboardInterrupt:
@@ -414,6 +417,8 @@ def train_epoch(net, steps, lmbda, monitor, tol, progress):
         raise
     except DivergenceError:
         net.history.pop()
+        if norms is not None:
+            net.example_norms.pop()
         net.epoch = epoch - 1
         restore(net, saved)
         raise
@@ -514,7 +519,10 @@ class LocalSteps:
         order = self.order
         if order is None:
             order = net.rng.permutation(self.n) if self.shuffle else np.arange(self.n)
-        hyper = epoch_hyper(net, self.hyper, pe, 0.0)
+        norms = None
+        if pe is not None and pe.record_norms:
+            norms = np.empty((len(order), len(buffers.arch.sizes) - 1))
+        hyper = epoch_hyper(net, self.hyper, pe, 0.0, norms)
         n_batches = -(-len(order) // self.batch_size)   # order may visit a subset of the rows
         out, costs = self._pass_buffers(buffers, len(order))
         running = _RunningMean(out, costs, self.labels, order) if self.collect_pass else None
@@ -540,6 +548,8 @@ class LocalSteps:
             report(progress, batches_done, n_batches, running and running.means())
         extra = running.means("pass_") if running is not None else {}
         extra.update(privacy_record(net, pe, n_batches, self.batch_size / self.n))
+        if norms is not None:
+            extra["example_norms"] = example_norms(norms, order, self.n)
         return len(order), extra
 
     def poisson_epoch(self, net, epoch, progress):
@@ -597,17 +607,21 @@ class LocalSteps:
 
 # ------------------------------------------------------------ per-example rules
 #: What ``fit`` asked of each example: weights w_x (or None), clip norm C (inf: none),
-#: noise multiplier σ, sampling ("shuffle" or "poisson"), δ of the privacy report.
-PerExample = namedtuple("PerExample", "weight clip sigma sampling delta")
+#: noise multiplier σ, sampling ("shuffle" or "poisson"), δ of the privacy report, and
+#: whether to record every ‖∇C_x‖ of the training pass (``record_norms``).
+PerExample = namedtuple("PerExample", "weight clip sigma sampling delta record_norms",
+                        defaults=(False,))
 
 
-def epoch_hyper(net, hyper, pe, denom):
+def epoch_hyper(net, hyper, pe, denom, norms=None):
     """``hyper`` with this epoch's per-example rules: weights, clipping, DP noise, dropout.
 
     The noise and dropout keys are drawn from ``net.rng`` (after the epoch's
     permutation), only when noise or dropout is on, so that without them the
     generator, and every bit of training, is as before.  Saved with the network,
-    the generator's state makes a resumed run draw the same keys.
+    the generator's state makes a resumed run draw the same keys.  ``norms`` (rows, L):
+    where the engine writes ‖∇_{w^l,b^l} C_x‖² of the example at each position of the
+    epoch's order (:func:`example_norms`).
     """
     drop = net.dropout_rates()
     if pe is None and drop is None:
@@ -615,8 +629,17 @@ def epoch_hyper(net, hyper, pe, denom):
     pe = pe or PerExample(None, math.inf, 0.0, "shuffle", None)
     noise_seed = int(net.rng.integers(2 ** 62)) if pe.sigma > 0 else 0
     drop_seed = int(net.rng.integers(2 ** 62)) if drop is not None else 0
-    return hyper._replace(ex=optim.make_rules(pe.weight, pe.clip, None, pe.sigma, noise_seed,
+    return hyper._replace(ex=optim.make_rules(pe.weight, pe.clip, norms, pe.sigma, noise_seed,
                                               denom, drop, drop_seed))
+
+
+def example_norms(norms_sq, order, n):
+    """The epoch's ‖∇C_x‖ by example row: (n,), row order[p] from position p of the engine's
+    (rows, L) squared per-layer terms, ‖∇C_x‖ = (Σ_l norms_sq[p, l])^½; NaN for rows the epoch
+    did not visit (an ``order`` that is a subset)."""
+    out = np.full(n, np.nan)
+    out[order] = np.sqrt(norms_sq.sum(axis=1))
+    return out
 
 
 def privacy_record(net, pe, steps, q):

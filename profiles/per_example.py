@@ -1,15 +1,17 @@
 """The per-example view (issue 17), side by side in one run: what clipping, DP-SGD and the
 per-example gradient norms cost next to a plain epoch.
 
-``python profiles/per_example.py [--examples N] [--repeats R] [--scenarios w1,w2,w3]``
+``python profiles/per_example.py [--examples N] [--repeats R] [--scenarios w1,w2,w3] [--no-opacus]``
 
 For each scenario (sizes, mini-batch m, eta of _scenarios.SCENARIOS), on N Fashion-MNIST
 training images (random inputs when the files are missing), interleaved, R rounds,
 the best round kept for each:
 
 * plain: ``net.fit(X, y, epochs=1)``, one epoch of mini-batch SGD;
-* norms: ``net.per_example_gradient_norms(X, y)``, ‖∇C_x‖ of all N examples (a forward and a
-  backward pass without the gradient sums), as a share of the plain epoch;
+* norms in training: ``fit(..., record_norms=True)``, a plain epoch that also records every
+  ‖∇C_x‖ from its own pass (``net.example_norms``); its cost is its excess over plain;
+* norms pass: ``net.per_example_gradient_norms(X, y)``, ‖∇C_x‖ of all N examples by a
+  separate forward and backward pass without the gradient sums, as a share of the plain epoch;
 * clipped: ``fit(..., clip_norm=1)``;
 * DP-SGD: ``fit(..., clip_norm=1, noise_multiplier=1.1)``: clipping, noise on every
   parameter every step, and ε from the accountant after the epoch (all inside the timing);
@@ -17,7 +19,8 @@ the best round kept for each:
 * Opacus (when installed): the same network and DP-SGD epoch in PyTorch with Opacus'
   per-sample gradients, same threads.
 
-Targets (issue 17): norms ≤ 10 % of a plain epoch; a DP-SGD epoch ≤ 1.3× a plain one.
+Targets (issue 17): norms ≤ 10 % of a plain epoch (norms in training ≤ 1.10×, or the separate
+pass ≤ 0.10×); a DP-SGD epoch ≤ 1.3× a plain one.
 Every network and epoch starts from the same weights.  The machine's load is printed.
 """
 
@@ -59,18 +62,19 @@ def timed(fn):
     return time.perf_counter() - start
 
 
-def cases(sc, X, y, start):
+def cases(sc, X, y, start, opacus=True):
     """name -> a call that runs it from the weights ``start``."""
     def fit(**kw):
         def run():
             net = start.copy()
             net.fit(X, y, epochs=1, batch_size=sc.m, eta=sc.eta, monitor=False, **kw)
         return run
-    out = {"plain": fit(), "norms": lambda: start.per_example_gradient_norms(X, y),
+    out = {"plain": fit(), "norms in training": fit(record_norms=True),
+           "norms pass": lambda: start.per_example_gradient_norms(X, y),
            "clipped": fit(clip_norm=1.0),
            "DP-SGD": fit(clip_norm=1.0, noise_multiplier=1.1, delta=1e-5),
            "accountant": lambda: privacy.epsilon(1.1, sc.m / len(X), -(-len(X) // sc.m), 1e-5)}
-    opacus_epoch = opacus_case(sc, X, y)
+    opacus_epoch = opacus_case(sc, X, y) if opacus else None
     if opacus_epoch is not None:
         out["Opacus DP-SGD"] = opacus_epoch
     return out
@@ -111,6 +115,8 @@ def main(argv=None):
     p.add_argument("--examples", type=int, default=10_000)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--scenarios", default="w1,w2,w3")
+    p.add_argument("--no-opacus", action="store_true",
+                   help="leave Opacus out (its epochs take most of the run's time)")
     args = p.parse_args(argv)
     X, y, source = load(args.examples)
     loopnet.warmup()
@@ -118,14 +124,14 @@ def main(argv=None):
           f"rounds; NUMBA_NUM_THREADS={numba.get_num_threads()}, "
           f"load {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} "
           f"on {os.cpu_count()} CPUs")
-    print(f"{'scenario':<26} {'plain s':>8} {'norms':>14} {'clipped':>14} {'DP-SGD':>14} "
-          f"{'(accountant)':>14} {'Opacus DP':>14}")
+    print(f"{'scenario':<26} {'plain s':>8} {'norms in train':>14} {'norms pass':>14} "
+          f"{'clipped':>14} {'DP-SGD':>14} {'(accountant)':>14} {'Opacus DP':>14}")
     rows = {}
     for key in args.scenarios.split(","):
         sc = SCENARIOS[key]
         start = loopnet.Net(sc.sizes, activation=sc.activation, output=sc.output,
                             cost=sc.cost, seed=0)
-        calls = cases(sc, X, y, start)
+        calls = cases(sc, X, y, start, opacus=not args.no_opacus)
         for call in calls.values():      # compile and warm every path once
             call()
         best = {name: np.inf for name in calls}
@@ -134,12 +140,14 @@ def main(argv=None):
                 best[name] = min(best[name], timed(call))
         plain = best["plain"]
         cell = {k: f"{v:6.3f}s {v / plain:5.2f}x" for k, v in best.items()}
-        print(f"{sc.title:<26} {plain:8.3f} {cell['norms']:>14} {cell['clipped']:>14} "
+        print(f"{sc.title:<26} {plain:8.3f} {cell['norms in training']:>14} "
+              f"{cell['norms pass']:>14} {cell['clipped']:>14} "
               f"{cell['DP-SGD']:>14} {cell['accountant']:>14} "
               f"{cell.get('Opacus DP-SGD', 'not installed'):>14}")
         rows[key] = best
     print(f"load after: {os.getloadavg()[0]:.2f}")
-    print("targets: norms <= 0.10x plain; DP-SGD <= 1.30x plain")
+    print("targets: norms in training <= 1.10x plain (or norms pass <= 0.10x); "
+          "DP-SGD <= 1.30x plain")
     return rows
 
 

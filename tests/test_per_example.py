@@ -152,3 +152,57 @@ def test_bad_clip_and_noise_get_a_clear_error():
         net.fit(X, Y, epochs=1, noise_multiplier=1.0)
     with pytest.raises(ValueError, match="sampling"):
         net.fit(X, Y, epochs=1, sampling="poisson")
+
+
+# ------------------------------------------------------------ fit(record_norms=True)
+def norm_of(grads):
+    gw, gb = grads
+    return math.sqrt(sum((g ** 2).sum() for g in gw + gb))
+
+
+@pytest.mark.parametrize("spec", NETS, ids=["tanh-softmax", "sigmoid-quadratic"])
+def test_recorded_norms_are_each_examples_norm_before_its_step(spec):
+    """fit(record_norms=True) over an order of 11 of the 13 rows, mini-batches of 4: each
+    visited row's ‖∇C_x‖ equals the NumPy per-example loop's at the weights before its
+    mini-batch's update (the reference net steps batch by batch); unvisited rows are NaN."""
+    net, X, Y = make(*spec)
+    order = np.random.default_rng(3).permutation(13)[:11]
+    got = net.copy()
+    got.fit(X, Y, epochs=1, batch_size=4, eta=0.5, order=order, monitor=False,
+            record_norms=True)
+    want = np.full(13, np.nan)
+    ref = net.copy()
+    for lo in range(0, 11, 4):
+        batch = order[lo:lo + 4]
+        want[batch] = [norm_of((gw, gb)) for _, gw, gb in numpy_per_example(ref, X[batch],
+                                                                             Y[batch])]
+        ref.fit(X, Y, epochs=1, batch_size=4, eta=0.5, order=batch, monitor=False)
+    assert len(got.example_norms) == 1 and got.example_norms[0].shape == (13,)
+    np.testing.assert_allclose(got.example_norms[0], want, rtol=1e-12, atol=0)
+    assert np.array_equal(np.isnan(got.example_norms[0]), np.isnan(want))
+    assert np.array_equal(got.params, ref.params)
+
+
+@pytest.mark.parametrize("kw", [{}, dict(clip_norm=0.05)], ids=["plain", "clipped"])
+def test_recording_norms_changes_no_bit_of_training(kw):
+    net, X, Y = make(*NETS[0])
+    a, b = net.copy(), net.copy()
+    args = dict(epochs=3, batch_size=5, eta=0.5, **kw)
+    a.fit(X, Y, **args)
+    b.fit(X, Y, **args, record_norms=True)
+    assert np.array_equal(a.params, b.params) and a.history[-1]["cost"] == b.history[-1]["cost"]
+    assert a.example_norms == [] and len(b.example_norms) == 3
+    assert all("example_norms" not in r for r in b.history)
+    assert np.all(np.isfinite(b.example_norms[2])) and np.all(b.example_norms[2] > 0)
+    assert np.array_equal(b.copy().example_norms[2], b.example_norms[2])
+    b.fit(X, Y, epochs=1, batch_size=5, eta=0.5, record_norms=True)
+    assert len(b.example_norms) == 1          # one entry per epoch of the last such fit
+
+
+def test_record_norms_bad_use_gets_a_clear_error():
+    net, X, Y = make(*NETS[0])
+    with pytest.raises(ValueError, match="record_norms must be True or False"):
+        net.fit(X, Y, epochs=1, record_norms="yes")
+    with pytest.raises(ValueError, match="record_norms is not available with sampling='poisson'"):
+        net.fit(X, Y, epochs=1, clip_norm=1.0, noise_multiplier=1.0, sampling="poisson",
+                record_norms=True)
