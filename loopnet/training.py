@@ -686,6 +686,11 @@ def flops_per_example(sizes):
 #: choosers of one process.
 _MEASURED = {}
 
+#: The same keys -> {threads: the last RECENT rates measured}: a probe is sized by the
+#: slowest of them, not by the last alone (see _ThreadChooser).
+_RECENT = {}
+RECENT = 3
+
 
 class _ThreadChooser:
     """Picks the thread count for each compiled run of mini-batches.
@@ -695,6 +700,16 @@ class _ThreadChooser:
     timed per mini-batch, the faster is used (one thread only when it is
     SWITCH_MARGIN faster), and every PROBE_EVERY-th run re-times the other one
     (on a shorter run) so that a change of machine load is noticed.
+
+    A change of choice starts slowly: the first run at the new choice is as long as
+    its last probe, and each further run doubles, up to the usual length.  On a busy
+    machine all threads can be 10-70x slower than one (one descheduled thread stalls
+    every barrier of a static schedule), and a short probe timed in a lucky moment
+    once sent whole runs of seconds there; now a wrong switch costs about two probes.
+    For the same reason a probe lasts PROBE_SECONDS at the SLOWEST of the last RECENT
+    rates of its choice: sized by the last rate alone, one lucky 0.4 ms/batch probe
+    made the next one 47 mini-batches, which ran at 49 ms each (2.3 s; W1 beside a
+    BLAS loop at load 8 on 2 cores).
     """
 
     def __init__(self, threads, flops_per_batch):
@@ -708,7 +723,11 @@ class _ThreadChooser:
         # What earlier fits of this process measured for the same work is the starting point
         # (a fit per call, as in a loop of fit(epochs=1), must not pay the first probes again).
         self.seconds = _MEASURED.setdefault((tuple(self.candidates), flops_per_batch), {})
+        self.recent = _RECENT.setdefault((tuple(self.candidates), flops_per_batch), {})
         self.calls = 0
+        self.probed = {}        # threads -> mini-batches in its last probe
+        self.settled = None     # the choice of the last usual run
+        self.ramp = None        # cap on the next usual run while ramping up after a switch
 
     def next(self):
         """(threads, probe) for the next run; a probe times a choice that is not the best."""
@@ -728,6 +747,7 @@ class _ThreadChooser:
 
     def record(self, threads, seconds_per_batch):
         self.seconds[threads] = seconds_per_batch
+        self.recent[threads] = (self.recent.get(threads, ()) + (seconds_per_batch,))[-RECENT:]
 
     def preferred(self):
         """The thread count that trained fastest so far (the first candidate before any);
@@ -743,15 +763,24 @@ class _ThreadChooser:
 
     def run_length(self, threads, probe, batch_size):
         """Mini-batches in the next run.  A probe runs 1/PROBE_SHARE of a usual run, and
-        at most PROBE_SECONDS at the rate measured for that choice."""
+        at most PROBE_SECONDS at the slowest rate measured lately for that choice.  After
+        a switch, usual runs start at the new choice's last probe length and double."""
         usual = self.batches_per_call(self.preferred() if probe else threads, batch_size)
-        if not probe:
+        if probe:
+            share = usual / PROBE_SHARE
+            mine = max(self.recent.get(threads, ()), default=None)    # the slowest lately
+            if mine:
+                share = min(share, PROBE_SECONDS / mine)
+            self.probed[threads] = max(1, int(share))
+            return self.probed[threads]
+        if threads != self.settled and len(self.candidates) > 1:    # a switch: start slowly
+            self.settled = threads
+            self.ramp = self.probed.get(threads, max(1, usual // PROBE_SHARE))
+        if self.ramp is None:
             return usual
-        share = usual / PROBE_SHARE
-        mine = self.seconds.get(threads)
-        if mine:
-            share = min(share, PROBE_SECONDS / mine)
-        return max(1, int(share))
+        length = min(usual, self.ramp)
+        self.ramp = None if self.ramp * 2 >= usual else self.ramp * 2
+        return length
 
     def batches_per_call(self, threads, batch_size):
         """Mini-batches in the next run: SEGMENT_EXAMPLES examples, fewer when that would

@@ -133,3 +133,20 @@ def test_readme_performance_section_replaced_in_place(tmp_path):
     assert "table 1" not in text and "table 2" in text
     assert text.index("## Install") < text.index("## Performance") < text.index("## Later")
     assert "kept" in text and "pip" in text
+
+
+def test_busy_table_slowdowns_worked_by_hand_and_competitor_lives_only_inside_its_block():
+    busy = importlib.import_module("busy")
+    res = {"scenario": H.SCENARIOS["w1"], "source": "test", "n": 100, "loads": [1.0, 2.0],
+           "labels": {"fit": "loopnet fit() defaults", "numpy": "NumPy matrix form"},
+           "fractions": {"fit": 1.0, "numpy": 1.0},
+           "all": {"fit": {"alone": [2.0], "blas": [3.0]}, "numpy": {"alone": [1.0], "blas": [3.0]}},
+           "best": {"fit": {"alone": 2.0, "blas": 3.0}, "numpy": {"alone": 1.0, "blas": 3.0}}}
+    table = busy.workload_table(res, ["alone", "blas"])
+    assert "| loopnet fit() defaults | 2.000 | 3.000 | 1.50× |" in table
+    assert "| NumPy matrix form | 1.000 | 3.000 | 3.00× |" in table
+    assert "(≤ 1: no worse) | 0.50 |" in table              # 1.5 / 3.0
+    assert "both busy (NumPy s / loopnet s) | 1.00× |" in table    # 3.0 / 3.0
+    with busy.Competitor("blas") as c:
+        assert c.proc.poll() is None                            # running, warm
+    assert c.proc.poll() is not None                            # killed on exit

@@ -231,3 +231,28 @@ def test_thread_chooser_starts_on_all_threads_and_needs_a_margin_to_leave_them()
     again = training._ThreadChooser(None, 12_345_678_901)
     again.candidates = [2, 1]
     assert [again.next(), again.next()] == [(1, False), (2, True)]
+
+
+def test_thread_chooser_starts_slowly_after_a_switch_and_sizes_probes_by_the_slowest_rate():
+    chooser = training._ThreadChooser(None, 98_765_432_109)     # its own entries
+    chooser.candidates = [2, 1]
+    usual = chooser.batches_per_call(2, 10)                     # 4096 / 10 = 409
+    assert chooser.next() == (2, False)
+    assert chooser.run_length(2, False, 10) == usual // training.PROBE_SHARE   # first run: short
+    chooser.record(2, 0.050)                                    # all threads: 50 ms per batch
+    assert chooser.next() == (1, True)
+    chooser.run_length(1, True, 10)
+    chooser.record(1, 0.0003)                                   # one thread wins
+    assert chooser.next() == (1, False)
+    lengths = [chooser.run_length(1, False, 10) for _ in range(12)]
+    assert lengths[:4] == [1, 2, 4, 8]                          # from its probe's length (0.2 s / 50 ms / 4)
+    assert lengths[-1] == usual                                 # ramped up to the usual length
+    # one lucky probe of all threads (0.25 ms) does not size the next probe: the slowest of
+    # the recent rates (50 ms) does, so it stays at 1 mini-batch
+    assert chooser.run_length(2, True, 10) == 1
+    chooser.record(2, 0.00025)
+    assert chooser.run_length(2, True, 10) == 1
+    # a switch back to all threads (the lucky probe made them preferred) starts at the length
+    # of their last probe and doubles, instead of a whole usual run at a rate seen once
+    assert chooser.preferred() == 2
+    assert [chooser.run_length(2, False, 10) for _ in range(3)] == [1, 2, 4]
