@@ -48,6 +48,7 @@ import os
 import sys
 import warnings
 
+import llvmlite.binding as llvm
 import numba
 import numba.np.linalg as numba_linalg      # loaded by Numba's first compile or cache load anyway
 from numba.core.caching import CacheImpl, UserWideCacheLocator
@@ -84,7 +85,6 @@ def vector_registers():
     if name and name != "host":
         return 32 if name in AVX512_CPUS else 16
     try:
-        import llvmlite.binding as llvm
         return 32 if llvm.get_host_cpu_features().get("avx512f", False) else 16
     except Exception:      # noqa: BLE001 - an unknown host: the smaller tiles are safe everywhere
         return 16

@@ -305,7 +305,7 @@ def _cache_is_empty():
     note is only printed when it is certain to be true.
     """
     try:
-        cache = getattr(engine.run_batches, "_cache", None)
+        cache = getattr(engine.drive_batches, "_cache", None)
         cache_file = getattr(cache, "_cache_file", None)
         if cache_file is None or numba.config.DISABLE_JIT:
             return False
