@@ -738,10 +738,13 @@ class _ThreadChooser:
         best = self.preferred()
         if len(self.candidates) > 1:
             other = next(k for k in self.candidates if k != best)
-            # a choice k times slower is probed k times less often (at most 4× less); each
-            # fit re-times it on its second run, as what an earlier fit measured may be stale
+            # a choice k times slower is probed k times less often (at most 4× less).  When
+            # an earlier fit left one thread preferred, this fit re-times all threads on its
+            # second run: that verdict may be stale (e.g. from a warm-up on a few rows); the
+            # other way round costs the one-thread probe nothing is gained by on a quiet machine
             slower = min(4, max(1, int(self.seconds[other] / max(self.seconds[best], 1e-12))))
-            if self.calls == 2 or self.calls % (PROBE_EVERY * slower) == 0:
+            early = self.calls == 2 and other == self.candidates[0]
+            if early or self.calls % (PROBE_EVERY * slower) == 0:
                 return other, True
         return best, False
 

@@ -227,10 +227,16 @@ def test_thread_chooser_starts_on_all_threads_and_needs_a_margin_to_leave_them()
     assert chooser.run_length(2, True, 10) <= max(1, training.PROBE_SECONDS / 0.010)
     probes = [chooser.next() for _ in range(4 * training.PROBE_EVERY)]
     assert (2, True) in probes and probes.count((1, False)) > probes.count((2, True))
-    # a new fit starts from what this one measured, and re-times the other choice at once
+    # a new fit starts from what this one measured (one thread), and re-times all threads at once
     again = training._ThreadChooser(None, 12_345_678_901)
     again.candidates = [2, 1]
     assert [again.next(), again.next()] == [(1, False), (2, True)]
+    # ... but with all threads preferred it does not probe one thread before the usual cadence
+    again.record(2, 0.005)
+    third = training._ThreadChooser(None, 12_345_678_901)
+    third.candidates = [2, 1]
+    assert [third.next() for _ in range(training.PROBE_EVERY - 1)] == [(2, False)] * (
+        training.PROBE_EVERY - 1)
 
 
 def test_thread_chooser_starts_slowly_after_a_switch_and_sizes_probes_by_the_slowest_rate():
