@@ -94,28 +94,14 @@ def _describe(v):
     return "a %s" % type(v).__name__
 
 
-def _stack_arrays(vs, n):
-    """(len(vs), n) float64 matrix when every v is a numeric (n, 1) or (n,) ndarray, else None.
-
-    np.concatenate of (1, n) views: 4× faster than np.array(vs) on 50,000 (784, 1) arrays
-    (0.15 s against 0.63), which inspects every element as a nested sequence.
-    """
-    if not all(type(v) is np.ndarray and (v.shape == (n, 1) or v.shape == (n,)) for v in vs):
-        return None
-    A = np.concatenate([v.reshape(1, n) for v in vs])
-    return A.astype(np.float64, copy=False) if A.dtype.kind in "biuf" else None
-
-
 def _stack_columns(vs, n, name, role, hint=""):
     """(len(vs), n) float64 matrix from (n, 1) or (n,) arrays; ValueError naming a bad one."""
     if len(vs) == 0:
         return np.zeros((0, n))
-    A = _stack_arrays(vs, n)
-    if A is None:
-        try:
-            A = np.array(vs, dtype=np.float64)
-        except (ValueError, TypeError):
-            A = None
+    try:
+        A = np.array(vs, dtype=np.float64)
+    except (ValueError, TypeError):
+        A = None
     ok = A is not None and len(vs) == (A.shape[0] if A.ndim else -1) and (
         (A.ndim == 2 and A.shape[1] == n) or (A.ndim == 3 and A.shape[1:] == (n, 1)))
     if ok:
