@@ -682,13 +682,10 @@ def flops_per_example(sizes):
     return 4 * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
 
 
-#: (candidates, flops per mini-batch) -> {threads: seconds per mini-batch}, shared by the
-#: choosers of one process.
+#: (candidates, flops per mini-batch) -> {threads: the last RECENT rates measured, in
+#: seconds per mini-batch, oldest first}, shared by the choosers of one process.  Choices
+#: go by the latest rate; a probe is sized by the slowest of them (see _ThreadChooser).
 _MEASURED = {}
-
-#: The same keys -> {threads: the last RECENT rates measured}: a probe is sized by the
-#: slowest of them, not by the last alone (see _ThreadChooser).
-_RECENT = {}
 RECENT = 3
 
 
@@ -722,8 +719,7 @@ class _ThreadChooser:
             self.candidates = [1]
         # What earlier fits of this process measured for the same work is the starting point
         # (a fit per call, as in a loop of fit(epochs=1), must not pay the first probes again).
-        self.seconds = _MEASURED.setdefault((tuple(self.candidates), flops_per_batch), {})
-        self.recent = _RECENT.setdefault((tuple(self.candidates), flops_per_batch), {})
+        self.rates = _MEASURED.setdefault((tuple(self.candidates), flops_per_batch), {})
         self.calls = 0
         self.probed = {}        # threads -> mini-batches in its last probe
         self.settled = None     # the choice of the last usual run
@@ -732,9 +728,9 @@ class _ThreadChooser:
     def next(self):
         """(threads, probe) for the next run; a probe times a choice that is not the best."""
         self.calls += 1
-        untried = [k for k in self.candidates if k not in self.seconds]
+        untried = [k for k in self.candidates if k not in self.rates]
         if untried:
-            return untried[0], bool(self.seconds)
+            return untried[0], bool(self.rates)
         best = self.preferred()
         if len(self.candidates) > 1:
             other = next(k for k in self.candidates if k != best)
@@ -742,25 +738,29 @@ class _ThreadChooser:
             # an earlier fit left one thread preferred, this fit re-times all threads on its
             # second run: that verdict may be stale (e.g. from a warm-up on a few rows); the
             # other way round costs the one-thread probe nothing is gained by on a quiet machine
-            slower = min(4, max(1, int(self.seconds[other] / max(self.seconds[best], 1e-12))))
+            slower = min(4, max(1, int(self.latest(other) / max(self.latest(best), 1e-12))))
             early = self.calls == 2 and other == self.candidates[0]
             if early or self.calls % (PROBE_EVERY * slower) == 0:
                 return other, True
         return best, False
 
     def record(self, threads, seconds_per_batch):
-        self.seconds[threads] = seconds_per_batch
-        self.recent[threads] = (self.recent.get(threads, ()) + (seconds_per_batch,))[-RECENT:]
+        self.rates[threads] = (self.rates.get(threads, ()) + (seconds_per_batch,))[-RECENT:]
+
+    def latest(self, threads):
+        """The last rate measured for ``threads`` (seconds per mini-batch), None before any."""
+        rates = self.rates.get(threads)
+        return rates[-1] if rates else None
 
     def preferred(self):
         """The thread count that trained fastest so far (the first candidate before any);
         a later candidate (one thread) only when it is SWITCH_MARGIN times faster."""
-        timed = [k for k in self.candidates if k in self.seconds]
+        timed = [k for k in self.candidates if k in self.rates]
         if not timed:
             return self.candidates[0]
         best = timed[0]
         for k in timed[1:]:
-            if self.seconds[k] * SWITCH_MARGIN < self.seconds[best]:
+            if self.latest(k) * SWITCH_MARGIN < self.latest(best):
                 best = k
         return best
 
@@ -771,7 +771,7 @@ class _ThreadChooser:
         usual = self.batches_per_call(self.preferred() if probe else threads, batch_size)
         if probe:
             share = usual / PROBE_SHARE
-            mine = max(self.recent.get(threads, ()), default=None)    # the slowest lately
+            mine = max(self.rates.get(threads, ()), default=None)     # the slowest lately
             if mine:
                 share = min(share, PROBE_SECONDS / mine)
             self.probed[threads] = max(1, int(share))
@@ -789,7 +789,7 @@ class _ThreadChooser:
         """Mini-batches in the next run: SEGMENT_EXAMPLES examples, fewer when that would
         take longer than SEGMENT_SECONDS at the measured rate."""
         per_call = max(1, SEGMENT_EXAMPLES // batch_size)
-        seconds = self.seconds.get(threads)
+        seconds = self.latest(threads)
         if seconds:
             per_call = min(per_call, max(1, int(SEGMENT_SECONDS / seconds)))
         return per_call
