@@ -64,7 +64,7 @@ from _report import *  # noqa: F401,F403  (the instrument's parts, re-exported f
 from _scenarios import RESULTS_DIR, SCENARIOS, TOL, flops_per_epoch
 from _machine import machine_header, machine_slug, measure_peaks, n_cores
 from _impls import NielsenStyle, Sklearn, Torch, init_params, ladder, load_data
-from _timing import compile_times, time_ladder, validate
+from _timing import compile_times, time_ladder, validate, weights_after
 from _report import fmt_err, scenario_table, update_results
 
 
@@ -120,15 +120,9 @@ def run_scenario(sc, dtype="float64", n=50_000, repeats=3, quick=False, want=Non
     keys = [k for k, _ in ok]
     if "loopnet1" in keys and "loopnet" in keys:
         nb = max(1, min(5, len(X) // sc.m))
-        outs = []
-        for key in ("loopnet1", "loopnet"):
-            impl = dict(ok)[key]
-            impl.set(ws, bs)
-            with impl.threads_ctx():
-                impl.train(X[: nb * sc.m], Y[: nb * sc.m], np.arange(nb * sc.m))
-            outs.append(impl.get())
-        same = all(np.array_equal(a, b) for a, b in zip(outs[0][0] + outs[0][1], outs[1][0] + outs[1][1]))
-        res["bit_identical"] = (same, nb)
+        one, many = (weights_after(dict(ok)[key], sc, X, Y, ws, bs, nb)
+                     for key in ("loopnet1", "loopnet"))
+        res["bit_identical"] = (all(np.array_equal(a, b) for a, b in zip(one, many)), nb)
     if compile_probe and "loopnet1" in keys:
         log("  compile probe (two fresh processes) ...")
         try:

@@ -43,6 +43,17 @@ def validate(impl, sc, X, Y, ws, bs, n_batches=3):
     return g_err, w_err
 
 
+def weights_after(impl, sc, X, Y, ws, bs, n_batches=5):
+    """impl's weights and biases, as one flat list of arrays, after up to ``n_batches``
+    mini-batches of X from (ws, bs): what the bit-for-bit thread checks compare."""
+    nb = max(1, min(n_batches, len(X) // sc.m))
+    impl.set(ws, bs)
+    with impl.threads_ctx():
+        impl.train(X[: nb * sc.m], Y[: nb * sc.m], np.arange(nb * sc.m))
+    w, b = impl.get()
+    return [np.array(a) for a in list(w) + list(b)]
+
+
 def time_ladder(impls, X, Y, ws, bs, repeats, seed=1, warmup_examples=2000, log=print):
     """Best seconds per epoch of len(X) examples for each impl, epochs interleaved round-robin.
 

@@ -56,18 +56,9 @@ def implementations(sc, dtype, cores):
 
 def bit_identical(impls, sc, X, Y, ws, bs):
     """{key: weights after 5 mini-batches equal, bit for bit, to loopnet's on 1 thread}."""
-    nb = max(1, min(5, len(X) // sc.m))
-    out = {}
-    for key, impl in impls:
-        if not key.startswith("loopnet"):
-            continue
-        impl.set(ws, bs)
-        with impl.threads_ctx():
-            impl.train(X[: nb * sc.m], Y[: nb * sc.m], np.arange(nb * sc.m))
-        w, b = impl.get()
-        out[key] = [a.copy() for a in w + b]
-    first = out["loopnet1"]
-    return {k: all(np.array_equal(a, c) for a, c in zip(v, first)) for k, v in out.items()}
+    out = {key: H.weights_after(impl, sc, X, Y, ws, bs)
+           for key, impl in impls if key.startswith("loopnet")}
+    return {k: all(np.array_equal(a, c) for a, c in zip(v, out["loopnet1"])) for k, v in out.items()}
 
 
 def scenario(sc, dtype, n, repeats, cores, log=print):

@@ -55,16 +55,23 @@ def count(asm):
     return {"zmm": zmm, "ymm": ymm, "xmm packed": max(xmm, 0), "scalar": len(SCALAR.findall(asm))}
 
 
+def scenario_arch(sc):
+    """The engine's Arch of the scenario's network (sizes, activations, cost)."""
+    from loopnet import activations, costs, engine
+
+    return engine.make_arch(sc.sizes, activations.code(sc.activation), activations.code(sc.output),
+                            costs.code(sc.cost))
+
+
 def compile_drivers(sc, dtype):
     """Compile drive_batches (run_batches' compiled driver) and apply_step for the scenario's
     argument types, without running
     them (the code may be for a CPU this machine cannot execute)."""
     import numba
 
-    from loopnet import activations, costs, engine, optim
+    from loopnet import engine, optim
 
-    arch = engine.make_arch(sc.sizes, activations.code(sc.activation), activations.code(sc.output),
-                            costs.code(sc.cost))
+    arch = scenario_arch(sc)
     params = np.zeros(int(arch.p_off[-1]), dtype)
     state = optim.make_state(params.size, dtype)
     work = engine.make_work(arch, sc.m, dtype)
@@ -85,7 +92,7 @@ def time_target(sc, dtype, n, repeats):
 
     import numba
 
-    from loopnet import _jit, activations, costs, engine, optim
+    from loopnet import _jit, engine, optim
 
     import llvmlite.binding as llvm
 
@@ -94,23 +101,24 @@ def time_target(sc, dtype, n, repeats):
         return f"Timing: not run ({target} code needs AVX-512, which this CPU lacks)."
     numba.set_num_threads(1)
     rng = np.random.default_rng(0)
-    arch = engine.make_arch(sc.sizes, activations.code(sc.activation), activations.code(sc.output),
-                            costs.code(sc.cost))
+    arch = scenario_arch(sc)
     params = (rng.standard_normal(int(arch.p_off[-1])) * 0.1).astype(dtype)
     X = rng.random((n, sc.sizes[0])).astype(dtype)
     Y = np.eye(sc.sizes[-1], dtype=dtype)[rng.integers(0, sc.sizes[-1], n)]
     hyper = optim.make_hyper("sgd", 0.1, 0.0, n, 0.0, 0.9, 0.999, 1e-8)
     work = engine.make_work(arch, sc.m, dtype)
-    best = np.inf
-    for _ in range(repeats + 1):       # the first run loads what it needs: not kept
+    times = []
+    for _ in range(repeats + 1):
         p = params.copy()
         state = optim.make_state(p.size, dtype)
         t0 = time.perf_counter()
         engine.run_batches(p, state, work, X, Y, np.arange(n), sc.m, 0, n // sc.m, arch, hyper,
                            engine.TRAIN, np.empty((0, sc.sizes[-1]), dtype), np.empty(0))
-        best = min(best, time.perf_counter() - t0) if _ else np.inf
-    flops = H.flops_per_epoch(sc.sizes, sc.m, (n // sc.m) * sc.m)
-    epoch = best * 50_000 / ((n // sc.m) * sc.m)
+        times.append(time.perf_counter() - t0)
+    best = min(times[1:])              # the first run loads what it needs: not kept
+    trained = (n // sc.m) * sc.m
+    flops = H.flops_per_epoch(sc.sizes, sc.m, trained)
+    epoch = best * 50_000 / trained
     return (f"Timing, one thread, {n:,} examples, best of {repeats}: {epoch:.3f} s per 50,000-example "
             f"epoch, {flops / best / 1e9:.1f} GFLOP/s (load {os.getloadavg()[0]:.1f}).")
 
