@@ -294,8 +294,6 @@ def panel_rows(n_in, itemsize):
 def first_layer_panel(work, params, X, order, lo, hi, arch, j_lo, j_hi, ex):
     """z^1_j and a^1_j for rows j_lo ≤ j < j_hi of layer 1 (whole tiles), examples order[lo:hi]."""
     layer = np.int64(0)
-    if j_lo == j_hi:   # a narrow layer has fewer tiles than blocks
-        return
     w = weight(params, arch, layer)[j_lo:j_hi]
     bias_j = bias(params, arch, layer)[j_lo:j_hi]
     last_t = hi - lo - 1
