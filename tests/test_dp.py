@@ -37,6 +37,15 @@ def test_epsilon_is_the_accountants_answer(sampling):
     assert net.history[1]["epsilon"] > net.history[0]["epsilon"] > 0
 
 
+@pytest.mark.parametrize("sigma, q", [(0.6, 0.001), (1.1, 10 / 50000), (4.0, 0.3)])
+def test_epsilon_equals_the_accountant_for_any_step_count(sigma, q):
+    """privacy.epsilon keeps one step's RDP per (σ, q) and scales it; the accountant
+    composes T steps itself: the same ε, bit for bit, whatever T and δ, in any order."""
+    for steps, delta in [(1, 1e-5), (5000, 1e-5), (37, 1e-3), (250000, 1e-6), (5000, 1e-5)]:
+        assert privacy.epsilon(sigma, q, steps, delta) == \
+            accountant_epsilon(sigma, q, steps, delta)
+
+
 def test_default_delta_is_the_power_of_ten_below_one_over_n():
     assert privacy.default_delta(60000) == 1e-5
     assert privacy.default_delta(100) == 1e-3
