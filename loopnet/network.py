@@ -194,7 +194,9 @@ def _backprop_example(params, layout, x, y, scratch, grad):
     Forward z^l = w^l a^{l-1} + b^l, a^l = sigma(z^l); BP1 delta^L; BP2 delta^l from
     delta^{l+1}; BP3/BP4 dC/db^l = delta^l, dC/dw^l_jk = delta^l_j a^{l-1}_k: the
     kernels of :mod:`loopnet.kernels`, for one example, serially (a few
-    microseconds of work, not worth waking other threads).  ``layout`` is
+    microseconds of work, not worth waking other threads: most of it is reading
+    w and writing the gradient, ~50 GB/s from L2 on the 2-core EPYC).  x may be
+    float32 (read in place) or float64; y float64.  ``layout`` is
     :func:`_layout`; ``scratch`` holds z, a and delta of every layer, one row each.
     """
     n_layers, act, out_act, cost = layout[0], layout[1], layout[2], layout[3]
@@ -206,9 +208,12 @@ def _backprop_example(params, layout, x, y, scratch, grad):
         n, m = sizes[i + 1], sizes[i]
         w = params[p_off[i]:p_off[i] + n * m].reshape((n, m))
         b = params[p_off[i] + n * m:p_off[i] + n * m + n]
-        a_prev = x if i == 0 else a[u_off[i - 1]:u_off[i]]
-        forward_layer(z[u_off[i]:u_off[i + 1]], a[u_off[i]:u_off[i + 1]], w, b, a_prev,
-                      act if i < n_layers - 1 else out_act)
+        act_i = act if i < n_layers - 1 else out_act
+        if i == 0:       # a^0 = x, in the caller's dtype (float32 x: exact products in float64)
+            forward_layer(z[:u_off[1]], a[:u_off[1]], w, b, x, act_i)
+        else:
+            forward_layer(z[u_off[i]:u_off[i + 1]], a[u_off[i]:u_off[i + 1]], w, b,
+                          a[u_off[i - 1]:u_off[i]], act_i)
     last = n_layers - 1
     output_delta(delta[u_off[last]:u_off[last + 1]], z[u_off[last]:u_off[last + 1]],
                  a[u_off[last]:u_off[last + 1]], y, out_act, cost)
@@ -219,10 +224,13 @@ def _backprop_example(params, layout, x, y, scratch, grad):
             w_next = params[p_off[i + 1]:p_off[i + 1] + k * n].reshape((k, n))
             hidden_delta(delta[u_off[i]:u_off[i + 1]], z[u_off[i]:u_off[i + 1]],
                          a[u_off[i]:u_off[i + 1]], w_next, delta[u_off[i + 1]:u_off[i + 2]], act)
-        a_prev = x if i == 0 else a[u_off[i - 1]:u_off[i]]
-        gradient_of_example(grad[p_off[i]:p_off[i] + n * m].reshape((n, m)),
-                            grad[p_off[i] + n * m:p_off[i] + n * m + n],
-                            delta[u_off[i]:u_off[i + 1]], a_prev)
+        nabla_w = grad[p_off[i]:p_off[i] + n * m].reshape((n, m))
+        nabla_b = grad[p_off[i] + n * m:p_off[i] + n * m + n]
+        if i == 0:
+            gradient_of_example(nabla_w, nabla_b, delta[:u_off[1]], x)
+        else:
+            gradient_of_example(nabla_w, nabla_b, delta[u_off[i]:u_off[i + 1]],
+                                a[u_off[i - 1]:u_off[i]])
 
 
 @jit
@@ -259,17 +267,36 @@ class _Core(object):
     """A loopnet.Net plus the view lists handed to the user as weights/biases."""
 
     __slots__ = ("net", "sizes", "cost", "wlist", "blist", "wviews", "bviews", "layout",
-                 "scratch", "chooser")
+                 "scratch", "chooser", "n_params", "weight_spans", "bias_spans")
+
+
+def _as_vector(v, n):
+    """v as a length-n float32/float64 vector (a view when it can be), or None if it is not
+    an (n, 1) or (n,) float array."""
+    if type(v) is np.ndarray and v.dtype.type in _FLOAT_TYPES and (v.shape == (n, 1)
+                                                                  or v.shape == (n,)):
+        return v.reshape(n)
+    return None
+
+
+_FLOAT_TYPES = (np.float64, np.float32)
+
+
+def _layer_spans(sizes):
+    """[(start, stop, (n, m)) of each w^l], [(start, stop, (n, 1)) of each b^l] in the flat buffer."""
+    ws, bs, start = [], [], 0
+    for m, n in zip(sizes[:-1], sizes[1:]):
+        ws.append((start, start + n * m, (n, m)))
+        bs.append((start + n * m, start + n * m + n, (n, 1)))
+        start += n * m + n
+    return ws, bs
 
 
 def _layer_views(params, sizes):
     """Nielsen-shaped views into a flat buffer: w^l (n, m) and b^l as (n, 1) columns."""
-    ws, bs, start = [], [], 0
-    for m, n in zip(sizes[:-1], sizes[1:]):
-        ws.append(params[start:start + n * m].reshape(n, m))
-        bs.append(params[start + n * m:start + n * m + n].reshape(n, 1))
-        start += n * m + n
-    return ws, bs
+    ws, bs = _layer_spans(sizes)
+    return ([params[lo:hi].reshape(shape) for lo, hi, shape in ws],
+            [params[lo:hi].reshape(shape) for lo, hi, shape in bs])
 
 
 _first_compile_checked = []
@@ -451,6 +478,8 @@ class _Compiled(object):
             c.layout = _layout(c.net._arch)
             c.scratch = np.zeros((3, int(c.net._arch.u_off[-1])))
             c.chooser = None
+            c.n_params = c.net.params.shape[0]
+            c.weight_spans, c.bias_spans = _layer_spans(c.sizes)
             self.__dict__["_loopnet_core"] = c
         self._install(c, params)
         return c
@@ -603,20 +632,25 @@ class _Compiled(object):
         return (nabla_b, nabla_w)
 
     def _compiled_backprop(self, x, y):
-        """(nabla_b, nabla_w) of one example from the compiled kernels, in Nielsen's shapes."""
-        n_in, n_out = self.sizes[0], self.sizes[-1]
-        xv = np.asarray(x, dtype=np.float64)
-        yv = np.asarray(y, dtype=np.float64)
-        if (xv.shape != (n_in, 1) and xv.shape != (n_in,)) or \
-                (yv.shape != (n_out, 1) and yv.shape != (n_out,)):
-            self._check_xy(x, y)           # raises, naming the problem
+        """(nabla_b, nabla_w) of one example from the compiled kernels, in Nielsen's shapes.
+
+        The per-call path is kept short (it runs once per example in the book's
+        exercises): x and y go to the kernel as they are when they are float arrays
+        of the right length (float32 x, as load_data_wrapper() gives it, is read in
+        place: each product is exact in float64, so the bits equal converting first);
+        anything else is converted, or refused by :meth:`_check_xy`.
+        """
         net = self._net()
         c = self.__dict__["_loopnet_core"]
-        grad = np.empty(net.params.shape[0])
-        _backprop_example(net.params, c.layout, np.ascontiguousarray(xv.reshape(-1)),
-                          np.ascontiguousarray(yv.reshape(-1)), c.scratch, grad)
-        ws, bs = _layer_views(grad, c.sizes)
-        return (bs, ws)
+        xv = _as_vector(x, c.sizes[0])
+        yv = _as_vector(y, c.sizes[-1])
+        if xv is None or yv is None:
+            x, y = self._check_xy(x, y)           # raises, naming the problem, or converts
+            xv, yv = x.reshape(-1), y.reshape(-1)
+        grad = np.empty(c.n_params)
+        _backprop_example(net.params, c.layout, xv, yv, c.scratch, grad)
+        return ([grad[lo:hi].reshape(shape) for lo, hi, shape in c.bias_spans],
+                [grad[lo:hi].reshape(shape) for lo, hi, shape in c.weight_spans])
 
     def _gradient_sum_python(self, mini_batch):
         nabla_b = [np.zeros(np.shape(b)) for b in self.biases]

@@ -418,6 +418,24 @@ def test_feedforward_replaced_is_used_by_evaluate():
         assert net.evaluate(test) == len(test)
 
 
+def test_backprop_reads_float32_x_as_its_float64_value():
+    """load_data_wrapper() gives float32 x: backprop reads it in place, and since each
+    product w_jk x_k is exact in float64, the gradient equals that of x.astype(float64)
+    bit for bit; x as a 1-D vector or a list gives the same gradient too."""
+    np.random.seed(4)
+    net = network.Network([6, 5, 3])
+    rs = np.random.RandomState(2)
+    x32 = rs.rand(6, 1).astype(np.float32)
+    y = np.eye(3)[[1]].T
+    expect = net.backprop(x32.astype(np.float64), y)
+    for x in (x32, x32.reshape(6), x32[:, 0].tolist(), x32.astype(np.float64)[::1]):
+        got = net.backprop(x, y)
+        for a, b in zip(got[0] + got[1], expect[0] + expect[1]):
+            assert a.shape == b.shape and np.array_equal(a, b)
+    with pytest.raises(ValueError, match=r"x has shape \(7, 1\)"):
+        net.backprop(np.zeros((7, 1), np.float32), y)
+
+
 def test_weights_are_the_network_and_old_arrays_keep_their_values():
     training = small_problem()
     np.random.seed(1)
