@@ -203,9 +203,13 @@ def backpropagate_errors(z, a, delta, params, x, y, arch, first_layer, with_erro
     n_layers = arch.sizes.shape[0] - 1
     for i in range(first_layer, n_layers):
         act = arch.act if i < n_layers - 1 else arch.out_act
-        a_prev = x if i == 0 else units(a, arch, i - 1)
-        forward_layer(units(z, arch, i), units(a, arch, i),
-                      weight(params, arch, i), bias(params, arch, i), a_prev, act)
+        if i == 0:      # a^0 = x, which may be float32 under float64 weights (see run_batches)
+            forward_layer(units(z, arch, i), units(a, arch, i),
+                          weight(params, arch, i), bias(params, arch, i), x, act)
+        else:
+            forward_layer(units(z, arch, i), units(a, arch, i),
+                          weight(params, arch, i), bias(params, arch, i), units(a, arch, i - 1),
+                          act)
         if drop_rate(ex, i) > 0.0:
             dropout(units(a, arch, i), drop_rate(ex, i), ex.drop_seed, r, i, np.int64(0))
     if not with_errors:
@@ -240,8 +244,10 @@ def clip_and_weigh(a, delta, x, arch, ex, r, p):
     if ex.norms.shape[0] > 0 or ex.clip < np.inf:
         total = 0.0
         for i in range(n_layers):
-            a_prev = x if i == 0 else units(a, arch, i - 1)
-            sq = gradient_norm_sq(units(delta, arch, i), a_prev)
+            if i == 0:
+                sq = gradient_norm_sq(units(delta, arch, i), x)
+            else:
+                sq = gradient_norm_sq(units(delta, arch, i), units(a, arch, i - 1))
             if ex.norms.shape[0] > 0:
                 ex.norms[p, i] = sq
             total += sq
@@ -319,14 +325,6 @@ def first_layer_panel(work, params, X, order, lo, hi, arch, j_lo, j_hi, ex):
 
 # ------------------------------------------------------- phase B
 @jit_inner
-def previous_activations(work, X, order, lo, arch, i, t):
-    """a^{i} of example t of the block: the input row itself for layer 1."""
-    if i == 0:
-        return X[order[lo + t]]
-    return units(work.a[t], arch, i - 1)
-
-
-@jit_inner
 def gradient_rows(grad, work, X, order, lo, hi, arch, i, j_lo, j_hi):
     """BP3/BP4 for rows j_lo … j_hi−1 of layer i+1, summed over examples order[lo:hi] in order.
 
@@ -334,6 +332,8 @@ def gradient_rows(grad, work, X, order, lo, hi, arch, i, j_lo, j_hi):
     example, the missing ones are phantoms with δ = 0 (the never-written last
     row of ``work.delta``) and the last example's a: they add exact zeros,
     g + 0·a = g, so the sums are bit for bit those of the real examples.
+    a^{i} is the input row itself for layer 1 (X may be float32 under float64
+    weights: each product is exact in float64), ``work.a`` otherwise.
     """
     last_t = hi - lo - 1
     zero = work.delta.shape[0] - 1
@@ -343,14 +343,19 @@ def gradient_rows(grad, work, X, order, lo, hi, arch, i, j_lo, j_hi):
         d1 = t + 1 if t + 1 <= last_t else zero
         d2 = t + 2 if t + 2 <= last_t else zero
         d3 = t + 3 if t + 3 <= last_t else zero
-        accumulate_gradient4(
-            nabla_w, nabla_b,
-            units(work.delta[t], arch, i)[j_lo:j_hi], units(work.delta[d1], arch, i)[j_lo:j_hi],
-            units(work.delta[d2], arch, i)[j_lo:j_hi], units(work.delta[d3], arch, i)[j_lo:j_hi],
-            previous_activations(work, X, order, lo, arch, i, t),
-            previous_activations(work, X, order, lo, arch, i, min(t + 1, last_t)),
-            previous_activations(work, X, order, lo, arch, i, min(t + 2, last_t)),
-            previous_activations(work, X, order, lo, arch, i, min(t + 3, last_t)))
+        e1, e2, e3 = min(t + 1, last_t), min(t + 2, last_t), min(t + 3, last_t)
+        deltas = (units(work.delta[t], arch, i)[j_lo:j_hi],
+                  units(work.delta[d1], arch, i)[j_lo:j_hi],
+                  units(work.delta[d2], arch, i)[j_lo:j_hi],
+                  units(work.delta[d3], arch, i)[j_lo:j_hi])
+        if i == 0:
+            accumulate_gradient4(nabla_w, nabla_b, deltas[0], deltas[1], deltas[2], deltas[3],
+                                 X[order[lo + t]], X[order[lo + e1]], X[order[lo + e2]],
+                                 X[order[lo + e3]])
+        else:
+            accumulate_gradient4(nabla_w, nabla_b, deltas[0], deltas[1], deltas[2], deltas[3],
+                                 units(work.a[t], arch, i - 1), units(work.a[e1], arch, i - 1),
+                                 units(work.a[e2], arch, i - 1), units(work.a[e3], arch, i - 1))
 
 
 @jit_inner

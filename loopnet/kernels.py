@@ -186,10 +186,12 @@ def gradient_norm_sq(delta, a_prev):
     """
     dd = 0.0
     for j in range(delta.shape[0]):
-        dd += float(delta[j]) * float(delta[j])
+        d = np.float64(delta[j])       # (Numba's float() of a float32 stays a float32)
+        dd += d * d
     aa = 0.0
     for k in range(a_prev.shape[0]):
-        aa += float(a_prev[k]) * float(a_prev[k])
+        a = np.float64(a_prev[k])
+        aa += a * a
     return dd * (aa + 1.0)
 
 

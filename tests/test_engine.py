@@ -354,3 +354,30 @@ def test_register_tiles_follow_the_compile_target(monkeypatch):
     monkeypatch.setattr(numba.config, "CPU_FEATURES", "+avx2,+avx512f,+fma")
     assert _jit.vector_registers() == 32
     assert tiles.DOT_PASSES in (1, 2)
+
+
+@pytest.mark.parametrize("job", ["train", "gradient", "predict", "norms"])
+@pytest.mark.parametrize("net", ["0-hidden", "1-hidden-panels", "3-hidden"])
+def test_float32_inputs_under_float64_weights_equal_converting_them_first(net, job):
+    """X in float32 under float64 parameters (what Net keeps for float32 data, and the
+    Nielsen drop-ins for their float32 images): every product w_jk x_k is exact in
+    float64, so every result is that of X.astype(float64), bit for bit; with dropout,
+    clipping and norms on, so that every kernel that reads x is crossed."""
+    sizes, codes, arch, params, X, Y, order = setup(net, np.float64)
+    X32 = X.astype(np.float32)
+    hyper = optim.make_hyper("sgd", 0.5, 0.1, N, 0.0, 0.9, 0.999, 1e-8)
+    n_layers = len(sizes) - 1
+    results = []
+    for inputs in (X32, X32.astype(np.float64)):
+        norms = np.full((len(order), n_layers), np.nan)
+        drop = [0.3] * (n_layers - 1) + [0.0] if job != "norms" else []
+        rules = optim.make_rules(None, 0.8, norms, drop=drop, drop_seed=5)
+        p, state = params.copy(), optim.make_state(params.size, np.float64)
+        out, cst = np.full((len(order), sizes[-1]), np.nan), np.full(len(order), np.nan)
+        work = engine.make_work(arch, 6, np.float64)
+        engine.run_batches(p, state, work, inputs, Y, order, 6, 0, -(-len(order) // 6), arch,
+                           hyper._replace(ex=rules), JOBS.get(job, engine.NORMS), out, cst)
+        results.append((p, out, cst, norms, work.grad))
+    for got, want in zip(*results):
+        assert np.array_equal(got, want, equal_nan=True)
+    assert not np.array_equal(results[0][0], params) or job != "train"
