@@ -94,12 +94,17 @@ def _describe(v):
     return "a %s" % type(v).__name__
 
 
-def _stack_columns(vs, n, name, role, hint=""):
-    """(len(vs), n) float64 matrix from (n, 1) or (n,) arrays; ValueError naming a bad one."""
+def _stack_columns(vs, n, name, role, hint="", inputs=False):
+    """(len(vs), n) float64 matrix from (n, 1) or (n,) arrays; ValueError naming a bad one.
+    With ``inputs``, float32 arrays give a float32 matrix (see Net._inputs)."""
     if len(vs) == 0:
         return np.zeros((0, n))
+    # float32 inputs (load_data_wrapper()'s) stay float32: the core reads them exactly
+    # under its float64 weights (Net._inputs), at half the memory of a float64 copy.
+    dtype = np.float32 if inputs and all([type(v) is np.ndarray and v.dtype.type is np.float32
+                                          for v in vs]) else np.float64
     try:
-        A = np.array(vs, dtype=np.float64)
+        A = np.array(vs, dtype=dtype)
     except (ValueError, TypeError):
         A = None
     ok = A is not None and len(vs) == (A.shape[0] if A.ndim else -1) and (
@@ -299,21 +304,23 @@ def _layer_views(params, sizes):
             [params[lo:hi].reshape(shape) for lo, hi, shape in bs])
 
 
-_first_compile_checked = []
+_first_compile_checked = set()
 
 
-def _announce_first_compile():
-    """On the first run after install (an empty Numba cache), say that the kernels are
-    compiled and how long it took, instead of a silent pause; once per process."""
-    if _first_compile_checked:
+def _announce_first_compile(inputs):
+    """On the first run after install (no compiled training driver in Numba's cache for
+    float64 weights and inputs of dtype ``inputs``), say that the kernels are compiled
+    and how long it took, instead of a silent pause; once per process and dtype."""
+    inputs = np.dtype(inputs)
+    if inputs in _first_compile_checked:
         return
-    _first_compile_checked.append(True)
-    if not _cache_is_empty():
+    _first_compile_checked.add(inputs)
+    if not _cache_is_empty(inputs):
         return
     sys.stderr.write("loopnet: compiling kernels for this CPU (first run only, "
                      "~%d s)...\n" % COMPILE_SECONDS_ESTIMATE)
     sys.stderr.flush()
-    seconds = warmup("float64")
+    seconds = warmup("float64", inputs=inputs)
     sys.stderr.write("loopnet: compiled in %.1f s; later runs load them from the cache "
                      "in about a second\n" % seconds)
     sys.stderr.flush()
@@ -323,22 +330,25 @@ def _announce_first_compile():
 COMPILE_SECONDS_ESTIMATE = 40   # 10 s to 45 s measured on 2-core machines
 
 
-def _cache_is_empty():
-    """True when Numba's on-disk cache holds no valid compiled training driver.
+def _cache_is_empty(inputs=np.float64):
+    """True when Numba's on-disk cache holds no valid compiled training driver for
+    float64 weights and inputs X of dtype ``inputs``.
 
     Reads the cache index of ``engine.drive_batches`` the way Numba does when it
-    loads it (an index written for other sources counts as empty).  If the
-    cache cannot be inspected (caching off, another Numba), says False: the
-    note is only printed when it is certain to be true.
+    loads it (an index written for other sources counts as empty) and looks for a
+    signature whose X (the fourth argument) has that dtype.  If the cache cannot be
+    inspected (caching off, another Numba), says False: the note is only printed
+    when it is certain to be true.
     """
     try:
         cache = getattr(engine.drive_batches, "_cache", None)
         cache_file = getattr(cache, "_cache_file", None)
         if cache_file is None or numba.config.DISABLE_JIT:
             return False
-        if engine.drive_batches.overloads:
+        want = numba.from_dtype(np.dtype(inputs))
+        if any(sig[3].dtype == want for sig in engine.drive_batches.overloads):
             return False          # already compiled or loaded in this process
-        return not cache_file._load_index()
+        return not any(key[0][3].dtype == want for key in cache_file._load_index())
     except Exception:             # never let the note break training
         return False
 
@@ -469,7 +479,6 @@ class _Compiled(object):
             raise ValueError("self.weights or self.biases contain NaN or infinity")
         cost = self._loopnet_cost
         if c is None or c.sizes != sizes or c.cost != cost:
-            _announce_first_compile()
             c = _Core()
             # seed=0: the core's private generator; nothing global is consumed.
             c.net = Net(sizes, activation="sigmoid", output="sigmoid", cost=cost,
@@ -522,9 +531,12 @@ class _Compiled(object):
         return entry.arrays, np.arange(len(data))
 
     def _inputs(self, xs, name):
-        return _stack_columns(
+        X = _stack_columns(
             xs, self.sizes[0], name, "input x",
-            " (this Network's input layer has sizes[0] = %d neurons)" % self.sizes[0])
+            " (this Network's input layer has sizes[0] = %d neurons)" % self.sizes[0],
+            inputs=True)
+        _announce_first_compile(X.dtype)        # the engine will run on these inputs
+        return X
 
     def _vector_targets(self, ys, name):
         n_out = self.sizes[-1]

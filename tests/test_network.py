@@ -436,6 +436,30 @@ def test_backprop_reads_float32_x_as_its_float64_value():
         net.backprop(np.zeros((7, 1), np.float32), y)
 
 
+def test_float32_training_data_gives_the_bits_of_its_float64_copy():
+    """load_data_wrapper()'s x are float32: SGD (and evaluate) keep them float32 for the
+    core, which reads each x_k exactly under float64 weights, so training on them equals
+    training on the same numbers as float64 arrays, bit for bit, and prints the same."""
+    data32 = [(x.astype(np.float32), y) for x, y in small_problem(n=40, sizes=(6, 5, 3))]
+    data64 = [(x.astype(np.float64), y) for x, y in data32]
+    test32 = [(x, int(np.argmax(y))) for x, y in data32[:15]]
+    test64 = [(x, int(np.argmax(y))) for x, y in data64[:15]]
+    nets, printed = [], []
+    for training, test in ((data32, test32), (data64, test64)):
+        random.seed(5)
+        np.random.seed(5)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            net = network.Network([6, 5, 3])
+            net.SGD(list(training), 3, 4, 2.0, test_data=test)
+        nets.append(net)
+        printed.append(out.getvalue())
+    assert printed[0] == printed[1]
+    for a, b in zip(nets[0].weights + nets[0].biases, nets[1].weights + nets[1].biases):
+        assert np.array_equal(a, b)
+    assert nets[0].evaluate(test32) == nets[1].evaluate(test64)
+
+
 def test_weights_are_the_network_and_old_arrays_keep_their_values():
     training = small_problem()
     np.random.seed(1)
@@ -488,14 +512,20 @@ def test_data_converted_once_in_an_early_stopping_loop(monkeypatch):
 
 
 def test_first_run_says_it_compiles(monkeypatch, capsys):
-    monkeypatch.setattr(network, "_first_compile_checked", [])
-    monkeypatch.setattr(network, "_cache_is_empty", lambda: True)
-    monkeypatch.setattr(network, "warmup", lambda dtype: 12.5)
-    network._announce_first_compile()
-    network._announce_first_compile()
+    """Once per process and input dtype, and it warms up the variant the data will use."""
+    monkeypatch.setattr(network, "_first_compile_checked", set())
+    monkeypatch.setattr(network, "_cache_is_empty", lambda inputs: True)
+    warmed = []
+    monkeypatch.setattr(network, "warmup", lambda dtype, inputs: warmed.append(inputs) or 12.5)
+    network._announce_first_compile(np.float32)
+    network._announce_first_compile(np.float32)
     err = capsys.readouterr().err
     assert err.count("compiling kernels for this CPU (first run only") == 1
     assert "compiled in 12.5 s" in err
+    assert warmed == [np.dtype(np.float32)]
+    network._announce_first_compile(np.float64)
+    assert capsys.readouterr().err.count("first run only") == 1
+    assert warmed == [np.dtype(np.float32), np.dtype(np.float64)]
 
 
 def test_cache_emptiness_is_read_from_numba_cache(tmp_path):
@@ -507,9 +537,17 @@ def test_cache_emptiness_is_read_from_numba_cache(tmp_path):
                PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env.pop("NUMBA_DISABLE_JIT", None)
     out = subprocess.run([sys.executable, "-c", "from loopnet import network; "
-                          "print(network._cache_is_empty())"],
+                          "print(network._cache_is_empty('float32'), "
+                          "network._cache_is_empty('float64'))"],
                          capture_output=True, text=True, env=env, timeout=120)
-    assert out.stdout.strip() == "True", out.stderr
+    assert out.stdout.strip() == "True True", out.stderr
+
+
+def test_cache_knows_which_input_dtype_was_compiled():
+    """After a float64-input warm-up in this process, float64 counts as compiled."""
+    from loopnet import warmup
+    warmup("float64")
+    assert not network._cache_is_empty(np.float64)
 
 
 def test_book_runs_profile_runs(tmp_path):
