@@ -27,9 +27,20 @@ indexed (3Blue1Brown's convention): w^l_jk is ``tr["weights"][l - 1][j, k]``.
 :func:`render` turns a trace into text with each equation written out with its
 numbers, e.g. ``δ^2_1 = (a^2_1 − y_1) · σ'(z^2_1) = (0.731 − 1) · 0.197 = -0.053``;
 :func:`to_json` turns it into one JSON object for notebooks.
+
+Dropout
+-------
+A network built with ``dropout=p`` trains with inverted dropout (Nielsen chapter 3):
+in the training pass of epoch e, hidden neuron j of layer l of example row r keeps
+ã^l_j = a^l_j · m^l_j / (1 − p_l), m^l_j = 1[u(s_e, r, l − 1, j) ≥ p_l], with s_e the
+epoch's seed (``net.history[e − 1]["dropout_seed"]``), and BP2's δ^l_j is multiplied by
+the same m^l_j / (1 − p_l) (``kernels.dropout``).  ``trace(net, x, y, dropout=(e, r))``
+traces that pass, mask included (``tr["dropout"]``); without ``dropout`` the trace is the
+pass without a mask, as ``predict`` and ``cost`` compute it.
 """
 
 import json
+from collections import namedtuple
 
 import numpy as np
 
@@ -52,7 +63,12 @@ KERNELS = {
     "BP3": "loopnet/kernels.py:accumulate_gradient",
     "BP4": "loopnet/kernels.py:accumulate_gradient",
     "update": "loopnet/optim.py:sgd_update",
+    "dropout": "loopnet/kernels.py:dropout",
 }
+
+#: The key of one training pass's dropout masks: the epoch's seed s, the example's row r
+#: of the training data, and (for the record only) the epoch.
+DropoutKey = namedtuple("DropoutKey", "seed index epoch", defaults=(None,))
 
 
 class Trace(dict):
@@ -83,17 +99,36 @@ def view_model(tr, *, eta=3.0, **options):
 # --------------------------------------------------------------------------- compute
 
 def backprop_example(weights, biases, x, y, activation="sigmoid", output="sigmoid",
-                     cost="quadratic", kernels=None):
+                     cost="quadratic", kernels=None, dropout=None):
     """Forward and backward pass for one example, one kernel call per layer and equation.
 
     ``weights``/``biases`` are lists for layers 1..L (w^l has shape (n_l, n_{l−1})),
     ``x`` and ``y`` 1-D arrays of the network's dtype.  ``kernels`` is any object with
     the four per-example kernels (default :mod:`loopnet.kernels`); tests pass a copy
     with one kernel broken to see that :func:`loopnet.gradcheck` notices.
+    ``dropout``: None, or ``(p, seed, r)`` to apply the training pass's masks
+    (:func:`passes_with_dropout`); ``a`` then holds the masked ã^l.
 
     Returns ``(z, a, delta, nabla_w, nabla_b)``: lists for layers 1..L, except ``a``
     whose first entry is the input a^0 = x.  ``nabla_*`` are ∂C_x/∂w and ∂C_x/∂b for
     this single example (no averaging).
+    """
+    return passes_with_dropout(weights, biases, x, y, activation, output, cost, kernels,
+                               dropout)[:5]
+
+
+def passes_with_dropout(weights, biases, x, y, activation, output, cost, kernels=None,
+                        dropout=None):
+    """:func:`backprop_example`, and the dropout masks it applied: ``(z, a, delta, nabla_w,
+    nabla_b, masks, a_sigma)``.
+
+    With ``dropout = (p, seed, r)`` (p: one probability per hidden layer), each hidden layer
+    with p_l > 0 runs, as the engine's training pass does (loopnet/engine.py:
+    backpropagate_errors), :func:`loopnet.kernels.dropout` keyed by (seed, r, l − 1):
+    forward ã^l_j = a^l_j · m^l_j/(1 − p_l), and in BP2
+    δ^l_j = (Σ_k w^{l+1}_kj δ^{l+1}_k) · σ'(z^l_j) · m^l_j/(1 − p_l), σ' taken at a^l = σ(z^l).
+    ``masks[l − 1]`` (int8, 0 = dropped) and ``a_sigma[l − 1]`` (a^l before the mask) for
+    hidden layers l = 1..L−1; both None without ``dropout``.
     """
     K = _kernels if kernels is None else kernels
     hidden = _act.code(activation)
@@ -103,20 +138,49 @@ def backprop_example(weights, biases, x, y, activation="sigmoid", output="sigmoi
     dtype = x.dtype
     z = [np.zeros(w.shape[0], dtype) for w in weights]
     a = [x] + [np.zeros(w.shape[0], dtype) for w in weights]
+    p, masks, a_sigma = _dropout_rates(dropout, L), None, None
+    if dropout is not None:
+        masks = [np.ones(w.shape[0], np.int8) for w in weights[:-1]]
+        a_sigma = [None] * (L - 1)
     # Forward pass: z^l = w^l a^{l-1} + b^l, a^l = σ(z^l), layer by layer (weights[l] is w^{l+1}).
     for i in range(L):
         K.forward_layer(z[i], a[i + 1], weights[i], biases[i], a[i], out if i == L - 1 else hidden)
+        if dropout is not None and i < L - 1:
+            a_sigma[i] = a[i + 1].copy()
+            if p[i] > 0:
+                masks[i] = _mask(len(z[i]), p[i], dropout, i, dtype)
+                _kernels.dropout(a[i + 1], p[i], dropout[1], dropout[2], i, 0)
     delta = [np.zeros(w.shape[0], dtype) for w in weights]
     # BP1 at the output layer, then BP2 from layer L-1 down to layer 1.
     K.output_delta(delta[L - 1], z[L - 1], a[L], y, out, cost_code)
     for i in range(L - 2, -1, -1):
-        K.hidden_delta(delta[i], z[i], a[i + 1], weights[i + 1], delta[i + 1], hidden)
+        a_i = a[i + 1] if dropout is None else a_sigma[i]
+        K.hidden_delta(delta[i], z[i], a_i, weights[i + 1], delta[i + 1], hidden)
+        if p[i] > 0:
+            _kernels.dropout(delta[i], p[i], dropout[1], dropout[2], i, 0)
     # BP3 and BP4: the gradient buffers start at zero and the kernel only adds (+=).
     nabla_w = [np.zeros_like(w) for w in weights]
     nabla_b = [np.zeros_like(b) for b in biases]
     for i in range(L):
         K.accumulate_gradient(nabla_w[i], nabla_b[i], delta[i], a[i])
-    return z, a, delta, nabla_w, nabla_b
+    return z, a, delta, nabla_w, nabla_b, masks, a_sigma
+
+
+def _dropout_rates(dropout, L):
+    """p of hidden layers 1..L−1 (zeros without dropout), checked against the layer count."""
+    if dropout is None:
+        return [0.0] * (L - 1)
+    p = [float(v) for v in dropout[0]]
+    if len(p) != L - 1:
+        raise ValueError(f"dropout needs one p per hidden layer ({L - 1}), got {len(p)}")
+    return p
+
+
+def _mask(n, p, dropout, i, dtype):
+    """m^{i+1}_j, 0 or 1, from the kernel itself: :func:`loopnet.kernels.dropout` of ones."""
+    ones = np.ones(n, dtype)
+    _kernels.dropout(ones, p, dropout[1], dropout[2], i, 0)
+    return (ones != 0).astype(np.int8)
 
 
 def _target(y, n_out, dtype):
@@ -135,7 +199,53 @@ def _target(y, n_out, dtype):
     return np.ascontiguousarray(t)
 
 
-def trace(net, x, y, *, kernels=None):
+def _int(value, what):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{what} must be an integer, got {value!r}")
+    return int(value)
+
+
+def dropout_key(net, epoch, index):
+    """The :class:`DropoutKey` of training epoch ``epoch`` (1 = the first) for example row
+    ``index`` of the training data as ``fit`` was given it: the epoch's seed is the one
+    training recorded, ``net.history[…]["dropout_seed"]`` (saved with the model)."""
+    if not any(getattr(net, "dropout", ())):
+        raise ValueError("this network has no dropout (p = 0 in every hidden layer): "
+                         "there is no mask to trace")
+    epoch, index = _int(epoch, "the dropout epoch"), _int(index, "the dropout example index")
+    if index < 0:
+        raise ValueError(f"the dropout example index is a row of the training data (>= 0), "
+                         f"got {index}")
+    trained = [r for r in net.history if r.get("epoch") == epoch]
+    if not 1 <= epoch <= net.epoch or not trained:
+        raise ValueError(f"the dropout epoch must be one this network was trained for "
+                         f"(1..{net.epoch}), got {epoch}")
+    if "dropout_seed" not in trained[-1]:
+        raise ValueError(f"epoch {epoch} has no recorded dropout seed (trained without dropout, "
+                         f"or by a loopnet that did not record it)")
+    return DropoutKey(int(trained[-1]["dropout_seed"]), index, epoch)
+
+
+def _resolve_dropout(net, dropout):
+    """None, or ``(p per hidden layer, key)`` for ``trace(dropout=...)``."""
+    if dropout is None:
+        return None
+    if not isinstance(dropout, DropoutKey):
+        if not isinstance(dropout, (tuple, list)) or len(dropout) != 2:
+            raise ValueError(f"dropout must be (epoch, example index) or a DropoutKey, "
+                             f"got {dropout!r}")
+        dropout = dropout_key(net, *dropout)
+    seed = _int(dropout.seed, "the dropout seed")
+    index = _int(dropout.index, "the dropout example index")
+    if not 0 <= seed < 2 ** 63:
+        raise ValueError(f"the dropout seed must be between 0 and 2^63 − 1, got {seed}")
+    if index < 0:
+        raise ValueError(f"the dropout example index is a row of the training data (>= 0), "
+                         f"got {index}")
+    return [float(p) for p in net.dropout], DropoutKey(seed, index, dropout.epoch)
+
+
+def trace(net, x, y, *, kernels=None, dropout=None):
     """All intermediate quantities of backprop for one example ``(x, y)`` through ``net``.
 
     ``x``: n_in input values; ``y``: n_out targets or an int class label (one-hot).
@@ -150,7 +260,16 @@ def trace(net, x, y, *, kernels=None):
     :func:`loopnet.tiles.forward_layer4`, which splits the sum over k differently; the two
     then agree within 2·n_0·ε relative (ε of the dtype, n_0 inputs; tests/test_engine.py),
     and bit for bit for a network without hidden layers.
+
+    ``dropout=(epoch, index)`` (a network with dropout, trained that epoch) traces the
+    training pass of example row ``index`` in that epoch: the masks training applied
+    (:func:`dropout_key`; or give a :class:`DropoutKey` with the seed itself).  ``a`` then
+    holds the masked ã^l of the hidden layers, ``delta`` the masked δ^l, and the trace gains
+    ``dropout``: ``{"p": [p_l], "seed", "index", "epoch", "mask": [m^l, int8 0/1],
+    "a": [a^l = σ(z^l) before the mask]}`` for hidden layers l = 1..L−1.  Without it
+    (the default) the trace is that of the pass without dropout, as ``predict`` computes.
     """
+    drop = _resolve_dropout(net, dropout)
     dtype = np.dtype(net.dtype)
     sizes = [int(n) for n in net.sizes]
     xa = np.asarray(x, dtype=dtype)
@@ -164,15 +283,26 @@ def trace(net, x, y, *, kernels=None):
     ya = _target(y, sizes[-1], dtype)
     weights = [np.array(w, dtype=dtype, order="C") for w in net.weights]
     biases = [np.array(b, dtype=dtype, order="C") for b in net.biases]
-    z, a, delta, nabla_w, nabla_b = backprop_example(
-        weights, biases, xa, ya, net.activation, net.output, net.cost_name, kernels)
+    key = None if drop is None else (drop[0], drop[1].seed, drop[1].index)
+    z, a, delta, nabla_w, nabla_b, masks, a_sigma = passes_with_dropout(
+        weights, biases, xa, ya, net.activation, net.output, net.cost_name, kernels, key)
     tr = Trace({
         "sizes": sizes, "activation": net.activation, "output": net.output,
         "cost": net.cost_name, "x": xa, "y": ya, "weights": weights, "biases": biases,
         "z": z, "a": a, "delta": delta, "nabla_w": nabla_w, "nabla_b": nabla_b,
     })
     tr["cost_x"] = example_cost(tr)
+    if drop is not None:
+        p, k = drop
+        tr["dropout"] = {"p": p, "seed": k.seed, "index": k.index, "epoch": k.epoch,
+                         "mask": masks, "a": a_sigma}
     return tr
+
+
+def _key_of(tr):
+    """The :class:`DropoutKey` a trace was taken with (None without dropout)."""
+    d = tr.get("dropout")
+    return None if d is None else DropoutKey(d["seed"], d["index"], d["epoch"])
 
 
 def sgd_step(tr, eta):
@@ -185,22 +315,26 @@ def sgd_step(tr, eta):
     eta = float(eta)
     if not eta > 0 or not np.isfinite(eta):
         raise ValueError(f"eta must be a finite number > 0, got {eta}")
+    drop = tr.get("dropout")
     net = Net(tr["sizes"], activation=tr["activation"], output=tr["output"], cost=tr["cost"],
-              dtype=tr["x"].dtype.name, seed=0)
+              dtype=tr["x"].dtype.name, seed=0, dropout=drop["p"] if drop else 0.0)
     net.weights, net.biases = tr["weights"], tr["biases"]
     grad = np.zeros_like(net.params)
     gw, gb = net.unflatten(grad)
     for l in range(len(gw)):
         gw[l][...], gb[l][...] = tr["nabla_w"][l], tr["nabla_b"][l]
     net.step(grad, eta=eta)
-    after = trace(net, tr["x"], tr["y"])
+    after = trace(net, tr["x"], tr["y"], dropout=_key_of(tr))   # the same masks
     return {"eta": eta, "weights": [np.array(w) for w in net.weights],
             "biases": [np.array(b) for b in net.biases], "cost_x": after["cost_x"]}
 
 
 def to_jsonable(tr):
-    """The trace with arrays turned into (nested) lists of floats, ready for ``json.dumps``."""
+    """The trace with arrays turned into (nested) lists of floats, ready for ``json.dumps``;
+    a trace with dropout also has its ``dropout`` record (masks as lists of 0/1)."""
     def conv(v):
+        if isinstance(v, dict):
+            return {k: conv(u) for k, u in v.items()}
         if isinstance(v, np.ndarray):
             return v.tolist()
         if isinstance(v, (list, tuple)):
@@ -208,11 +342,13 @@ def to_jsonable(tr):
         if isinstance(v, np.generic):
             return v.item()
         return v
-    return {k: conv(tr[k]) for k in KEYS}
+    keys = KEYS + (("dropout",) if tr.get("dropout") is not None else ())
+    return {k: conv(tr[k]) for k in keys}
 
 
 def to_json(tr, indent=None):
-    """One JSON object with the keys of :data:`KEYS` (floats written to full precision)."""
+    """One JSON object with the keys of :data:`KEYS`, and ``dropout`` when traced with it
+    (floats written to full precision)."""
     return json.dumps(to_jsonable(tr), indent=indent)
 
 
