@@ -364,7 +364,7 @@ _ASCII = str.maketrans({
     "σ": "sigma", "δ": "delta", "∂": "d", "Σ": "sum", "·": "*", "−": "-", "½": "1/2",
     "′": "'", "≈": "~", "→": "->", "ᵀ": "^T", "⊙": "(.)", "²": "^2", "…": "...",
     "η": "eta", "λ": "lambda", "ℓ": "l", "≤": "<=", "≥": ">=", "∈": "in", "ε": "eps",
-    "‖": "||", "√": "sqrt", "∇": "grad",
+    "‖": "||", "√": "sqrt", "∇": "grad", "ã": "a~",
 })
 
 
@@ -479,7 +479,9 @@ def render(tr, *, layer=None, neuron=None, digits=3, max_terms=6, ascii=False, c
     shown as their value only.  ``ascii=True`` spells Greek letters in ASCII.
     Every right-hand-side result printed is the kernel's output; the numbers in the
     middle (σ'(z), ∂C/∂a) are recomputed from them with :mod:`loopnet.activations`
-    and :mod:`loopnet.costs` for display.
+    and :mod:`loopnet.costs` for display.  A trace with dropout (``trace(dropout=...)``)
+    shows each hidden layer's mask, ã^l_j = a^l_j · m^l_j/(1 − p) in the forward pass and
+    the same factor in BP2, the dropped neurons marked "(dropped)".
     """
     f = _Fmt(digits)
     sizes = tr["sizes"]
@@ -493,6 +495,18 @@ def render(tr, *, layer=None, neuron=None, digits=3, max_terms=6, ascii=False, c
     hid, out, cost = tr["activation"], tr["output"], tr["cost"]
     W, B, Z, A, D = tr["weights"], tr["biases"], tr["z"], tr["a"], tr["delta"]
     NW, NB, y = tr["nabla_w"], tr["nabla_b"], tr["y"]
+    drop = tr.get("dropout")
+
+    def p_of(l):
+        """Dropout p of layer l in this trace (0 without dropout, for the output, or for p = 0)."""
+        return drop["p"][l - 1] if drop is not None and 1 <= l < L else 0.0
+
+    def a_sym(l):
+        """a, or ã where layer l's activations went on masked."""
+        return "ã" if p_of(l) > 0 else "a"
+
+    def dropped(l, j):
+        return "   (dropped)" if p_of(l) > 0 and drop["mask"][l - 1][j] == 0 else ""
 
     def layers():
         return [l for l in range(1, L + 1) if layer is None or layer == l]
@@ -527,6 +541,21 @@ def render(tr, *, layer=None, neuron=None, digits=3, max_terms=6, ascii=False, c
     if layer in (None, 0):
         add("x = a^0 = " + vec(A[0]))
     add("y = " + vec(y))
+    if drop is not None:
+        add("")
+        when = (f"epoch {drop['epoch']}, " if drop["epoch"] is not None else "")
+        add(f"Dropout (inverted, the training pass of {when}example row {drop['index']}; "
+            f"seed {drop['seed']})   [loopnet/kernels.py: dropout]")
+        add("  m^l_j = 1[u(seed, row, l−1, j) ≥ p_l];  ã^l_j = a^l_j · m^l_j/(1 − p_l) goes on;"
+            "  BP2's δ^l_j gets the same factor")
+        for l in range(1, L):
+            if layer in (None, l):
+                m = drop["mask"][l - 1]
+                shown = " ".join(str(int(v)) for v in m[:4 * max_terms * 2])
+                more = f" … ({len(m)} values)" if len(m) > 8 * max_terms else ""
+                dropped_js = [j for j in range(len(m)) if m[j] == 0]
+                add(f"  p_{l} = {f(p_of(l))}: mask{_sup(l)} = [{shown}{more}]   "
+                    f"dropped: {len(dropped_js)} of {len(m)}")
 
     # ---- forward
     add("")
@@ -538,13 +567,14 @@ def render(tr, *, layer=None, neuron=None, digits=3, max_terms=6, ascii=False, c
         for j in neurons(l):
             zval = Z[l - 1][j]
             if nk <= max_terms:
-                sym = " + ".join(f"w{_sup(l)}{_sub(j, k)}·a{_sup(l - 1)}{_sub(k)}" for k in range(nk))
+                sym = " + ".join(f"w{_sup(l)}{_sub(j, k)}·{a_sym(l - 1)}{_sup(l - 1)}{_sub(k)}"
+                                 for k in range(nk))
                 num = " + ".join(f"{f.p(W[l - 1][j, k])}·{f.p(A[l - 1][k])}" for k in range(nk))
                 add(f"  z{_sup(l)}{_sub(j)} = {sym} + b{_sup(l)}{_sub(j)}"
                     f" = {num} + {f.p(B[l - 1][j])} = {f(zval)}")
             else:
                 s = float(zval) - float(B[l - 1][j])
-                add(f"  z{_sup(l)}{_sub(j)} = Σ_k w{_sup(l)}_{j}k·a{_sup(l - 1)}_k ({nk} terms)"
+                add(f"  z{_sup(l)}{_sub(j)} = Σ_k w{_sup(l)}_{j}k·{a_sym(l - 1)}{_sup(l - 1)}_k ({nk} terms)"
                     f" + b{_sup(l)}{_sub(j)} = {f(s)} + {f.p(B[l - 1][j])} = {f(zval)}")
         if act_of(l) == "softmax":
             zs = ", ".join(f(v) for v in Z[l - 1]) if sizes[l] <= max_terms else "…"
@@ -553,8 +583,15 @@ def render(tr, *, layer=None, neuron=None, digits=3, max_terms=6, ascii=False, c
                     f" = softmax([{zs}])_{j} = {f(A[l][j])}")
         else:
             for j in neurons(l):
+                a_lj = drop["a"][l - 1][j] if p_of(l) > 0 else A[l][j]
                 add(f"  a{_sup(l)}{_sub(j)} = σ(z{_sup(l)}{_sub(j)}) = σ({f(Z[l - 1][j])})"
-                    f" = {f(A[l][j])}")
+                    f" = {f(a_lj)}")
+            if p_of(l) > 0:
+                for j in neurons(l):
+                    m = int(drop["mask"][l - 1][j])
+                    add(f"  ã{_sup(l)}{_sub(j)} = a{_sup(l)}{_sub(j)} · m{_sup(l)}{_sub(j)}/(1 − p)"
+                        f" = {f.p(drop['a'][l - 1][j])} · {m}/(1 − {f(p_of(l))})"
+                        f" = {f(A[l][j])}{dropped(l, j)}")
 
     # ---- cost
     add("")
@@ -601,6 +638,9 @@ def render(tr, *, layer=None, neuron=None, digits=3, max_terms=6, ascii=False, c
         f"[{_kernel_tag('hidden_delta', L)}]")
     if hid in ("sigmoid", "tanh", "relu", "identity"):
         add(f"     with {_sigma_prime_text(hid)}")
+    if drop is not None and any(p_of(l) > 0 for l in range(1, L)):
+        add("     with dropout: δ^l_j = (Σ_k w^{l+1}_kj δ^{l+1}_k) · σ'(z^l_j) · m^l_j/(1 − p_l),"
+            " σ' at a^l = σ(z^l)   [loopnet/kernels.py: dropout]")
     if L == 1:
         add("  (no hidden layers)")
     for l in reversed(layers()):   # backwards: δ^{L−1} from δ^L, then δ^{L−2}, ...
@@ -616,6 +656,12 @@ def render(tr, *, layer=None, neuron=None, digits=3, max_terms=6, ascii=False, c
             else:
                 sym = f"Σ_k w{_sup(l + 1)}_k{j}·δ{_sup(l + 1)}_k"
                 num = f"{f(back)}"
+            if p_of(l) > 0:
+                m = int(drop["mask"][l - 1][j])
+                add(lhs + f"({sym}) · σ'(z{_sup(l)}{_sub(j)}) · m{_sup(l)}{_sub(j)}/(1 − p)"
+                    f" = ({num}) · {f(sp(l, j))} · {m}/(1 − {f(p_of(l))}) = {f(D[l - 1][j])}"
+                    f"{dropped(l, j)}")
+                continue
             add(lhs + f"({sym}) · σ'(z{_sup(l)}{_sub(j)}) = ({num}) · {f(sp(l, j))} = {f(D[l - 1][j])}")
     add(f"BP3  ∂C/∂b^l_j = δ^l_j   [{_kernel_tag('accumulate_gradient', L)}]")
     for l in layers():
@@ -631,7 +677,7 @@ def render(tr, *, layer=None, neuron=None, digits=3, max_terms=6, ascii=False, c
                 if k is None:
                     add(f"  … ({nk - max_terms} more for j = {j})")
                     continue
-                add(f"  ∂C/∂w{_sup(l)}{_sub(j, k)} = a{_sup(l - 1)}{_sub(k)} · δ{_sup(l)}{_sub(j)}"
+                add(f"  ∂C/∂w{_sup(l)}{_sub(j, k)} = {a_sym(l - 1)}{_sup(l - 1)}{_sub(k)} · δ{_sup(l)}{_sub(j)}"
                     f" = {f(A[l - 1][k])} · {f.p(D[l - 1][j])} = {f(NW[l - 1][j, k])}")
     view = per_example_view(tr, clip_norm)
     add("NORM ‖∇_{w^l,b^l} C_x‖² = ‖δ^l‖² (‖a^{l−1}‖² + 1)   [loopnet/kernels.py: gradient_norm_sq]")
