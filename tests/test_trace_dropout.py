@@ -284,3 +284,29 @@ def test_cli_model_errors(tmp_path):
                       (("--dropout-epoch", 4, "--dropout-example", 1), "(1..1), got 4")]:
         code, _, err = run_trace("--model", model, "--dataset", "digits", *argv)
         assert code == 2 and msg in err, err
+
+
+def test_cli_maps_a_train_example_to_its_row_after_the_validation_split(tmp_path, capsys):
+    """'loopnet train --validation' trains on a sorted subset of the rows: --index of the
+    training set is then keyed by its place in that subset; a held-out one has no mask."""
+    from loopnet.cli import main
+    from loopnet.commands.train import validation_split
+    model = tmp_path / "v.npz"
+    assert main(["train", "--sizes", "64,5,10", "--epochs", "1", "--dropout", "0.5",
+                 "--validation", "0.2", "--limit", "100", "--seed", "4", "--save", str(model),
+                 "--quiet"]) == 0
+    capsys.readouterr()
+    net = loopnet.io.load(model)
+    rows, held = validation_split(100, 0.2, 4)       # --limit 100 training examples
+    index = int(rows[10])
+    assert rows[10] != 10                 # the split moved it, or this checks nothing
+    code, out, _ = run_trace("--model", model, "--split", "train", "--index", index,
+                             "--dropout-epoch", 1, "--json")
+    assert code == 0
+    d = json.loads(out)["dropout"]
+    seed = net.history[0]["dropout_seed"]
+    assert d["index"] == 10
+    assert d["mask"] == [[int(uniform_at(seed, 10, 0, j) >= 0.5) for j in range(5)]]
+    code, _, err = run_trace("--model", model, "--split", "train", "--index", int(held[0]),
+                             "--dropout-epoch", 1)
+    assert code == 2 and "held out for validation" in err

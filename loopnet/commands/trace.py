@@ -12,9 +12,9 @@ Layers are counted as in Nielsen's book (0 = input, L = output); neurons j, k fr
 as the arrays are indexed.  Each backward line is labelled BP1..BP4 and names the
 kernel in loopnet/kernels.py that computed it.  --json prints one object with keys
 sizes, activation, output, cost, x, y, weights, biases, z, a, delta, nabla_w, nabla_b,
-cost_x (and dropout, with --dropout-epoch).  --html writes one self-contained page (no network needed to open it) that steps
-through the forward pass, the cost, BP1-BP4 and the update with the arrow keys; --png and
---svg a static picture (matplotlib).  --model traces a saved network on one example of a
+cost_x (and dropout, with --dropout-epoch).  --html writes one self-contained page (no
+network needed to open it) that steps through the forward pass, the cost, BP1-BP4 and the
+update with the arrow keys; --png and --svg a static picture (matplotlib).  --model traces a saved network on one example of a
 data set (--dataset, --index).  A network trained with dropout: --dropout-epoch E traces
 the training pass of epoch E instead, with the dropout mask training applied to the example
 (row --dropout-example of the training data; default --index with --split train).
