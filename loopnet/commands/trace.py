@@ -15,9 +15,10 @@ sizes, activation, output, cost, x, y, weights, biases, z, a, delta, nabla_w, na
 cost_x (and dropout, with --dropout-epoch).  --html writes one self-contained page (no
 network needed to open it) that steps through the forward pass, the cost, BP1-BP4 and the
 update with the arrow keys; --png and --svg a static picture (matplotlib).  --model
-traces a saved network on one example of a data set (--dataset, --index).  A network trained with dropout: --dropout-epoch E traces
-the training pass of epoch E instead, with the dropout mask training applied to the example
-(row --dropout-example of the training data; default --index with --split train).
+traces a saved network on one example of a data set (--dataset, --index).  For a network
+trained with dropout, --dropout-epoch E traces the training pass of epoch E instead, with
+the dropout mask training applied to the example (row --dropout-example of the training
+data; default: --index with --split train).
 """
 
 EXAMPLES = """\
