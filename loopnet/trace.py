@@ -27,9 +27,20 @@ indexed (3Blue1Brown's convention): w^l_jk is ``tr["weights"][l - 1][j, k]``.
 :func:`render` turns a trace into text with each equation written out with its
 numbers, e.g. ``δ^2_1 = (a^2_1 − y_1) · σ'(z^2_1) = (0.731 − 1) · 0.197 = -0.053``;
 :func:`to_json` turns it into one JSON object for notebooks.
+
+Dropout
+-------
+A network built with ``dropout=p`` trains with inverted dropout (Nielsen chapter 3):
+in the training pass of epoch e, hidden neuron j of layer l of example row r keeps
+ã^l_j = a^l_j · m^l_j / (1 − p_l), m^l_j = 1[u(s_e, r, l − 1, j) ≥ p_l], with s_e the
+epoch's seed (``net.history[e − 1]["dropout_seed"]``), and BP2's δ^l_j is multiplied by
+the same m^l_j / (1 − p_l) (``kernels.dropout``).  ``trace(net, x, y, dropout=(e, r))``
+traces that pass, mask included (``tr["dropout"]``); without ``dropout`` the trace is the
+pass without a mask, as ``predict`` and ``cost`` compute it.
 """
 
 import json
+from collections import namedtuple
 
 import numpy as np
 
@@ -52,7 +63,12 @@ KERNELS = {
     "BP3": "loopnet/kernels.py:accumulate_gradient",
     "BP4": "loopnet/kernels.py:accumulate_gradient",
     "update": "loopnet/optim.py:sgd_update",
+    "dropout": "loopnet/kernels.py:dropout",
 }
+
+#: The key of one training pass's dropout masks: the epoch's seed s, the example's row r
+#: of the training data, and (for the record only) the epoch.
+DropoutKey = namedtuple("DropoutKey", "seed index epoch", defaults=(None,))
 
 
 class Trace(dict):
@@ -83,17 +99,36 @@ def view_model(tr, *, eta=3.0, **options):
 # --------------------------------------------------------------------------- compute
 
 def backprop_example(weights, biases, x, y, activation="sigmoid", output="sigmoid",
-                     cost="quadratic", kernels=None):
+                     cost="quadratic", kernels=None, dropout=None):
     """Forward and backward pass for one example, one kernel call per layer and equation.
 
     ``weights``/``biases`` are lists for layers 1..L (w^l has shape (n_l, n_{l−1})),
     ``x`` and ``y`` 1-D arrays of the network's dtype.  ``kernels`` is any object with
     the four per-example kernels (default :mod:`loopnet.kernels`); tests pass a copy
     with one kernel broken to see that :func:`loopnet.gradcheck` notices.
+    ``dropout``: None, or ``(p, seed, r)`` to apply the training pass's masks
+    (:func:`passes_with_dropout`); ``a`` then holds the masked ã^l.
 
     Returns ``(z, a, delta, nabla_w, nabla_b)``: lists for layers 1..L, except ``a``
     whose first entry is the input a^0 = x.  ``nabla_*`` are ∂C_x/∂w and ∂C_x/∂b for
     this single example (no averaging).
+    """
+    return passes_with_dropout(weights, biases, x, y, activation, output, cost, kernels,
+                               dropout)[:5]
+
+
+def passes_with_dropout(weights, biases, x, y, activation, output, cost, kernels=None,
+                        dropout=None):
+    """:func:`backprop_example`, and the dropout masks it applied: ``(z, a, delta, nabla_w,
+    nabla_b, masks, a_sigma)``.
+
+    With ``dropout = (p, seed, r)`` (p: one probability per hidden layer), each hidden layer
+    with p_l > 0 runs, as the engine's training pass does (loopnet/engine.py:
+    backpropagate_errors), :func:`loopnet.kernels.dropout` keyed by (seed, r, l − 1):
+    forward ã^l_j = a^l_j · m^l_j/(1 − p_l), and in BP2
+    δ^l_j = (Σ_k w^{l+1}_kj δ^{l+1}_k) · σ'(z^l_j) · m^l_j/(1 − p_l), σ' taken at a^l = σ(z^l).
+    ``masks[l − 1]`` (int8, 0 = dropped) and ``a_sigma[l − 1]`` (a^l before the mask) for
+    hidden layers l = 1..L−1; both None without ``dropout``.
     """
     K = _kernels if kernels is None else kernels
     hidden = _act.code(activation)
@@ -103,20 +138,49 @@ def backprop_example(weights, biases, x, y, activation="sigmoid", output="sigmoi
     dtype = x.dtype
     z = [np.zeros(w.shape[0], dtype) for w in weights]
     a = [x] + [np.zeros(w.shape[0], dtype) for w in weights]
+    p, masks, a_sigma = _dropout_rates(dropout, L), None, None
+    if dropout is not None:
+        masks = [np.ones(w.shape[0], np.int8) for w in weights[:-1]]
+        a_sigma = [None] * (L - 1)
     # Forward pass: z^l = w^l a^{l-1} + b^l, a^l = σ(z^l), layer by layer (weights[l] is w^{l+1}).
     for i in range(L):
         K.forward_layer(z[i], a[i + 1], weights[i], biases[i], a[i], out if i == L - 1 else hidden)
+        if dropout is not None and i < L - 1:
+            a_sigma[i] = a[i + 1].copy()
+            if p[i] > 0:
+                masks[i] = _mask(len(z[i]), p[i], dropout, i, dtype)
+                _kernels.dropout(a[i + 1], p[i], dropout[1], dropout[2], i, 0)
     delta = [np.zeros(w.shape[0], dtype) for w in weights]
     # BP1 at the output layer, then BP2 from layer L-1 down to layer 1.
     K.output_delta(delta[L - 1], z[L - 1], a[L], y, out, cost_code)
     for i in range(L - 2, -1, -1):
-        K.hidden_delta(delta[i], z[i], a[i + 1], weights[i + 1], delta[i + 1], hidden)
+        a_i = a[i + 1] if dropout is None else a_sigma[i]
+        K.hidden_delta(delta[i], z[i], a_i, weights[i + 1], delta[i + 1], hidden)
+        if p[i] > 0:
+            _kernels.dropout(delta[i], p[i], dropout[1], dropout[2], i, 0)
     # BP3 and BP4: the gradient buffers start at zero and the kernel only adds (+=).
     nabla_w = [np.zeros_like(w) for w in weights]
     nabla_b = [np.zeros_like(b) for b in biases]
     for i in range(L):
         K.accumulate_gradient(nabla_w[i], nabla_b[i], delta[i], a[i])
-    return z, a, delta, nabla_w, nabla_b
+    return z, a, delta, nabla_w, nabla_b, masks, a_sigma
+
+
+def _dropout_rates(dropout, L):
+    """p of hidden layers 1..L−1 (zeros without dropout), checked against the layer count."""
+    if dropout is None:
+        return [0.0] * (L - 1)
+    p = [float(v) for v in dropout[0]]
+    if len(p) != L - 1:
+        raise ValueError(f"dropout needs one p per hidden layer ({L - 1}), got {len(p)}")
+    return p
+
+
+def _mask(n, p, dropout, i, dtype):
+    """m^{i+1}_j, 0 or 1, from the kernel itself: :func:`loopnet.kernels.dropout` of ones."""
+    ones = np.ones(n, dtype)
+    _kernels.dropout(ones, p, dropout[1], dropout[2], i, 0)
+    return (ones != 0).astype(np.int8)
 
 
 def _target(y, n_out, dtype):
@@ -135,7 +199,53 @@ def _target(y, n_out, dtype):
     return np.ascontiguousarray(t)
 
 
-def trace(net, x, y, *, kernels=None):
+def _int(value, what):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{what} must be an integer, got {value!r}")
+    return int(value)
+
+
+def dropout_key(net, epoch, index):
+    """The :class:`DropoutKey` of training epoch ``epoch`` (1 = the first) for example row
+    ``index`` of the training data as ``fit`` was given it: the epoch's seed is the one
+    training recorded, ``net.history[…]["dropout_seed"]`` (saved with the model)."""
+    if not any(getattr(net, "dropout", ())):
+        raise ValueError("this network has no dropout (p = 0 in every hidden layer): "
+                         "there is no mask to trace")
+    epoch, index = _int(epoch, "the dropout epoch"), _int(index, "the dropout example index")
+    if index < 0:
+        raise ValueError(f"the dropout example index is a row of the training data (>= 0), "
+                         f"got {index}")
+    trained = [r for r in net.history if r.get("epoch") == epoch]
+    if not 1 <= epoch <= net.epoch or not trained:
+        raise ValueError(f"the dropout epoch must be one this network was trained for "
+                         f"(1..{net.epoch}), got {epoch}")
+    if "dropout_seed" not in trained[-1]:
+        raise ValueError(f"epoch {epoch} has no recorded dropout seed (trained without dropout, "
+                         f"or by a loopnet that did not record it)")
+    return DropoutKey(int(trained[-1]["dropout_seed"]), index, epoch)
+
+
+def _resolve_dropout(net, dropout):
+    """None, or ``(p per hidden layer, key)`` for ``trace(dropout=...)``."""
+    if dropout is None:
+        return None
+    if not isinstance(dropout, DropoutKey):
+        if not isinstance(dropout, (tuple, list)) or len(dropout) != 2:
+            raise ValueError(f"dropout must be (epoch, example index) or a DropoutKey, "
+                             f"got {dropout!r}")
+        dropout = dropout_key(net, *dropout)
+    seed = _int(dropout.seed, "the dropout seed")
+    index = _int(dropout.index, "the dropout example index")
+    if not 0 <= seed < 2 ** 63:
+        raise ValueError(f"the dropout seed must be between 0 and 2^63 − 1, got {seed}")
+    if index < 0:
+        raise ValueError(f"the dropout example index is a row of the training data (>= 0), "
+                         f"got {index}")
+    return [float(p) for p in net.dropout], DropoutKey(seed, index, dropout.epoch)
+
+
+def trace(net, x, y, *, kernels=None, dropout=None):
     """All intermediate quantities of backprop for one example ``(x, y)`` through ``net``.
 
     ``x``: n_in input values; ``y``: n_out targets or an int class label (one-hot).
@@ -150,7 +260,16 @@ def trace(net, x, y, *, kernels=None):
     :func:`loopnet.tiles.forward_layer4`, which splits the sum over k differently; the two
     then agree within 2·n_0·ε relative (ε of the dtype, n_0 inputs; tests/test_engine.py),
     and bit for bit for a network without hidden layers.
+
+    ``dropout=(epoch, index)`` (a network with dropout, trained that epoch) traces the
+    training pass of example row ``index`` in that epoch: the masks training applied
+    (:func:`dropout_key`; or give a :class:`DropoutKey` with the seed itself).  ``a`` then
+    holds the masked ã^l of the hidden layers, ``delta`` the masked δ^l, and the trace gains
+    ``dropout``: ``{"p": [p_l], "seed", "index", "epoch", "mask": [m^l, int8 0/1],
+    "a": [a^l = σ(z^l) before the mask]}`` for hidden layers l = 1..L−1.  Without it
+    (the default) the trace is that of the pass without dropout, as ``predict`` computes.
     """
+    drop = _resolve_dropout(net, dropout)
     dtype = np.dtype(net.dtype)
     sizes = [int(n) for n in net.sizes]
     xa = np.asarray(x, dtype=dtype)
@@ -164,15 +283,26 @@ def trace(net, x, y, *, kernels=None):
     ya = _target(y, sizes[-1], dtype)
     weights = [np.array(w, dtype=dtype, order="C") for w in net.weights]
     biases = [np.array(b, dtype=dtype, order="C") for b in net.biases]
-    z, a, delta, nabla_w, nabla_b = backprop_example(
-        weights, biases, xa, ya, net.activation, net.output, net.cost_name, kernels)
+    key = None if drop is None else (drop[0], drop[1].seed, drop[1].index)
+    z, a, delta, nabla_w, nabla_b, masks, a_sigma = passes_with_dropout(
+        weights, biases, xa, ya, net.activation, net.output, net.cost_name, kernels, key)
     tr = Trace({
         "sizes": sizes, "activation": net.activation, "output": net.output,
         "cost": net.cost_name, "x": xa, "y": ya, "weights": weights, "biases": biases,
         "z": z, "a": a, "delta": delta, "nabla_w": nabla_w, "nabla_b": nabla_b,
     })
     tr["cost_x"] = example_cost(tr)
+    if drop is not None:
+        p, k = drop
+        tr["dropout"] = {"p": p, "seed": k.seed, "index": k.index, "epoch": k.epoch,
+                         "mask": masks, "a": a_sigma}
     return tr
+
+
+def _key_of(tr):
+    """The :class:`DropoutKey` a trace was taken with (None without dropout)."""
+    d = tr.get("dropout")
+    return None if d is None else DropoutKey(d["seed"], d["index"], d["epoch"])
 
 
 def sgd_step(tr, eta):
@@ -185,22 +315,26 @@ def sgd_step(tr, eta):
     eta = float(eta)
     if not eta > 0 or not np.isfinite(eta):
         raise ValueError(f"eta must be a finite number > 0, got {eta}")
+    drop = tr.get("dropout")
     net = Net(tr["sizes"], activation=tr["activation"], output=tr["output"], cost=tr["cost"],
-              dtype=tr["x"].dtype.name, seed=0)
+              dtype=tr["x"].dtype.name, seed=0, dropout=drop["p"] if drop else 0.0)
     net.weights, net.biases = tr["weights"], tr["biases"]
     grad = np.zeros_like(net.params)
     gw, gb = net.unflatten(grad)
     for l in range(len(gw)):
         gw[l][...], gb[l][...] = tr["nabla_w"][l], tr["nabla_b"][l]
     net.step(grad, eta=eta)
-    after = trace(net, tr["x"], tr["y"])
+    after = trace(net, tr["x"], tr["y"], dropout=_key_of(tr))   # the same masks
     return {"eta": eta, "weights": [np.array(w) for w in net.weights],
             "biases": [np.array(b) for b in net.biases], "cost_x": after["cost_x"]}
 
 
 def to_jsonable(tr):
-    """The trace with arrays turned into (nested) lists of floats, ready for ``json.dumps``."""
+    """The trace with arrays turned into (nested) lists of floats, ready for ``json.dumps``;
+    a trace with dropout also has its ``dropout`` record (masks as lists of 0/1)."""
     def conv(v):
+        if isinstance(v, dict):
+            return {k: conv(u) for k, u in v.items()}
         if isinstance(v, np.ndarray):
             return v.tolist()
         if isinstance(v, (list, tuple)):
@@ -208,11 +342,13 @@ def to_jsonable(tr):
         if isinstance(v, np.generic):
             return v.item()
         return v
-    return {k: conv(tr[k]) for k in KEYS}
+    keys = KEYS + (("dropout",) if tr.get("dropout") is not None else ())
+    return {k: conv(tr[k]) for k in keys}
 
 
 def to_json(tr, indent=None):
-    """One JSON object with the keys of :data:`KEYS` (floats written to full precision)."""
+    """One JSON object with the keys of :data:`KEYS`, and ``dropout`` when traced with it
+    (floats written to full precision)."""
     return json.dumps(to_jsonable(tr), indent=indent)
 
 
@@ -228,7 +364,7 @@ _ASCII = str.maketrans({
     "σ": "sigma", "δ": "delta", "∂": "d", "Σ": "sum", "·": "*", "−": "-", "½": "1/2",
     "′": "'", "≈": "~", "→": "->", "ᵀ": "^T", "⊙": "(.)", "²": "^2", "…": "...",
     "η": "eta", "λ": "lambda", "ℓ": "l", "≤": "<=", "≥": ">=", "∈": "in", "ε": "eps",
-    "‖": "||", "√": "sqrt", "∇": "grad",
+    "‖": "||", "√": "sqrt", "∇": "grad", "ã": "a~",
 })
 
 
@@ -343,7 +479,9 @@ def render(tr, *, layer=None, neuron=None, digits=3, max_terms=6, ascii=False, c
     shown as their value only.  ``ascii=True`` spells Greek letters in ASCII.
     Every right-hand-side result printed is the kernel's output; the numbers in the
     middle (σ'(z), ∂C/∂a) are recomputed from them with :mod:`loopnet.activations`
-    and :mod:`loopnet.costs` for display.
+    and :mod:`loopnet.costs` for display.  A trace with dropout (``trace(dropout=...)``)
+    shows each hidden layer's mask, ã^l_j = a^l_j · m^l_j/(1 − p) in the forward pass and
+    the same factor in BP2, the dropped neurons marked "(dropped)".
     """
     f = _Fmt(digits)
     sizes = tr["sizes"]
@@ -357,6 +495,18 @@ def render(tr, *, layer=None, neuron=None, digits=3, max_terms=6, ascii=False, c
     hid, out, cost = tr["activation"], tr["output"], tr["cost"]
     W, B, Z, A, D = tr["weights"], tr["biases"], tr["z"], tr["a"], tr["delta"]
     NW, NB, y = tr["nabla_w"], tr["nabla_b"], tr["y"]
+    drop = tr.get("dropout")
+
+    def p_of(l):
+        """Dropout p of layer l in this trace (0 without dropout, for the output, or for p = 0)."""
+        return drop["p"][l - 1] if drop is not None and 1 <= l < L else 0.0
+
+    def a_sym(l):
+        """a, or ã where layer l's activations went on masked."""
+        return "ã" if p_of(l) > 0 else "a"
+
+    def dropped(l, j):
+        return "   (dropped)" if p_of(l) > 0 and drop["mask"][l - 1][j] == 0 else ""
 
     def layers():
         return [l for l in range(1, L + 1) if layer is None or layer == l]
@@ -391,6 +541,21 @@ def render(tr, *, layer=None, neuron=None, digits=3, max_terms=6, ascii=False, c
     if layer in (None, 0):
         add("x = a^0 = " + vec(A[0]))
     add("y = " + vec(y))
+    if drop is not None:
+        add("")
+        when = (f"epoch {drop['epoch']}, " if drop["epoch"] is not None else "")
+        add(f"Dropout (inverted, the training pass of {when}example row {drop['index']}; "
+            f"seed {drop['seed']})   [loopnet/kernels.py: dropout]")
+        add("  m^l_j = 1[u(seed, row, l−1, j) ≥ p_l];  ã^l_j = a^l_j · m^l_j/(1 − p_l) goes on;"
+            "  BP2's δ^l_j gets the same factor")
+        for l in range(1, L):
+            if layer in (None, l):
+                m = drop["mask"][l - 1]
+                shown = " ".join(str(int(v)) for v in m[:4 * max_terms * 2])
+                more = f" … ({len(m)} values)" if len(m) > 8 * max_terms else ""
+                dropped_js = [j for j in range(len(m)) if m[j] == 0]
+                add(f"  p_{l} = {f(p_of(l))}: mask{_sup(l)} = [{shown}{more}]   "
+                    f"dropped: {len(dropped_js)} of {len(m)}")
 
     # ---- forward
     add("")
@@ -402,13 +567,14 @@ def render(tr, *, layer=None, neuron=None, digits=3, max_terms=6, ascii=False, c
         for j in neurons(l):
             zval = Z[l - 1][j]
             if nk <= max_terms:
-                sym = " + ".join(f"w{_sup(l)}{_sub(j, k)}·a{_sup(l - 1)}{_sub(k)}" for k in range(nk))
+                sym = " + ".join(f"w{_sup(l)}{_sub(j, k)}·{a_sym(l - 1)}{_sup(l - 1)}{_sub(k)}"
+                                 for k in range(nk))
                 num = " + ".join(f"{f.p(W[l - 1][j, k])}·{f.p(A[l - 1][k])}" for k in range(nk))
                 add(f"  z{_sup(l)}{_sub(j)} = {sym} + b{_sup(l)}{_sub(j)}"
                     f" = {num} + {f.p(B[l - 1][j])} = {f(zval)}")
             else:
                 s = float(zval) - float(B[l - 1][j])
-                add(f"  z{_sup(l)}{_sub(j)} = Σ_k w{_sup(l)}_{j}k·a{_sup(l - 1)}_k ({nk} terms)"
+                add(f"  z{_sup(l)}{_sub(j)} = Σ_k w{_sup(l)}_{j}k·{a_sym(l - 1)}{_sup(l - 1)}_k ({nk} terms)"
                     f" + b{_sup(l)}{_sub(j)} = {f(s)} + {f.p(B[l - 1][j])} = {f(zval)}")
         if act_of(l) == "softmax":
             zs = ", ".join(f(v) for v in Z[l - 1]) if sizes[l] <= max_terms else "…"
@@ -417,8 +583,15 @@ def render(tr, *, layer=None, neuron=None, digits=3, max_terms=6, ascii=False, c
                     f" = softmax([{zs}])_{j} = {f(A[l][j])}")
         else:
             for j in neurons(l):
+                a_lj = drop["a"][l - 1][j] if p_of(l) > 0 else A[l][j]
                 add(f"  a{_sup(l)}{_sub(j)} = σ(z{_sup(l)}{_sub(j)}) = σ({f(Z[l - 1][j])})"
-                    f" = {f(A[l][j])}")
+                    f" = {f(a_lj)}")
+            if p_of(l) > 0:
+                for j in neurons(l):
+                    m = int(drop["mask"][l - 1][j])
+                    add(f"  ã{_sup(l)}{_sub(j)} = a{_sup(l)}{_sub(j)} · m{_sup(l)}{_sub(j)}/(1 − p)"
+                        f" = {f.p(drop['a'][l - 1][j])} · {m}/(1 − {f(p_of(l))})"
+                        f" = {f(A[l][j])}{dropped(l, j)}")
 
     # ---- cost
     add("")
@@ -465,6 +638,9 @@ def render(tr, *, layer=None, neuron=None, digits=3, max_terms=6, ascii=False, c
         f"[{_kernel_tag('hidden_delta', L)}]")
     if hid in ("sigmoid", "tanh", "relu", "identity"):
         add(f"     with {_sigma_prime_text(hid)}")
+    if drop is not None and any(p_of(l) > 0 for l in range(1, L)):
+        add("     with dropout: δ^l_j = (Σ_k w^{l+1}_kj δ^{l+1}_k) · σ'(z^l_j) · m^l_j/(1 − p_l),"
+            " σ' at a^l = σ(z^l)   [loopnet/kernels.py: dropout]")
     if L == 1:
         add("  (no hidden layers)")
     for l in reversed(layers()):   # backwards: δ^{L−1} from δ^L, then δ^{L−2}, ...
@@ -480,6 +656,12 @@ def render(tr, *, layer=None, neuron=None, digits=3, max_terms=6, ascii=False, c
             else:
                 sym = f"Σ_k w{_sup(l + 1)}_k{j}·δ{_sup(l + 1)}_k"
                 num = f"{f(back)}"
+            if p_of(l) > 0:
+                m = int(drop["mask"][l - 1][j])
+                add(lhs + f"({sym}) · σ'(z{_sup(l)}{_sub(j)}) · m{_sup(l)}{_sub(j)}/(1 − p)"
+                    f" = ({num}) · {f(sp(l, j))} · {m}/(1 − {f(p_of(l))}) = {f(D[l - 1][j])}"
+                    f"{dropped(l, j)}")
+                continue
             add(lhs + f"({sym}) · σ'(z{_sup(l)}{_sub(j)}) = ({num}) · {f(sp(l, j))} = {f(D[l - 1][j])}")
     add(f"BP3  ∂C/∂b^l_j = δ^l_j   [{_kernel_tag('accumulate_gradient', L)}]")
     for l in layers():
@@ -495,7 +677,7 @@ def render(tr, *, layer=None, neuron=None, digits=3, max_terms=6, ascii=False, c
                 if k is None:
                     add(f"  … ({nk - max_terms} more for j = {j})")
                     continue
-                add(f"  ∂C/∂w{_sup(l)}{_sub(j, k)} = a{_sup(l - 1)}{_sub(k)} · δ{_sup(l)}{_sub(j)}"
+                add(f"  ∂C/∂w{_sup(l)}{_sub(j, k)} = {a_sym(l - 1)}{_sup(l - 1)}{_sub(k)} · δ{_sup(l)}{_sub(j)}"
                     f" = {f(A[l - 1][k])} · {f.p(D[l - 1][j])} = {f(NW[l - 1][j, k])}")
     view = per_example_view(tr, clip_norm)
     add("NORM ‖∇_{w^l,b^l} C_x‖² = ‖δ^l‖² (‖a^{l−1}‖² + 1)   [loopnet/kernels.py: gradient_norm_sq]")

@@ -162,6 +162,7 @@ def view_model(tr, *, update, kernels, eta=3.0, digits=4, top=8, image=None, tit
             raise ValueError(f"image {image[0]}x{image[1]} does not match {sizes[0]} inputs")
     upd = update
     W, B, Z, A, Dl = tr["weights"], tr["biases"], tr["z"], tr["a"], tr["delta"]
+    drop = tr.get("dropout")
     lay = [None]
     Wv = [None]
     fwd, bp2 = [None], [None]
@@ -173,6 +174,9 @@ def view_model(tr, *, update, kernels, eta=3.0, digits=4, top=8, image=None, tit
         lay.append({"z": fv(z), "a": fv(A[l]), "b": fv(B[l - 1]), "d": fv(Dl[l - 1]),
                     "nb": fv(tr["nabla_b"][l - 1]), "sp": [None if np.isnan(s) else f(s) for s in sp],
                     "bn": fv(upd["biases"][l - 1]), "act": act})
+        if drop is not None and l < L and drop["p"][l - 1] > 0:   # ã = a·m/(1 − p) went on
+            lay[-1].update({"p": f(drop["p"][l - 1]), "as": fv(drop["a"][l - 1]),
+                            "mask": [int(m) for m in drop["mask"][l - 1]]})
         Wv.append({"w": [fv(r) for r in W[l - 1]], "g": [fv(r) for r in tr["nabla_w"][l - 1]],
                    "wn": [fv(r) for r in upd["weights"][l - 1]]})
         fwd.append([_sum_view(W[l - 1][j], A[l - 1], float(z[j]) - float(B[l - 1][j]), top, f)
@@ -186,7 +190,7 @@ def view_model(tr, *, update, kernels, eta=3.0, digits=4, top=8, image=None, tit
     y = np.asarray(tr["y"])
     label = int(np.argmax(y)) if np.all((y == 0) | (y == 1)) and y.sum() == 1 else None
     hid, out, cost = tr["activation"], tr["output"], tr["cost"]
-    return {
+    vm = {
         "title": title or f"Backprop, step by step: one example through a {sizes} network",
         "caption": caption or "", "sizes": sizes, "L": L, "activation": hid, "output": out,
         "cost": cost, "eta": f(eta), "digits": int(digits), "top": int(top), "kernels": dict(kernels),
@@ -200,6 +204,11 @@ def view_model(tr, *, update, kernels, eta=3.0, digits=4, top=8, image=None, tit
         "sigma_prime_html": {"hidden": SIGMA_PRIME_HTML[hid], "output": SIGMA_PRIME_HTML[out]},
         "bp1_html": _bp1_general_html(out, cost),
     }
+    if drop is not None:      # (only then: pages without dropout stay as they were)
+        when = f"epoch {drop['epoch']}, " if drop["epoch"] is not None else ""
+        vm["dropout"] = (f"dropout: the training pass of {when}example row {drop['index']} "
+                         f"(seed {drop['seed']}); dropped neurons are drawn dashed")
+    return vm
 
 
 def _bp1_general_html(output, cost):
@@ -279,6 +288,7 @@ svg .src{opacity:1}
 svg .neuron{stroke:#555;stroke-width:1.2;cursor:pointer}
 svg .neuron.hl{stroke:#000;stroke-width:2.2}
 svg .neuron.sel,svg .pix.sel{stroke:#e6a700;stroke-width:4}
+svg .neuron.dropped{stroke-dasharray:3 2;fill-opacity:.25}
 svg .edge.sel{stroke:#e6a700 !important;opacity:1}
 svg .pix{cursor:pointer;stroke:none;shape-rendering:crispEdges}
 svg text{font-size:11px;fill:#222;pointer-events:none}
@@ -468,7 +478,9 @@ function draw(){
       if (!(IMG && l === 0)) e.classList.add(isHl ? 'hl' : (isSrc ? 'src' : 'dim'));
       if (j === sel[l]) e.classList.add('sel');
       e.addEventListener('click', ev => { ev.stopPropagation(); sel[l] = j; if (steps[cur].layer === null && l >= 1) focusBP = l; info = {kind:'neuron', l:l, j:j}; render(); });
-      const t = el('title', {}, e); t.textContent = 'layer ' + l + ', neuron ' + j;
+      const gone = l >= 1 && D.lay[l].mask && D.lay[l].mask[j] === 0;
+      if (gone) e.classList.add('dropped');
+      const t = el('title', {}, e); t.textContent = 'layer ' + l + ', neuron ' + j + (gone ? ' (dropped: mask 0)' : '');
       const big = S[l] <= 12;
       if (vals && !(IMG && l === 0) && (big || j === sel[l])){
         const tx = el('text', {x: cx + r + 4, y: cy + 4, 'class':'val' + (isHl ? ' hl' : '')}, gText);
@@ -521,11 +533,13 @@ function forwardPanel(l){
   if (v.rest || nk > TOP) h += '&nbsp;&nbsp;&nbsp;= ' + N(v.s) + ' + ' + P(Ly.b[j]) + '<br>';
   h += '&nbsp;&nbsp;&nbsp;= <span class="result">' + N(Ly.z[j]) + '</span><br>';
   h += soft ? q('a', l, j) + ' = softmax(z<sup>' + l + '</sup>)<sub>' + j + '</sub> = <span class="result">' + N(Ly.a[j]) + '</span>'
-            : q('a', l, j) + ' = σ(' + N(Ly.z[j]) + ') = <span class="result">' + N(Ly.a[j]) + '</span>';
+            : q('a', l, j) + ' = σ(' + N(Ly.z[j]) + ') = <span class="result">' + N(Ly.mask ? Ly.as[j] : Ly.a[j]) + '</span>';
+  if (Ly.mask) h += '<br>dropout: ' + q('ã', l, j) + ' = ' + q('a', l, j) + ' · ' + q('m', l, j) + '/(1 − p) = ' + P(Ly.as[j]) + ' · ' + Ly.mask[j] + '/(1 − ' + N(Ly.p) + ') = <span class="result">' + N(Ly.a[j]) + '</span>' + (Ly.mask[j] === 0 ? ' (dropped)' : '') + ' goes on to layer ' + (l + 1);
   h += '</div>';
+  if (Ly.mask) h += '<div class="what">' + esc(D.dropout) + '</div>';
   h += termsTable(v, q('w', l, ix(j, 'k')), q('a', l - 1, 'k'), l, j, false);
   h += kernel('forward', ' (one call per layer: all j of layer ' + l + ')');
-  h += '<div>Whole layer ' + l + ':</div>' + layerTable(l, [['b', Ly.b], ['z', Ly.z], ['a = σ(z)', Ly.a]]);
+  h += '<div>Whole layer ' + l + ':</div>' + layerTable(l, Ly.mask ? [['b', Ly.b], ['z', Ly.z], ['a = σ(z)', Ly.as], ['mask', Ly.mask.map(String)], ['ã', Ly.a]] : [['b', Ly.b], ['z', Ly.z], ['a = σ(z)', Ly.a]]);
   return h;
 }
 function inputPanel(){
@@ -566,7 +580,7 @@ function bp2Panel(l){
   h += '<div class="what">' + D.sigma_prime_html.hidden + '</div>';
   h += '<div class="sub">For neuron j = ' + j + ':<br>' + q('δ', l, j) + ' = (' + (nk <= TOP ? Array.from({length:nk}, (_, k) => q('w', l + 1, ix(k, j)) + q('δ', l + 1, k)).join(' + ') : 'Σ<sub>k</sub> ' + q('w', l + 1, 'k' + j) + q('δ', l + 1, 'k')) + ') · σ′(' + q('z', l, j) + ')<br>';
   h += '&nbsp;&nbsp;&nbsp;= (' + sumNumbers(v) + ') · ' + N(Ly.sp[j]) + '<br>';
-  h += '&nbsp;&nbsp;&nbsp;= ' + N(v.s) + ' · ' + N(Ly.sp[j]) + ' = <span class="result">' + N(Ly.d[j]) + '</span></div>';
+  h += '&nbsp;&nbsp;&nbsp;= ' + N(v.s) + ' · ' + N(Ly.sp[j]) + (Ly.mask ? ' · ' + Ly.mask[j] + '/(1 − ' + N(Ly.p) + ') (dropout mask' + (Ly.mask[j] === 0 ? ': dropped' : '') + ')' : '') + ' = <span class="result">' + N(Ly.d[j]) + '</span></div>';
   h += termsTable(v, q('w', l + 1, ix('k', j)), q('δ', l + 1, 'k'), l, j, true);
   h += kernel('BP2');
   h += layerTable(l, [['z', Ly.z], ['σ′(z)', Ly.sp], ['δ', Ly.d]]);

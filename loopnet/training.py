@@ -548,6 +548,7 @@ class LocalSteps:
             report(progress, batches_done, n_batches, running and running.means())
         extra = running.means("pass_") if running is not None else {}
         extra.update(privacy_record(net, pe, n_batches, self.batch_size / self.n))
+        extra.update(dropout_record(net, hyper))
         if norms is not None:
             extra["example_norms"] = example_norms(norms, order, self.n)
         return len(order), extra
@@ -572,7 +573,8 @@ class LocalSteps:
             if not np.isfinite(net.params).all():
                 raise DivergenceError(epoch, "a parameter")
             report(progress, step + 1, n_steps, None)
-        return visited, privacy_record(net, self.per_example, n_steps, q)
+        return visited, {**privacy_record(net, self.per_example, n_steps, q),
+                         **dropout_record(net, hyper)}
 
     def measure(self, net, which):
         """Mean C_x and accuracy over a data set, in chunks of SEGMENT_EXAMPLES rows (Ctrl-C
@@ -631,6 +633,15 @@ def epoch_hyper(net, hyper, pe, denom, norms=None):
     drop_seed = int(net.rng.integers(2 ** 62)) if drop is not None else 0
     return hyper._replace(ex=optim.make_rules(pe.weight, pe.clip, norms, pe.sigma, noise_seed,
                                               denom, drop, drop_seed))
+
+
+def dropout_record(net, hyper):
+    """``{"dropout_seed": s}`` for an epoch trained with dropout, else ``{}``: the seed s of
+    the epoch's masks, mask^l_j of example row r = 1[u(s, r, l − 1, j) ≥ p_l]
+    (:func:`loopnet.kernels.dropout`), kept so that ``loopnet.trace`` can show them."""
+    if net.dropout_rates() is None:
+        return {}
+    return {"dropout_seed": int(hyper.ex.drop_seed)}
 
 
 def example_norms(norms_sq, order, n):

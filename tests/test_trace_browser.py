@@ -184,3 +184,24 @@ def test_wide_network_with_an_image(browser, tmp_path):
     page.screenshot(path=str(tmp_path / "wide-bp2.png"))
     assert g4(tr["delta"][0][j]) in page.inner_text("#panel")
     assert not errors, errors
+
+
+def test_dropout_page_marks_the_dropped_neurons(browser, tmp_path):
+    from loopnet.trace import DropoutKey
+    net = loopnet.Net([2, 6, 2], seed=0, dropout=0.5)
+    tr = trace(net, [0.1, 0.9], 0, dropout=DropoutKey(12, 2))
+    mask = tr["dropout"]["mask"][0]
+    assert 0 < mask.sum() < 6
+    page, errors, requests = open_page(browser, tmp_path, tr, "dropout")
+    dropped = sorted(highlighted(page, "circle.neuron.dropped"))
+    assert dropped == sorted(f"n1_{j}" for j in np.flatnonzero(mask == 0))
+    panels = {}
+    for i, step in enumerate(expected_steps(2)):
+        if i:
+            page.keyboard.press("ArrowRight")
+        assert page.evaluate("document.body.dataset.step") == step
+        panels[step] = page.inner_text("#panel")
+    assert "ã" in panels["forward-1"] and "goes on to layer 2" in panels["forward-1"]
+    assert "dropout mask" in panels["bp2-1"]
+    assert errors == [] and all(u.startswith("file:") for u in requests)
+    page.close()

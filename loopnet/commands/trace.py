@@ -12,10 +12,13 @@ Layers are counted as in Nielsen's book (0 = input, L = output); neurons j, k fr
 as the arrays are indexed.  Each backward line is labelled BP1..BP4 and names the
 kernel in loopnet/kernels.py that computed it.  --json prints one object with keys
 sizes, activation, output, cost, x, y, weights, biases, z, a, delta, nabla_w, nabla_b,
-cost_x.  --html writes one self-contained page (no network needed to open it) that steps
-through the forward pass, the cost, BP1-BP4 and the update with the arrow keys; --png and
---svg a static picture (matplotlib).  --model traces a saved network on one example of a
-data set (--dataset, --index).
+cost_x (and dropout, with --dropout-epoch).  --html writes one self-contained page (no
+network needed to open it) that steps through the forward pass, the cost, BP1-BP4 and the
+update with the arrow keys; --png and --svg a static picture (matplotlib).  --model
+traces a saved network on one example of a data set (--dataset, --index).  For a network
+trained with dropout, --dropout-epoch E traces the training pass of epoch E instead, with
+the dropout mask training applied to the example (row --dropout-example of the training
+data; default: --index with --split train).
 """
 
 EXAMPLES = """\
@@ -26,6 +29,7 @@ EXAMPLES = """\
   loopnet trace --output softmax --cost log_likelihood --label 1 --json > trace.json
   loopnet trace --sizes 2,3,2 --html trace.html    # open trace.html in a browser, press →
   loopnet trace --model fm.npz --dataset fashion-mnist --index 17 --html fm.html --png fm.png
+  loopnet trace --model drop.npz --split train --index 5 --dropout-epoch 3  # with epoch 3's mask
 """
 
 
@@ -99,6 +103,12 @@ def add_arguments(parser):
     d.add_argument("--index", type=int, default=0, help="which example (default 0)")
     d.add_argument("--split", choices=("test", "train"), default="test",
                    help="held-out (default) or training examples")
+    d.add_argument("--dropout-epoch", type=int, dest="dropout_epoch", metavar="E",
+                   help="a network trained with dropout: trace epoch E's training pass, with "
+                        "the dropout mask training applied to this example")
+    d.add_argument("--dropout-example", type=int, dest="dropout_example", metavar="I",
+                   help="the example's row in the training data, which keys its mask "
+                        "(default: --index with --split train)")
 
 
 def build_net(args):
@@ -171,7 +181,43 @@ def dataset_example(args, net, meta):
                + (f" ({names[label]})" if names else "")
                + (f"; network from {args.model}" if args.model else ""))
     eta = (extra.get("train") or {}).get("eta")
-    return np.asarray(X[args.index], dtype=np.float64), label, caption, names, eta
+    row = fit_row(args.index, len(ds.y_train), extra, spec.get("dataset")) \
+        if args.split == "train" else None
+    return np.asarray(X[args.index], dtype=np.float64), label, caption, names, eta, row
+
+
+def fit_row(index, n_train, extra, dataset):
+    """The row of training example ``index`` in the data ``fit`` was given: with the
+    --validation split 'loopnet train' saved (:func:`loopnet.commands.train.validation_split`),
+    its place among the training rows; None when it was held out for validation."""
+    opts = extra.get("train")
+    if not opts:                  # not saved by 'loopnet train': fit saw the rows as they are
+        return index
+    from .train import validation_split
+    rows, _ = validation_split(n_train, opts.get("validation"), opts.get("seed") or 0, dataset)
+    at = int(np.searchsorted(rows, index))
+    return at if at < len(rows) and rows[at] == index else None
+
+
+def dropout_option(args, net, row=None):
+    """``trace(dropout=...)`` from --dropout-epoch / --dropout-example: None, or (epoch, row);
+    ``row``: the traced example's row in the training data (:func:`fit_row`), if known."""
+    if args.dropout_epoch is None:
+        if args.dropout_example is not None:
+            raise ValueError("--dropout-example needs --dropout-epoch")
+        return None
+    if not any(net.dropout):
+        raise ValueError("--dropout-epoch: this network has no dropout (p = 0 in every hidden "
+                         "layer), so training applied no mask")
+    if args.dropout_example is not None:
+        return args.dropout_epoch, args.dropout_example
+    if args.split == "train" and (args.model or args.dataset or args.data):
+        if row is None:
+            raise ValueError(f"train example {args.index} was held out for validation: training "
+                             f"applied no mask to it")
+        return args.dropout_epoch, row
+    raise ValueError("--dropout-epoch needs --dropout-example (the example's row in the "
+                     "training data), or --split train and --index")
 
 
 def argparse_namespace(d):
@@ -209,7 +255,7 @@ def run(args):
     from . import _common as c
     from ..trace import render, to_json, trace
     pictures = args.html or args.png or args.svg
-    caption, names, eta = "", None, None
+    caption, names, eta, row = "", None, None, None
     try:
         if args.digits is not None and not 1 <= args.digits <= 17:
             raise ValueError(f"--digits must be between 1 and 17, got {args.digits}")
@@ -231,10 +277,10 @@ def run(args):
         if args.model or args.dataset or args.data:
             if args.example:
                 raise ValueError("--dataset/--data cannot be used with --example")
-            x, y, caption, names, eta = dataset_example(args, net, meta)
+            x, y, caption, names, eta, row = dataset_example(args, net, meta)
         elif not args.example:
             x, y = example_for(net, args.x, args.y, args.label)
-        tr = trace(net, x, y)
+        tr = trace(net, x, y, dropout=dropout_option(args, net, row))
         if args.json:
             out = to_json(tr) + "\n"
         elif pictures:
