@@ -10,8 +10,10 @@ How "the same numbers" is achieved:
 * ``Network(sizes)`` draws ``np.random.randn(y, 1)`` for every bias vector
   and then ``np.random.randn(y, x)`` for every weight matrix, the calls of
   the original, so ``numpy.random.seed(s)`` gives the same initial network.
-* ``SGD`` calls ``random.shuffle`` once per epoch on a list of the same
-  length as ``training_data``, which draws exactly the random numbers that
+* ``SGD`` shuffles ``range(len(training_data))`` once per epoch with
+  Python's ``random.shuffle`` algorithm on its global generator (compiled:
+  :mod:`loopnet.pyrandom`, the same draws and the same state afterwards),
+  which draws exactly the random numbers that
   ``random.shuffle(training_data)`` draws; the resulting permutation is
   applied to the caller's list (Nielsen's code shuffles it in place) and
   handed to the compiled trainer as that epoch's example order
@@ -46,6 +48,7 @@ from . import checks, engine, training
 from ._jit import jit
 from .kernels import forward_layer, hidden_delta, output_delta
 from .net import Net, warmup
+from .pyrandom import shuffled_range
 
 __all__ = ["Network", "sigmoid", "sigmoid_prime"]
 
@@ -74,6 +77,11 @@ def _materialize(data, name):
 
 
 def _pairs(data, name):
+    """([x], [y]) of a list of (x, y) pairs; ValueError naming the first that is not a pair."""
+    try:
+        return [x for x, _ in data], [y for _, y in data]
+    except (TypeError, ValueError):
+        pass                            # find the culprit, and say which it is
     xs, ys = [], []
     for i, pair in enumerate(data):
         try:
@@ -88,6 +96,8 @@ def _pairs(data, name):
 
 def _describe(v):
     if isinstance(v, np.ndarray):
+        if v.dtype.kind not in "biuf":
+            return "an array of shape %s and dtype %s (not real numbers)" % (v.shape, v.dtype)
         return "an array of shape %s" % (v.shape,)
     if isinstance(v, (numbers.Number, np.generic)):
         return "the number %r" % (v,)
@@ -99,12 +109,15 @@ def _stack_columns(vs, n, name, role, hint="", inputs=False):
     With ``inputs``, float32 arrays give a float32 matrix (see Net._inputs)."""
     if len(vs) == 0:
         return np.zeros((0, n))
-    # float32 inputs (load_data_wrapper()'s) stay float32: the core reads them exactly
-    # under its float64 weights (Net._inputs), at half the memory of a float64 copy.
-    dtype = np.float32 if inputs and all([type(v) is np.ndarray and v.dtype.type is np.float32
-                                          for v in vs]) else np.float64
     try:
-        A = np.array(vs, dtype=dtype)
+        # NumPy finds the common dtype: float32 inputs (load_data_wrapper()'s) stay float32,
+        # which the core reads exactly under its float64 weights (Net._inputs) at half the
+        # memory of a float64 copy; anything else becomes float64.
+        A = np.array(vs)
+        if A.dtype.kind not in "biuf":
+            A = None                    # (strings, objects, complex: named below)
+        elif not (inputs and A.dtype == np.float32):
+            A = A.astype(np.float64, copy=False)
     except (ValueError, TypeError):
         A = None
     ok = A is not None and len(vs) == (A.shape[0] if A.ndim else -1) and (
@@ -708,11 +721,10 @@ class _Compiled(object):
         net = self._renew()
         for j in range(epochs):
             # Same draws as random.shuffle(training_data): shuffle depends only on len.
-            perm = list(range(n))
-            random.shuffle(perm)
+            perm = shuffled_range(n)
             if n:
                 if own:
-                    data[:] = [data[i] for i in perm]
+                    data[:] = operator.itemgetter(*perm.tolist())(data) if n > 1 else data
                 rows = rows[perm]
                 if eta != 0.0:
                     net.fit(X, Y, order=rows, epochs=1, batch_size=mini_batch_size, eta=eta,
