@@ -122,20 +122,23 @@ class Net:
         check_finite(arr, "params")
         np.copyto(self._params, arr, casting="unsafe")
 
-    def adopt_params(self, buffer):
+    def adopt_params(self, buffer, checked=False):
         """Make ``buffer`` itself the parameter buffer (no copy), after checking that it is
         a C-contiguous (P,) array of the network's dtype; returns it.
 
         For wrappers whose users hold views of the parameters between updates (the Nielsen
         drop-ins make new arrays at each update, as his code does): ``net.params = A``
-        copies A into the existing buffer instead.
+        copies A into the existing buffer instead.  ``checked=True``: the caller has
+        already checked that every value is finite (and said which of its arrays is not),
+        so the values are not scanned again.
         """
         if not isinstance(buffer, np.ndarray) or buffer.dtype != self.dtype \
                 or buffer.shape != self._params.shape or not buffer.flags.c_contiguous \
                 or not buffer.flags.writeable:
             raise ValueError(f"adopt_params needs a writeable C-contiguous {self.dtype.name} "
                              f"array of shape {self._params.shape}")
-        check_finite(buffer, "params")
+        if not checked:
+            check_finite(buffer, "params")
         self._params = buffer
         return buffer
 

@@ -469,7 +469,8 @@ class _Compiled(object):
 
     def _adopt(self, c):
         """Copy the user's (new) weights and biases into a core buffer and hand back views."""
-        sizes = _check_sizes(self.sizes)
+        # (Runs once per mini-batch under a subclass's update_mini_batch: kept lean.)
+        sizes = c.sizes if c is not None and c.sizes == self.sizes else _check_sizes(self.sizes)
         L = len(sizes) - 1
         ws, bs = self.weights, self.biases
         if len(ws) != L or len(bs) != L:
@@ -508,7 +509,7 @@ class _Compiled(object):
 
     def _install(self, c, params):
         """Make ``params`` the core's buffer and self.weights/biases views of it."""
-        c.wviews, c.bviews = _layer_views(c.net.adopt_params(params), c.sizes)
+        c.wviews, c.bviews = _layer_views(c.net.adopt_params(params, checked=True), c.sizes)
         c.wlist, c.blist = list(c.wviews), list(c.bviews)
         self.__dict__["weights"], self.__dict__["biases"] = c.wlist, c.blist
 
