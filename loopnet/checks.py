@@ -156,6 +156,12 @@ def _was_checked(A):
     return entry is not None and entry[0]() is A and entry[1] == _layout(A)
 
 
+def remember_finite(A):
+    """Record that ``A`` holds no NaN or ±inf (its caller scanned it, to name the culprit in
+    its own words), so that :func:`check_finite` does not scan it again."""
+    _remember(A)
+
+
 def _remember(A):
     if not isinstance(A, np.ndarray) or A.nbytes < REMEMBER_BYTES:
         return

@@ -131,6 +131,7 @@ def _stack_columns(vs, n, name, role, hint="", inputs=False):
             i = int(bad[0])
             raise ValueError("%s[%d][%d] contains NaN or infinity"
                              % (name, i, 0 if role.startswith("input") else 1))
+        checks.remember_finite(A)       # the core's own check need not scan it again
         return A
     for i, v in enumerate(vs):
         a = np.asarray(v) if isinstance(v, (np.ndarray, list, tuple, numbers.Number,
@@ -375,13 +376,18 @@ class _Converted(object):
 
     ``pairs`` keeps the converted pair objects alive, so their ``id`` cannot be
     reused while the entry exists; ``ids`` are those ids sorted and ``row_of``
-    the row of the arrays that each one became.
+    the row of the arrays that each one became (indexed on the first lookup:
+    a single SGD call never needs it).
     """
 
     __slots__ = ("pairs", "ids", "row_of", "arrays")
 
     def rows(self, data):
         """Row of the arrays for each pair of ``data``, or None if some pair is new."""
+        if self.ids is None:
+            ids = np.fromiter(map(id, self.pairs), np.uint64, len(self.pairs))
+            self.row_of = np.argsort(ids, kind="stable")
+            self.ids = ids[self.row_of]
         ids = np.fromiter(map(id, data), np.uint64, len(data))
         pos = np.searchsorted(self.ids, ids)
         pos[pos == len(self.ids)] = 0
@@ -393,10 +399,7 @@ class _Converted(object):
 def _converted(data, arrays):
     entry = _Converted()
     entry.pairs = list(data)
-    ids = np.fromiter(map(id, entry.pairs), np.uint64, len(entry.pairs))
-    order = np.argsort(ids, kind="stable")
-    entry.ids = ids[order]
-    entry.row_of = order
+    entry.ids = entry.row_of = None
     entry.arrays = arrays
     return entry
 
