@@ -27,8 +27,8 @@ dropout            v_j ← v_j · 1[u_j ≥ p] / (1 − p)   (inverted dropout)
 add_noise          g_p ← g_p + σC · N(0, 1)   (DP-SGD, on the clipped sum)
 =================  =========================================================
 
-forward_layer lets LLVM split its sums over k into SIMD partial sums
-(``_jit.jit_sums``); everything else adds in the order written.  softmax and
+forward_layer and gradient_norm_sq let LLVM split their sums into SIMD partial
+sums (``_jit.jit_sums``); everything else adds in the order written.  softmax and
 activate, the two helpers of the forward pass, follow forward_layer.
 
 This file holds the textbook layer only.  Training runs output_delta,
@@ -173,7 +173,7 @@ def accumulate_gradient(nabla_w, nabla_b, delta, a_prev):
             nabla_w[j, k] += d * a_prev[k]
 
 
-@jit
+@jit_sums
 def gradient_norm_sq(delta, a_prev):
     """The squared norm of one example's gradient for one layer, without forming it.
 
@@ -182,7 +182,9 @@ def gradient_norm_sq(delta, a_prev):
     .. math::  \\|\\nabla_{w^l,b^l} C_x\\|^2 = \\sum_{j,k} (\\delta_j a_k)^2 + \\sum_j \\delta_j^2
                = \\|\\delta^l\\|^2 \\left(\\|a^{l-1}\\|^2 + 1\\right)
 
-    (sums in float64, in index order).
+    (sums of squares in float64, split into SIMD partial sums: in index order they
+    waited on each add in turn, ~1 µs per example for 784 inputs, a tenth of a
+    plain W1 epoch; each is within n·ε relative of the index-order sum).
     """
     dd = 0.0
     for j in range(delta.shape[0]):
