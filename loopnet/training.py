@@ -664,25 +664,29 @@ def privacy_record(net, pe, steps, q):
 
 
 class _RunningMean:
-    """Σ C_x and the correct count over the examples trained so far, from the engine's pass."""
+    """Σ C_x and the correct count over the examples trained so far, from the engine's pass.
+
+    Σ C_x is one ``np.sum`` over the first k positions, not a sum of per-run sums: the
+    runs' lengths follow the thread chooser's timing, and the epoch's cost must not
+    depend on it in the last bit (nor on the thread count).
+    """
 
     def __init__(self, out, costs, labels, order):
         self.out, self.costs, self.labels, self.order = out, costs, labels, order
-        self.sum, self.correct, self.count = 0.0, 0, 0
+        self.correct, self.count = 0, 0
 
     def add(self, lo, hi):
-        """Take in positions lo … hi−1 of the epoch's order."""
-        self.sum += float(np.sum(self.costs[lo:hi]))
+        """Take in positions lo … hi−1 of the epoch's order (lo = the positions taken so far)."""
         if self.labels is not None:
             guess = np.argmax(self.out[lo:hi], axis=1)
             self.correct += int(np.count_nonzero(guess == self.labels[self.order[lo:hi]]))
-        self.count += hi - lo
+        self.count = hi
 
     def means(self, prefix=""):
         """{prefix+"cost": (1/k) Σ C_x, prefix+"accuracy": correct/k} of the k examples so far."""
         if not self.count:
             return {}
-        found = {prefix + "cost": self.sum / self.count}
+        found = {prefix + "cost": float(np.sum(self.costs[:self.count])) / self.count}
         if self.labels is not None:
             found[prefix + "accuracy"] = self.correct / self.count
         return found

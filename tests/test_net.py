@@ -340,3 +340,22 @@ def test_an_example_predicts_the_same_whatever_is_predicted_with_it(rows):
     whole = net.predict(X)
     assert net.predict(X[:rows]).tobytes() == whole[:rows].tobytes()
     assert net.predict(X[rows:rows + 7]).tobytes() == whole[rows:rows + 7].tobytes()
+
+
+def test_float32_inputs_train_a_float64_net_as_their_float64_copy():
+    """A float64 Net reads float32 X in place: fit (with validation data, dropout and
+    clipping), predict, cost, accuracy, gradient_sum and the per-example norms equal those
+    of X.astype(float64), bit for bit."""
+    rng = np.random.default_rng(3)
+    X32 = rng.standard_normal((37, 6)).astype(np.float32)
+    y = rng.integers(0, 3, 37)
+    outs = []
+    for X in (X32, X32.astype(np.float64)):
+        net = loopnet.Net([6, 5, 3], output="softmax", cost="log_likelihood", seed=2, dropout=0.2)
+        net.fit(X, y, epochs=2, batch_size=8, eta=0.3, clip_norm=2.0,
+                validation_data=(X[:9], y[:9]))
+        outs.append((net.params.copy(), net.predict(X), net.cost(X, y), net.accuracy(X, y),
+                     net.gradient_sum(X, y), net.per_example_gradient_norms(X, y),
+                     [r.get("cost") for r in net.history]))
+    for a, b in zip(*outs):
+        assert np.array_equal(np.asarray(a, dtype=float), np.asarray(b, dtype=float))
