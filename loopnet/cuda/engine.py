@@ -50,6 +50,12 @@ def to_device(net, **options):
     return CudaNet(net, **options)
 
 
+
+def _device_inputs(net, X):
+    """X checked as the CPU engine checks it, in the network's own dtype: the GPU kernels
+    are compiled for one dtype (the CPU engine alone reads float32 X under float64 weights)."""
+    return np.ascontiguousarray(net._inputs(X), dtype=net.dtype)
+
 class CudaNet:
     """``net`` on the GPU: fit, predict, gradient, cost as :class:`loopnet.Net` has them.
 
@@ -147,13 +153,13 @@ class CudaNet:
     # --------------------------------------------------------- evaluation
     def predict(self, X):
         """Output activations a^L for every row of X: shape (m, n_L)."""
-        X = self.net._inputs(X)
+        X = _device_inputs(self.net, X)
         out, _ = self._forward_all(X, None)
         return out
 
     def cost(self, X, Y, lmbda=0.0):
         """Mean cost (1/n) Σ_x C_x, plus (λ/2n) Σ w² when λ > 0 (as Net.cost)."""
-        X = self.net._inputs(X)
+        X = _device_inputs(self.net, X)
         Y = self.net._targets(Y, X.shape[0])
         _, c = self._forward_all(X, Y)
         l2 = 0.0
@@ -200,7 +206,7 @@ class CudaNet:
     # ----------------------------------------------------------- gradient
     def gradient_sum(self, X, Y):
         """Σ_x ∇C_x over the rows as a flat (P,) array, summed in example order."""
-        X = self.net._inputs(X)
+        X = _device_inputs(self.net, X)
         Y = self.net._targets(Y, X.shape[0])
         n = X.shape[0]
         dX, dY = cuda.to_device(X), cuda.to_device(Y)
@@ -214,7 +220,7 @@ class CudaNet:
 
     def gradient(self, X, Y):
         """(nabla_w, nabla_b): the averaged gradient (1/n) Σ_x ∇C_x, as Net.gradient."""
-        X = self.net._inputs(X)
+        X = _device_inputs(self.net, X)
         total = self.gradient_sum(X, Y)
         return self.net.unflatten(total / total.dtype.type(X.shape[0]))
 
@@ -299,7 +305,7 @@ class CudaNet:
         ``monitor`` adds the training cost (and accuracy) to ``net.history``.
         """
         net = self.net
-        X = net._inputs(X)
+        X = _device_inputs(net, X)
         Y = net._targets(Y, X.shape[0])
         n = X.shape[0]
         epochs = check_int(epochs, "epochs", minimum=0)
