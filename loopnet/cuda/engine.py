@@ -50,11 +50,11 @@ def to_device(net, **options):
     return CudaNet(net, **options)
 
 
-
 def _device_inputs(net, X):
     """X checked as the CPU engine checks it, in the network's own dtype: the GPU kernels
     are compiled for one dtype (the CPU engine alone reads float32 X under float64 weights)."""
     return np.ascontiguousarray(net._inputs(X), dtype=net.dtype)
+
 
 class CudaNet:
     """``net`` on the GPU: fit, predict, gradient, cost as :class:`loopnet.Net` has them.
