@@ -710,8 +710,10 @@ class _ThreadChooser:
     A fixed request is honoured (capped at Numba's thread count).  Otherwise
     the candidates are all threads and one thread, in that order; each is
     timed per mini-batch, the faster is used (one thread only when it is
-    SWITCH_MARGIN faster), and every PROBE_EVERY-th run re-times the other one
-    (on a shorter run) so that a change of machine load is noticed.
+    SWITCH_MARGIN faster than the better of all threads' last two runs), and every
+    PROBE_EVERY-th run re-times the other one (on a shorter run) so that a change of
+    machine load is noticed; a choice of one thread that rests on a single
+    all-threads run is re-timed at once (the 4th run).
 
     A change of choice starts slowly: the first run at the new choice is as long as
     its last probe, and each further run doubles, up to the usual length.  On a busy
@@ -755,7 +757,10 @@ class _ThreadChooser:
             # other way round costs the one-thread probe nothing is gained by on a quiet machine
             slower = min(4, max(1, int(self.latest(other) / max(self.latest(best), 1e-12))))
             early = self.calls == 2 and other == self.candidates[0]
-            if early or self.calls % (PROBE_EVERY * slower) == 0:
+            # one thread chosen on a single all-threads run (this process's first, e.g. one
+            # slowed by another library's threads still spinning): time all threads once more
+            again = self.calls == 4 and other == self.candidates[0] and len(self.rates[other]) < 2
+            if early or again or self.calls % (PROBE_EVERY * slower) == 0:
                 return other, True
         return best, False
 
@@ -769,15 +774,29 @@ class _ThreadChooser:
 
     def preferred(self):
         """The thread count that trained fastest so far (the first candidate before any);
-        a later candidate (one thread) only when it is SWITCH_MARGIN times faster."""
+        a later candidate (one thread) only when it is SWITCH_MARGIN times faster than the
+        first candidate's better of its last two rates (:meth:`settled_rate`)."""
         timed = [k for k in self.candidates if k in self.rates]
         if not timed:
             return self.candidates[0]
         best = timed[0]
         for k in timed[1:]:
-            if self.latest(k) * SWITCH_MARGIN < self.latest(best):
+            if self.latest(k) * SWITCH_MARGIN < self.settled_rate(best):
                 best = k
         return best
+
+    def settled_rate(self, threads):
+        """The rate ``threads`` is judged by: for all threads (the first candidate) the
+        better of its last two, so that one slow run does not send the fit to one thread.
+        Right after other code used the cores (NumPy's BLAS threads spin on for ~0.1 s
+        after a call), an all-threads run measured 29 ms per W3 batch against its usual
+        1.2; by its latest rate alone the fit then spent the epoch on one thread (1.9 ms
+        per batch).  A load that stays shows in two runs in a row, and each run lasts at
+        most SEGMENT_SECONDS at the rate just measured."""
+        rates = self.rates.get(threads)
+        if threads == self.candidates[0] and len(self.candidates) > 1 and len(rates) > 1:
+            return min(rates[-2:])
+        return rates[-1]
 
     def run_length(self, threads, probe, batch_size):
         """Mini-batches in the next run.  A probe runs 1/PROBE_SHARE of a usual run, and

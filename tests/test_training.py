@@ -262,3 +262,23 @@ def test_thread_chooser_starts_slowly_after_a_switch_and_sizes_probes_by_the_slo
     # of their last probe and doubles, instead of a whole usual run at a rate seen once
     assert chooser.preferred() == 2
     assert [chooser.run_length(2, False, 10) for _ in range(3)] == [1, 2, 4]
+
+
+def test_thread_chooser_needs_two_slow_runs_in_a_row_to_leave_all_threads():
+    """One all-threads run slowed by something passing (another library's threads still
+    spinning) does not send the fit to one thread; a load that stays (two slow runs in a
+    row) does.  A first verdict resting on one all-threads run is re-timed at call 4."""
+    chooser = training._ThreadChooser(None, 55_555_555_555)     # its own entry
+    chooser.candidates = [2, 1]
+    assert chooser.next() == (2, False)
+    chooser.record(2, 0.029)                                    # disturbed: 29 ms per batch
+    assert chooser.next() == (1, True)
+    chooser.record(1, 0.0019)
+    assert chooser.preferred() == 1 and chooser.next() == (1, False)
+    assert chooser.next() == (2, True)                          # call 4: all threads again
+    chooser.record(2, 0.0012)                                   # undisturbed
+    assert chooser.preferred() == 2
+    chooser.record(2, 0.0034)                                   # one slow run: stay
+    assert chooser.preferred() == 2
+    chooser.record(2, 0.0036)                                   # two in a row: leave
+    assert chooser.preferred() == 1
