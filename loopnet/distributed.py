@@ -87,6 +87,9 @@ from .checks import check_choice, check_int, check_order, check_pair, is_one_hot
 from .idx import IdxRows, data_bytes, parse_header
 from .limits import check_bytes, regular_file
 
+#: Seconds a failing rank waits, after writing its traceback, before MPI_Abort (see on_error).
+ABORT_GRACE_SECONDS = 0.2
+
 __all__ = [
     "fit",
     "world",
@@ -460,6 +463,10 @@ class _RankSteps:
             traceback.print_exc()
             sys.stderr.write(f"loopnet.distributed: rank {group.rank} failed; aborting all ranks\n")
             sys.stderr.flush()
+            # mpiexec forwards each rank's stderr through a pipe; MPI_Abort kills the ranks and
+            # the forwarder at once, and the traceback just written was seen lost (only its
+            # first line reached the terminal, once in a test run on a loaded machine).
+            time.sleep(ABORT_GRACE_SECONDS)
             group.comm.Abort(1)
 
 
