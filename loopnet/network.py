@@ -311,11 +311,10 @@ def _layer_spans(sizes):
     return ws, bs
 
 
-def _layer_views(params, sizes):
-    """Nielsen-shaped views into a flat buffer: w^l (n, m) and b^l as (n, 1) columns."""
-    ws, bs = _layer_spans(sizes)
-    return ([params[lo:hi].reshape(shape) for lo, hi, shape in ws],
-            [params[lo:hi].reshape(shape) for lo, hi, shape in bs])
+def _views(buffer, spans):
+    """Nielsen-shaped views into a flat buffer, one per (start, stop, shape) of ``spans``
+    (:func:`_layer_spans`): w^l as (n, m), b^l as (n, 1) columns."""
+    return [buffer[lo:hi].reshape(shape) for lo, hi, shape in spans]
 
 
 _first_compile_checked = set()
@@ -512,7 +511,8 @@ class _Compiled(object):
 
     def _install(self, c, params):
         """Make ``params`` the core's buffer and self.weights/biases views of it."""
-        c.wviews, c.bviews = _layer_views(c.net.adopt_params(params, checked=True), c.sizes)
+        buffer = c.net.adopt_params(params, checked=True)
+        c.wviews, c.bviews = _views(buffer, c.weight_spans), _views(buffer, c.bias_spans)
         c.wlist, c.blist = list(c.wviews), list(c.bviews)
         self.__dict__["weights"], self.__dict__["biases"] = c.wlist, c.blist
 
@@ -678,8 +678,7 @@ class _Compiled(object):
             xv, yv = x.reshape(-1), y.reshape(-1)
         grad = np.empty(c.n_params)
         _backprop_example(net.params, c.layout, xv, yv, c.scratch, grad)
-        return ([grad[lo:hi].reshape(shape) for lo, hi, shape in c.bias_spans],
-                [grad[lo:hi].reshape(shape) for lo, hi, shape in c.weight_spans])
+        return _views(grad, c.bias_spans), _views(grad, c.weight_spans)
 
     def _gradient_sum_python(self, mini_batch):
         nabla_b = [np.zeros(np.shape(b)) for b in self.biases]
