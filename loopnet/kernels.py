@@ -46,7 +46,7 @@ import math
 import numpy as np
 
 from ._jit import jit, jit_sums
-from .random import bernoulli_keep, normal_word, stream, ziggurat_slow, ziggurat_try
+from .random import bernoulli_keep, normal_of_word, normal_word, stream
 from .activations import SIGMOID, SOFTMAX, sigma, sigma_prime_of
 from .costs import CROSS_ENTROPY, LOG_LIKELIHOOD, dcost_da
 
@@ -241,9 +241,5 @@ def add_noise(grad, lo, hi, scale, seed, step):
     base = stream(seed, step)
     g = grad[lo:hi]
     for k in range(hi - lo):
-        h = normal_word(base, lo + k)
-        x, accepted = ziggurat_try(h)
-        if not accepted:
-            x = ziggurat_slow(h)
-        g[k] = g[k] + g.dtype.type(scale * x)
+        g[k] = g[k] + g.dtype.type(scale * normal_of_word(normal_word(base, lo + k)))
 
