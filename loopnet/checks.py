@@ -139,12 +139,12 @@ def check_finite(A, name):
     if _was_checked(A):
         return
     if np.isfinite(A.sum(axis=0)).all():   # a NaN or inf makes its column's sum non-finite;
-        _remember(A)                        # one pass, no temporary the size of A
+        remember_finite(A)                  # one pass, no temporary the size of A
         return
     if not np.all(np.isfinite(A)):          # (or finite numbers overflowed: look closer)
         row = int(np.argwhere(~np.isfinite(A))[0][0])
         raise ValueError(f"{name} contains NaN or infinity (first in row {row})")
-    _remember(A)
+    remember_finite(A)
 
 
 def _layout(A):
@@ -157,12 +157,9 @@ def _was_checked(A):
 
 
 def remember_finite(A):
-    """Record that ``A`` holds no NaN or ±inf (its caller scanned it, to name the culprit in
-    its own words), so that :func:`check_finite` does not scan it again."""
-    _remember(A)
-
-
-def _remember(A):
+    """Record that ``A`` holds no NaN or ±inf (check_finite, or a caller that scanned it to
+    name the culprit in its own words), so that :func:`check_finite` does not scan it
+    again; arrays under REMEMBER_BYTES are not worth remembering."""
     if not isinstance(A, np.ndarray) or A.nbytes < REMEMBER_BYTES:
         return
     key = id(A)
