@@ -699,7 +699,8 @@ def flops_per_example(sizes):
 
 #: (candidates, flops per mini-batch) -> {threads: the last RECENT rates measured, in
 #: seconds per mini-batch, oldest first}, shared by the choosers of one process.  Choices
-#: go by the latest rate; a probe is sized by the slowest of them (see _ThreadChooser).
+#: go by the latest rate (all threads: the better of their last two); a probe is sized by
+#: the slowest of them (see _ThreadChooser).
 _MEASURED = {}
 RECENT = 3
 
