@@ -44,7 +44,7 @@ import warnings
 import numba
 import numpy as np
 
-from . import checks, engine, training
+from . import checks, engine, mnist_loader, training
 from ._jit import jit
 from .kernels import forward_layer, hidden_delta, output_delta
 from .net import Net, warmup
@@ -537,6 +537,9 @@ class _Compiled(object):
         """
         if len(data) == 0:
             return convert(data), np.arange(0)
+        known = self._loaded(data, role)
+        if known is not None:
+            return known
         entries = self.__dict__.setdefault("_loopnet_data", {}).setdefault(role, [])
         for entry in entries:
             rows = entry.rows(data)
@@ -546,6 +549,19 @@ class _Compiled(object):
         entries.insert(0, entry)
         del entries[_CACHED_PER_ROLE:]
         return entry.arrays, np.arange(len(data))
+
+    def _loaded(self, data, role):
+        """``(arrays, rows)`` of pairs that load_data_wrapper() built, read in place
+        (:func:`loopnet.mnist_loader.known_arrays`), when they fit this network; else None."""
+        known = mnist_loader.known_arrays(data)
+        if known is None:
+            return None
+        (X, targets), rows = known
+        if X.shape[1] != self.sizes[0] or (targets.ndim == 2) != (role == "training") \
+                or (role == "training" and targets.shape[1] != self.sizes[-1]):
+            return None         # converted as any data is: the error names the problem
+        _announce_first_compile(X.dtype)
+        return known
 
     def _inputs(self, xs, name):
         X = _stack_columns(

@@ -1,0 +1,112 @@
+"""The drop-ins train on load_data_wrapper()'s pairs in place (loopnet.mnist_loader.known_arrays):
+the same bits and output as on copies of the same pairs, which are converted as any data is."""
+import contextlib
+import gc
+import io
+import random
+
+import numpy as np
+import pytest
+
+from loopnet import mnist_loader, network, network2
+from test_mnist_loader import make_idx_dir
+
+
+@pytest.fixture
+def loaded(tmp_path):
+    make_idx_dir(str(tmp_path), n_train=72, n_test=21)
+    return mnist_loader.load_data_wrapper(str(tmp_path))
+
+
+def copies(data):
+    """The same pairs as new arrays (and new label objects): not recognised, so converted."""
+    return [(np.array(x), np.array(y) if isinstance(y, np.ndarray) else int(y)) for x, y in data]
+
+
+def train(module, training, test, **kw):
+    random.seed(3)
+    np.random.seed(3)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        net = module.Network([784, 7, 10])
+        result = net.SGD(training, 2, 5, 1.5, **kw)
+    return net, out.getvalue(), result
+
+
+def same_parameters(a, b):
+    return all(np.array_equal(p, q) for p, q in zip(a.weights + a.biases, b.weights + b.biases))
+
+
+def test_pairs_are_views_of_the_split_matrices(loaded):
+    training, validation, test = loaded
+    (X, Y), rows = mnist_loader.known_arrays(training)
+    assert np.array_equal(rows, np.arange(len(training))) and X.dtype == np.float32
+    for i in (0, 17, len(training) - 1):
+        x, y = training[i]
+        assert np.shares_memory(x, X) and np.array_equal(x[:, 0], X[i])
+        assert np.array_equal(y, mnist_loader.vectorized_result(int(np.argmax(y))))
+        assert np.shares_memory(y, Y) and np.array_equal(y[:, 0], Y[i])
+    (VX, labels), vrows = mnist_loader.known_arrays(validation)
+    assert labels.dtype == np.int64 and [int(v[1]) for v in validation] == labels.tolist()
+    assert mnist_loader.known_arrays(copies(training)) is None
+    assert mnist_loader.known_arrays(copies(test)) is None
+
+
+def test_network_sgd_on_loaded_pairs_equals_sgd_on_copies(loaded):
+    training, _, test = loaded
+    twin, twin_test = copies(training), copies(test)
+    a, out_a, _ = train(network, training, test, test_data=test)
+    b, out_b, _ = train(network, twin, twin_test, test_data=twin_test)
+    assert out_a == out_b and "Epoch 1: " in out_a
+    assert same_parameters(a, b)
+    # SGD shuffled both lists in place, alike; the shuffled list is still recognised.
+    assert [int(np.argmax(y)) for _, y in training] == [int(np.argmax(y)) for _, y in twin]
+    (_, _), rows = mnist_loader.known_arrays(training)
+    assert not np.array_equal(rows, np.arange(len(training)))
+    assert a.evaluate(test) == b.evaluate(twin_test)
+
+
+def test_network2_sgd_and_monitors_on_loaded_pairs_equal_copies(loaded):
+    training, validation, _ = loaded
+    kw = dict(lmbda=0.3, monitor_evaluation_cost=True, monitor_evaluation_accuracy=True,
+              monitor_training_cost=True, monitor_training_accuracy=True)
+    twin, twin_val = copies(training), copies(validation)
+    a, out_a, res_a = train(network2, training, None, evaluation_data=validation, **kw)
+    b, out_b, res_b = train(network2, twin, None, evaluation_data=twin_val, **kw)
+    assert out_a == out_b and res_a == res_b
+    assert same_parameters(a, b)
+
+
+def test_writing_into_a_loaded_x_is_seen(loaded):
+    training, _, test = loaded
+    training[4][0][100:200, 0] = 0.5        # into the pair's own array, as NumPy users do
+    twin, twin_test = copies(training), copies(test)
+    assert mnist_loader.known_arrays(training) is not None
+    a, out_a, _ = train(network, training, test, test_data=test)
+    b, out_b, _ = train(network, twin, twin_test, test_data=twin_test)
+    assert out_a == out_b and same_parameters(a, b)
+
+
+def test_replaced_or_collected_pairs_are_not_taken_for_the_loaded_ones(loaded):
+    training, _, test = loaded
+    training[3] = (training[3][0], mnist_loader.vectorized_result(9))    # a new y
+    assert mnist_loader.known_arrays(training) is None
+    training[3] = (np.array(training[3][0]), training[3][1])
+    assert mnist_loader.known_arrays(training) is None
+    twin, twin_test = copies(training), copies(test)
+    a, out_a, _ = train(network, training, test, test_data=test)          # converted instead
+    b, out_b, _ = train(network, twin, twin_test, test_data=twin_test)
+    assert out_a == out_b and same_parameters(a, b)
+    assert mnist_loader.known_arrays(test) is not None
+    del test[0]
+    gc.collect()                  # its x is gone: an id of the set may now be another array's
+    assert mnist_loader.known_arrays(test) is None
+
+
+def test_loaded_pairs_that_do_not_fit_the_network_get_the_usual_error(loaded):
+    training, _, test = loaded
+    net = network.Network([100, 5, 10])
+    with pytest.raises(ValueError, match=r"training_data\[0\]\[0\].*sizes\[0\] = 100"):
+        net.SGD(training, 1, 5, 1.0)
+    with pytest.raises(ValueError, match=r"training_data\[0\]\[1\].*vectorized_result"):
+        network.Network([784, 5, 10]).SGD(test, 1, 5, 1.0)
