@@ -29,20 +29,18 @@ unchanged.  Two things are new:
   every x is a view of one row of its split's image matrix and every training
   y a view of one row of a one-hot matrix (the same values as Nielsen's
   separate arrays).  ``loopnet.network``/``network2`` recognise such pairs
-  (:func:`known_arrays`), in any order, and train on the matrices themselves
-  instead of stacking 50,000 small arrays on every ``SGD`` call.
+  (:mod:`loopnet.pairs`), in any order, and train on the matrices themselves
+  instead of stacking 50,000 small arrays.
 """
 
 import gzip
-import operator
 import os
 import pickle
-import weakref
 import zlib
 
 import numpy as np
 
-from . import checks
+from . import checks, pairs
 from .idx import read_idx
 from .limits import ENV as LIMIT_ENV
 from .limits import declared_bytes, max_bytes, regular_file
@@ -388,95 +386,13 @@ def _one_hot(labels):
     return Y
 
 
-# --------------------------------------------------------------------------
-# The data sets load_data_wrapper() built, for loopnet.network / network2
-# --------------------------------------------------------------------------
-#
-# Each x of a pair is a view of one row of a matrix X (the images of its split) and each
-# training y a view of one row of a one-hot matrix Y, so the drop-ins can train on X and Y
-# themselves, in any order of the pairs, instead of stacking 50,000 small arrays again
-# (about 0.1 s per call).  A pair list is recognised by the identity of its arrays: the
-# x's are held by weak references whose callbacks mark the set as broken once any of them
-# is collected (a later object could then reuse its id), the y's (small) and labels are
-# held. Writing into a pair's x or y writes into X or Y: the drop-ins see it as Nielsen's
-# code would.  Anything else (a pair replaced by new arrays, another loader's data) is
-# not recognised, and the drop-ins convert the pairs as they would any data.
-
-_KNOWN_SETS = 6     # data sets remembered (a process that loads the data again forgets the oldest)
-_known = []
-
-
-class _Known(object):
-    """One data set: X (weakly), the targets, and the ids of the x's and y's by row."""
-
-    __slots__ = ("X", "targets", "x_ids", "row_of", "y_ids", "ys", "x_refs", "intact")
-
-    def arrays(self, data, x_ids):
-        """((X, targets), rows) if every pair of ``data`` (whose x's have the ids ``x_ids``)
-        is one of this set's, else None."""
-        X = self.X()
-        if X is None or not self.intact:
-            return None
-        pos = np.searchsorted(self.x_ids, x_ids)
-        pos[pos == len(self.x_ids)] = 0
-        if not np.array_equal(self.x_ids[pos], x_ids):
-            return None
-        rows = self.row_of[pos]
-        y_ids = _ids(data, 1)
-        if y_ids is None or not np.array_equal(self.y_ids[rows], y_ids) or not self.intact:
-            return None
-        return (X, self.targets), rows
-
-    def broken(self, _ref):
-        self.intact = False
-
-
-def _ids(data, k):
-    """id(pair[k]) of every pair, or None if some pair has no item k."""
-    try:
-        return np.fromiter(map(id, map(operator.itemgetter(k), data)), np.uint64, len(data))
-    except (TypeError, IndexError, KeyError):
-        return None
-
-
 def _remember(data, X, targets):
-    """Note that pair i of ``data`` is (view of X[i], y_i) with y_i a view of targets[i] (a
-    one-hot row) or the label targets[i]; X is scanned once for NaN and remembered as
-    finite (loopnet.checks) so the core does not scan it again."""
-    if not np.isfinite(X).all():
-        return                          # the drop-ins will convert it, and name the bad x
-    checks.remember_finite(X)
-    entry = _Known()
-    entry.X = weakref.ref(X)
-    entry.targets = targets
-    entry.intact = True
-    xs = [x for x, _ in data]
-    entry.ys = [y for _, y in data]     # held, so that their ids stay theirs
-    broken = entry.broken
-    entry.x_refs = [weakref.ref(x, broken) for x in xs]
-    ids = np.fromiter(map(id, xs), np.uint64, len(xs))
-    entry.row_of = np.argsort(ids, kind="stable")
-    entry.x_ids = ids[entry.row_of]
-    entry.y_ids = np.fromiter(map(id, entry.ys), np.uint64, len(xs))
-    _known[:] = [e for e in _known if e.X() is not None and e.intact][-(_KNOWN_SETS - 1):]
-    _known.append(entry)
-
-
-def known_arrays(data):
-    """((X, targets), rows) when ``data`` (a list of pairs) holds only pairs that
-    load_data_wrapper() built, in any order: pair i is (row rows[i] of X, targets[rows[i]]),
-    ``targets`` being the (n, 10) one-hot matrix of training data or the label array of
-    validation and test data.  None otherwise."""
-    if not data or not _known:
-        return None
-    x_ids = _ids(data, 0)
-    if x_ids is None:
-        return None
-    for entry in reversed(_known):
-        found = entry.arrays(data, x_ids)
-        if found is not None:
-            return found
-    return None
+    """Let the drop-ins find ``data``'s pairs as rows of X and targets (loopnet.pairs),
+    once X is known to hold no NaN or infinity (remembered, so the core does not scan it
+    again; a pickle's NaN is left to the drop-ins' conversion, which names the pair)."""
+    if np.isfinite(X).all():
+        checks.remember_finite(X)
+        pairs.remember(data, X, targets)
 
 
 def vectorized_result(j):

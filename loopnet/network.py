@@ -44,7 +44,7 @@ import warnings
 import numba
 import numpy as np
 
-from . import checks, engine, mnist_loader, training
+from . import checks, engine, pairs, training
 from ._jit import jit
 from .kernels import forward_layer, hidden_delta, output_delta
 from .net import Net, warmup
@@ -370,47 +370,11 @@ def _cache_is_empty(inputs=np.float64):
 # Data conversion, once per list
 # ---------------------------------------------------------------------------
 
-class _Converted(object):
-    """Arrays converted from a list of pairs, found again by the pairs' identity.
-
-    ``pairs`` keeps the converted pair objects alive, so their ``id`` cannot be
-    reused while the entry exists; ``ids`` are those ids sorted and ``row_of``
-    the row of the arrays that each one became (indexed on the first lookup:
-    a single SGD call never needs it).
-    """
-
-    __slots__ = ("pairs", "ids", "row_of", "arrays")
-
-    def rows(self, data):
-        """Row of the arrays for each pair of ``data``, or None if some pair is new."""
-        if self.ids is None:
-            ids = np.fromiter(map(id, self.pairs), np.uint64, len(self.pairs))
-            self.row_of = np.argsort(ids, kind="stable")
-            self.ids = ids[self.row_of]
-        ids = np.fromiter(map(id, data), np.uint64, len(data))
-        pos = np.searchsorted(self.ids, ids)
-        pos[pos == len(self.ids)] = 0
-        if len(self.ids) == 0 or not np.array_equal(self.ids[pos], ids):
-            return None
-        return self.row_of[pos]
-
-
-def _converted(data, arrays):
-    entry = _Converted()
-    entry.pairs = list(data)
-    entry.ids = entry.row_of = None
-    entry.arrays = arrays
-    return entry
-
-
 #: Below this many floating-point operations, one call (a mini-batch's gradient, the
 #: outputs of a few examples) runs on the calling thread alone: a few milliseconds of
 #: work, where waking and synchronising other threads gains little on a quiet machine
 #: and, measured on a busy 2-core one, made update_mini_batch 10x slower than serial.
 SERIAL_CALL_FLOPS = 20_000_000
-
-#: Data sets kept converted per role (training, labelled): e.g. validation and test data.
-_CACHED_PER_ROLE = 3
 
 
 class _Compiled(object):
@@ -528,40 +492,30 @@ class _Compiled(object):
     def _cached(self, data, role, convert):
         """``(arrays, rows)``: ``convert(data)`` done once per list of pairs.
 
-        The result is kept per ``role`` ("training", "test", ...) and reused
-        while every pair of ``data`` is one already converted (SGD shuffles
-        the caller's list in place: the same pairs in another order).
-        ``rows[i]`` is the row of the arrays that holds ``data[i]``.  A pair is
-        recognised by identity: replace a pair, rather than writing into its
-        arrays, to change the data between calls.
+        The arrays are remembered (:mod:`loopnet.pairs`) and found again, by any
+        Network, while every pair of ``data`` is one already converted, in any order
+        (SGD shuffles the caller's list in place); load_data_wrapper()'s lists are
+        found without any conversion.  ``rows[i]`` is the row of the arrays that holds
+        ``data[i]``.  A pair is recognised by the identity of its x and y: replace a
+        pair, rather than writing into its arrays, to change the data between calls.
         """
         if len(data) == 0:
             return convert(data), np.arange(0)
-        known = self._loaded(data, role)
-        if known is not None:
-            return known
-        entries = self.__dict__.setdefault("_loopnet_data", {}).setdefault(role, [])
-        for entry in entries:
-            rows = entry.rows(data)
-            if rows is not None:
-                return entry.arrays, rows
-        entry = _converted(data, convert(data))
-        entries.insert(0, entry)
-        del entries[_CACHED_PER_ROLE:]
-        return entry.arrays, np.arange(len(data))
+        found = pairs.find(data)
+        if found is not None and self._fits(found[0], role):
+            _announce_first_compile(found[0][0].dtype)
+            return found
+        arrays = convert(data)
+        pairs.remember(data, *arrays)
+        return arrays, np.arange(len(data))
 
-    def _loaded(self, data, role):
-        """``(arrays, rows)`` of pairs that load_data_wrapper() built, read in place
-        (:func:`loopnet.mnist_loader.known_arrays`), when they fit this network; else None."""
-        known = mnist_loader.known_arrays(data)
-        if known is None:
-            return None
-        (X, targets), rows = known
-        if X.shape[1] != self.sizes[0] or (targets.ndim == 2) != (role == "training") \
-                or (role == "training" and targets.shape[1] != self.sizes[-1]):
-            return None         # converted as any data is: the error names the problem
-        _announce_first_compile(X.dtype)
-        return known
+    def _fits(self, arrays, role):
+        """Whether remembered (X, targets) suit this network in ``role`` ("training": one-hot
+        targets; else labels); if not, the pairs are converted again (raising the error that
+        names the problem, if there is one)."""
+        X, targets = arrays
+        return X.shape[1] == self.sizes[0] and (targets.ndim == 2) == (role == "training") \
+            and (role != "training" or targets.shape[1] == self.sizes[-1])
 
     def _inputs(self, xs, name):
         X = _stack_columns(

@@ -31,7 +31,7 @@ LAYERS = {
     6: ["distributed"],                                    # MPI steps for training.run
     7: ["net"],                                            # the API: Net
     8: ["gradcheck", "trace", "trace_html", "trace_plot", "examples", "idx", "datafiles", "data", "io",
-        "cuda"],                                           # teaching, data, files, GPU twin
+        "cuda", "pairs"],                                  # teaching, data, files, GPU twin
     9: ["network", "network2", "mnist_loader", "sklearn", ""],   # drop-ins, the package
     10: ["cli", "__main__", "commands"],                   # the top floor
 }

@@ -1,4 +1,4 @@
-"""The drop-ins train on load_data_wrapper()'s pairs in place (loopnet.mnist_loader.known_arrays):
+"""The drop-ins train on load_data_wrapper()'s pairs in place (found by loopnet.pairs):
 the same bits and output as on copies of the same pairs, which are converted as any data is."""
 import contextlib
 import gc
@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from loopnet import mnist_loader, network, network2
+from loopnet import mnist_loader, network, network2, pairs
 from test_mnist_loader import make_idx_dir
 
 
@@ -39,17 +39,17 @@ def same_parameters(a, b):
 
 def test_pairs_are_views_of_the_split_matrices(loaded):
     training, validation, test = loaded
-    (X, Y), rows = mnist_loader.known_arrays(training)
+    (X, Y), rows = pairs.find(training)
     assert np.array_equal(rows, np.arange(len(training))) and X.dtype == np.float32
     for i in (0, 17, len(training) - 1):
         x, y = training[i]
         assert np.shares_memory(x, X) and np.array_equal(x[:, 0], X[i])
         assert np.array_equal(y, mnist_loader.vectorized_result(int(np.argmax(y))))
         assert np.shares_memory(y, Y) and np.array_equal(y[:, 0], Y[i])
-    (VX, labels), vrows = mnist_loader.known_arrays(validation)
+    (VX, labels), vrows = pairs.find(validation)
     assert labels.dtype == np.int64 and [int(v[1]) for v in validation] == labels.tolist()
-    assert mnist_loader.known_arrays(copies(training)) is None
-    assert mnist_loader.known_arrays(copies(test)) is None
+    assert pairs.find(copies(training)) is None
+    assert pairs.find(copies(test)) is None
 
 
 def test_network_sgd_on_loaded_pairs_equals_sgd_on_copies(loaded):
@@ -61,7 +61,7 @@ def test_network_sgd_on_loaded_pairs_equals_sgd_on_copies(loaded):
     assert same_parameters(a, b)
     # SGD shuffled both lists in place, alike; the shuffled list is still recognised.
     assert [int(np.argmax(y)) for _, y in training] == [int(np.argmax(y)) for _, y in twin]
-    (_, _), rows = mnist_loader.known_arrays(training)
+    (_, _), rows = pairs.find(training)
     assert not np.array_equal(rows, np.arange(len(training)))
     assert a.evaluate(test) == b.evaluate(twin_test)
 
@@ -81,7 +81,7 @@ def test_writing_into_a_loaded_x_is_seen(loaded):
     training, _, test = loaded
     training[4][0][100:200, 0] = 0.5        # into the pair's own array, as NumPy users do
     twin, twin_test = copies(training), copies(test)
-    assert mnist_loader.known_arrays(training) is not None
+    assert pairs.find(training) is not None
     a, out_a, _ = train(network, training, test, test_data=test)
     b, out_b, _ = train(network, twin, twin_test, test_data=twin_test)
     assert out_a == out_b and same_parameters(a, b)
@@ -90,17 +90,17 @@ def test_writing_into_a_loaded_x_is_seen(loaded):
 def test_replaced_or_collected_pairs_are_not_taken_for_the_loaded_ones(loaded):
     training, _, test = loaded
     training[3] = (training[3][0], mnist_loader.vectorized_result(9))    # a new y
-    assert mnist_loader.known_arrays(training) is None
+    assert pairs.find(training) is None
     training[3] = (np.array(training[3][0]), training[3][1])
-    assert mnist_loader.known_arrays(training) is None
+    assert pairs.find(training) is None
     twin, twin_test = copies(training), copies(test)
     a, out_a, _ = train(network, training, test, test_data=test)          # converted instead
     b, out_b, _ = train(network, twin, twin_test, test_data=twin_test)
     assert out_a == out_b and same_parameters(a, b)
-    assert mnist_loader.known_arrays(test) is not None
+    assert pairs.find(test) is not None
     del test[0]
     gc.collect()                  # its x is gone: an id of the set may now be another array's
-    assert mnist_loader.known_arrays(test) is None
+    assert pairs.find(test) is None
 
 
 def test_loaded_pairs_that_do_not_fit_the_network_get_the_usual_error(loaded):
@@ -110,3 +110,29 @@ def test_loaded_pairs_that_do_not_fit_the_network_get_the_usual_error(loaded):
         net.SGD(training, 1, 5, 1.0)
     with pytest.raises(ValueError, match=r"training_data\[0\]\[1\].*vectorized_result"):
         network.Network([784, 5, 10]).SGD(test, 1, 5, 1.0)
+
+
+def test_pairs_converted_once_for_every_network_and_forgotten_with_the_data(monkeypatch):
+    """Other pairs (as Nielsen's own loader builds them) are converted on the first call and
+    found again by any Network, in any order; once the caller's pairs are gone, so are the
+    converted matrices."""
+    import weakref
+    rs = np.random.RandomState(0)
+    data = [(rs.rand(784, 1).astype(np.float32), mnist_loader.vectorized_result(i % 10))
+            for i in range(40)]
+    test = [(rs.rand(784, 1).astype(np.float32), i % 10) for i in range(9)]
+    stacked = []
+    real = network._stack_columns
+    monkeypatch.setattr(network, "_stack_columns", lambda *a, **k: stacked.append(1) or real(*a, **k))
+    runs = [train(network, list(data), test, test_data=test) for _ in range(2)]
+    assert len(stacked) == 3                    # x and y of the training list, x of the test list
+    train(network, data, test, test_data=test)  # (shuffles ``data`` itself)
+    assert len(stacked) == 3
+    assert runs[0][1] == runs[1][1] and same_parameters(runs[0][0], runs[1][0])
+    (X, Y), rows = pairs.find(data)             # SGD shuffled the list: rows follow it
+    assert np.array_equal(X[rows], np.stack([x[:, 0] for x, _ in data]))
+    assert np.array_equal(Y[rows], np.stack([y[:, 0] for _, y in data]))
+    matrix = weakref.ref(X)
+    del X, Y, rows, data, runs
+    gc.collect()
+    assert matrix() is None
