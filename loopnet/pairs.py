@@ -8,21 +8,16 @@ instead of a conversion.  ``mnist_loader.load_data_wrapper()`` remembers its own
 the same way: their x's are views of its image matrices, so they need no conversion at
 all.
 
-A set of pairs is recognised by the identity of each pair's x and y:
-
-* the y's are held (small arrays or labels), so no other object can take their ids;
-* the x's are referenced weakly, and the set is dropped as soon as any of them is
-  collected (a later array could then reuse its id); this also frees the matrices once
-  the caller's data is gone.
-
-So a set holds on to nothing the caller still needs to keep.  What identity cannot see:
-writing into a pair's arrays between calls, which changes a converted copy nowhere
-(the loader's matrices ARE the x's memory, so there it is seen).  To change the data,
-put new pairs in the list.
+A set of pairs is recognised by the identity of each pair's x and y, which it holds (so
+that no other object can take their ids while it exists).  Once the caller has let go of
+every pair of a set, the set (its matrices with it) is dropped the next time another set
+is remembered; at most :data:`SETS` sets are kept.  What identity cannot see: writing into a pair's arrays
+between calls, which changes a converted copy nowhere (the loader's matrices ARE the x's
+memory, so there it is seen).  To change the data, put new pairs in the list.
 """
 
 import operator
-import weakref
+import sys
 
 import numpy as np
 
@@ -35,26 +30,28 @@ _sets = []
 class _Set(object):
     """One list of pairs: pair i is (row i of X, targets[i]) at the time it was remembered."""
 
-    __slots__ = ("X", "targets", "x_ids", "row_of", "y_ids", "ys", "x_refs", "__weakref__")
+    __slots__ = ("X", "targets", "xs", "ys", "x_ids", "row_of", "y_ids")
 
     def arrays(self, data, x_ids):
         """((X, targets), rows) if every pair of ``data`` (whose x's have the ids ``x_ids``) is
         one of this set's, else None."""
-        if self.X is None:
-            return None
         pos = np.searchsorted(self.x_ids, x_ids)
         pos[pos == len(self.x_ids)] = 0
         if not np.array_equal(self.x_ids[pos], x_ids):
             return None
         rows = self.row_of[pos]
         y_ids = _ids(data, 1)
-        if y_ids is None or not np.array_equal(self.y_ids[rows], y_ids) or self.X is None:
+        if y_ids is None or not np.array_equal(self.y_ids[rows], y_ids):
             return None
         return (self.X, self.targets), rows
 
-    def forget(self, _ref=None):
-        """Drop the matrices and the held y's (an x was collected, or the set is evicted)."""
-        self.X = self.targets = self.ys = None
+    def in_use(self):
+        """Whether anything but this set still refers to one of its x's (e.g. the caller's
+        pairs): sys.getrefcount counts this set's list and its own argument, 2."""
+        return max(map(sys.getrefcount, self.xs), default=0) > 2
+
+
+_first, _second = operator.itemgetter(0), operator.itemgetter(1)
 
 
 def _ids(data, k):
@@ -67,26 +64,15 @@ def _ids(data, k):
 
 def remember(data, X, targets):
     """Note that pair i of ``data`` (a list) is (x_i, y_i) with x_i's values in row i of
-    ``X`` and y_i's in ``targets[i]`` (a row of one-hot targets, or a label).  Returns
-    False, remembering nothing, when an x cannot be referenced weakly (not an array)."""
-    xs = [pair[0] for pair in data]
+    ``X`` and y_i's in ``targets[i]`` (a row of one-hot targets, or a label)."""
     entry = _Set()
-    forget = entry.forget
-    try:
-        entry.x_refs = [weakref.ref(x, forget) for x in xs]
-    except TypeError:
-        return False
     entry.X, entry.targets = X, targets
-    entry.ys = [pair[1] for pair in data]       # held, so that their ids stay theirs
-    ids = np.fromiter(map(id, xs), np.uint64, len(xs))
+    entry.xs, entry.ys = list(map(_first, data)), list(map(_second, data))
+    ids = np.fromiter(map(id, entry.xs), np.uint64, len(entry.xs))
     entry.row_of = np.argsort(ids, kind="stable")
     entry.x_ids = ids[entry.row_of]
-    entry.y_ids = np.fromiter(map(id, entry.ys), np.uint64, len(xs))
-    live = [s for s in _sets if s.X is not None]
-    for old in live[:max(0, len(live) - (SETS - 1))]:
-        old.forget()
-    _sets[:] = live[-(SETS - 1):] + [entry]
-    return True
+    entry.y_ids = np.fromiter(map(id, entry.ys), np.uint64, len(entry.ys))
+    _sets[:] = [s for s in _sets if s.in_use()][-(SETS - 1):] + [entry]
 
 
 def find(data):

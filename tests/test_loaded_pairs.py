@@ -97,10 +97,10 @@ def test_replaced_or_collected_pairs_are_not_taken_for_the_loaded_ones(loaded):
     a, out_a, _ = train(network, training, test, test_data=test)          # converted instead
     b, out_b, _ = train(network, twin, twin_test, test_data=twin_test)
     assert out_a == out_b and same_parameters(a, b)
-    assert pairs.find(test) is not None
-    del test[0]
-    gc.collect()                  # its x is gone: an id of the set may now be another array's
-    assert pairs.find(test) is None
+    (X, labels), rows = pairs.find(test)
+    del test[0]                   # the rest are still rows of the set (it holds pair 0's x)
+    (X2, _), rows2 = pairs.find(test)
+    assert X2 is X and np.array_equal(rows2, rows[1:])
 
 
 def test_loaded_pairs_that_do_not_fit_the_network_get_the_usual_error(loaded):
@@ -114,8 +114,8 @@ def test_loaded_pairs_that_do_not_fit_the_network_get_the_usual_error(loaded):
 
 def test_pairs_converted_once_for_every_network_and_forgotten_with_the_data(monkeypatch):
     """Other pairs (as Nielsen's own loader builds them) are converted on the first call and
-    found again by any Network, in any order; once the caller's pairs are gone, so are the
-    converted matrices."""
+    found again by any Network, in any order; once the caller's pairs are gone, the
+    converted matrices go with the next set remembered."""
     import weakref
     rs = np.random.RandomState(0)
     data = [(rs.rand(784, 1).astype(np.float32), mnist_loader.vectorized_result(i % 10))
@@ -135,4 +135,6 @@ def test_pairs_converted_once_for_every_network_and_forgotten_with_the_data(monk
     matrix = weakref.ref(X)
     del X, Y, rows, data, runs
     gc.collect()
+    assert matrix() is not None           # until another set is remembered
+    train(network, [(np.array(x), mnist_loader.vectorized_result(1)) for x, _ in test], test)
     assert matrix() is None
