@@ -45,7 +45,7 @@ import numba
 import numpy as np
 
 from . import checks, engine, pairs, training
-from ._jit import jit
+from ._jit import jit, jit_sums
 from .kernels import forward_layer, hidden_delta, output_delta
 from .net import Net, warmup
 from .pyrandom import shuffled_range
@@ -252,6 +252,18 @@ def _backprop_example(params, layout, x, y, scratch, grad):
                                 a[u_off[i - 1]:u_off[i]])
 
 
+@jit_sums
+def _finite_sum(v):
+    """Whether Σ_i (v_i − v_i) = 0: true when every v_i is finite (each term is then 0; an
+    infinity or NaN makes it NaN).  One vectorised pass; LLVM may reassociate the sum into
+    Σ v_i − Σ v_i, which can overflow for huge finite values: a False is confirmed by the
+    caller's exact scan."""
+    s = 0.0
+    for i in range(v.shape[0]):
+        s += v[i] - v[i]
+    return s == 0.0
+
+
 @jit
 def gradient_of_example(nabla_w, nabla_b, delta, a_prev):
     """BP3 and BP4 of ONE example, stored (not added: the caller's buffer need not be zeroed).
@@ -286,18 +298,11 @@ class _Core(object):
     """A loopnet.Net plus the view lists handed to the user as weights/biases."""
 
     __slots__ = ("net", "sizes", "cost", "wlist", "blist", "wviews", "bviews", "layout",
-                 "scratch", "chooser", "n_params", "weight_spans", "bias_spans")
+                 "scratch", "chooser", "n_params", "weight_spans", "bias_spans", "weight_slices",
+                 "bias_slices", "x_shapes", "y_shapes")
 
 
-def _as_vector(v, n):
-    """v as a length-n float32/float64 vector (a view when it can be), or None if it is not
-    an (n, 1) or (n,) float array."""
-    if type(v) is np.ndarray and v.dtype.type in _FLOAT_TYPES and (v.shape == (n, 1)
-                                                                  or v.shape == (n,)):
-        return v.reshape(n)
-    return None
-
-
+#: What x may be for the kernel to read it in place (y: float64).
 _FLOAT_TYPES = (np.float64, np.float32)
 
 
@@ -455,7 +460,7 @@ class _Compiled(object):
                                  % (l, b.shape, sizes, sizes[l + 1]))
             arrays += [w.reshape(-1), b.reshape(-1)]
         params = np.concatenate(arrays)
-        if not np.isfinite(params.sum()) and not np.isfinite(params).all():
+        if not _finite_sum(params) and not np.isfinite(params).all():
             raise ValueError("self.weights or self.biases contain NaN or infinity")
         cost = self._loopnet_cost
         if c is None or c.sizes != sizes or c.cost != cost:
@@ -469,6 +474,10 @@ class _Compiled(object):
             c.chooser = None
             c.n_params = c.net.params.shape[0]
             c.weight_spans, c.bias_spans = _layer_spans(c.sizes)
+            c.weight_slices = [(slice(lo, hi), shape) for lo, hi, shape in c.weight_spans]
+            c.bias_slices = [(slice(lo, hi), shape) for lo, hi, shape in c.bias_spans]
+            c.x_shapes = ((sizes[0], 1), (sizes[0],))
+            c.y_shapes = ((sizes[-1], 1), (sizes[-1],))
             self.__dict__["_loopnet_core"] = c
         self._install(c, params)
         return c
@@ -641,14 +650,16 @@ class _Compiled(object):
         """
         net = self._net()
         c = self.__dict__["_loopnet_core"]
-        xv = _as_vector(x, c.sizes[0])
-        yv = _as_vector(y, c.sizes[-1])
-        if xv is None or yv is None:
+        if type(x) is np.ndarray and type(y) is np.ndarray and x.dtype.type in _FLOAT_TYPES \
+                and y.dtype.type is np.float64 and x.shape in c.x_shapes and y.shape in c.y_shapes:
+            xv, yv = x.reshape(c.sizes[0]), y.reshape(c.sizes[-1])
+        else:
             x, y = self._check_xy(x, y)           # raises, naming the problem, or converts
             xv, yv = x.reshape(-1), y.reshape(-1)
         grad = np.empty(c.n_params)
         _backprop_example(net.params, c.layout, xv, yv, c.scratch, grad)
-        return _views(grad, c.bias_spans), _views(grad, c.weight_spans)
+        return ([grad[s].reshape(shape) for s, shape in c.bias_slices],
+                [grad[s].reshape(shape) for s, shape in c.weight_slices])
 
     def _gradient_sum_python(self, mini_batch):
         nabla_b = [np.zeros(np.shape(b)) for b in self.biases]

@@ -575,3 +575,20 @@ def test_book_runs_profile_runs(tmp_path):
     for row in rows[:5]:
         results = row.rstrip(" |").split(" | ")[-1].split(" / ")
         assert results[0:2] == results[2:4]
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_new_weights_with_nan_or_infinity_are_refused_by_name(bad):
+    """Weights assigned by the user (as a subclass's update does) are taken in with one
+    vectorised check (network._finite_sum); a NaN or ±inf anywhere is named, huge finite
+    values are not mistaken for one."""
+    np.random.seed(2)
+    net = network.Network([6, 5, 3])
+    x, y = np.random.rand(6, 1), np.eye(3)[[1]].T
+    net.weights = [w * 1e300 for w in net.weights]           # finite, sums overflow
+    net.backprop(x, y)
+    w = [np.array(v) for v in net.weights]
+    w[1][2, 4] = bad
+    net.weights = w
+    with pytest.raises(ValueError, match="self.weights or self.biases contain NaN or infinity"):
+        net.backprop(x, y)
