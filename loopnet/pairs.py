@@ -57,7 +57,7 @@ _first, _second = operator.itemgetter(0), operator.itemgetter(1)
 def _ids(data, k):
     """id(pair[k]) of every pair, or None if some pair has no item k."""
     try:
-        return np.fromiter(map(id, map(operator.itemgetter(k), data)), np.uint64, len(data))
+        return np.fromiter(map(id, map((_first, _second)[k], data)), np.uint64, len(data))
     except (TypeError, IndexError, KeyError):
         return None
 
