@@ -298,8 +298,8 @@ class _Core(object):
     """A loopnet.Net plus the view lists handed to the user as weights/biases."""
 
     __slots__ = ("net", "sizes", "cost", "wlist", "blist", "wviews", "bviews", "layout",
-                 "scratch", "chooser", "n_params", "weight_spans", "bias_spans", "weight_slices",
-                 "bias_slices", "x_shapes", "y_shapes")
+                 "scratch", "chooser", "n_params", "weight_spans", "bias_spans", "x_shapes",
+                 "y_shapes")
 
 
 #: What x may be for the kernel to read it in place (y: float64).
@@ -307,19 +307,19 @@ _FLOAT_TYPES = (np.float64, np.float32)
 
 
 def _layer_spans(sizes):
-    """[(start, stop, (n, m)) of each w^l], [(start, stop, (n, 1)) of each b^l] in the flat buffer."""
+    """[(slice, (n, m)) of each w^l], [(slice, (n, 1)) of each b^l] in the flat buffer."""
     ws, bs, start = [], [], 0
     for m, n in zip(sizes[:-1], sizes[1:]):
-        ws.append((start, start + n * m, (n, m)))
-        bs.append((start + n * m, start + n * m + n, (n, 1)))
+        ws.append((slice(start, start + n * m), (n, m)))
+        bs.append((slice(start + n * m, start + n * m + n), (n, 1)))
         start += n * m + n
     return ws, bs
 
 
 def _views(buffer, spans):
-    """Nielsen-shaped views into a flat buffer, one per (start, stop, shape) of ``spans``
+    """Nielsen-shaped views into a flat buffer, one per (slice, shape) of ``spans``
     (:func:`_layer_spans`): w^l as (n, m), b^l as (n, 1) columns."""
-    return [buffer[lo:hi].reshape(shape) for lo, hi, shape in spans]
+    return [buffer[s].reshape(shape) for s, shape in spans]
 
 
 _first_compile_checked = set()
@@ -474,8 +474,6 @@ class _Compiled(object):
             c.chooser = None
             c.n_params = c.net.params.shape[0]
             c.weight_spans, c.bias_spans = _layer_spans(c.sizes)
-            c.weight_slices = [(slice(lo, hi), shape) for lo, hi, shape in c.weight_spans]
-            c.bias_slices = [(slice(lo, hi), shape) for lo, hi, shape in c.bias_spans]
             c.x_shapes = ((sizes[0], 1), (sizes[0],))
             c.y_shapes = ((sizes[-1], 1), (sizes[-1],))
             self.__dict__["_loopnet_core"] = c
@@ -658,8 +656,7 @@ class _Compiled(object):
             xv, yv = x.reshape(-1), y.reshape(-1)
         grad = np.empty(c.n_params)
         _backprop_example(net.params, c.layout, xv, yv, c.scratch, grad)
-        return ([grad[s].reshape(shape) for s, shape in c.bias_slices],
-                [grad[s].reshape(shape) for s, shape in c.weight_slices])
+        return _views(grad, c.bias_spans), _views(grad, c.weight_spans)
 
     def _gradient_sum_python(self, mini_batch):
         nabla_b = [np.zeros(np.shape(b)) for b in self.biases]
