@@ -388,11 +388,14 @@ def _one_hot(labels):
 
 def _remember(data, X, targets):
     """Let the drop-ins find ``data``'s pairs as rows of X and targets (loopnet.pairs),
-    once X is known to hold no NaN or infinity (remembered, so the core does not scan it
-    again; a pickle's NaN is left to the drop-ins' conversion, which names the pair)."""
-    if np.isfinite(X).all():
-        checks.remember_finite(X)
-        pairs.remember(data, X, targets)
+    once :func:`loopnet.checks.check_finite` has found no NaN or infinity in X (and
+    remembered it, so the core does not scan it again); a pickle's NaN is left to the
+    drop-ins' conversion, which names the pair."""
+    try:
+        checks.check_finite(X, "images")
+    except ValueError:
+        return
+    pairs.remember(data, X, targets)
 
 
 def vectorized_result(j):
