@@ -171,6 +171,8 @@ def case_ptx():
 
     import numba.cuda.dispatcher as dispatcher
     from numba import cuda, typeof
+
+    from loopnet.cuda import kernels as K   # first: loopnet.cuda mends numba-cuda for NumPy 2.5
     # Device functions ask the current device for its compute capability; there is none here.
     dispatcher.get_current_device = lambda: types.SimpleNamespace(compute_capability=(9, 0))
     try:
@@ -178,7 +180,6 @@ def case_ptx():
     except Exception as exc:     # no NVVM / NVRTC on this machine
         print("skip", type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
         return
-    from loopnet.cuda import kernels as K
     for dtype in (np.float64, np.float32):
         v, m2 = np.zeros(5, dtype), np.zeros((2, 5), dtype)
         i64, o = np.zeros(3, np.int64), np.zeros(2, np.int64)
