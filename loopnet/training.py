@@ -511,8 +511,10 @@ class LocalSteps:
         self.progress = progress
         buffers = net.engine_buffers()
         if self.chooser is None:
+            arch = buffers.arch
+            tasks = max(self.batch_size, engine.block_count(arch, numba.get_num_threads()))
             self.chooser = _ThreadChooser(self.threads,
-                                          flops_per_example(buffers.arch.sizes) * self.batch_size)
+                                          flops_per_example(arch.sizes) * self.batch_size, tasks)
         pe = self.per_example
         if pe is not None and pe.sampling == "poisson":
             return self.poisson_epoch(net, epoch, progress)
@@ -727,12 +729,16 @@ class _ThreadChooser:
     BLAS loop at load 8 on 2 cores).
     """
 
-    def __init__(self, threads, flops_per_batch):
+    def __init__(self, threads, flops_per_batch, tasks=None):
+        # No phase has more than ``tasks`` parallel tasks (the mini-batch's examples in A2, the
+        # row blocks in A1 and B): threads beyond that only wait at every barrier (W1 on a
+        # 16-core Xeon: 8 row blocks, m = 10, and 16 threads slower than 8).
         most = numba.get_num_threads()
-        if threads is not None:
+        useful = min(most, tasks or most)
+        if threads is not None:     # as asked: a scaling table must time what it names
             self.candidates = [min(threads, most)]
-        elif most > 1 and flops_per_batch >= PARALLEL_MIN_FLOPS:
-            self.candidates = [most, 1]     # all threads first: on a quiet machine they win
+        elif useful > 1 and flops_per_batch >= PARALLEL_MIN_FLOPS:
+            self.candidates = [useful, 1]   # all useful threads first: on a quiet machine they win
         else:
             self.candidates = [1]
         # What earlier fits of this process measured for the same work is the starting point

@@ -4,6 +4,7 @@ stopping and restore_best, the learning-rate schedule, the saturation warning, v
 
 import warnings
 
+import numba
 import numpy as np
 import pytest
 
@@ -209,6 +210,16 @@ def test_segments_shrink_to_keep_progress_moving():
     assert chooser.batches_per_call(1, 10) == training.SEGMENT_EXAMPLES // 10
     chooser.record(1, training.SEGMENT_SECONDS / 4)        # 4 mini-batches per segment time
     assert chooser.batches_per_call(1, 10) == 4
+
+
+def test_thread_chooser_uses_no_more_threads_than_a_phase_has_tasks():
+    most = numba.get_num_threads()
+    assert training._ThreadChooser(None, 12_345_678_901).candidates == ([most, 1] if most > 1
+                                                                        else [1])
+    assert training._ThreadChooser(None, 12_345_678_901, tasks=1).candidates == [1]
+    if most > 2:
+        assert training._ThreadChooser(None, 12_345_678_901, tasks=2).candidates == [2, 1]
+    assert training._ThreadChooser(3, 12_345_678_901, tasks=2).candidates == [min(3, most)]  # as asked
 
 
 def test_thread_chooser_starts_on_all_threads_and_needs_a_margin_to_leave_them():
