@@ -235,5 +235,12 @@ def case_gpu():
         print("ok gpu", dtype, cuda.get_current_device().name)
 
 
+def case_ptx_without_row_stack():
+    """case_ptx under NumPy 2.5's namespace (no np.row_stack), which numba-cuda 0.30.4 uses."""
+    np.__dict__.pop("row_stack", None)
+    assert not hasattr(np, "row_stack")
+    case_ptx()
+
+
 if __name__ == "__main__":
     globals()["case_" + sys.argv[1]]()

@@ -61,8 +61,10 @@ def test_bit_identical_for_any_launch_configuration():
 
 @needs_numba_cuda
 def test_kernels_compile_for_a_real_gpu():
-    out = run_case("ptx", simulate=False)
-    if out.startswith("skip"):
+    # under NumPy 2.5's namespace (no np.row_stack, which numba-cuda 0.30.4 still overloads and
+    # loopnet.cuda puts back): without that mend every kernel compile fails, seen on an H200
+    out = run_case("ptx_without_row_stack", simulate=False)
+    if out.startswith("skip") and "row_stack" not in out:
         pytest.skip("no NVVM/NVRTC here to compile PTX (pip install nvidia-cuda-nvcc-cu12 "
                     f"nvidia-cuda-nvrtc-cu12): {out.strip()}")
     assert out.count("ok ptx") == 2
