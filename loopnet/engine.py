@@ -34,7 +34,8 @@ B. **gradient** — for each task (in parallel over tasks), panel by panel: BP3/
    other half of the scratch, while they are in cache.
 
 The per-example view (``hyper.ex``, a :class:`loopnet.optim.Rules`; its
-defaults change nothing): in A2, right after BP2, the example's thread computes
+defaults change nothing; None: no rules, and Numba compiles none of their code,
+each ``if ex is not None`` being decided at compile time): in A2, right after BP2, the example's thread computes
 ‖∇C_x‖² = Σ_l ‖δ^l‖² (‖a^{l−1}‖² + 1) and scales its δ^l by
 w_x · min(1, C/‖∇C_x‖) (sample weight, clipping; :func:`clip_and_weigh`), so that
 phase B sums scaled per-example gradients without ever forming one; with dropout,
@@ -188,6 +189,8 @@ def block_rows(n, b, n_blocks):
 @jit_inner
 def drop_rate(ex, i):
     """Dropout probability p of layer i+1 under the rules ``ex`` (0: none)."""
+    if ex is None:
+        return 0.0
     return ex.drop[i] if ex.drop.shape[0] > 0 else 0.0
 
 
@@ -210,7 +213,7 @@ def backpropagate_errors(z, a, delta, params, x, y, arch, first_layer, with_erro
             forward_layer(units(z, arch, i), units(a, arch, i),
                           weight(params, arch, i), bias(params, arch, i), units(a, arch, i - 1),
                           act)
-        if drop_rate(ex, i) > 0.0:
+        if ex is not None and drop_rate(ex, i) > 0.0:
             dropout(units(a, arch, i), drop_rate(ex, i), ex.drop_seed, r, i, np.int64(0))
     if not with_errors:
         return
@@ -219,11 +222,11 @@ def backpropagate_errors(z, a, delta, params, x, y, arch, first_layer, with_erro
                  y, arch.out_act, arch.cost)
     for i in range(n_layers - 2, -1, -1):
         p = drop_rate(ex, i)
-        if p > 0.0:
+        if ex is not None and p > 0.0:
             activate(units(a, arch, i), units(z, arch, i), arch.act)
         hidden_delta(units(delta, arch, i), units(z, arch, i), units(a, arch, i),
                      weight(params, arch, i + 1), units(delta, arch, i + 1), arch.act)
-        if p > 0.0:
+        if ex is not None and p > 0.0:
             dropout(units(delta, arch, i), p, ex.drop_seed, r, i, np.int64(0))
             dropout(units(a, arch, i), p, ex.drop_seed, r, i, np.int64(0))
 
@@ -239,6 +242,8 @@ def clip_and_weigh(a, delta, x, arch, ex, r, p):
     so no weights and C = ∞ give the bits of plain SGD.  Nothing is computed when the
     rules need no norm.
     """
+    if ex is None:
+        return
     n_layers = arch.sizes.shape[0] - 1
     f = ex.weight[r] if ex.weight.shape[0] > 0 else 1.0
     if ex.norms.shape[0] > 0 or ex.clip < np.inf:
@@ -318,9 +323,9 @@ def first_layer_panel(work, params, X, order, lo, hi, arch, j_lo, j_hi, ex):
         for e in range(t, min(t + 4, last_t + 1)):
             activate(units(work.a[e], arch, layer)[j_lo:j_hi],
                      units(work.z[e], arch, layer)[j_lo:j_hi], arch.act)
-            if drop_rate(ex, layer) > 0.0:    # (np.int64 zeros, not a literal 0: one
+            if ex is not None and drop_rate(ex, layer) > 0.0:   # (np.int64 zeros, not a
                 dropout(units(work.a[e], arch, layer)[j_lo:j_hi], drop_rate(ex, layer),
-                        ex.drop_seed, order[lo + e], layer, j_lo)   # compile of each callee)
+                        ex.drop_seed, order[lo + e], layer, j_lo)   # literal 0: one compile)
 
 
 # ------------------------------------------------------- phase B
@@ -409,7 +414,7 @@ def gradient_panel(params, state, work, X, order, lo, hi, arch, hyper, i, j_lo, 
         fill_zero(work.grad[b_lo:b_hi])
     gradient_rows(work.grad, work, X, order, lo, hi, arch, i, j_lo, j_hi)
     if train:
-        if ex.sigma > 0.0:
+        if ex is not None and ex.sigma > 0.0:
             add_noise(work.grad, w_lo, w_hi, ex.sigma * ex.clip, ex.noise_seed, state.t[0])
             add_noise(work.grad, b_lo, b_hi, ex.sigma * ex.clip, ex.noise_seed, state.t[0])
         update_rows(params, state, work.grad, w_lo, w_hi, b_lo, b_hi,
@@ -419,6 +424,8 @@ def gradient_panel(params, state, work, X, order, lo, hi, arch, hyper, i, j_lo, 
 @jit_inner
 def batch_denominator(ex, m):
     """What the mini-batch's sum is divided by: m, or the rules' ``denom`` (q·n for Poisson batches)."""
+    if ex is None:
+        return float(m)
     return ex.denom if ex.denom > 0.0 else float(m)
 
 

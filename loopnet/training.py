@@ -93,9 +93,11 @@ def no_output(buffers):
     return np.empty((0, buffers.arch.sizes[-1]), buffers.params.dtype), np.empty(0)
 
 
-def run_rows(buffers, X, Y, job, out=None, costs=None, hyper=NO_STEP):
+def run_rows(buffers, X, Y, job, out=None, costs=None, hyper=None):
     """engine.run_batches over every row of X (no update), as many rows per phase-A
     block as the scratch holds."""
+    if hyper is None:
+        hyper = NO_STEP._replace(ex=optim.no_rules())
     if out is None:
         out, costs = no_output(buffers)
     block = engine.work_rows(buffers.work)

@@ -69,7 +69,7 @@ def run_batches(params, state, X, Y, order, batch_size, first, last, sizes, act,
     writes ``out[p]`` = a^L and ``costs[p]`` = C_x of example order[p] where they have rows.
     """
     L = len(sizes) - 1
-    ex = hyper.ex
+    ex = hyper.ex if hyper.ex is not None else optim.make_rules()    # None: no rules
     drop = list(ex.drop) if ex.drop.shape[0] else [0.0] * L
     P = layers(params, sizes)
     n = len(order)

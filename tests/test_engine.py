@@ -315,6 +315,25 @@ def test_per_example_rules_equal_naive_loop_with_the_same_first_layer_twin(net, 
     assert np.isfinite(pairs["norms"][0]).all() and (pairs["norms"][0] > 0).any()
 
 
+@pytest.mark.parametrize("job", ["train", "gradient"])
+@pytest.mark.parametrize("net", ["1-hidden-panels", "3-hidden"])
+def test_no_rules_compiles_to_the_bits_of_the_default_rules(net, job):
+    """hyper.ex = None (what plain training passes: the engine is compiled without the
+    per-example code) and make_rules()'s defaults (that code, doing nothing): same bits."""
+    sizes, codes, arch, params, X, Y, order = setup(net, np.float64)
+    got = {}
+    for ex in (None, optim.make_rules()):
+        hyper = optim.make_hyper("sgd", 0.5, 1.0, N, 0.6, 0.9, 0.999, 1e-8, ex)
+        p, state = params.copy(), optim.make_state(params.size, np.float64)
+        work = engine.make_work(arch, 4, np.float64)
+        out, cst = np.full((len(order), sizes[-1]), np.nan), np.full(len(order), np.nan)
+        engine.run_batches(p, state, work, X, Y, order, 4, 0, -(-len(order) // 4), arch,
+                           hyper, JOBS[job], out, cst)
+        got[ex is None] = (p, state.velocity, work.grad, out, cst)
+    for a, b in zip(got[True], got[False]):
+        assert np.array_equal(a, b)
+
+
 @pytest.mark.parametrize("net", ["0-hidden", "3-hidden"])
 def test_norms_job_equals_naive_loop_and_updates_nothing(net):
     twin = tiles.forward_layer4 if net != "0-hidden" else kernels.forward_layer
