@@ -611,7 +611,7 @@ class LayerSizes(tuple):
         return repr(list(self))
 
 
-def warmup(dtype="float64", inputs=None):
+def warmup(dtype="float64", inputs=None, rules=False):
     """Compile (or load from the disk cache) every compiled path for ``dtype``; return seconds.
 
     The compiled code does not depend on the layer sizes, activations or cost
@@ -620,6 +620,11 @@ def warmup(dtype="float64", inputs=None):
     reading float32 X in place (see ``Net._inputs``); by default X has ``dtype``.
     Call it before timing anything: the first run compiles (10 s to 45 s measured on
     2-core machines), later processes load the cache in one to two seconds.
+
+    The engine is compiled without its per-example code for plain training (see
+    ``optim.no_rules``); ``rules=True`` also compiles it with that code, which training
+    with ``clip_norm``, ``sample_weight``, DP-SGD or dropout runs (and, once a process has
+    made such rules, every later run of that process).
     """
     start = time.perf_counter()
     net = Net([2, 2, 2], dtype=dtype, seed=0)
@@ -631,6 +636,12 @@ def warmup(dtype="float64", inputs=None):
                 validation_data=(X, y), threads=numba.get_num_threads())
     net.step(net.gradient_sum(X, y), eta=0.1)
     net.predict(X)
+    if rules:       # the engine with the per-example code, for every job
+        for optimizer in optim.NAMES:
+            net.fit(X, y, epochs=1, batch_size=2, eta=0.1, optimizer=optimizer, tol=1.0,
+                    clip_norm=1.0, validation_data=(X, y), threads=numba.get_num_threads())
+        net.step(net.gradient_sum(X, y), eta=0.1)
+        net.predict(X)
     return time.perf_counter() - start
 
 
