@@ -76,7 +76,7 @@ from ._jit import jit, jit_inner, pjit_inner
 from .costs import cost_x
 from .kernels import (activate, add_noise, dropout, forward_layer, gradient_norm_sq, hidden_delta,
                       output_delta, scale_delta)
-from .optim import step_of, update_rows
+from .optim import engine_state, step_of, update_rows
 from .tiles import TILE_ROWS, accumulate_gradient4, forward_layer4
 
 # The network's shape and choices, passed to every compiled driver.
@@ -524,8 +524,8 @@ def run_batches(params, state, work, X, Y, order, batch_size, first, last, arch,
     Mini-batch b holds examples order[b·m : (b+1)·m] (the last one may be
     shorter).  Running many mini-batches per call keeps Python out of the loop.
     """
-    drive_batches(params, state, work, X, Y, order, batch_size, first, last, arch, hyper, job,
-                  out, costs, block_count(arch, numba.get_num_threads()))
+    drive_batches(params, engine_state(state, hyper), work, X, Y, order, batch_size, first, last,
+                  arch, hyper, job, out, costs, block_count(arch, numba.get_num_threads()))
 
 
 @jit

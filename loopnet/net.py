@@ -396,7 +396,8 @@ class Net:
         m = check_int(m, "m (examples summed in grad)", minimum=1)
         hyper = self._hyper(optimizer, eta, lmbda, n, momentum, beta1, beta2, epsilon)
         # A Step and a float m: the types fit's phase B gives update_rows (one compiled update).
-        engine.apply_step(self.params, self._state, grad, float(m), self._arch, optim.step_part(hyper))
+        engine.apply_step(self.params, optim.engine_state(self._state, hyper), grad, float(m),
+                          self._arch, optim.step_part(hyper))
 
     def fit(self, X, Y, *, epochs=30, batch_size=10, eta=3.0, lmbda=0.0, momentum=0.0,
             optimizer="sgd", beta1=0.9, beta2=0.999, epsilon=1e-8, tol=None,
@@ -611,37 +612,37 @@ class LayerSizes(tuple):
         return repr(list(self))
 
 
-def warmup(dtype="float64", inputs=None, rules=False):
-    """Compile (or load from the disk cache) every compiled path for ``dtype``; return seconds.
+def warmup(dtype="float64", inputs=None, rules=False, moments=False):
+    """Compile (or load from the disk cache) the engine a run will use, for ``dtype``; return
+    seconds.
 
     The compiled code does not depend on the layer sizes, activations or cost
-    (those are values, not types), so a tiny network warms up all of them.  It does
+    (those are values, not types), so a tiny network warms it up.  It does
     depend on the inputs' dtype: ``inputs="float32"`` warms up a float64 network
     reading float32 X in place (see ``Net._inputs``); by default X has ``dtype``.
     Call it before timing anything: the first run compiles (10 s to 45 s measured on
     2-core machines), later processes load the cache in one to two seconds.
 
-    The engine is compiled without its per-example code for plain training (see
-    ``optim.no_rules``); ``rules=True`` also compiles it with that code, which training
-    with ``clip_norm``, ``sample_weight``, DP-SGD or dropout runs (and, once a process has
-    made such rules, every later run of that process).
+    It also depends on what the run uses.  By default: plain SGD (what ``fit`` does with
+    its defaults, and the drop-ins), whose engine is compiled without the optimizer's
+    moments and the per-example code (see ``optim.engine_state``, ``optim.no_rules``).
+    ``moments=True``: the engine with momentum and Adam; ``rules=True``: with clipping,
+    sample weights, DP-SGD and dropout.  Once a process has used either, all its later
+    runs use that engine (the same bits), so warming up one of them warms up that process.
     """
     start = time.perf_counter()
+    if rules:
+        optim.make_rules()          # from now on every run passes rules (optim.no_rules)
+    if moments:
+        optim.use_moments()         # and the whole optimizer state (optim.engine_state)
     net = Net([2, 2, 2], dtype=dtype, seed=0)
     X = np.zeros((4, 2), dtype=check_dtype(inputs if inputs is not None else dtype, "inputs"))
     y = np.array([0, 1, 0, 1])
-    for optimizer in optim.NAMES:
-        # The compiled code is the same for any thread count; all threads also starts the pool.
-        net.fit(X, y, epochs=1, batch_size=2, eta=0.1, optimizer=optimizer, tol=1.0,
-                validation_data=(X, y), threads=numba.get_num_threads())
+    # The compiled code is the same for any thread count; all threads also starts the pool.
+    net.fit(X, y, epochs=1, batch_size=2, eta=0.1, tol=1.0, validation_data=(X, y),
+            clip_norm=1.0 if rules else None, threads=numba.get_num_threads())
     net.step(net.gradient_sum(X, y), eta=0.1)
     net.predict(X)
-    if rules:       # the engine with the per-example code, for every job
-        for optimizer in optim.NAMES:
-            net.fit(X, y, epochs=1, batch_size=2, eta=0.1, optimizer=optimizer, tol=1.0,
-                    clip_norm=1.0, validation_data=(X, y), threads=numba.get_num_threads())
-        net.step(net.gradient_sum(X, y), eta=0.1)
-        net.predict(X)
     return time.perf_counter() - start
 
 

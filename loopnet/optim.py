@@ -113,6 +113,29 @@ def step_of(hyper):
                 hyper.beta2, hyper.eps)
 
 
+#: Whether this process has run an optimizer that keeps moments (momentum or Adam): from then
+#: on plain SGD is given the whole state too (same bits), so that the engine already compiled
+#: with the moments' code serves it, rather than a second compile without it.
+_moments_used = False
+
+
+def engine_state(state, hyper):
+    """``state`` as the engine is to see it for ``hyper`` (a Hyper or Step): plain SGD without
+    momentum reads neither the velocity nor Adam's moments, so they go as None and Numba
+    compiles the update without them (a tenth of a cold compile), until this process has run
+    momentum or Adam (``_moments_used``).  The step counter ``t`` is the same array."""
+    if hyper.kind == SGD and hyper.mu == 0.0:
+        return state if _moments_used else State(None, None, None, state.t)
+    use_moments()
+    return state
+
+
+def use_moments():
+    """From now on, give the engine the whole state for plain SGD too (see engine_state)."""
+    global _moments_used
+    _moments_used = True
+
+
 def make_state(n_params, dtype):
     """Zeroed optimizer state: velocity (momentum), m and v (Adam), t = 0."""
     return State(np.zeros(n_params, dtype), np.zeros(n_params, dtype),
@@ -165,17 +188,29 @@ def update_rows(params, state, grad, w_lo, w_hi, b_lo, b_hi, m, hyper):
 
     ``state.t`` already counts this step.  Weight decay applies to the weights only.
     The loops run over views starting at 0, which is what lets LLVM vectorise them.
+    ``state`` may come without its moments (see :func:`engine_state`).
     """
     for part in range(2):
         is_weight = part == 0
         lo, hi = (w_lo, w_hi) if is_weight else (b_lo, b_hi)
-        w, g_sum = params[lo:hi], grad[lo:hi]
-        if hyper.kind == ADAM:
-            l2 = hyper.l2 if is_weight else 0.0
-            adam_update(w, state.m[lo:hi], state.v[lo:hi], g_sum, m, l2, hyper, state.t[0])
+        update_part(params[lo:hi], grad[lo:hi], state.velocity, state.m, state.v, lo, hi, m,
+                    is_weight, hyper, state.t[0])
+
+
+@jit_inner
+def update_part(w, g_sum, velocity, mom, vel, lo, hi, m, is_weight, hyper, t):
+    """One optimizer step of w = params[lo:hi] (weights or biases) from its gradient sum.
+
+    ``velocity`` (momentum) and ``mom``, ``vel`` (Adam) are the whole state arrays, sliced
+    here; None when the run needs none of them: Numba then decides each ``is not None`` at
+    compile time and compiles plain SGD alone.
+    """
+    if mom is not None and hyper.kind == ADAM:
+        l2 = hyper.l2 if is_weight else 0.0
+        adam_update(w, mom[lo:hi], vel[lo:hi], g_sum, m, l2, hyper, t)
+    else:
+        decay = 1.0 - hyper.shrink if is_weight else 1.0
+        if velocity is not None and hyper.mu != 0.0:
+            momentum_update(w, velocity[lo:hi], g_sum, m, decay, hyper)
         else:
-            decay = 1.0 - hyper.shrink if is_weight else 1.0
-            if hyper.mu != 0.0:
-                momentum_update(w, state.velocity[lo:hi], g_sum, m, decay, hyper)
-            else:
-                sgd_update(w, g_sum, m, decay, hyper)
+            sgd_update(w, g_sum, m, decay, hyper)

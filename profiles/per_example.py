@@ -119,7 +119,7 @@ def main(argv=None):
                    help="leave Opacus out (its epochs take most of the run's time)")
     args = p.parse_args(argv)
     X, y, source = load(args.examples)
-    loopnet.warmup(rules=True)      # plain and per-example engines: no run here compiles
+    loopnet.warmup(rules=True, moments=True)    # the one engine every run here then uses
     print(f"per-example view: {len(X)} {source} examples, best of {args.repeats} interleaved "
           f"rounds; NUMBA_NUM_THREADS={numba.get_num_threads()}, "
           f"load {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} "

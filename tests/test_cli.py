@@ -311,6 +311,6 @@ def test_cache_message_follows_numba_cache_index():
     loopnet.warmup("float64")            # compiles or loads: either way the index has it now
     assert kernels_cached("float64") is True
     assert kernels_cached("float16") is False       # never compiled for it
-    loopnet.warmup("float64", rules=True)   # and the engine with the per-example code
-    assert kernels_cached("float64", rules=True) is True
-    assert kernels_cached("float16", rules=True) is False
+    loopnet.warmup("float64", rules=True, moments=True)   # per-example code and moments
+    assert kernels_cached("float64", rules=True, moments=True) is True
+    assert kernels_cached("float16", rules=True, moments=True) is False

@@ -334,6 +334,41 @@ def test_no_rules_compiles_to_the_bits_of_the_default_rules(net, job):
         assert np.array_equal(a, b)
 
 
+@pytest.mark.parametrize("net", ["1-hidden-panels", "3-hidden"])
+def test_plain_sgd_without_the_moments_gives_the_bits_of_the_whole_state(net):
+    """A State without velocity and Adam moments (what plain SGD passes: its engine is
+    compiled without that code, optim.engine_state) and the whole state: same bits."""
+    sizes, codes, arch, params, X, Y, order = setup(net, np.float64)
+    hyper = optim.make_hyper("sgd", 0.5, 1.0, N, 0.0, 0.9, 0.999, 1e-8)
+    got = []
+    for lean in (True, False):
+        p, state = params.copy(), optim.make_state(params.size, np.float64)
+        if lean:
+            state = optim.State(None, None, None, state.t)
+        work = engine.make_work(arch, 4, np.float64)
+        out, cst = np.full((len(order), sizes[-1]), np.nan), np.full(len(order), np.nan)
+        engine.drive_batches(p, state, work, X, Y, order, 4, 0, -(-len(order) // 4), arch,
+                             hyper, engine.TRAIN, out, cst, 2)
+        got.append((p, state.t, out, cst))
+    for a, b in zip(*got):
+        assert np.array_equal(a, b)
+    assert got[0][1][0] == -(-len(order) // 4)      # the step counter still counts
+
+
+def test_engine_state_drops_the_moments_only_for_plain_sgd(monkeypatch):
+    monkeypatch.setattr(optim, "_moments_used", False)
+    state = optim.make_state(5, np.float64)
+    sgd = optim.make_hyper("sgd", 0.5, 0.0, N, 0.0, 0.9, 0.999, 1e-8)
+    lean = optim.engine_state(state, sgd)
+    assert lean.velocity is None and lean.m is None and lean.v is None and lean.t is state.t
+    momentum = optim.make_hyper("sgd", 0.5, 0.0, N, 0.6, 0.9, 0.999, 1e-8)
+    assert optim.engine_state(state, momentum) is state
+    assert optim.engine_state(state, sgd) is state     # once moments ran: one engine
+    adam = optim.make_hyper("adam", 0.5, 0.0, N, 0.0, 0.9, 0.999, 1e-8)
+    monkeypatch.setattr(optim, "_moments_used", False)
+    assert optim.engine_state(state, adam) is state
+
+
 @pytest.mark.parametrize("net", ["0-hidden", "3-hidden"])
 def test_norms_job_equals_naive_loop_and_updates_nothing(net):
     twin = tiles.forward_layer4 if net != "0-hidden" else kernels.forward_layer

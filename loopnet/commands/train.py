@@ -222,27 +222,28 @@ def validation_split(n, fraction, seed, dataset=None):
 
 # --------------------------------------------------------------------------- first run
 
-def kernels_cached(dtype, rules=False):
+def kernels_cached(dtype, rules=False, moments=False):
     """True when Numba's cache index holds loopnet's engine for ``dtype`` (the next warm-up
     loads it), False when it does not (it compiles), None when that cannot be told.  The
-    engine for plain training, and with ``rules`` also the one with the per-example code
-    (whose signature holds the Rules type: see loopnet.optim.no_rules)."""
+    engine for the run: with the per-example code (``rules``: its signature holds the Rules
+    type, see loopnet.optim.no_rules) or not, with the optimizer's moments (``moments``)
+    or not (a State of None moments, see loopnet.optim.engine_state)."""
     try:
         from .. import engine
         index = engine.drive_batches._cache._cache_file._load_index()
-        have = {"Rules(" in str(key[0]) for key in index
-                if f"({dtype}," in str(key[0][0])}      # params' type
-        return {False, True} <= have if rules else False in have
+        return any(("Rules(" in str(key[0])) == rules and
+                   ("State(none" in str(key[0])) == (not moments)
+                   for key in index if f"({dtype}," in str(key[0][0]))     # params' type
     except Exception:           # a Numba without these internals: say nothing definite
         return None
 
 
-def warm_up(dtype, out, quiet, rules=False):
+def warm_up(dtype, out, quiet, rules=False, moments=False):
     """loopnet.warmup with an honest message: compiling (with elapsed seconds, from a
     thread) or loading from the cache, as the cache index says."""
     import threading
     import loopnet
-    cached = kernels_cached(dtype, rules)
+    cached = kernels_cached(dtype, rules, moments)
     done = threading.Event()
     ticker = None
     if not quiet and cached is not True:
@@ -263,7 +264,7 @@ def warm_up(dtype, out, quiet, rules=False):
         ticker = threading.Thread(target=tick, daemon=True)
         ticker.start()
     try:
-        seconds = loopnet.warmup(dtype, rules=rules)
+        seconds = loopnet.warmup(dtype, rules=rules, moments=moments)
     finally:
         done.set()
         if ticker is not None:
@@ -424,7 +425,8 @@ def run(args):
 
     # Compile (first run) or load the cached kernels now, so no epoch time includes the JIT.
     warm_up(net.dtype.name, out, args.quiet or (mpi is not None and not mpi.root),
-            rules=bool(s["clip_norm"] is not None or s["noise_multiplier"] or s["dropout"]))
+            rules=bool(s["clip_norm"] is not None or s["noise_multiplier"] or s["dropout"]),
+            moments=s["optimizer"] == "adam" or bool(s["momentum"]))
 
     show_bar = args.progress if args.progress is not None else (
         sys.stderr.isatty() and not args.quiet)
