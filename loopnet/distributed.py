@@ -318,6 +318,13 @@ def _classification(net, Y, group, blocks):
 # --------------------------------------------------------------------------------------------
 
 
+def _right(out, Y):
+    """How many rows of ``out`` have their largest output at the label (Y: labels or one-hot
+    rows), as Net.accuracy counts."""
+    labels = Y if np.ndim(Y) == 1 else np.argmax(Y, axis=1)
+    return int(np.count_nonzero(np.argmax(out, axis=1) == labels))
+
+
 def _sync_from_root(net, group):
     """Make every rank start from rank 0's parameters, optimizer state, epoch and generator."""
     if group.size == 1 or group.comm is None:
@@ -384,19 +391,32 @@ class _RankSteps:
                      for r in self.group.local_ranks}
         return local, bounds, ms
 
+    collect_pass = False        # set by training.run for monitor=True (see epoch)
+
     def epoch(self, net, epoch, progress):
+        """One epoch.  With ``collect_pass``, the epoch's training cost and accuracy come from
+        the forward passes that computed the gradients (each C_x before its step's update, as
+        Net.fit reports them): each rank adds its examples' C_x in its order, the ranks' sums
+        are added in rank order; no extra pass over the training set."""
         group, P = self.group, net.params.size
         comm_s = 0.0
         local, bounds, ms = self._plan(net)
         steps = len(ms)
         every = max(1, steps // 50)
+        if self.collect_pass:       # each local rank's rows of the epoch, in its order
+            outs = {r: np.empty((bounds[r][-1], net.sizes[-1]), net.dtype) for r in local}
+            costs = {r: np.zeros(bounds[r][-1]) for r in local}
         for b in range(steps):
             parts = []
             for r in group.local_ranks:
                 lo, hi = bounds[r][b], bounds[r][b + 1]
                 if hi > lo:
                     Xl, Yl = local[r]
-                    g = net.gradient_sum(Xl[lo:hi], Yl[lo:hi])
+                    if self.collect_pass:
+                        g = net._gradient_sum_and_pass(Xl[lo:hi], Yl[lo:hi], outs[r][lo:hi],
+                                                       costs[r][lo:hi])
+                    else:
+                        g = net.gradient_sum(Xl[lo:hi], Yl[lo:hi])
                     # several pieces in one process (the emulation) must not share a buffer
                     parts.append(np.array(g, copy=True) if len(group.local_ranks) > 1 else np.asarray(g))
                 else:
@@ -414,7 +434,15 @@ class _RankSteps:
             net.params[...] = group.bcast_array(net.params.copy())
             net.optimizer_state = group.bcast(net.optimizer_state)
             comm_s += time.perf_counter() - tc
-        return self.n, {"ranks": group.size, "comm_seconds": comm_s}
+        extra = {"ranks": group.size, "comm_seconds": comm_s}
+        if self.collect_pass:
+            extra["pass_cost"] = group.sum_floats(
+                [float(np.sum(costs[r])) for r in group.local_ranks]) / self.n
+            if self.labels:
+                extra["pass_accuracy"] = group.sum_floats(
+                    [float(_right(outs[r], local[r][1][:bounds[r][-1]]))
+                     for r in group.local_ranks]) / self.n
+        return self.n, extra
 
     def measure(self, net, which):
         """Cost and accuracy from fixed blocks, combined in rank order (the same on every rank)."""

@@ -340,6 +340,13 @@ class Net:
         Y = self._targets(Y, X.shape[0])
         return training.gradient_sum_rows(self.engine_buffers(), X, Y)
 
+    def _gradient_sum_and_pass(self, X, Y, out, costs):
+        """:meth:`gradient_sum`, writing a^L and C_x of each row into ``out`` and ``costs``
+        (float64) from the forward pass that computed it (distributed.fit's monitor)."""
+        X = self._inputs(X)
+        Y = self._targets(Y, X.shape[0])
+        return training.gradient_sum_rows(self.engine_buffers(), X, Y, out, costs)
+
     def gradient(self, X, Y):
         """The averaged gradient (1/m) Σ_x ∇C_x: lists ``(nabla_w, nabla_b)`` like weights."""
         total = self.gradient_sum(X, Y)

@@ -122,10 +122,11 @@ def forward_rows(buffers, X, Y):
     return out, costs
 
 
-def gradient_sum_rows(buffers, X, Y):
-    """Σ_x ∇C_x over the rows of X, a fresh flat array laid out like the parameters."""
+def gradient_sum_rows(buffers, X, Y, out=None, costs=None):
+    """Σ_x ∇C_x over the rows of X, a fresh flat array laid out like the parameters; with
+    ``out`` and ``costs``, also each row's a^L and C_x from the same forward pass."""
     buffers.work.grad[:] = 0
-    run_rows(buffers, X, Y, engine.GRADIENT)
+    run_rows(buffers, X, Y, engine.GRADIENT, out, costs)
     return buffers.work.grad.copy()
 
 

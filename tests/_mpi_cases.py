@@ -136,15 +136,18 @@ def main(argv=None):
         net = loopnet.Net(SIZES, seed=SEED)
         if rank == args.fail_rank:
             calls = {"n": 0}
-            inner = net.gradient_sum
 
-            def failing(X, Y):
-                calls["n"] += 1
-                if calls["n"] == 3:
-                    raise RuntimeError(f"deliberate failure on rank {rank}")
-                return inner(X, Y)
+            def failing(inner):
+                def call(*args):
+                    calls["n"] += 1
+                    if calls["n"] == 3:
+                        raise RuntimeError(f"deliberate failure on rank {rank}")
+                    return inner(*args)
+                return call
 
-            net.gradient_sum = failing
+            # the step's gradient (with the training-pass monitor, the default) and without
+            net._gradient_sum_and_pass = failing(net._gradient_sum_and_pass)
+            net.gradient_sum = failing(net.gradient_sum)
         X, y, _ = load_data("labels")
         distributed.fit(net, X, y, comm=comm, epochs=50, batch_size=10, eta=3.0,
                         abort_on_error=not args.no_abort)

@@ -235,9 +235,10 @@ def test_one_rank_is_net_fit():
     X, y, (Xv, yv) = cases.load_data("labels")
     for kw in (dict(eta=3.0, lmbda=0.5, momentum=0.3), dict(eta=0.01, optimizer="adam", lmbda=1.0)):
         a = loopnet.Net(cases.SIZES, seed=7).fit(X, y, epochs=3, batch_size=10, validation_data=(Xv, yv),
-                                                monitor="exact", **kw)
+                                                **kw)
         b = loopnet.Net(cases.SIZES, seed=7)
         distributed.fit(b, X, y, epochs=3, batch_size=10, validation_data=(Xv, yv), **kw)
+        # the default monitor: cost and accuracy from the training pass, as Net.fit's
         _same(b.params, a.params, STEP_TAKES_M)
         assert b.rng.bit_generator.state == a.rng.bit_generator.state
         for key in ("velocity", "m", "v"):
@@ -253,7 +254,7 @@ def test_any_rank_count_matches_net_fit_to_rounding():
     """k partial sums instead of one: only the summation order differs."""
     X, y, _ = cases.load_data("labels")
     a = loopnet.Net(cases.SIZES, seed=7)
-    a.fit(X, y, epochs=3, batch_size=10, eta=3.0, lmbda=0.5, momentum=0.3, monitor="exact")
+    a.fit(X, y, epochs=3, batch_size=10, eta=3.0, lmbda=0.5, momentum=0.3)
     for ranks in (2, 3, 4, 10, 11):  # 11 > batch_size: some ranks get empty pieces
         b = loopnet.Net(cases.SIZES, seed=7)
         distributed.fit(b, X, y, ranks=ranks, epochs=3, batch_size=10, eta=3.0, lmbda=0.5, momentum=0.3)
@@ -299,10 +300,34 @@ def test_emulation_is_reproducible_and_rank_count_changes_only_rounding():
     np.testing.assert_allclose(runs[2], runs[3], rtol=0, atol=1e-12)
 
 
+def test_training_pass_monitor_needs_no_extra_pass():
+    """monitor=True (the default): the epoch's cost and accuracy are those of the forward
+    passes that computed the gradients, the same as Net.fit's; the exact pass never runs."""
+    X, y, (Xv, yv) = cases.load_data("labels")
+    a = loopnet.Net(cases.SIZES, seed=5).fit(X, y, epochs=2, batch_size=10, eta=3.0, lmbda=1.0)
+    b = loopnet.Net(cases.SIZES, seed=5)
+    calls = []
+    original = distributed._RankSteps.measure
+    distributed._RankSteps.measure = lambda self, net, which: calls.append(which) or \
+        original(self, net, which)
+    try:
+        distributed.fit(b, X, y, ranks=3, epochs=2, batch_size=10, eta=3.0, lmbda=1.0,
+                        validation_data=(Xv, yv))
+    finally:
+        distributed._RankSteps.measure = original
+    assert "train" not in calls and calls == ["val", "val"]
+    for hb, ha in zip(b.history, a.history):
+        assert hb["cost"] == pytest.approx(ha["cost"], rel=1e-12)
+        assert hb["accuracy"] == ha["accuracy"]
+    # and it is not the cost after the epoch (what monitor="exact" gives)
+    assert b.history[-1]["cost"] != pytest.approx(b.cost(X, y, lmbda=1.0), rel=1e-6)
+
+
 def test_history_monitor_matches_net_methods():
     X, y, (Xv, yv) = cases.load_data("labels")
     net = loopnet.Net(cases.SIZES, seed=5)
-    distributed.fit(net, X, y, ranks=3, epochs=1, batch_size=10, eta=3.0, lmbda=1.0, validation_data=(Xv, yv))
+    distributed.fit(net, X, y, ranks=3, epochs=1, batch_size=10, eta=3.0, lmbda=1.0, validation_data=(Xv, yv),
+                    monitor="exact")
     rec = net.history[-1]
     assert rec["cost"] == pytest.approx(net.cost(X, y, lmbda=1.0), rel=1e-12)
     assert rec["accuracy"] == pytest.approx(net.accuracy(X, y), rel=1e-12)
