@@ -285,6 +285,21 @@ def test_cli_options():
     assert obj["y"] == [0.0, 0.0, 1.0]
 
 
+def test_output_activation_is_the_documented_name_and_output_the_old_one():
+    """As in `loopnet train`: --output-activation (shown in --help); --output still works."""
+    new = run_trace("--sizes", "2,2,3", "--output-activation", "softmax", "--cost",
+                    "log_likelihood", "--json")[1]
+    old = run_trace("--sizes", "2,2,3", "--output", "softmax", "--cost", "log_likelihood",
+                    "--json")[1]
+    default = run_trace("--sizes", "2,2,3", "--json")[1]
+    assert new == old != default
+    from loopnet.commands import trace as cmd
+    parser = argparse.ArgumentParser()
+    cmd.add_arguments(parser)
+    shown = parser.format_help()
+    assert "--output-activation" in shown and "--output " not in shown
+
+
 @pytest.mark.parametrize("argv,msg", [
     (("--sizes", "2,x"), "integers"), (("--x", "1,2,3"), "--x has 3"),
     (("--label", "5"), "--label"), (("--layer", "7"), "layer"),

@@ -15,7 +15,7 @@ status 0 when every checked combination passes, 1 otherwise.
 EXAMPLES = """\
   loopnet gradcheck                                # [2,3,2] sigmoid, quadratic cost
   loopnet gradcheck --all-pairs                    # every activation/output/cost pair
-  loopnet gradcheck --sizes 64,30,10 --output softmax --cost log_likelihood --max-per-layer 50
+  loopnet gradcheck --sizes 64,30,10 --output-activation softmax --cost log_likelihood --max-per-layer 50
 """
 
 

@@ -26,7 +26,7 @@ EXAMPLES = """\
   loopnet trace --sizes 2,3,2 --layer 1 --neuron 0 # only neuron 0 of layer 1
   loopnet trace --example hand_worked --digits 6  # the 2-2-2 network worked by hand
   loopnet trace --example chain --digits 9        # one neuron per layer, C0 = (a^L - y)^2
-  loopnet trace --output softmax --cost log_likelihood --label 1 --json > trace.json
+  loopnet trace --output-activation softmax --cost log_likelihood --label 1 --json > trace.json
   loopnet trace --sizes 2,3,2 --html trace.html    # open trace.html in a browser, press →
   loopnet trace --model fm.npz --dataset fashion-mnist --index 17 --html fm.html --png fm.png
   loopnet trace --model drop.npz --split train --index 5 --dropout-epoch 3  # with epoch 3's mask
@@ -49,15 +49,21 @@ def _floats(text):
 
 
 def add_common_network_arguments(parser, default_sizes="2,3,2"):
-    """--sizes, --seed, --activation, --output, --cost, --init (shared with gradcheck)."""
+    """--sizes, --seed, --activation, --output-activation, --cost, --init (shared with
+    gradcheck).  ``--output`` is the old name of --output-activation (as in ``loopnet train``,
+    where --output is kept hidden too: elsewhere it names an output file)."""
+    import argparse
+
     from .. import activations, costs
     parser.add_argument("--sizes", default=default_sizes,
                         help=f"layer sizes, input first (default {default_sizes})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights and data (default 0)")
     parser.add_argument("--activation", default="sigmoid", choices=activations.HIDDEN_NAMES,
                         help="hidden-layer activation σ (default sigmoid)")
-    parser.add_argument("--output", default="sigmoid", choices=activations.NAMES,
-                        help="output-layer activation (default sigmoid)")
+    parser.add_argument("--output-activation", dest="output", default="sigmoid",
+                        choices=activations.NAMES, help="output-layer activation (default sigmoid)")
+    parser.add_argument("--output", dest="output", choices=activations.NAMES,
+                        default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     parser.add_argument("--cost", default="quadratic", choices=costs.NAMES,
                         help="cost function (default quadratic, C = ½ Σ (a − y)²)")
     parser.add_argument("--init", default="default", choices=("default", "large"),
