@@ -216,6 +216,7 @@ def _state_of(net):
         "format_version": FORMAT_VERSION,
         "config": config,
         "epoch": int(net.epoch),
+        "best_epoch": None if getattr(net, "best_epoch", None) is None else int(net.best_epoch),
         "history": _jsonable(list(net.history)),
         "rng_state": _jsonable(net.rng.bit_generator.state),
         "optimizer": {"scalars": opt_scalars, "arrays": opt_arrays},
@@ -492,6 +493,8 @@ def _build(path, meta, params, opt_arrays):
         _set_optimizer_state(net, state)
     net.epoch = int(meta["epoch"])
     net.history = [dict(h) for h in meta["history"]]
+    best = meta.get("best_epoch")          # absent from files written before it was saved
+    net.best_epoch = int(best) if is_int(best) and 0 < best <= net.epoch else None
     return net
 
 

@@ -72,6 +72,7 @@ class Net:
         self._state = optim.make_state(self.params.size, self.dtype)
         self.epoch = 0
         self.history = []
+        self.best_epoch = None      # the epoch whose parameters fit(restore_best=True) restored
         self.example_norms = []
         self.dropout = dropout
 

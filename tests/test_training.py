@@ -113,7 +113,7 @@ def test_ctrl_c_during_training_rolls_the_epoch_back():
     assert net.rng.bit_generator.state == twin.rng.bit_generator.state
 
 
-def test_patience_stops_and_restore_best_restores_the_best_epoch():
+def test_patience_stops_and_restore_best_restores_the_best_epoch(tmp_path):
     X, y = problem(m=60)
     Xv, yv = X[:20] + 0.5, (y[:20] + 1) % 3      # a validation set training makes worse
     net = loopnet.Net([4, 8, 3], seed=2)
@@ -125,6 +125,12 @@ def test_patience_stops_and_restore_best_restores_the_best_epoch():
     assert net.epoch == best + 3 < 40                      # stopped 3 epochs after the best
     assert net.best_epoch == best
     assert net.params.tobytes() == params[best].tobytes()
+    path = tmp_path / "best.loopnet"
+    from loopnet import io
+    io.save(net, path)
+    back = io.load(path)
+    assert back.best_epoch == best and back.params.tobytes() == net.params.tobytes()
+    assert loopnet.Net([4, 8, 3]).best_epoch is None
 
 
 def test_patience_needs_what_it_watches():
