@@ -82,7 +82,7 @@ import zlib
 
 import numpy as np
 
-from . import training
+from . import reporting, training
 from .checks import check_choice, check_int, check_order, check_pair, is_one_hot
 from .idx import IdxRows, data_bytes, parse_header
 from .limits import check_bytes, regular_file
@@ -369,6 +369,14 @@ class _RankSteps:
             self.own = {r: (_take(X, self._block(r)), _take(Y, self._block(r)))
                         for r in group.local_ranks}
 
+    @property
+    def eta(self):
+        return self.step_kw["eta"]
+
+    def set_eta(self, eta):
+        """Train the next mini-batches with learning rate ``eta`` (``lr_schedule``)."""
+        self.step_kw = dict(self.step_kw, eta=training.scheduled_eta(eta))
+
     def _block(self, r):
         return np.arange(self.blocks[r], self.blocks[r + 1])
 
@@ -524,6 +532,11 @@ def fit(
     callback=None,
     progress=None,
     abort_on_error=True,
+    patience=None,
+    monitor_key=None,
+    restore_best=False,
+    lr_schedule=None,
+    verbose=0,
 ):
     """Train ``net`` for ``epochs`` more epochs with each mini-batch split across MPI ranks.
 
@@ -555,11 +568,18 @@ def fit(
         As in ``Net.fit``: the example order of every epoch of this call (no shuffle, no draw
         from ``net.rng``); only with ``partition="batch"``.
 
+    patience, monitor_key, restore_best, lr_schedule, verbose : as in ``Net.fit``; every rank
+        sees the same records, so they all stop, restore and change η together; only rank 0
+        prints (``verbose``).
+
     Returns ``net``.  Each history record gets two more keys: ``"ranks"`` and
     ``"comm_seconds"`` (time this rank spent combining gradients in that epoch, waiting for
     slower ranks included).
     """
     check_choice(partition, "partition", ("batch", "data"))
+    if net.dropout_rates() is not None:     # its steps take plain gradient sums
+        raise ValueError("distributed.fit does not apply dropout (yet): train this network "
+                         "with Net.fit, or build it with dropout=0")
     epochs = check_int(epochs, "epochs", minimum=0)
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     group = _group(comm, ranks)
@@ -579,8 +599,16 @@ def fit(
     labels = _classification(net, Y, group, split_bounds(n, group.size)) if monitor else False
     steps = _RankSteps(group, X, Y, partition, order, shuffle, batch_size, step_kw, deterministic,
                        labels, validation_data, abort_on_error)
-    return training.run(net, steps, epochs=epochs, lmbda=lmbda, monitor=monitor, tol=tol,
-                        callback=callback, progress=progress)
+    verbose = check_int(verbose, "verbose", minimum=0)
+    progress, callback = reporting.attach(verbose if group.rank == 0 else 0, epochs, progress,
+                                          callback, net.epoch)
+    try:
+        return training.run(net, steps, epochs=epochs, lmbda=lmbda, monitor=monitor, tol=tol,
+                            callback=callback, progress=progress, patience=patience,
+                            monitor_key=monitor_key, restore_best=restore_best,
+                            lr_schedule=lr_schedule)
+    finally:
+        reporting.close(progress)
 
 
 # --------------------------------------------------------------------------------------------

@@ -323,6 +323,15 @@ class HalveEta:
 
 
 # ------------------------------------------------------------ the loop
+def scheduled_eta(eta):
+    """``eta`` from an ``lr_schedule`` as a float; ValueError unless positive and finite."""
+    eta = float(eta)
+    if not (eta > 0 and math.isfinite(eta)):
+        raise ValueError(f"the learning-rate schedule returned eta = {eta!r}; it must be "
+                         f"a positive finite number")
+    return eta
+
+
 def run(net, steps, *, epochs, lmbda=0.0, monitor=True, tol=None, callback=None, progress=None,
         patience=None, monitor_key=None, restore_best=False, lr_schedule=None, warn=True):
     """Train ``net`` for ``epochs`` more epochs with ``steps``; return ``net``.
@@ -495,10 +504,7 @@ class LocalSteps:
 
     def set_eta(self, eta):
         """Train the next mini-batches with learning rate ``eta`` (λ's decay follows it)."""
-        eta = float(eta)
-        if not (eta > 0 and math.isfinite(eta)):
-            raise ValueError(f"the learning-rate schedule returned eta = {eta!r}; it must be "
-                             f"a positive finite number")
+        eta = scheduled_eta(eta)
         self.hyper = self.hyper._replace(eta=eta, shrink=eta * self.hyper.l2)
 
     def _pass_buffers(self, buffers, rows):

@@ -190,6 +190,16 @@ def test_cli_deterministic_needs_distributed(capsys):
     assert "--deterministic needs --distributed" in capsys.readouterr().err
 
 
+def test_cli_per_example_options_are_refused_with_distributed(capsys):
+    from loopnet import cli
+
+    assert cli.main(["train", "--distributed", "--dropout", "0.2", "--clip-norm", "1",
+                     "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--dropout and --clip-norm cannot be used with --distributed" in err
+    assert err.count("\n") == 1
+
+
 @needs_mpi
 @pytest.mark.parametrize("runner", ["python -m mpi4py", "abort_on_error"])
 def test_one_failing_rank_stops_all_ranks(tmp_path, runner):
@@ -321,6 +331,34 @@ def test_training_pass_monitor_needs_no_extra_pass():
         assert hb["accuracy"] == ha["accuracy"]
     # and it is not the cost after the epoch (what monitor="exact" gives)
     assert b.history[-1]["cost"] != pytest.approx(b.cost(X, y, lmbda=1.0), rel=1e-6)
+
+
+def test_model_selection_and_schedule_like_net_fit(capsys):
+    """patience, restore_best, lr_schedule and verbose, as Net.fit takes them."""
+    X, y, (Xv, yv) = cases.load_data("labels")
+    Xv, yv = Xv + 0.5, (yv + 1) % 3           # held-out data that training makes worse
+    kw = dict(epochs=12, batch_size=10, eta=3.0, validation_data=(Xv, yv), patience=2,
+              restore_best=True, lr_schedule=lambda eta, record: eta * 0.5)
+    a = loopnet.Net(cases.SIZES, seed=4).fit(X, y, **kw)
+    b = loopnet.Net(cases.SIZES, seed=4)
+    distributed.fit(b, X, y, verbose=1, **kw)
+    printed = capsys.readouterr().err          # (lines on stderr, as Net.fit's)
+    assert a.epoch == b.epoch < 12 and a.best_epoch == b.best_epoch is not None
+    _same(b.params, a.params, STEP_TAKES_M)
+    assert printed.count("\n") >= b.epoch and f"epoch {b.epoch:2d}/12" in printed
+    c = loopnet.Net(cases.SIZES, seed=4)
+    distributed.fit(c, X, y, ranks=3, **kw)
+    assert c.epoch == a.epoch and c.best_epoch == a.best_epoch
+    np.testing.assert_allclose(c.params, a.params, rtol=0, atol=1e-12)
+
+
+def test_dropout_is_refused_not_ignored():
+    X, y, _ = cases.load_data("labels")
+    net = loopnet.Net(cases.SIZES, seed=4, dropout=0.2)
+    before = net.params.copy()
+    with pytest.raises(ValueError, match="dropout"):
+        distributed.fit(net, X, y, ranks=2, epochs=1)
+    assert net.params.tobytes() == before.tobytes() and net.epoch == 0
 
 
 def test_history_monitor_matches_net_methods():

@@ -345,6 +345,12 @@ def run(args):
               "are taken only from the command line, so add --save to keep the result",
               file=sys.stderr)
     c.set_threads(args.threads)
+    per_example = [name for name, on in (("--dropout", s["dropout"]),
+                                         ("--clip-norm", s["clip_norm"] is not None),
+                                         ("--noise-multiplier", s["noise_multiplier"])) if on]
+    if per_example and getattr(args, "distributed", None):
+        raise c.UsageError(f"{' and '.join(per_example)} cannot be used with --distributed "
+                           f"(yet): distributed training takes plain gradient sums")
     mpi = _mpi_session(args)        # None unless --distributed; then rank 0 alone prints/writes
     save = io.save if mpi is None else mpi.save
     if net is None:
@@ -456,7 +462,7 @@ def run(args):
                       tol=s["tol"], validation_data=(Xv, yv), callback=on_epoch, progress=bar)
     if args.exact_cost:
         fit_kwargs["monitor"] = "exact"
-    if mpi is None and has_val:
+    if has_val:             # (distributed.fit takes them too: every rank selects alike)
         from ..training import HalveEta
         fit_kwargs["monitor_key"] = s["monitor"]        # records carry best_epoch
         fit_kwargs["patience"] = s["patience"]
