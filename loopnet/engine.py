@@ -33,14 +33,14 @@ B. **gradient** — for each task (in parallel over tasks), panel by panel: BP3/
    for a panel of layer 1, A1 of the next mini-batch for those rows, into the
    other half of the scratch, while they are in cache.
 
-The per-example view (``hyper.ex``, a :class:`loopnet.optim.Rules`; its
-defaults change nothing; None: no rules, and Numba compiles none of their code,
-each ``if ex is not None`` being decided at compile time): in A2, right after BP2, the example's thread computes
-‖∇C_x‖² = Σ_l ‖δ^l‖² (‖a^{l−1}‖² + 1) and scales its δ^l by
-w_x · min(1, C/‖∇C_x‖) (sample weight, clipping; :func:`clip_and_weigh`), so that
-phase B sums scaled per-example gradients without ever forming one; with dropout,
-a^l is masked in A1/A2 and δ^l in BP2; in B, DP-SGD's noise is added to each row's
-sum by the task that owns the row, from a counter-based stream (:mod:`loopnet.random`).
+The per-example view (``hyper.ex``, a :class:`loopnet.optim.Rules`; its defaults change
+nothing; None: no rules, and Numba compiles none of their code, each ``if ex is not
+None`` being decided at compile time): in A2, right after BP2, the example's thread
+computes ‖∇C_x‖² = Σ_l ‖δ^l‖² (‖a^{l−1}‖² + 1) and scales its δ^l by w_x · min(1,
+C/‖∇C_x‖) (sample weight, clipping; :func:`clip_and_weigh`), so that phase B sums scaled
+per-example gradients without ever forming one; with dropout, a^l is masked in A1/A2 and
+δ^l in BP2; in B, DP-SGD's noise is added to each row's sum by the task that owns the
+row, from a counter-based stream (:mod:`loopnet.random`).
 
 Each number is computed by exactly one thread, in an order that does not
 depend on how the work is split, so the result is bit-identical for any

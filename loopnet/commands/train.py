@@ -345,6 +345,7 @@ def run(args):
               "are taken only from the command line, so add --save to keep the result",
               file=sys.stderr)
     c.set_threads(args.threads)
+    # the per-example options used (they need the engine with the per-example code)
     per_example = [name for name, on in (("--dropout", s["dropout"]),
                                          ("--clip-norm", s["clip_norm"] is not None),
                                          ("--noise-multiplier", s["noise_multiplier"])) if on]
@@ -431,7 +432,7 @@ def run(args):
 
     # Compile (first run) or load the cached kernels now, so no epoch time includes the JIT.
     warm_up(net.dtype.name, out, args.quiet or (mpi is not None and not mpi.root),
-            rules=bool(s["clip_norm"] is not None or s["noise_multiplier"] or s["dropout"]),
+            rules=bool(per_example),
             moments=s["optimizer"] == "adam" or bool(s["momentum"]))
 
     show_bar = args.progress if args.progress is not None else (
