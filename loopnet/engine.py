@@ -479,15 +479,6 @@ def run_tasks(params, state, work, X, Y, order, lo, hi, arch, hyper, phase, nxt,
 
 
 @jit
-def run_phase(params, state, work, X, Y, order, lo, hi, arch, hyper, phase, nxt, next_lo, next_hi,
-              n_blocks):
-    """:func:`run_tasks` writing no outputs (the hook profiles/phases.py drives phases with)."""
-    run_tasks(params, state, work, X, Y, order, lo, hi, arch, step_of(hyper), phase, nxt, next_lo,
-              next_hi, np.empty((0, arch.sizes[-1]), params.dtype), np.empty(0, np.float64),
-              hyper.ex, n_blocks)
-
-
-@jit
 def apply_step(params, state, grad, m, arch, hyper):
     """One optimizer step for every parameter from ``grad`` = Σ_x ∇C_x over m examples.
 

@@ -4,14 +4,14 @@
 
 How it is measured
 ------------------
-Compute phases.  Whole-epoch loops compiled here call the engine's own phases
-(``engine.run_phase`` with A1, A2_FORWARD, A2 and B_SUM, and ``kernels.output_delta``)
-on a real Net's buffers (:meth:`loopnet.Net.engine_buffers`); each loop stops after a
-given phase, so the runs give cumulative times
+Compute phases.  The engine's own compiled epoch loop, ``engine.run_batches``, runs on a
+real Net's buffers (:meth:`loopnet.Net.engine_buffers`) with each of its jobs, which stop
+after a given phase (the job is a run-time argument: the code timed is the code ``fit``
+runs, and nothing is compiled here), so the runs give cumulative times
 
-    T1 forward | T2 + output error (BP1) | T3 + hidden errors (BP2)
-    | T4 + gradient accumulation (BP3/4) | T5 = T4 (no cross-chunk reduction in this
-    engine: each gradient number has one owner) | T6 the real engine.run_batches(TRAIN)
+    T1 forward (PREDICT) | T2 + output and hidden errors, BP1 and BP2 (NORMS)
+    | T3 + gradient accumulation, BP3/4 (GRADIENT) | T4 = T3 (no cross-chunk reduction in
+    this engine: each gradient number has one owner) | T5 the real training step (TRAIN)
 
 and each phase is the difference of two neighbours (best of R runs each, runs
 interleaved).  A difference below the noise can come out slightly negative: it is
@@ -36,104 +36,37 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _harness as H  # noqa: E402
 
-STAGES = ["forward", "output error (BP1)", "hidden errors (BP2)", "gradient accumulation (BP3/BP4)",
+STAGES = ["forward", "output and hidden errors (BP1, BP2)", "gradient accumulation (BP3/BP4)",
           "cross-chunk reduction", "parameter update"]
-
-# The compiled drivers below are NOT cached on disk: Numba checks only this file's stamp, so a
-# cached driver would keep running an edited engine's old code.  They compile at each run,
-# during the warm-up, outside every timing.
-
-_drivers = None
-
-
-def _build_engine_drivers():
-    """Compiled epoch loops that call the engine's own phases (once per process).
-
-    Phase A is ``run_phase`` A1 (layer 1 by blocks of rows) then A2 (the rest per example),
-    phase B is ``run_phase`` B_SUM; the real epoch is ``run_batches(TRAIN)``."""
-    global _drivers
-    if _drivers is not None:
-        return _drivers
-    import numba
-    from numba import prange
-
-    from loopnet import engine as E
-    from loopnet.kernels import output_delta
-
-    units = E.units
-    run_phase, run_batches, half = E.run_phase, E.run_batches, E.half
-    A1, A2, A2_FORWARD, B_SUM = (np.int64(E.A1), np.int64(E.A2), np.int64(E.A2_FORWARD),
-                                 np.int64(E.B_SUM))
-
-    @numba.njit
-    def phase_a(params, state, work, X, Y, order, lo, hi, arch, hyper, a2, nb):
-        here = half(work, 0)
-        if arch.sizes.shape[0] > 2:
-            run_phase(params, state, here, X, Y, order, lo, hi, arch, hyper, A1, here, lo, hi, nb)
-        run_phase(params, state, here, X, Y, order, lo, hi, arch, hyper, a2, here, lo, hi, nb)
-
-    @numba.njit(parallel=True)
-    def bp1_only(delta, z, a, Y, order, lo, m, arch):
-        out = arch.sizes.shape[0] - 2
-        for t in prange(m):
-            output_delta(units(delta[t], arch, out), units(z[t], arch, out),
-                         units(a[t], arch, out), Y[order[lo + t]], arch.out_act, arch.cost)
-
-    @numba.njit
-    def forward_only(params, state, work, X, Y, order, m, n_batches, arch, hyper, nb, with_bp1):
-        for bt in range(n_batches):
-            lo = bt * m
-            phase_a(params, state, work, X, Y, order, lo, lo + m, arch, hyper, A2_FORWARD, nb)
-            if with_bp1:
-                bp1_only(work.delta[0], work.z[0], work.a[0], Y, order, lo, m, arch)
-
-    @numba.njit
-    def errors_only(params, state, work, X, Y, order, m, n_batches, arch, hyper, nb):
-        for bt in range(n_batches):
-            phase_a(params, state, work, X, Y, order, bt * m, bt * m + m, arch, hyper, A2, nb)
-
-    @numba.njit
-    def errors_and_gradient(params, state, work, X, Y, order, m, n_batches, arch, hyper, nb):
-        for bt in range(n_batches):  # sums into work.grad without zeroing (zeroing is counted with the update)
-            phase_a(params, state, work, X, Y, order, bt * m, bt * m + m, arch, hyper, A2, nb)
-            here = half(work, 0)
-            run_phase(params, state, here, X, Y, order, bt * m, bt * m + m, arch, hyper, B_SUM,
-                      here, 0, 0, nb)
-
-    _drivers = (forward_only, errors_only, errors_and_gradient, run_batches)
-    return _drivers
 
 
 class EngineStages:
-    """Stages 1..6 driven through the engine's own compiled functions on a real Net."""
+    """Cumulative stages driven through the engine's own compiled epoch loop on a real Net.
+
+    ``engine.run_batches`` runs phase A then, by its ``job``, nothing more (PREDICT: the
+    forward pass only; NORMS: with BP1 and BP2), phase B's sums without the update
+    (GRADIENT: added into the scratch gradient, never zeroed) or the real training step
+    (TRAIN).  The job is a run-time argument, so every stage runs the very code ``net.fit``
+    runs, and nothing is compiled for the profile."""
+
+    # stage → engine job; stage 4 (cross-chunk reduction) does not exist in this engine
+    JOBS = {1: "PREDICT", 2: "NORMS", 3: "GRADIENT", 5: "TRAIN"}
 
     def __init__(self, net, sc, n):
         self.net, self.sc = net, sc
-        self.fns = _build_engine_drivers()
         self.p0 = net.params.copy()
         self.hyper = net.hyper("sgd", sc.eta, 0.0, n)
 
     def run(self, X, Y, order, stage):
-        import numba
-
         from loopnet import engine, training
 
         net, m = self.net, np.int64(self.sc.m)
-        nb = np.int64(len(order) // self.sc.m)
+        nb = np.int64(-(-len(order) // self.sc.m))
         net.params[:] = self.p0
-        fwd, err, grad, train = self.fns
         buf = net.engine_buffers()
-        tasks = engine.block_count(buf.arch, numba.get_num_threads())
-        args = (buf.params, buf.state, buf.work, X, Y, order, m, nb, buf.arch, self.hyper, tasks)
-        if stage <= 2:
-            fwd(*args, stage == 2)
-        elif stage == 3:
-            err(*args)
-        elif stage in (4, 5):  # no cross-chunk reduction in this engine: stage 5 = stage 4
-            grad(*args)
-        else:
-            train(buf.params, buf.state, buf.work, X, Y, order, m, np.int64(0), nb, buf.arch,
-                  self.hyper, engine.TRAIN, *training.no_output(buf))
+        engine.run_batches(buf.params, buf.state, buf.work, X, Y, order, m, np.int64(0), nb,
+                           buf.arch, self.hyper, getattr(engine, self.JOBS[stage]),
+                           *training.no_output(buf))
 
 
 class compiled_timer:
@@ -195,20 +128,18 @@ def profile_phases(sc, dtype="float64", n=10_000, repeats=3, threads=(1,), log=p
             # 1 thread: CPU time of this process (other processes' load does not count);
             # more threads: wall time (CPU time would add up the threads).
             clock = time.process_time if t == 1 else time.perf_counter
-            for stage in range(1, 7):  # compile + warm up
+            for stage in EngineStages.JOBS:  # warm up
                 stages.run(X, Y, warm, stage)
             net.weights, net.biases = ws, bs
             net.fit(X[warm], Y[warm], epochs=1, batch_size=sc.m, eta=sc.eta, monitor=False, shuffle=False)
-            best = [np.inf] * 6
+            best = [np.inf] * len(STAGES)
             fit_best, comp_best, calls = np.inf, np.inf, 0
             for r in range(repeats):
-                for stage in range(1, 7):
-                    if stage == 5:
-                        continue  # no reduction stage: T5 = T4 below
+                for stage in EngineStages.JOBS:
                     t0 = clock()
                     stages.run(X, Y, order, stage)
                     best[stage - 1] = min(best[stage - 1], clock() - t0)
-                best[4] = best[3]
+                best[3] = best[2]  # no reduction stage: T4 = T3
                 net.weights, net.biases = ws, bs
                 with compiled_timer(clock) as ct:
                     t0 = clock()
@@ -224,18 +155,18 @@ def profile_phases(sc, dtype="float64", n=10_000, repeats=3, threads=(1,), log=p
     return out, source
 
 
-HOW_ENGINE = ("Stages call the engine's own compiled functions in epoch loops: forward only "
-              "(engine.run_phase A1, then A2_FORWARD: layer 1 by row blocks, the rest per example), "
-              "+ BP1 (a prange of engine's output_delta), = phase A (run_phase A1 + A2), + BP3/BP4 "
-              "(run_phase B_SUM: no zeroing, no update), "
-              "= the real engine.run_batches(TRAIN) (zeroing + gradient + update). This engine has no "
-              "cross-chunk reduction (each gradient number is owned by one task): 0 by construction.")
+HOW_ENGINE = ("Stages are whole epochs of the engine's own compiled loop, engine.run_batches, "
+              "stopped after a phase by its job: forward only (PREDICT: layer 1 by row blocks, the "
+              "rest per example), + BP1 and BP2 (NORMS: phase A), + BP3/BP4 (GRADIENT: phase B's "
+              "sums, no zeroing, no update), = the real training step (TRAIN: zeroing + gradient + "
+              "update). This engine has no cross-chunk reduction (each gradient number is owned by "
+              "one task): 0 by construction.")
 
 def phases_table(sc, dtype, n, res, source, epoch_n=50_000):
     scale = epoch_n / n
     ths = list(res)
     fl = H.flops_per_example(sc.sizes, sc.m)
-    flop_by_stage = [fl["forward"], 0, fl["hidden"], fl["gradient"], 0, fl["update"]]
+    flop_by_stage = [fl["forward"], fl["hidden"], fl["gradient"], 0, fl["update"]]
     head = "| phase | " + " | ".join(f"{t} thread{'s' if t > 1 else ''}: ms / epoch | share" for t in ths) + \
            " | GFLOP/s (1st column) |"
     lines = [
@@ -255,7 +186,7 @@ def phases_table(sc, dtype, n, res, source, epoch_n=50_000):
         for t in ths:
             st = res[t]["stages"]
             d = st[k] - (st[k - 1] if k else 0.0)
-            if k == 4:
+            if k == 3:
                 cells.append("— | none in this engine")
                 continue
             cells.append(f"{1e3 * d * scale:.1f} | {100 * d / st[-1]:.0f} %")
