@@ -597,8 +597,12 @@ class Net:
         return cast_finite(X, self.dtype, name)
 
     def _targets(self, Y, m, name="Y"):
-        """Y as (m, n_L) targets of the net's dtype; 1-D integer labels become one-hot rows."""
-        return cast_finite(check_targets(Y, m, self.sizes[-1], name), self.dtype, name)
+        """Y as (m, n_L) targets of the net's dtype; 1-D integer labels become one-hot rows.
+
+        A read-only Y (a memory map, scikit-learn's checks) is copied: the targets are small
+        beside X, and Numba compiles the whole engine again for a read-only array type."""
+        Y = cast_finite(check_targets(Y, m, self.sizes[-1], name), self.dtype, name)
+        return Y if Y.flags.writeable else Y.copy()
 
     def _labels(self, labels, m, name="labels"):
         """Integer class labels 0 … n_L − 1 (one-hot rows are turned into labels)."""
