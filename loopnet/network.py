@@ -34,6 +34,7 @@ or ``cost_derivative``, ``SGD`` honours your method: it then runs Nielsen's
 per-mini-batch loop in Python (slow, like the original).
 """
 
+import math
 import numbers
 import operator
 import random
@@ -145,6 +146,57 @@ def _stack_columns(vs, n, name, role, hint="", inputs=False):
     raise ValueError("%s: could not convert the %ss to numbers" % (name, role))
 
 
+#: Lists shorter than this are copied (a copy of a few rows costs less than the checks below).
+SHARED_ROWS_MIN = 1000
+
+
+def _rows_of_one_matrix(xs, n):
+    """``(M, rows)`` when every x is row ``rows[i]`` of one matrix M, read in place; else None.
+
+    Nielsen's mnist_loader makes each x as ``np.reshape(row, (784, 1))`` of its image
+    matrix: a view of it.  Copying 50,000 such views into a new matrix costs about as much as
+    the epoch's arithmetic (157 MB allocated and written, for every new list); here the
+    matrix itself is used, when M is a C-contiguous float32/float64 (N, n) array, finite,
+    every x is a C-contiguous (n, 1) or (n,) view of M of its dtype starting at a row, no
+    row is used twice, and the list covers at least half of M's rows.
+    """
+    if len(xs) < SHARED_ROWS_MIN:
+        return None
+    M = getattr(xs[0], "base", None)
+    if type(M) is not np.ndarray or M.ndim != 2 or M.shape[1] != n or 2 * len(xs) < M.shape[0] \
+            or M.dtype.type not in _FLOAT_TYPES or not M.flags.c_contiguous:
+        return None
+    try:
+        same = (set(map(type, xs)) == {np.ndarray} and set(map(id, map(_base, xs))) == {id(M)}
+                and set(map(_dtype, xs)) == {M.dtype} and set(map(_shape, xs)) <= {(n, 1), (n,)}
+                and all(map(_c_contiguous, xs)))
+    except AttributeError:
+        return None
+    addresses = pairs.data_addresses(xs) if same else None
+    if addresses is None:
+        return None
+    rows, partial = np.divmod(addresses - M.__array_interface__["data"][0], M.strides[0])
+    if partial.any() or rows.min() < 0 or rows.max() >= M.shape[0] \
+            or np.bincount(rows, minlength=M.shape[0]).max() > 1:
+        return None
+    if not (checks.was_checked(M) or np.isfinite(M.sum(axis=0)).all()):
+        return None                         # (the copy names the pair holding NaN or inf)
+    checks.remember_finite(M)
+    return M, rows
+
+
+_base, _dtype, _shape = (operator.attrgetter(name) for name in ("base", "dtype", "shape"))
+_c_contiguous = operator.attrgetter("flags.c_contiguous")
+
+
+def _spread(T, rows, n_rows):
+    """T's entry i at row rows[i] of an n_rows array (the rows of a shared input matrix)."""
+    make = np.empty if len(rows) == n_rows else np.zeros     # (rows are distinct)
+    out = make((n_rows,) + T.shape[1:], T.dtype)
+    out[rows] = T
+    return out
+
+
 def _stack_labels(vs, n_out, name, hint=""):
     """1-D array of numeric labels; ValueError if some y is a vector."""
     try:
@@ -207,42 +259,48 @@ _MODULE_FUNCTIONS = ("sigmoid", "sigmoid_prime", "vectorized_result")
 # ---------------------------------------------------------------------------
 
 @jit
-def _backprop_example(params, layout, x, y, scratch, grad):
-    """grad = nabla C_x for one example x, laid out like ``params`` (every entry written).
+def _backprop_example(ws, bs, layout, x, y, scratch, grad):
+    """grad = nabla C_x for one example x, laid out like the flat parameter buffer (every
+    entry written); returns whether every z^l_j was finite.
 
     Forward z^l = w^l a^{l-1} + b^l, a^l = sigma(z^l); BP1 delta^L; BP2 delta^l from
     delta^{l+1}; BP3/BP4 dC/db^l = delta^l, dC/dw^l_jk = delta^l_j a^{l-1}_k: the
     kernels of :mod:`loopnet.kernels`, for one example, serially (a few
     microseconds of work, not worth waking other threads: most of it is reading
-    w and writing the gradient, ~50 GB/s from L2 on the 2-core EPYC).  x may be
-    float32 (read in place) or float64; y float64.  ``layout`` is
-    :func:`_layout`; ``scratch`` holds z, a and delta of every layer, one row each.
+    w and writing the gradient, ~50 GB/s from L2 on the 2-core EPYC).  ``ws`` and
+    ``bs`` are tuples of w^l (n_l, n_{l-1}) and b^l (n_l, 1), read where they are (the
+    core's views, or the arrays a subclass's update just made: no copy).  x may be
+    float32 (read in place) or float64; y float64.  ``layout`` is :func:`_layout`;
+    ``scratch`` holds z, a and delta of every layer, one row each.
+
+    The finiteness of z costs nothing here and stands for the check of every weight: a NaN
+    or infinite w_jk or b_j makes z_j NaN or infinite whatever the (finite) a_k.
     """
     n_layers, act, out_act, cost = layout[0], layout[1], layout[2], layout[3]
     sizes = layout[4:5 + n_layers]
     p_off = layout[5 + n_layers:6 + 2 * n_layers]
     u_off = layout[6 + 2 * n_layers:7 + 3 * n_layers]
     z, a, delta = scratch[0], scratch[1], scratch[2]
+    finite = True
     for i in range(n_layers):
-        n, m = sizes[i + 1], sizes[i]
-        w = params[p_off[i]:p_off[i] + n * m].reshape((n, m))
-        b = params[p_off[i] + n * m:p_off[i] + n * m + n]
+        n = sizes[i + 1]
+        w, b = ws[i], bs[i].reshape(n)
         act_i = act if i < n_layers - 1 else out_act
         if i == 0:       # a^0 = x, in the caller's dtype (float32 x: exact products in float64)
             forward_layer(z[:u_off[1]], a[:u_off[1]], w, b, x, act_i)
         else:
             forward_layer(z[u_off[i]:u_off[i + 1]], a[u_off[i]:u_off[i + 1]], w, b,
                           a[u_off[i - 1]:u_off[i]], act_i)
+        for j in range(u_off[i], u_off[i + 1]):
+            finite = finite and math.isfinite(z[j])
     last = n_layers - 1
     output_delta(delta[u_off[last]:u_off[last + 1]], z[u_off[last]:u_off[last + 1]],
                  a[u_off[last]:u_off[last + 1]], y, out_act, cost)
     for i in range(n_layers - 1, -1, -1):
         n, m = sizes[i + 1], sizes[i]
         if i < n_layers - 1:
-            k = sizes[i + 2]
-            w_next = params[p_off[i + 1]:p_off[i + 1] + k * n].reshape((k, n))
             hidden_delta(delta[u_off[i]:u_off[i + 1]], z[u_off[i]:u_off[i + 1]],
-                         a[u_off[i]:u_off[i + 1]], w_next, delta[u_off[i + 1]:u_off[i + 2]], act)
+                         a[u_off[i]:u_off[i + 1]], ws[i + 1], delta[u_off[i + 1]:u_off[i + 2]], act)
         nabla_w = grad[p_off[i]:p_off[i] + n * m].reshape((n, m))
         nabla_b = grad[p_off[i] + n * m:p_off[i] + n * m + n]
         if i == 0:
@@ -250,6 +308,7 @@ def _backprop_example(params, layout, x, y, scratch, grad):
         else:
             gradient_of_example(nabla_w, nabla_b, delta[u_off[i]:u_off[i + 1]],
                                 a[u_off[i - 1]:u_off[i]])
+    return finite
 
 
 @jit_sums
@@ -297,7 +356,8 @@ def _layout(arch):
 class _Core(object):
     """A loopnet.Net plus the view lists handed to the user as weights/biases."""
 
-    __slots__ = ("net", "sizes", "cost", "wlist", "blist", "wviews", "bviews", "layout",
+    __slots__ = ("net", "sizes", "cost", "wlist", "blist", "wviews", "bviews", "wtuple", "btuple",
+                 "layout",
                  "scratch", "chooser", "n_params", "weight_spans", "bias_spans", "x_shapes",
                  "y_shapes")
 
@@ -320,6 +380,23 @@ def _views(buffer, spans):
     """Nielsen-shaped views into a flat buffer, one per (slice, shape) of ``spans``
     (:func:`_layer_spans`): w^l as (n, m), b^l as (n, 1) columns."""
     return [buffer[s].reshape(shape) for s, shape in spans]
+
+
+def _fits(array, like):
+    """Whether ``array`` can stand where ``like`` (a view of the core) is read: a float64
+    C-contiguous ndarray of the same shape."""
+    return type(array) is np.ndarray and array.dtype.type is np.float64 \
+        and array.shape == like.shape and array.flags.c_contiguous
+
+
+def _refuse_non_finite(parameters, x):
+    """After a kernel saw a non-finite z: ValueError naming what holds NaN or infinity (the
+    parameters, or x); nothing when all are finite (z overflowed: the result stands, as in
+    Nielsen's code)."""
+    if not all(np.isfinite(p).all() for p in parameters):
+        raise ValueError("self.weights or self.biases contain NaN or infinity")
+    if not np.isfinite(x).all():
+        raise ValueError("x contains NaN or infinity")
 
 
 _first_compile_checked = set()
@@ -485,6 +562,7 @@ class _Compiled(object):
         buffer = c.net.adopt_params(params, checked=True)
         c.wviews, c.bviews = _views(buffer, c.weight_spans), _views(buffer, c.bias_spans)
         c.wlist, c.blist = list(c.wviews), list(c.bviews)
+        c.wtuple, c.btuple = tuple(c.wviews), tuple(c.bviews)
         self.__dict__["weights"], self.__dict__["biases"] = c.wlist, c.blist
 
     def _renew(self):
@@ -512,9 +590,9 @@ class _Compiled(object):
         if found is not None and self._fits(found[0], role):
             _announce_first_compile(found[0][0].dtype)
             return found
-        arrays = convert(data)
-        pairs.remember(data, *arrays)
-        return arrays, np.arange(len(data))
+        arrays, rows = convert(data)
+        pairs.remember(data, *arrays, rows=rows)
+        return arrays, np.arange(len(data)) if rows is None else rows
 
     def _fits(self, arrays, role):
         """Whether remembered (X, targets) suit this network in ``role`` ("training": one-hot
@@ -543,16 +621,23 @@ class _Compiled(object):
         return _stack_labels(ys, self.sizes[-1], name, hint)
 
     def _training_arrays(self, data, name):
-        def convert(data):
-            xs, ys = _pairs(data, name)
-            return self._inputs(xs, name), self._vector_targets(ys, name)
-        return self._cached(data, "training", convert)
+        return self._cached(data, "training", lambda data: self._converted(
+            data, name, lambda ys: self._vector_targets(ys, name)))
 
     def _labelled_arrays(self, data, name, hint):
-        def convert(data):
-            xs, ys = _pairs(data, name)
-            return self._inputs(xs, name), self._labels(ys, name, hint)
-        return self._cached(data, "labelled", convert)
+        return self._cached(data, "labelled", lambda data: self._converted(
+            data, name, lambda ys: self._labels(ys, name, hint)))
+
+    def _converted(self, data, name, targets):
+        """``((X, targets), rows)`` of a list of pairs: X the matrix the x's are rows of, read
+        in place (:func:`_rows_of_one_matrix`), or else their copy (rows None: in order)."""
+        xs, ys = _pairs(data, name)
+        shared = _rows_of_one_matrix(xs, self.sizes[0])
+        if shared is None:
+            return (self._inputs(xs, name), targets(ys)), None
+        M, rows = shared
+        _announce_first_compile(M.dtype)
+        return (M, _spread(targets(ys), rows, len(M))), rows
 
     def _predict(self, X):
         """a^L of every row of X, in chunks, each on the thread count timed fastest."""
@@ -646,8 +731,7 @@ class _Compiled(object):
         place: each product is exact in float64, so the bits equal converting first);
         anything else is converted, or refused by :meth:`_check_xy`.
         """
-        net = self._net()
-        c = self.__dict__["_loopnet_core"]
+        c, ws, bs = self._parameters_in_place()
         if type(x) is np.ndarray and type(y) is np.ndarray and x.dtype.type in _FLOAT_TYPES \
                 and y.dtype.type is np.float64 and x.shape in c.x_shapes and y.shape in c.y_shapes:
             xv, yv = x.reshape(c.sizes[0]), y.reshape(c.sizes[-1])
@@ -655,8 +739,28 @@ class _Compiled(object):
             x, y = self._check_xy(x, y)           # raises, naming the problem, or converts
             xv, yv = x.reshape(-1), y.reshape(-1)
         grad = np.empty(c.n_params)
-        _backprop_example(net.params, c.layout, xv, yv, c.scratch, grad)
+        if not _backprop_example(ws, bs, c.layout, xv, yv, c.scratch, grad):
+            _refuse_non_finite(ws + bs, xv)
         return _views(grad, c.bias_spans), _views(grad, c.weight_spans)
+
+    def _parameters_in_place(self):
+        """(core, w^l tuple, b^l tuple) for the compiled per-example kernels, read in place:
+        the core's own views, or the new arrays a subclass's ``update_mini_batch`` assigned
+        when they are float64 C-contiguous arrays of Nielsen's shapes (no copy, no scan:
+        the kernel's finite z stands for finite weights).  Anything else is taken in by
+        :meth:`_net`, which copies it, or refuses it naming the problem."""
+        d = self.__dict__
+        c, ws, bs = d.get("_loopnet_core"), d.get("weights"), d.get("biases")
+        if c is not None and c.sizes == self.sizes and c.cost == self._loopnet_cost:
+            if ws is c.wlist and bs is c.blist and all(map(operator.is_, ws, c.wviews)) \
+                    and all(map(operator.is_, bs, c.bviews)):
+                return c, c.wtuple, c.btuple
+            if type(ws) is list and type(bs) is list and len(ws) == len(bs) == len(c.wviews) \
+                    and all(map(_fits, ws, c.wviews)) and all(map(_fits, bs, c.bviews)):
+                return c, tuple(ws), tuple(bs)
+        self._net()
+        c = d["_loopnet_core"]
+        return c, c.wtuple, c.btuple
 
     def _gradient_sum_python(self, mini_batch):
         nabla_b = [np.zeros(np.shape(b)) for b in self.biases]

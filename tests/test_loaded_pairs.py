@@ -138,3 +138,77 @@ def test_pairs_converted_once_for_every_network_and_forgotten_with_the_data(monk
     assert matrix() is not None           # until another set is remembered
     train(network, [(np.array(x), mnist_loader.vectorized_result(1)) for x, _ in test], test)
     assert matrix() is None
+
+
+# ------------------------------------------------------------ pairs made by Nielsen's own loader
+
+def nielsens_pairs(n=1200, n_test=1000, seed=0):
+    """Pairs as Nielsen's own mnist_loader makes them from his float32 image matrices: each x
+    ``np.reshape(row, (784, 1))`` (a view), each y a new vectorized_result array, test labels
+    NumPy integers.  Not load_data_wrapper()'s: the drop-ins must find the matrices themselves."""
+    rng = np.random.default_rng(seed)
+    images, test_images = (rng.random((k, 784), dtype=np.float32) for k in (n, n_test))
+    labels, test_labels = rng.integers(0, 10, n), rng.integers(0, 10, n_test)
+    training = [(np.reshape(x, (784, 1)), mnist_loader.vectorized_result(y))
+                for x, y in zip(images, labels)]
+    test = list(zip([np.reshape(x, (784, 1)) for x in test_images], test_labels))
+    return images, training, test_images, test
+
+
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_nielsens_loader_pairs_are_read_in_place_and_train_as_copies(shuffled):
+    images, training, test_images, test = nielsens_pairs()
+    if shuffled:                              # a list already in another order than the matrix
+        random.Random(5).shuffle(training)
+    twin, twin_test = copies(training), copies(test)
+    a, out_a, _ = train(network, training, test, test_data=test)
+    b, out_b, _ = train(network, twin, twin_test, test_data=twin_test)
+    assert out_a == out_b and "Epoch 1: " in out_a
+    assert same_parameters(a, b)
+    (X, Y), rows = pairs.find(training)       # the caller's matrix itself, no copy
+    assert X is images and sorted(rows) == list(range(len(images)))
+    for i in (0, 7, len(training) - 1):
+        x, y = training[i]
+        assert np.shares_memory(x, X[rows[i]]) and np.array_equal(Y[rows[i]], y[:, 0])
+    assert pairs.find(test)[0][0] is test_images
+    assert a.evaluate(test) == b.evaluate(twin_test)
+
+
+def test_nielsens_loader_pairs_with_network2_monitors_equal_copies():
+    _, training, _, test = nielsens_pairs(seed=1)
+    kw = dict(lmbda=0.3, monitor_evaluation_cost=True, monitor_evaluation_accuracy=True,
+              monitor_training_cost=True, monitor_training_accuracy=True)
+    twin, twin_test = copies(training), copies(test)      # (before SGD shuffles training)
+    a, out_a, res_a = train(network2, training, None, evaluation_data=test, **kw)
+    b, out_b, res_b = train(network2, twin, None, evaluation_data=twin_test, **kw)
+    assert out_a == out_b and res_a == res_b
+    assert same_parameters(a, b)
+
+
+def test_views_that_are_not_whole_distinct_rows_are_copied():
+    images, training, _, _ = nielsens_pairs(seed=2)
+    twice = training[:700] + training[:700]                  # the same rows twice
+    few = training[:500]                                     # under half of the matrix
+    columns = [(np.reshape(images[:, j % 784][:784], (784, 1)), y)      # strided views
+               for j, (_, y) in enumerate(training)]
+    for data in (twice, few, columns):
+        twin = copies(data)
+        a, out_a, _ = train(network, data, None)
+        b, out_b, _ = train(network, twin, None)
+        assert same_parameters(a, b)
+        assert pairs.find(data)[0][0] is not images
+
+
+def test_a_nan_in_nielsens_matrix_is_named_by_its_pair():
+    images, training, _, _ = nielsens_pairs(seed=3)
+    images[11, 5] = np.nan
+    row = next(i for i, (x, _) in enumerate(training) if np.isnan(x).any())
+    with pytest.raises(ValueError, match=r"training_data\[%d\]\[0\] contains NaN" % row):
+        network.Network([784, 7, 10]).SGD(training, 1, 10, 3.0)
+
+
+def test_data_addresses_are_where_numpy_says():
+    base = np.arange(40.0).reshape(8, 5)
+    arrays = [np.zeros(3), base[3], base[5:7], base.T, np.ones(4, np.float32), base[2:, 1:]]
+    assert pairs.data_addresses(arrays).tolist() == [a.__array_interface__["data"][0]
+                                                     for a in arrays]

@@ -592,3 +592,61 @@ def test_new_weights_with_nan_or_infinity_are_refused_by_name(bad):
     net.weights = w
     with pytest.raises(ValueError, match="self.weights or self.biases contain NaN or infinity"):
         net.backprop(x, y)
+
+
+class SummedUpdate(network.Network):
+    """The book's exercise: update_mini_batch written by the user, calling self.backprop and
+    assigning new arrays to self.weights / self.biases, as Nielsen's own does."""
+
+    def update_mini_batch(self, mini_batch, eta):
+        nabla_b = [np.zeros(b.shape) for b in self.biases]
+        nabla_w = [np.zeros(w.shape) for w in self.weights]
+        for x, y in mini_batch:
+            db, dw = self.backprop(x, y)
+            nabla_b = [nb + d for nb, d in zip(nabla_b, db)]
+            nabla_w = [nw + d for nw, d in zip(nabla_w, dw)]
+        self.weights = [w - (eta / len(mini_batch)) * nw for w, nw in zip(self.weights, nabla_w)]
+        self.biases = [b - (eta / len(mini_batch)) * nb for b, nb in zip(self.biases, nabla_b)]
+
+
+def test_backprop_reads_the_weights_a_subclass_assigned_where_they_are():
+    np.random.seed(4)
+    net = SummedUpdate([5, 4, 3])
+    rs = np.random.RandomState(1)
+    batch = [(rs.rand(5, 1), np.eye(3)[[i % 3]].T) for i in range(6)]
+    for _ in range(3):
+        net.update_mini_batch(batch, 0.9)
+        assigned = net.weights
+        for x, y in batch[:2]:
+            for got, want in zip(sum(net.backprop(x, y), []), sum(numpy_gradient(net, x, y), [])):
+                np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+        assert net.weights is assigned          # read in place: not copied into the core
+    net.weights[1][2, 0] += 0.5                 # so a write into them is seen at once
+    for got, want in zip(sum(net.backprop(*batch[0]), []), sum(numpy_gradient(net, *batch[0]), [])):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+    # The compiled SGD afterwards trains from those weights, as Nielsen's would.
+    twin = network.Network([5, 4, 3])
+    twin.weights, twin.biases = [w.copy() for w in net.weights], [b.copy() for b in net.biases]
+    network.Network.update_mini_batch(net, batch, 0.5)
+    twin.update_mini_batch(batch, 0.5)
+    assert all(np.array_equal(a, b) for a, b in zip(net.weights + net.biases,
+                                                    twin.weights + twin.biases))
+
+
+@pytest.mark.parametrize("where", ["core view", "assigned array", "x"])
+def test_nan_reaching_backprop_in_place_is_named(where):
+    np.random.seed(5)
+    net = network.Network([4, 3, 2])
+    x, y = np.random.rand(4, 1), np.eye(2)[[0]].T
+    net.backprop(x, y)
+    if where == "core view":
+        net.weights[0][1, 2] = np.nan           # written into the network's own array
+    elif where == "assigned array":
+        net.biases = [b.copy() for b in net.biases]
+        net.biases[1][0, 0] = np.inf
+    else:
+        x = x.copy()
+        x[3, 0] = np.nan
+    what = "x contains" if where == "x" else "self.weights or self.biases contain"
+    with pytest.raises(ValueError, match=what + " NaN or infinity"):
+        net.backprop(x, y)
