@@ -468,8 +468,9 @@ class _Compiled(object):
     in place: writing into them (``net.weights[0][j, k] = v``,
     ``net.weights[0] *= 2``) changes the network.  Assigning new arrays
     (``net.weights = [...]``, ``net.weights[0] = W``) is noticed by identity at
-    the next call, which copies them into a fresh buffer and hands back views
-    of it.  Like Nielsen's code, every update makes new arrays: arrays taken
+    the next call: ``backprop`` reads such arrays where they are (as a subclass's
+    ``update_mini_batch`` makes them every mini-batch), and the other calls copy
+    them into a fresh buffer and hand back views of it.  Like Nielsen's code, every update makes new arrays: arrays taken
     from ``net.weights`` before ``SGD`` or ``update_mini_batch`` keep their
     values.
     """
