@@ -357,9 +357,8 @@ class _Core(object):
     """A loopnet.Net plus the view lists handed to the user as weights/biases."""
 
     __slots__ = ("net", "sizes", "cost", "wlist", "blist", "wviews", "bviews", "wtuple", "btuple",
-                 "layout",
-                 "scratch", "chooser", "n_params", "weight_spans", "bias_spans", "x_shapes",
-                 "y_shapes")
+                 "layout", "scratch", "chooser", "n_params", "weight_spans", "bias_spans",
+                 "x_shapes", "y_shapes")
 
 
 #: What x may be for the kernel to read it in place (y: float64).

@@ -10,11 +10,14 @@ all.
 
 A set of pairs is recognised by the identity of each pair's x and y, which it holds (so
 that no other object can take their ids while it exists).  Once the caller has let go of
-the pairs of a set (judged on a sample of them), the set (its matrices with it) is dropped
-the next time another set is remembered; at most :data:`SETS` sets are kept.  What identity cannot see: writing
-into a pair's arrays between calls, which changes a converted copy nowhere (the loader's
-matrices ARE the x's memory, so there it is seen).  To change the data, put new pairs in
-the list.
+the pairs of a set (judged on a sample of them), the set (its matrices with it) is
+dropped the next time another set is remembered; at most :data:`SETS` sets are kept.
+What identity cannot see: writing into a pair's arrays between calls, which changes a
+converted copy nowhere (the loaders' matrices ARE the x's memory, so there it is seen).
+To change the data, put new pairs in the list.
+
+:func:`data_addresses` lets the drop-ins see that the x's of a list made by Nielsen's own
+loader are rows of one image matrix, and train on it in place as on ours.
 """
 
 import ctypes
