@@ -136,7 +136,7 @@ def check_finite(A, name):
     Values written into it after the check are not re-checked; in training,
     a NaN written in later surfaces as a DivergenceError at the next run.
     """
-    if was_checked(A):
+    if _was_checked(A):
         return
     if np.isfinite(A.sum(axis=0)).all():   # a NaN or inf makes its column's sum non-finite;
         remember_finite(A)                  # one pass, no temporary the size of A
@@ -151,9 +151,7 @@ def _layout(A):
     return A.__array_interface__["data"][0], A.shape, A.strides, A.dtype.str
 
 
-def was_checked(A):
-    """Whether ``A`` passed :func:`check_finite` (or was remembered finite) and is unchanged
-    in identity and layout since."""
+def _was_checked(A):
     entry = _checked.get(id(A))
     return entry is not None and entry[0]() is A and entry[1] == _layout(A)
 

@@ -179,9 +179,10 @@ def _rows_of_one_matrix(xs, n):
     if partial.any() or rows.min() < 0 or rows.max() >= M.shape[0] \
             or np.bincount(rows, minlength=M.shape[0]).max() > 1:
         return None
-    if not (checks.was_checked(M) or np.isfinite(M.sum(axis=0)).all()):
-        return None                         # (the copy names the pair holding NaN or inf)
-    checks.remember_finite(M)
+    try:
+        checks.check_finite(M, "the x's matrix")    # (scanned once, then remembered)
+    except ValueError:
+        return None                         # the copy names the pair holding NaN or inf
     return M, rows
 
 
@@ -469,9 +470,9 @@ class _Compiled(object):
     (``net.weights = [...]``, ``net.weights[0] = W``) is noticed by identity at
     the next call: ``backprop`` reads such arrays where they are (as a subclass's
     ``update_mini_batch`` makes them every mini-batch), and the other calls copy
-    them into a fresh buffer and hand back views of it.  Like Nielsen's code, every update makes new arrays: arrays taken
-    from ``net.weights`` before ``SGD`` or ``update_mini_batch`` keep their
-    values.
+    them into a fresh buffer and hand back views of it.  Like Nielsen's code,
+    every update makes new arrays: arrays taken from ``net.weights`` before
+    ``SGD`` or ``update_mini_batch`` keep their values.
     """
 
     _loopnet_cost = "quadratic"

@@ -128,7 +128,7 @@ def data_addresses(arrays):
     answer is None and the caller copies the arrays as usual.
     """
     ids = np.fromiter(map(id, arrays), np.int64, len(arrays))
-    if len(ids) == 0 or ids.min() % 8 or _DATA_OFFSET % 8:
+    if len(ids) == 0 or (ids % 8).any() or _DATA_OFFSET % 8:     # whole words only
         return None
     lo = int(ids.min())
     words = (int(ids.max()) - lo + _DATA_OFFSET) // 8 + 1

@@ -32,10 +32,10 @@ def test_nan_is_caught_in_any_array_not_yet_checked():
     Y[7, 3] = np.nan
     with pytest.raises(ValueError, match=r"X contains NaN or infinity \(first in row 7\)"):
         checks.check_finite(Y, "X")
-    assert not checks.was_checked(Y)
+    assert not checks._was_checked(Y)
     small = np.ones((3, 3))
     checks.check_finite(small, "X")
-    assert not checks.was_checked(small)                 # below REMEMBER_BYTES: always scanned
+    assert not checks._was_checked(small)                 # below REMEMBER_BYTES: always scanned
 
 
 def test_the_memory_forgets_an_array_when_it_is_freed():
