@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from loopnet import mnist_loader, network, network2, pairs
+from loopnet import layout, mnist_loader, network, network2, pairs
 from test_mnist_loader import make_idx_dir
 
 
@@ -207,8 +207,43 @@ def test_a_nan_in_nielsens_matrix_is_named_by_its_pair():
         network.Network([784, 7, 10]).SGD(training, 1, 10, 3.0)
 
 
-def test_data_addresses_are_where_numpy_says():
-    base = np.arange(40.0).reshape(8, 5)
-    arrays = [np.zeros(3), base[3], base[5:7], base.T, np.ones(4, np.float32), base[2:, 1:]]
-    assert pairs.data_addresses(arrays).tolist() == [a.__array_interface__["data"][0]
-                                                     for a in arrays]
+def test_without_the_memory_layout_pairs_are_asked_one_by_one_with_the_same_results(monkeypatch):
+    """loopnet.layout reads the pairs' fields in bulk; where its probe fails, the ids come from
+    id() and the x's are copied: the same training, bit for bit."""
+    images, training, _, test = nielsens_pairs(seed=4)
+    bulk = [ids.tolist() for ids in pairs.item_ids(training)]
+    with monkeypatch.context() as m:
+        m.setitem(layout._state, "trusted", False)
+        assert layout.list_items(training) is None
+        assert [ids.tolist() for ids in pairs.item_ids(training)] == bulk
+    a, out_a, _ = train(network, training, test, test_data=test)
+    assert pairs.find(training)[0][0] is images
+    monkeypatch.setitem(layout._state, "trusted", False)
+    _, twin, _, twin_test = nielsens_pairs(seed=4)
+    asked = pairs.item_ids(twin)
+    b, out_b, _ = train(network, twin, twin_test, test_data=twin_test)
+    assert out_a == out_b and same_parameters(a, b)
+    assert pairs.find(twin, asked)[0][0] is not images      # copied
+
+
+def test_targets_gathered_at_once_equal_numpys_stack_and_name_a_nan():
+    rs = np.random.RandomState(1)
+    for vectors in ([rs.rand(10) for _ in range(50)], [rs.rand(10, 1)[::-1] for _ in range(50)]):
+        ids = np.array([id(y) for y in vectors], np.int64)
+        assert np.array_equal(network._stack_columns(vectors, 10, "d", "y", ids=ids),
+                              np.stack([y.ravel() for y in vectors]))
+    ys = [rs.rand(10, 1) for _ in range(300)]
+    ids = np.array([id(y) for y in ys], np.int64)
+    assert network._gathered(ys, 10, ids) is not None
+    stacked = network._stack_columns(ys, 10, "training_data", "desired output y", ids=ids)
+    assert np.array_equal(stacked, np.stack([y.ravel() for y in ys]))
+    mixed = ys[:150] + [ys[150].ravel()] + ys[151:]                    # an (n,) among (n, 1)
+    assert network._gathered(mixed, 10, np.array([id(y) for y in mixed], np.int64)) is None
+    mixed = ys[:-1] + [ys[-1].astype(np.float32)]             # not all float64: stacked by NumPy
+    ids[-1] = id(mixed[-1])
+    assert np.array_equal(network._stack_columns(mixed, 10, "d", "desired output y", ids=ids),
+                          np.stack([y.ravel() for y in mixed]).astype(np.float64))
+    ys[42][3, 0] = np.nan
+    ids[-1] = id(ys[-1])
+    with pytest.raises(ValueError, match=r"training_data\[42\]\[1\] contains NaN"):
+        network._stack_columns(ys, 10, "training_data", "desired output y", ids=ids)
