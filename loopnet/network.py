@@ -95,6 +95,25 @@ def _pairs(data, name):
     return xs, ys
 
 
+class _Column(object):
+    """Item k of every pair of ``data`` (a list of tuples), as a sequence, without building
+    the list (which costs a pass over 50,000 pairs that the fast paths do not need)."""
+
+    __slots__ = ("data", "k")
+
+    def __init__(self, data, k):
+        self.data, self.k = data, k
+
+    def __len__(self):
+        return len(self.data)
+
+    def __getitem__(self, i):
+        return self.data[i][self.k]
+
+    def __iter__(self):
+        return map(operator.itemgetter(self.k), self.data)
+
+
 def _describe(v):
     if isinstance(v, np.ndarray):
         if v.dtype.kind not in "biuf":
@@ -114,6 +133,7 @@ def _stack_columns(vs, n, name, role, hint="", inputs=False, ids=None):
     A = None if ids is None else _gathered(vs, n, ids)
     if A is not None:
         return _finite_rows(A, name, role)
+    vs = vs if isinstance(vs, list) else list(vs)
     try:
         # NumPy finds the common dtype: float32 inputs (load_data_wrapper()'s) stay float32,
         # which the core reads exactly under its float64 weights (Net._inputs) at half the
@@ -161,7 +181,7 @@ def _gathered(vs, n, ids):
     if f is None or (f.dim0 != n).any() or (f.dim1 != f.ndim - 1).any() \
             or (f.ndim != f.ndim[0]).any() or not f.c_contiguous.all() or (f.data & 7).any():
         return None
-    descrs, first = np.unique(f.descr, return_index=True)
+    first = [0] if (f.descr == f.descr[0]).all() else np.unique(f.descr, return_index=True)[1]
     if any(vs[i].dtype != np.float64 for i in first) \
             or not all(layout.agrees(f, vs, i) for i in {0, len(vs) // 2, len(vs) - 1}):
         return None
@@ -636,7 +656,7 @@ class _Compiled(object):
         return _stack_columns(ys, n_out, name, "desired output y", hint, ids=ids)
 
     def _labels(self, ys, name, hint=""):
-        return _stack_labels(ys, self.sizes[-1], name, hint)
+        return _stack_labels(ys if isinstance(ys, list) else list(ys), self.sizes[-1], name, hint)
 
     def _training_arrays(self, data, name):
         return self._cached(data, "training", lambda data, ids: self._converted(
@@ -650,11 +670,14 @@ class _Compiled(object):
         """``((X, targets), rows)`` of a list of pairs (whose x's and y's have the ``ids``, or
         None): X the matrix the x's are rows of, read in place (:func:`_rows_of_one_matrix`),
         or else their copy (rows None: in order)."""
-        xs, ys = _pairs(data, name)
-        x_ids, y_ids = (None, None) if ids is None else ids
+        if ids is not None and ids.tuples:          # (every item a pair: no list needed)
+            xs, ys = _Column(data, 0), _Column(data, 1)
+        else:
+            xs, ys = _pairs(data, name)
+        x_ids, y_ids = (None, None) if ids is None else (ids.x, ids.y)
         shared = None if ids is None else _rows_of_one_matrix(xs, self.sizes[0], x_ids)
         if shared is None:
-            return (self._inputs(xs, name), targets(ys, y_ids)), None
+            return (self._inputs(list(xs), name), targets(ys, y_ids)), None
         M, rows = shared
         _announce_first_compile(M.dtype)
         return (M, _spread(targets(ys, y_ids), rows, len(M))), rows

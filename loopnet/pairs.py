@@ -11,7 +11,8 @@ all.
 A set of pairs is recognised by the identity of each pair's x and y, which it holds (so
 that no other object can take their ids while it exists).  Once the caller has let go of
 the pairs of a set (judged on a sample of them), the set (its matrices with it) is
-dropped the next time another set is remembered; at most :data:`SETS` sets are kept.
+dropped the next time another set is remembered, or by :func:`release`; at most
+:data:`SETS` sets are kept.
 What identity cannot see: writing into a pair's arrays between calls, which changes a
 converted copy nowhere (the loaders' matrices ARE the x's memory, so there it is seen).
 To change the data, put new pairs in the list.
@@ -20,6 +21,7 @@ The ids, and what the drop-ins need to know of 50,000 small arrays, are read fro
 objects' memory all at once where that is safe (:mod:`loopnet.layout`).
 """
 
+import collections
 import operator
 import sys
 
@@ -38,12 +40,12 @@ _sets = []
 class _Set(object):
     """One list of pairs: pair i is (row r_i of X, targets[r_i]) at the time it was remembered."""
 
-    __slots__ = ("X", "targets", "xs", "ys", "x_ids", "row_of", "y_ids")
+    __slots__ = ("X", "targets", "held", "x_ids", "row_of", "y_ids")
 
     def arrays(self, ids):
         """((X, targets), rows) if every pair whose x's and y's have the ``ids`` is one of
         this set's, else None."""
-        x_ids, y_ids = ids
+        x_ids, y_ids = ids.x, ids.y
         first = np.searchsorted(self.x_ids, x_ids[0])       # most sets fail here, at once
         if first == len(self.x_ids) or self.x_ids[first] != x_ids[0]:
             return None
@@ -58,28 +60,36 @@ class _Set(object):
 
     def in_use(self):
         """Whether anything but this set still refers to one of :data:`SAMPLE` evenly spaced
-        x's of it (e.g. the caller's pairs): sys.getrefcount counts this set's list and its
-        own argument, 2.  (Sampled: a check of every x of every set cost more than the
-        conversion it saves.  A set dropped while some of its pairs are still held costs
-        those pairs a new conversion, if they are used again, nothing else.)"""
-        step = max(1, len(self.xs) // SAMPLE)
-        return any(sys.getrefcount(self.xs[i]) > 2 for i in range(0, len(self.xs), step))
+        items it holds (the caller's pairs, or their x's): sys.getrefcount counts this set's
+        own reference and its argument, 2.  (Sampled: a check of every pair of every set cost
+        more than the conversion it saves.  A set dropped while some of its pairs are still
+        held costs those pairs a new conversion, if they are used again, nothing else.)"""
+        held = self.held
+        step = max(1, len(held) // SAMPLE)
+        return any(sys.getrefcount(held[i]) > 2 or (type(held[i]) is tuple
+                                                     and sys.getrefcount(held[i][0]) > 2)
+                   for i in range(0, len(held), step))
 
 
 _first, _second = operator.itemgetter(0), operator.itemgetter(1)
 
 
+#: item_ids' answer: id(x) and id(y) of every pair (int64 arrays), and whether every pair
+#: is a tuple of two (which cannot change: holding the pairs then holds their x's and y's).
+Ids = collections.namedtuple("Ids", "x y tuples")
+
+
 def item_ids(data):
-    """(id(x) of every pair, id(y) of every pair) of the list ``data``, as int64 arrays, or
-    None if some item is not a pair.  Read from the list's and tuples' memory
-    (:mod:`loopnet.layout`) when every pair is a tuple; else asked pair by pair."""
+    """:data:`Ids` of the list ``data``, or None if some item is not a pair.  Read from the
+    list's and tuples' memory (:mod:`loopnet.layout`) when every pair is a tuple; else asked
+    pair by pair."""
     ids = layout.list_items(data)
     items = None if ids is None else layout.pair_items(ids)
     if items is not None:
-        return items
+        return Ids(items[0], items[1], True)
     try:
-        return tuple(np.fromiter(map(id, map(item, data)), np.int64, len(data))
-                     for item in (_first, _second))
+        return Ids(*(np.fromiter(map(id, map(item, data)), np.int64, len(data))
+                     for item in (_first, _second)), tuples=False)
     except (TypeError, IndexError, KeyError):
         return None
 
@@ -92,13 +102,24 @@ def remember(data, X, targets, rows=None, ids=None):
     ids = item_ids(data) if ids is None else ids
     entry = _Set()
     entry.X, entry.targets = X, targets
-    entry.xs, entry.ys = list(map(_first, data)), list(map(_second, data))
+    # What keeps the ids taken: the pairs themselves when they are tuples (one reference
+    # each, not two, on 50,000 objects fewer), else every x and y.
+    entry.held = list(data) if ids.tuples else list(map(_first, data)) + list(map(_second, data))
     rows = np.arange(len(data)) if rows is None else rows
-    by_id = np.argsort(ids[0], kind="stable")
-    entry.x_ids, entry.row_of = ids[0][by_id], rows[by_id]
+    by_id = np.argsort(ids.x, kind="stable")
+    entry.x_ids, entry.row_of = ids.x[by_id], rows[by_id]
     entry.y_ids = np.zeros(len(X), np.int64)            # indexed by row of X
-    entry.y_ids[rows] = ids[1]
-    _sets[:] = [s for s in _sets if s.in_use()][-(SETS - 1):] + [entry]
+    entry.y_ids[rows] = ids.y
+    release()
+    _sets[:] = _sets[-(SETS - 1):] + [entry]
+
+
+def release():
+    """Forget now every set whose pairs the caller no longer holds (judged on a sample), and
+    with it the matrices and the 100,000 small arrays it kept alive.  Done anyway when the
+    next set is remembered; freeing them costs about 15-20 ms for 50,000 pairs, paid here
+    by whoever calls this (a script that drops its data between timed calls, say)."""
+    _sets[:] = [s for s in _sets if s.in_use()]
 
 
 def find(data, ids=None):

@@ -138,6 +138,14 @@ def test_pairs_converted_once_for_every_network_and_forgotten_with_the_data(monk
     assert matrix() is not None           # until another set is remembered
     train(network, [(np.array(x), mnist_loader.vectorized_result(1)) for x, _ in test], test)
     assert matrix() is None
+    (X, _), _ = pairs.find(test)          # the test list is still held: release keeps it
+    matrix = weakref.ref(X)
+    pairs.release()
+    assert pairs.find(test)[0][0] is X
+    del X, test
+    gc.collect()
+    pairs.release()                       # nothing holds it now: freed at once
+    assert matrix() is None
 
 
 # ------------------------------------------------------------ pairs made by Nielsen's own loader
@@ -211,11 +219,12 @@ def test_without_the_memory_layout_pairs_are_asked_one_by_one_with_the_same_resu
     """loopnet.layout reads the pairs' fields in bulk; where its probe fails, the ids come from
     id() and the x's are copied: the same training, bit for bit."""
     images, training, _, test = nielsens_pairs(seed=4)
-    bulk = [ids.tolist() for ids in pairs.item_ids(training)]
+    bulk = [ids.tolist() for ids in pairs.item_ids(training)[:2]]
     with monkeypatch.context() as m:
         m.setitem(layout._state, "trusted", False)
         assert layout.list_items(training) is None
-        assert [ids.tolist() for ids in pairs.item_ids(training)] == bulk
+        asked = pairs.item_ids(training)
+        assert [ids.tolist() for ids in asked[:2]] == bulk and not asked.tuples
     a, out_a, _ = train(network, training, test, test_data=test)
     assert pairs.find(training)[0][0] is images
     monkeypatch.setitem(layout._state, "trusted", False)
@@ -247,3 +256,28 @@ def test_targets_gathered_at_once_equal_numpys_stack_and_name_a_nan():
     ids[-1] = id(ys[-1])
     with pytest.raises(ValueError, match=r"training_data\[42\]\[1\] contains NaN"):
         network._stack_columns(ys, 10, "training_data", "desired output y", ids=ids)
+
+
+def test_pairs_held_by_the_set_keep_their_arrays_and_list_pairs_are_held_item_by_item():
+    """A remembered set holds the caller's tuples (which hold their x and y), so a list of
+    new tuples of the same arrays is still found; pairs that are lists (which can change)
+    are held item by item, train as tuples do, and a replaced x is not taken for the old."""
+    _, training, _, _ = nielsens_pairs(n=1100, seed=6)
+    train(network, training, None)
+    rezipped = [(x, y) for x, y in training]
+    del training
+    gc.collect()
+    pairs.release()                           # the x's are still held (by the new tuples)
+    assert pairs.find(rezipped) is not None
+    as_lists = [[x, y] for x, y in rezipped]
+    ids = pairs.item_ids(as_lists)
+    assert not ids.tuples and ids.x.tolist() == [id(x) for x, _ in rezipped]
+    fresh = [[x, y] for x, y in copies(rezipped)]
+    b, _, _ = train(network, fresh, None)
+    c, _, _ = train(network, copies(rezipped), None)
+    assert same_parameters(b, c)
+    (X, _), rows = pairs.find(fresh)
+    old_x = fresh[0][0]
+    fresh[0][0] = old_x + 1.0                 # a list pair can change: its new x is new
+    assert pairs.find(fresh) is None
+    assert pairs.find([[old_x, fresh[0][1]]] + fresh[1:]) is not None
