@@ -296,9 +296,9 @@ _MODULE_FUNCTIONS = ("sigmoid", "sigmoid_prime", "vectorized_result")
 # ---------------------------------------------------------------------------
 
 @jit
-def _backprop_example(ws, bs, layout, x, y, scratch, grad):
-    """grad = nabla C_x for one example x, laid out like the flat parameter buffer (every
-    entry written); returns whether every z^l_j was finite.
+def _backprop_example(ws, bs, layout, x, y, scratch, gws, gbs):
+    """gws[l] = dC_x/dw^l and gbs[l] = dC_x/db^l for one example x (every entry written;
+    shaped as ws and bs); returns whether every z^l_j was finite.
 
     Forward z^l = w^l a^{l-1} + b^l, a^l = sigma(z^l); BP1 delta^L; BP2 delta^l from
     delta^{l+1}; BP3/BP4 dC/db^l = delta^l, dC/dw^l_jk = delta^l_j a^{l-1}_k: the
@@ -315,8 +315,7 @@ def _backprop_example(ws, bs, layout, x, y, scratch, grad):
     """
     n_layers, act, out_act, cost = layout[0], layout[1], layout[2], layout[3]
     sizes = layout[4:5 + n_layers]
-    p_off = layout[5 + n_layers:6 + 2 * n_layers]
-    u_off = layout[6 + 2 * n_layers:7 + 3 * n_layers]
+    u_off = layout[5 + n_layers:6 + 2 * n_layers]
     z, a, delta = scratch[0], scratch[1], scratch[2]
     finite = True
     for i in range(n_layers):
@@ -338,8 +337,7 @@ def _backprop_example(ws, bs, layout, x, y, scratch, grad):
         if i < n_layers - 1:
             hidden_delta(delta[u_off[i]:u_off[i + 1]], z[u_off[i]:u_off[i + 1]],
                          a[u_off[i]:u_off[i + 1]], ws[i + 1], delta[u_off[i + 1]:u_off[i + 2]], act)
-        nabla_w = grad[p_off[i]:p_off[i] + n * m].reshape((n, m))
-        nabla_b = grad[p_off[i] + n * m:p_off[i] + n * m + n]
+        nabla_w, nabla_b = gws[i], gbs[i].reshape(n)
         if i == 0:
             gradient_of_example(nabla_w, nabla_b, delta[:u_off[1]], x)
         else:
@@ -380,9 +378,9 @@ def gradient_of_example(nabla_w, nabla_b, delta, a_prev):
 
 def _layout(arch):
     """The network's shape in one int64 array for :func:`_backprop_example`:
-    [L, act, out_act, cost, sizes (L+1), p_off (L+1), u_off (L+1)]."""
+    [L, act, out_act, cost, sizes (L+1), u_off (L+1)]."""
     L = len(arch.sizes) - 1
-    return np.concatenate([[L, arch.act, arch.out_act, arch.cost], arch.sizes, arch.p_off,
+    return np.concatenate([[L, arch.act, arch.out_act, arch.cost], arch.sizes,
                            arch.u_off]).astype(np.int64)
 
 
@@ -394,8 +392,8 @@ class _Core(object):
     """A loopnet.Net plus the view lists handed to the user as weights/biases."""
 
     __slots__ = ("net", "sizes", "cost", "wlist", "blist", "wviews", "bviews", "wtuple", "btuple",
-                 "layout", "scratch", "chooser", "n_params", "weight_spans", "bias_spans",
-                 "x_shapes", "y_shapes")
+                 "layout", "scratch", "chooser", "weight_spans", "bias_spans", "w_shapes",
+                 "b_shapes", "x_shapes", "y_shapes")
 
 
 #: What x may be for the kernel to read it in place (y: float64).
@@ -586,8 +584,9 @@ class _Compiled(object):
             c.layout = _layout(c.net._arch)
             c.scratch = np.zeros((3, int(c.net._arch.u_off[-1])))
             c.chooser = None
-            c.n_params = c.net.params.shape[0]
             c.weight_spans, c.bias_spans = _layer_spans(c.sizes)
+            c.w_shapes = tuple(shape for _, shape in c.weight_spans)
+            c.b_shapes = tuple(shape for _, shape in c.bias_spans)
             c.x_shapes = ((sizes[0], 1), (sizes[0],))
             c.y_shapes = ((sizes[-1], 1), (sizes[-1],))
             self.__dict__["_loopnet_core"] = c
@@ -781,10 +780,12 @@ class _Compiled(object):
         else:
             x, y = self._check_xy(x, y)           # raises, naming the problem, or converts
             xv, yv = x.reshape(-1), y.reshape(-1)
-        grad = np.empty(c.n_params)
-        if not _backprop_example(ws, bs, c.layout, xv, yv, c.scratch, grad):
+        # New arrays every call (the caller may keep them), made by NumPy in Nielsen's
+        # shapes: cheaper than views cut from one buffer (0.8 us a view).
+        gws, gbs = tuple(map(np.empty, c.w_shapes)), tuple(map(np.empty, c.b_shapes))
+        if not _backprop_example(ws, bs, c.layout, xv, yv, c.scratch, gws, gbs):
             _refuse_non_finite(ws + bs, xv)
-        return _views(grad, c.bias_spans), _views(grad, c.weight_spans)
+        return list(gbs), list(gws)
 
     def _parameters_in_place(self):
         """(core, w^l tuple, b^l tuple) for the compiled per-example kernels, read in place:
