@@ -7,7 +7,10 @@ the epoch the list is for.  The same facts are words in each object's C struct: 
 a list and of a tuple, an object's type, an ndarray's data pointer, ndim, dimensions, base,
 dtype and flags.  Here they are read for all objects at once, by one NumPy gather per field
 over a view of the memory the objects span (CPython's ``id`` is the object's address; only
-the words asked for are read, and every one of them lies inside an object the caller holds).
+the words asked for are read, and every one of them lies inside an object the caller holds:
+NumPy may let other threads run during a gather, so the callers read a private copy of a
+list, whose tuples cannot change; what no caller can guard is another thread assigning a new
+``shape`` to one of the arrays during the call, which is not supported).
 
 The layouts are CPython's (PyObject_HEAD, PyVarObject, PyTupleObject, PyListObject) and
 NumPy's (PyArrayObject_fields), which are part of their C ABIs.  They are not assumed: every

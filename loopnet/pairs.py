@@ -74,22 +74,25 @@ class _Set(object):
 _first, _second = operator.itemgetter(0), operator.itemgetter(1)
 
 
-#: item_ids' answer: id(x) and id(y) of every pair (int64 arrays), and whether every pair
-#: is a tuple of two (which cannot change: holding the pairs then holds their x's and y's).
-Ids = collections.namedtuple("Ids", "x y tuples")
+#: item_ids' answer: id(x) and id(y) of every pair (int64 arrays), whether every pair is a
+#: tuple of two (which cannot change: holding the pairs then holds their x's and y's), and
+#: ``held``, a copy of the list that held every pair while their ids were read.
+Ids = collections.namedtuple("Ids", "x y tuples held")
 
 
 def item_ids(data):
     """:data:`Ids` of the list ``data``, or None if some item is not a pair.  Read from the
     list's and tuples' memory (:mod:`loopnet.layout`) when every pair is a tuple; else asked
-    pair by pair."""
-    ids = layout.list_items(data)
+    pair by pair.  The reading is done on a copy of the list, so that no other thread can
+    change or free a pair while its memory is read."""
+    held = list(data)
+    ids = layout.list_items(held)
     items = None if ids is None else layout.pair_items(ids)
     if items is not None:
-        return Ids(items[0], items[1], True)
+        return Ids(items[0], items[1], True, held)
     try:
-        return Ids(*(np.fromiter(map(id, map(item, data)), np.int64, len(data))
-                     for item in (_first, _second)), tuples=False)
+        return Ids(*(np.fromiter(map(id, map(item, held)), np.int64, len(held))
+                     for item in (_first, _second)), tuples=False, held=held)
     except (TypeError, IndexError, KeyError):
         return None
 
@@ -104,7 +107,7 @@ def remember(data, X, targets, rows=None, ids=None):
     entry.X, entry.targets = X, targets
     # What keeps the ids taken: the pairs themselves when they are tuples (one reference
     # each, not two, on 50,000 objects fewer), else every x and y.
-    entry.held = list(data) if ids.tuples else list(map(_first, data)) + list(map(_second, data))
+    entry.held = ids.held if ids.tuples else list(map(_first, data)) + list(map(_second, data))
     rows = np.arange(len(data)) if rows is None else rows
     by_id = np.argsort(ids.x, kind="stable")
     entry.x_ids, entry.row_of = ids.x[by_id], rows[by_id]
