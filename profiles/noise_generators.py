@@ -7,9 +7,9 @@ DP-SGD adds N(0, σ²C²) to every parameter at every step (issue 17): 5,000 ste
 thread, float64, ``n`` normals a call (default W2's parameter count), interleaved rounds,
 best kept, nanoseconds per normal:
 
-* loopnet's DP noise as the engine draws it (``loopnet.random``: a counter hashed by
-  splitmix64's ``mix``, then the Ziggurat's fast path, its slow path for the rare rest),
-  added into a gradient row as ``kernels.add_noise`` does;
+* loopnet's DP noise: ``loopnet.kernels.add_noise`` itself, the engine's draw (a counter
+  hashed by splitmix64's ``mix``, the Ziggurat's fast path, its slow path for the rare
+  rest), added into a gradient row;
 * NumPy's ``Generator.standard_normal(out=)`` (PCG64 and NumPy's Ziggurat);
 * PyTorch's ``Tensor.normal_`` on the CPU (when torch is installed).
 
@@ -21,21 +21,9 @@ import argparse
 import os
 import time
 
-import numba
 import numpy as np
 
-from loopnet.random import FAST_MASK, GOLDEN, ZIG_RS, ZIG_XS, mix, ziggurat_slow
-
-
-@numba.njit(error_model="numpy")
-def loopnet_noise(g, base, scale):
-    """g_k += scale · x_k, x_k the standard normal of counter base + k (the engine's draw)."""
-    for k in range(g.shape[0]):
-        h = mix(base + np.uint64(k) * GOLDEN)
-        j = h & FAST_MASK
-        u53 = float(h >> np.uint64(11))
-        x = u53 * ZIG_XS[j] if u53 < ZIG_RS[j] else ziggurat_slow(h)
-        g[k] = g[k] + scale * x
+from loopnet.kernels import add_noise
 
 
 def main():
@@ -45,27 +33,30 @@ def main():
     p.add_argument("--rounds", type=int, default=5)
     args = p.parse_args()
     n = args.n
-    numba.set_num_threads(1)
     g, out = np.zeros(n), np.empty(n)
     rng = np.random.default_rng(0)
-    loopnet_noise(g, np.uint64(1), 1.0)                 # compile before timing
-    draws = {"loopnet DP noise (hash + Ziggurat, into g)":
-             lambda i: loopnet_noise(g, np.uint64(i * n), 1.0),
+    add_noise(g, 0, n, 1.0, 0, 0)                       # compile (or load) before timing
+    draws = {"loopnet DP noise (kernels.add_noise)": lambda i: add_noise(g, 0, n, 1.0, 0, i),
              "NumPy Generator.standard_normal(out=)": lambda i: rng.standard_normal(out=out)}
     try:
         import torch
-        torch.set_num_threads(1)
         t_out, t_gen = torch.empty(n, dtype=torch.float64), torch.Generator().manual_seed(0)
         draws["PyTorch Tensor.normal_ (CPU)"] = lambda i: t_out.normal_(0.0, 1.0, generator=t_gen)
+        torch_threads = torch.get_num_threads()
+        torch.set_num_threads(1)
     except ImportError:
-        pass
+        torch = None
     best = {name: float("inf") for name in draws}
-    for _ in range(args.rounds):
-        for name, draw in draws.items():
-            start = time.perf_counter()
-            for i in range(args.calls):
-                draw(i)
-            best[name] = min(best[name], (time.perf_counter() - start) / args.calls / n * 1e9)
+    try:
+        for _ in range(args.rounds):
+            for name, draw in draws.items():
+                start = time.perf_counter()
+                for i in range(args.calls):
+                    draw(i)
+                best[name] = min(best[name], (time.perf_counter() - start) / args.calls / n * 1e9)
+    finally:
+        if torch is not None:
+            torch.set_num_threads(torch_threads)
     print("Gaussian draws, one thread, float64, %d per call, best of %d rounds of %d calls; "
           "load %.2f on %d CPUs" % (n, args.rounds, args.calls, os.getloadavg()[0],
                                     os.cpu_count()))

@@ -150,3 +150,13 @@ def test_busy_table_slowdowns_worked_by_hand_and_competitor_lives_only_inside_it
     with busy.Competitor("blas") as c:
         assert c.proc.poll() is None                            # running, warm
     assert c.proc.poll() is not None                            # killed on exit
+
+
+def test_noise_generators_quick(capsys, monkeypatch):
+    import noise_generators
+    monkeypatch.setattr(sys, "argv", ["noise_generators.py", "--n", "500", "--calls", "2",
+                                      "--rounds", "1"])
+    noise_generators.main()
+    out = capsys.readouterr().out
+    assert "500 per call" in out
+    assert "loopnet DP noise (kernels.add_noise)" in out and "NumPy Generator" in out
