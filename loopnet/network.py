@@ -418,9 +418,11 @@ def _views(buffer, spans):
 
 def _fits(array, like):
     """Whether ``array`` can stand where ``like`` (a view of the core) is read: a float64
-    C-contiguous ndarray of the same shape."""
+    ndarray of the same shape and strides, so C-contiguous as ``like`` is (comparing the
+    strides tuple costs less than building ``flags``; a C-contiguous array with other
+    strides on a dimension of length 1 is copied in instead, by :meth:`_net`)."""
     return type(array) is np.ndarray and array.dtype.type is np.float64 \
-        and array.shape == like.shape and array.flags.c_contiguous
+        and array.shape == like.shape and array.strides == like.strides
 
 
 def _refuse_non_finite(parameters, x):
