@@ -633,6 +633,32 @@ def test_backprop_reads_the_weights_a_subclass_assigned_where_they_are():
                                                     twin.weights + twin.biases))
 
 
+def test_assigned_arrays_of_other_strides_or_layouts_are_copied_in_with_the_same_gradient():
+    """A (n, 1) bias made by transposing a (1, n) row is C-contiguous with other strides, a
+    Fortran-ordered w is not C-contiguous: neither is read in place, both are copied into the
+    core (the gradient is the same), and the plain float64 arrays are read in place."""
+    np.random.seed(6)
+    net = network.Network([5, 4, 3])
+    rs = np.random.RandomState(2)
+    x, y = rs.rand(5, 1), np.eye(3)[[1]].T
+    odd_b = []
+    for b in net.biases:                        # a new (1, n) row, transposed: strides (8, 8n)
+        row = np.empty((1, len(b)))
+        row[0] = b[:, 0]
+        odd_b.append(row.T)
+    assert odd_b[0].flags.c_contiguous and odd_b[0].strides != (8, 8)
+    odd_w = [np.asfortranarray(w) for w in net.weights]
+    for ws, bs in ((odd_w, [b.copy() for b in net.biases]), ([w.copy() for w in net.weights], odd_b)):
+        net.weights, net.biases = ws, bs
+        for got, want in zip(sum(net.backprop(x, y), []), sum(numpy_gradient(net, x, y), [])):
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+        assert net.weights is not ws or net.biases is not bs          # copied into the core
+    plain_w = [w.copy() for w in net.weights]
+    net.weights = plain_w
+    net.backprop(x, y)
+    assert net.weights is plain_w                                      # read in place
+
+
 @pytest.mark.parametrize("where", ["core view", "assigned array", "x"])
 def test_nan_reaching_backprop_in_place_is_named(where):
     np.random.seed(5)
