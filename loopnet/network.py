@@ -176,7 +176,8 @@ def _finite_rows(A, name, role):
 def _gathered(vs, n, ids):
     """The float64 (len(vs), n) copy of ``vs``, read at once from where each array keeps its
     values (:mod:`loopnet.layout`), when every one is a C-contiguous float64 ndarray of shape
-    (n, 1), or every one of shape (n,); else None.  (np.array of 50,000 small arrays spends 0.4 us on each.)"""
+    (n, 1), or every one of shape (n,); else None.  (np.array of 50,000 small arrays spends
+    0.4 us on each.)"""
     f = layout.array_fields(ids)
     if f is None or (f.dim0 != n).any() or (f.dim1 != f.ndim - 1).any() \
             or (f.ndim != f.ndim[0]).any() or not f.c_contiguous.all() or (f.data & 7).any():

@@ -101,8 +101,10 @@ def remember(data, X, targets, rows=None, ids=None):
     """Note that pair i of ``data`` (a list) is (x_i, y_i) with x_i's values in row r_i of
     ``X`` and y_i's in ``targets[r_i]`` (a row of one-hot targets, or a label), where
     r_i = ``rows[i]`` (distinct), or i when ``rows`` is None.  ``ids``: item_ids(data), if
-    known."""
+    known.  Pairs that unpack but cannot be indexed (generators, say) are not remembered."""
     ids = item_ids(data) if ids is None else ids
+    if ids is None:
+        return
     entry = _Set()
     entry.X, entry.targets = X, targets
     # What keeps the ids taken: the pairs themselves when they are tuples (one reference

@@ -281,3 +281,27 @@ def test_pairs_held_by_the_set_keep_their_arrays_and_list_pairs_are_held_item_by
     fresh[0][0] = old_x + 1.0                 # a list pair can change: its new x is new
     assert pairs.find(fresh) is None
     assert pairs.find([[old_x, fresh[0][1]]] + fresh[1:]) is not None
+
+
+def test_pairs_that_unpack_but_cannot_be_indexed_train_and_are_not_remembered():
+    rs = np.random.RandomState(7)
+    arrays = [(rs.rand(6, 1), mnist_loader.vectorized_result(i % 10)) for i in range(12)]
+
+    class Pair(object):                       # unpacks as (x, y), has no [0]
+        def __init__(self, x, y):
+            self.x, self.y = x, y
+
+        def __iter__(self):
+            return iter((self.x, self.y))
+
+    odd = [Pair(x, y) for x, y in arrays]
+    assert pairs.item_ids(odd) is None
+    nets = []
+    for data in (odd, [(x, y) for x, y in arrays]):
+        random.seed(1)
+        np.random.seed(1)
+        nets.append(network.Network([6, 4, 10]))
+        with contextlib.redirect_stdout(io.StringIO()):
+            nets[-1].SGD(data, 2, 3, 1.0)
+    assert same_parameters(*nets)
+    assert pairs.find(odd) is None
