@@ -20,6 +20,8 @@ check fails (another interpreter or layout, a big-endian machine), the functions
 None and their callers ask each object from Python as before: slower, never wrong.
 """
 
+import sys
+
 import numpy as np
 
 #: Size of a bare object's header (ob_refcnt, ob_type); ob_type is its last word.
@@ -161,12 +163,27 @@ class _Subclass(np.ndarray):
 
 
 def _probe():
-    """Whether every offset above reads, on objects made here, what Python says of them."""
+    """Whether every offset above reads, on objects made here, what Python says of them.
+
+    Words inside the objects are compared first; a pointer (a list's item array, an array's
+    dimensions) is followed only once the words beside it have matched, so that another
+    layout is refused before anything outside the objects is read."""
+    if sys.implementation.name != "cpython" or sys.byteorder != "little" \
+            or np.dtype(np.intp).itemsize != 8 or list.__basicsize__ < _LIST_ITEMS + 8 \
+            or np.ndarray.__basicsize__ < _FLAGS + 8:
+        return False
     M = np.arange(30.0).reshape(5, 6)
     arrays = [M[1], M[2:4], M.T, np.zeros((3, 1), np.float32), M[:, 1]]
     pairs = [(a, i) for i, a in enumerate(arrays)]
     not_pairs = [(1,), (1, 2, 3), [1, 2]]          # (held while their ids are read)
     not_arrays = [M.reshape(5, 3, 2), [], M.view(_Subclass), np.float64(1.0)]
+    inside = (words_at([id(pairs)], (_TYPE, _SIZE))[0].tolist()
+              + words_at([id(pairs[1])], (_TYPE, _SIZE, _TUPLE_ITEMS, _TUPLE_ITEMS + 8))[0].tolist()
+              + words_at([id(arrays[1])], (_TYPE, _DATA, _BASE, _DESCR))[0].tolist())
+    if inside != [id(list), len(pairs), id(tuple), 2, id(arrays[1]), id(1),
+                  id(np.ndarray), arrays[1].__array_interface__["data"][0], id(arrays[1].base),
+                  id(arrays[1].dtype)]:
+        return False
     ids = list_items(pairs)
     if ids is None or list(ids) != [id(p) for p in pairs]:
         return False

@@ -37,7 +37,8 @@ def test_array_fields_refuse_what_is_not_a_plain_array_of_few_dimensions():
                   [np.zeros(())]):
         assert layout.array_fields([id(a) for a in other]) is None
     assert layout.array_fields([id(M)], dims=1) is None
-    assert layout.array_fields([id(M[0])], dims=1) is not None
+    row = M[0]                                  # (held while its id is read)
+    assert layout.array_fields([id(row)], dims=1) is not None
 
 
 def test_list_and_pair_items_are_the_ids_python_gives():
