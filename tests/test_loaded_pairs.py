@@ -276,7 +276,7 @@ def test_pairs_held_by_the_set_keep_their_arrays_and_list_pairs_are_held_item_by
     b, _, _ = train(network, fresh, None)
     c, _, _ = train(network, copies(rezipped), None)
     assert same_parameters(b, c)
-    (X, _), rows = pairs.find(fresh)
+    assert pairs.find(fresh) is not None
     old_x = fresh[0][0]
     fresh[0][0] = old_x + 1.0                 # a list pair can change: its new x is new
     assert pairs.find(fresh) is None
