@@ -541,8 +541,9 @@ class _Compiled(object):
         return None
 
     # -- the core network ------------------------------------------------------
-    def _net(self):
-        """The loopnet.Net whose buffer holds self.weights/self.biases (synced if replaced)."""
+    def _synced_core(self):
+        """The core, when self.weights/self.biases are still its own view lists, unchanged
+        (same lists, same length, the same views in them); else None."""
         d = self.__dict__
         c = d.get("_loopnet_core")
         if c is not None and d.get("weights") is c.wlist and d.get("biases") is c.blist \
@@ -550,8 +551,15 @@ class _Compiled(object):
                 and len(c.wlist) == len(c.wviews) and len(c.blist) == len(c.bviews) \
                 and all(map(operator.is_, c.wlist, c.wviews)) \
                 and all(map(operator.is_, c.blist, c.bviews)):
+            return c
+        return None
+
+    def _net(self):
+        """The loopnet.Net whose buffer holds self.weights/self.biases (synced if replaced)."""
+        c = self._synced_core()
+        if c is not None:
             return c.net
-        return self._adopt(c).net
+        return self._adopt(self.__dict__.get("_loopnet_core")).net
 
     def _adopt(self, c):
         """Copy the user's (new) weights and biases into a core buffer and hand back views."""
@@ -796,15 +804,15 @@ class _Compiled(object):
         when they are float64 C-contiguous arrays of Nielsen's shapes (no copy, no scan:
         the kernel's finite z stands for finite weights).  Anything else is taken in by
         :meth:`_net`, which copies it, or refuses it naming the problem."""
+        c = self._synced_core()
+        if c is not None:
+            return c, c.wtuple, c.btuple
         d = self.__dict__
         c, ws, bs = d.get("_loopnet_core"), d.get("weights"), d.get("biases")
-        if c is not None and c.sizes == self.sizes and c.cost == self._loopnet_cost:
-            if ws is c.wlist and bs is c.blist and all(map(operator.is_, ws, c.wviews)) \
-                    and all(map(operator.is_, bs, c.bviews)):
-                return c, c.wtuple, c.btuple
-            if type(ws) is list and type(bs) is list and len(ws) == len(bs) == len(c.wviews) \
-                    and all(map(_fits, ws, c.wviews)) and all(map(_fits, bs, c.bviews)):
-                return c, tuple(ws), tuple(bs)
+        if c is not None and c.sizes == self.sizes and c.cost == self._loopnet_cost \
+                and type(ws) is list and type(bs) is list and len(ws) == len(bs) == len(c.wviews) \
+                and all(map(_fits, ws, c.wviews)) and all(map(_fits, bs, c.bviews)):
+            return c, tuple(ws), tuple(bs)
         self._net()
         c = d["_loopnet_core"]
         return c, c.wtuple, c.btuple

@@ -662,6 +662,17 @@ def test_assigned_arrays_of_other_strides_or_layouts_are_copied_in_with_the_same
     assert net.weights is plain_w                                      # read in place
 
 
+def test_a_layer_appended_to_the_weights_is_refused_by_backprop_as_by_update():
+    np.random.seed(7)
+    net = network.Network([4, 3, 2])
+    x, y = np.random.rand(4, 1), np.eye(2)[[0]].T
+    net.backprop(x, y)
+    net.weights.append(np.zeros((5, 2)))        # the network's own list, one entry too many
+    for call in (lambda: net.backprop(x, y), lambda: net.update_mini_batch([(x, y)], 1.0)):
+        with pytest.raises(ValueError, match="self.weights has 3 and self.biases 2 entries"):
+            call()
+
+
 @pytest.mark.parametrize("where", ["core view", "assigned array", "x"])
 def test_nan_reaching_backprop_in_place_is_named(where):
     np.random.seed(5)
