@@ -133,7 +133,7 @@ def _stack_columns(vs, n, name, role, hint="", inputs=False, ids=None):
     A = None if ids is None else _gathered(vs, n, ids)
     if A is not None:
         return _finite_rows(A, name, role)
-    vs = vs if isinstance(vs, list) else list(vs)
+    vs = vs if isinstance(vs, list) else list(vs)       # (a _Column, say)
     try:
         # NumPy finds the common dtype: float32 inputs (load_data_wrapper()'s) stay float32,
         # which the core reads exactly under its float64 weights (Net._inputs) at half the
@@ -173,18 +173,28 @@ def _finite_rows(A, name, role):
     return A
 
 
+def _column_fields(vs, n, ids):
+    """:class:`loopnet.layout.ArrayFields` of the arrays ``vs`` (whose ids are ``ids``) when
+    every one is a C-contiguous ndarray of shape (n, 1) or (n,), read at once from their
+    objects and confirmed by three of them asked directly; else None."""
+    f = layout.array_fields(ids)
+    if f is None or (f.dim0 != n).any() or (f.dim1 != f.ndim - 1).any() \
+            or not f.c_contiguous.all() \
+            or not all(layout.agrees(f, vs, i) for i in {0, len(vs) // 2, len(vs) - 1}):
+        return None
+    return f
+
+
 def _gathered(vs, n, ids):
     """The float64 (len(vs), n) copy of ``vs``, read at once from where each array keeps its
     values (:mod:`loopnet.layout`), when every one is a C-contiguous float64 ndarray of shape
     (n, 1), or every one of shape (n,); else None.  (np.array of 50,000 small arrays spends
     0.4 us on each.)"""
-    f = layout.array_fields(ids)
-    if f is None or (f.dim0 != n).any() or (f.dim1 != f.ndim - 1).any() \
-            or (f.ndim != f.ndim[0]).any() or not f.c_contiguous.all() or (f.data & 7).any():
+    f = _column_fields(vs, n, ids)
+    if f is None or (f.ndim != f.ndim[0]).any() or (f.data & 7).any():
         return None
     first = [0] if (f.descr == f.descr[0]).all() else np.unique(f.descr, return_index=True)[1]
-    if any(vs[i].dtype != np.float64 for i in first) \
-            or not all(layout.agrees(f, vs, i) for i in {0, len(vs) // 2, len(vs) - 1}):
+    if any(vs[i].dtype != np.float64 for i in first):
         return None
     return layout.gather(f.data, n, np.float64)
 
@@ -211,10 +221,8 @@ def _rows_of_one_matrix(xs, n, x_ids):
     if type(M) is not np.ndarray or M.ndim != 2 or M.shape[1] != n or 2 * len(xs) < M.shape[0] \
             or M.dtype.type not in _FLOAT_TYPES or not M.flags.c_contiguous:
         return None
-    f = layout.array_fields(x_ids)
-    if f is None or not all(layout.agrees(f, xs, i) for i in {0, len(xs) // 2, len(xs) - 1}) \
-            or (f.base != id(M)).any() or (f.descr != id(M.dtype)).any() \
-            or (f.dim0 != n).any() or (f.dim1 != f.ndim - 1).any() or not f.c_contiguous.all():
+    f = _column_fields(xs, n, x_ids)
+    if f is None or (f.base != id(M)).any() or (f.descr != id(M.dtype)).any():
         return None
     rows, partial = np.divmod(f.data - M.__array_interface__["data"][0], M.strides[0])
     if partial.any() or rows.min() < 0 or rows.max() >= M.shape[0] \
@@ -237,6 +245,7 @@ def _spread(T, rows, n_rows):
 
 def _stack_labels(vs, n_out, name, hint=""):
     """1-D array of numeric labels; ValueError if some y is a vector."""
+    vs = vs if isinstance(vs, list) else list(vs)       # (a _Column, say)
     try:
         L = np.array(vs)
     except (ValueError, TypeError):
@@ -666,7 +675,7 @@ class _Compiled(object):
         return _stack_columns(ys, n_out, name, "desired output y", hint, ids=ids)
 
     def _labels(self, ys, name, hint=""):
-        return _stack_labels(ys if isinstance(ys, list) else list(ys), self.sizes[-1], name, hint)
+        return _stack_labels(ys, self.sizes[-1], name, hint)
 
     def _training_arrays(self, data, name):
         return self._cached(data, "training", lambda data, ids: self._converted(
@@ -687,7 +696,7 @@ class _Compiled(object):
         x_ids, y_ids = (None, None) if ids is None else (ids.x, ids.y)
         shared = None if ids is None else _rows_of_one_matrix(xs, self.sizes[0], x_ids)
         if shared is None:
-            return (self._inputs(list(xs), name), targets(ys, y_ids)), None
+            return (self._inputs(xs, name), targets(ys, y_ids)), None
         M, rows = shared
         _announce_first_compile(M.dtype)
         return (M, _spread(targets(ys, y_ids), rows, len(M))), rows
