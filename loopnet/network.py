@@ -426,7 +426,7 @@ def _views(buffer, spans):
     return [buffer[s].reshape(shape) for s, shape in spans]
 
 
-def _fits(array, like):
+def _readable_in_place(array, like):
     """Whether ``array`` can stand where ``like`` (a view of the core) is read: a float64
     ndarray of the same shape and strides, so C-contiguous as ``like`` is (comparing the
     strides tuple costs less than building ``flags``; a C-contiguous array with other
@@ -820,7 +820,8 @@ class _Compiled(object):
         c, ws, bs = d.get("_loopnet_core"), d.get("weights"), d.get("biases")
         if c is not None and c.sizes == self.sizes and c.cost == self._loopnet_cost \
                 and type(ws) is list and type(bs) is list and len(ws) == len(bs) == len(c.wviews) \
-                and all(map(_fits, ws, c.wviews)) and all(map(_fits, bs, c.bviews)):
+                and all(map(_readable_in_place, ws, c.wviews)) \
+                and all(map(_readable_in_place, bs, c.bviews)):
             return c, tuple(ws), tuple(bs)
         self._net()
         c = d["_loopnet_core"]
