@@ -11,7 +11,7 @@ Floating-point flags
 Every compiled function may use ``contract``: LLVM fuses ``a*b + c`` into
 one FMA instruction.  Functions decorated with :func:`jit_sums` — the kernels
 with long dot products, z_j = Σ_k w_jk a_k (kernels.forward_layer, and its
-fast twin tiles.forward_layer4 with dot_tile, dot_row) — also use ``reassoc``, which lets LLVM split such
+fast twin tiles.forward_layer3 with dot_tile, dot_row) — also use ``reassoc``, which lets LLVM split such
 a sum into partial sums that run in SIMD lanes.
 Without it the sum is one dependent chain of additions and the forward pass of
 [784, 30, 10] runs about 10× slower (21 µs instead of 2 µs per example on
@@ -48,13 +48,12 @@ import os
 import sys
 import warnings
 
-import llvmlite.binding as llvm
 import numba
 import numba.np.linalg as numba_linalg      # loaded by Numba's first compile or cache load anyway
 from numba.core.caching import CacheImpl, UserWideCacheLocator
 from numba.core.registry import cpu_target
 
-# Targets named by NUMBA_CPU_NAME that have AVX-512 (32 vector registers); see vector_registers.
+# Targets named by NUMBA_CPU_NAME that have AVX-512 (profiles/vectorisation.py: code this CPU may not run).
 AVX512_CPUS = ("skylake-avx512", "cascadelake", "cooperlake", "cannonlake", "icelake-client",
                "icelake-server", "tigerlake", "rocketlake", "sapphirerapids", "emeraldrapids",
                "graniterapids", "graniterapids-d", "alderlake-avx512", "znver4", "znver5",
@@ -68,26 +67,6 @@ OPTIONS = dict(cache=True, nogil=True, error_model="numpy")
 # Modules whose compiled functions are inlined into one another.
 CORE_MODULES = ("_jit.py", "random.py", "activations.py", "costs.py", "kernels.py", "tiles.py", "optim.py",
                 "engine.py")
-
-
-def vector_registers():
-    """SIMD registers of the CPU Numba compiles for: 32 with AVX-512, else 16.
-
-    The target is the host unless ``NUMBA_CPU_NAME`` / ``NUMBA_CPU_FEATURES``
-    name another (as Numba itself decides); register tiles are sized to fit
-    (:mod:`loopnet.tiles`).  Numba's cache is kept per target CPU, so code
-    compiled for one tile size is never loaded on a CPU meant for the other.
-    """
-    features = numba.config.CPU_FEATURES
-    name = numba.config.CPU_NAME
-    if features:
-        return 32 if "+avx512f" in features else 16
-    if name and name != "host":
-        return 32 if name in AVX512_CPUS else 16
-    try:
-        return 32 if llvm.get_host_cpu_features().get("avx512f", False) else 16
-    except Exception:      # noqa: BLE001 - an unknown host: the smaller tiles are safe everywhere
-        return 16
 
 
 def _core_stamp():

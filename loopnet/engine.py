@@ -23,7 +23,7 @@ number is computed inside one tile.  A mini-batch step runs in two parallel
 phases:
 
 A. **errors** — A1: z^1 and a^1 of the mini-batch's examples, in parallel over
-   the blocks of layer 1 (``tiles.forward_layer4``, the fast twin of
+   the blocks of layer 1 (``tiles.forward_layer3``, the fast twin of
    ``kernels.forward_layer``); A2: for each example x (in parallel over examples)
    the rest of the forward pass, BP1 and BP2, i.e. every z^l_j, a^l_j and δ^l_j.
 B. **gradient** — for each task (in parallel over tasks), panel by panel: BP3/BP4
@@ -51,7 +51,7 @@ forward_layer, output_delta, hidden_delta, accumulate_gradient per example,
 in example order, then the update), precisely:
 
 * bit for bit, when the naive loop computes z^1 with the same fast twin
-  (``tiles.forward_layer4``): every z, a, δ, gradient sum, parameter after
+  (``tiles.forward_layer3``): every z, a, δ, gradient sum, parameter after
   any number of updates, output and cost.  Nothing else is reordered: the
   gradient sums go in example order, and phantom examples add exact zeros.
 * bit for bit, for a network without hidden layers (layer 1 is the output
@@ -77,7 +77,7 @@ from .costs import cost_x
 from .kernels import (activate, add_noise, dropout, forward_layer, gradient_norm_sq, hidden_delta,
                       output_delta, scale_delta)
 from .optim import engine_state, step_of, update_rows
-from .tiles import TILE_ROWS, accumulate_gradient4, forward_layer4
+from .tiles import TILE_EXAMPLES, TILE_ROWS, accumulate_gradient4, forward_layer3
 
 # The network's shape and choices, passed to every compiled driver.
 Arch = namedtuple("Arch", "sizes p_off u_off act out_act cost")
@@ -295,7 +295,7 @@ def panel_rows(n_in, itemsize):
     PANEL_BYTES, at least one tile.
 
     A panel's rows of w (A1) or of ∂C/∂w (B) stay in L2 while every example
-    passes; in A1 each tile of four examples stays in L1 while the panel's rows
+    passes; in A1 each tile of three examples stays in L1 while the panel's rows
     pass.  Panels start at multiples of 4 rows, so they move no tile.
     """
     return TILE_ROWS * max(1, PANEL_BYTES // (TILE_ROWS * n_in * itemsize))
@@ -308,19 +308,17 @@ def first_layer_panel(work, params, X, order, lo, hi, arch, j_lo, j_hi, ex):
     w = weight(params, arch, layer)[j_lo:j_hi]
     bias_j = bias(params, arch, layer)[j_lo:j_hi]
     last_t = hi - lo - 1
-    for t in range(0, last_t + 1, 4):
-        # Four examples per pass over the panel's rows of w.  Past the end, the
+    for t in range(0, last_t + 1, TILE_EXAMPLES):
+        # Three examples per pass over the panel's rows of w.  Past the end, the
         # last example stands in for the missing ones (its z is written again,
-        # with the same value): every z^1 comes out of the same 4-example tile,
+        # with the same value): every z^1 comes out of the same 3-example tile,
         # so an example's z^1 does not depend on the other rows of the batch.
-        e1, e2, e3 = min(t + 1, last_t), min(t + 2, last_t), min(t + 3, last_t)
-        forward_layer4(units(work.z[t], arch, layer)[j_lo:j_hi],
+        e1, e2 = min(t + 1, last_t), min(t + 2, last_t)
+        forward_layer3(units(work.z[t], arch, layer)[j_lo:j_hi],
                        units(work.z[e1], arch, layer)[j_lo:j_hi],
-                       units(work.z[e2], arch, layer)[j_lo:j_hi],
-                       units(work.z[e3], arch, layer)[j_lo:j_hi], w, bias_j,
-                       X[order[lo + t]], X[order[lo + e1]], X[order[lo + e2]],
-                       X[order[lo + e3]])
-        for e in range(t, min(t + 4, last_t + 1)):
+                       units(work.z[e2], arch, layer)[j_lo:j_hi], w, bias_j,
+                       X[order[lo + t]], X[order[lo + e1]], X[order[lo + e2]])
+        for e in range(t, min(t + TILE_EXAMPLES, last_t + 1)):
             activate(units(work.a[e], arch, layer)[j_lo:j_hi],
                      units(work.z[e], arch, layer)[j_lo:j_hi], arch.act)
             if ex is not None and drop_rate(ex, layer) > 0.0:   # (np.int64 zeros, not a

@@ -36,7 +36,7 @@ hidden_delta and forward_layer (layers 2 … L, and layer 1 of a network
 without hidden layers) as written here; for forward_layer on layer 1 of a
 network with hidden layers, and for accumulate_gradient, it runs their fast
 twins in :mod:`loopnet.tiles` (``tiles.FAST_TWIN``), which compute the same
-quantities for four examples per pass.  tests/naive.py runs this file's
+quantities for several examples per pass.  tests/naive.py runs this file's
 kernels in a plain serial loop over a mini-batch and checks the engine
 against it.
 """

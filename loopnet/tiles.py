@@ -2,7 +2,7 @@
 
 :mod:`loopnet.kernels` holds the four equations as a student reads them, one
 example at a time.  Training runs two of them through the twins below, which
-compute the same quantities for four examples (and four rows j) per pass, so
+compute the same quantities for several examples (and four rows j) per pass, so
 that each weight and each activation loaded from memory serves several
 multiply-adds (as llm.c keeps ``matmul_forward_naive`` beside the tiled
 ``matmul_forward``).  :data:`FAST_TWIN` is the whole list:
@@ -10,7 +10,7 @@ multiply-adds (as llm.c keeps ``matmul_forward_naive`` beside the tiled
 =========================================  ========================================
 textbook kernel (loopnet/kernels.py)       fast twin (here), what it reorders
 =========================================  ========================================
-``forward_layer`` (z and a of one example) :func:`forward_layer4` (z of four
+``forward_layer`` (z and a of one example) :func:`forward_layer3` (z of three
                                            examples; a by ``kernels.activate``).
                                            Its sums Σ_k w_jk a_k are split into
                                            SIMD partial sums in another way, so
@@ -26,134 +26,94 @@ textbook kernel (loopnet/kernels.py)       fast twin (here), what it reorders
 layers 2 … L, run in training as written in kernels.py.
 """
 
-from ._jit import jit, jit_sums, vector_registers
+from ._jit import jit, jit_sums
 from .kernels import accumulate_gradient, forward_layer
 
-TILE_ROWS = 4    # rows j per register tile; the engine's blocks are whole tiles
-# dot_tile's 16 running sums need 16 vector registers plus the loaded values: one pass
-# where AVX-512 gives 32, two passes of 2 rows × 4 examples (8 sums) where AVX2 gives 16.
-DOT_PASSES = 1 if vector_registers() >= 32 else 2
+TILE_ROWS = 4        # rows j per register tile; the engine's blocks are whole tiles
+TILE_EXAMPLES = 3    # examples per forward tile: 4 × 3 running sums fit 16 vector registers
 
 
 @jit_sums
-def forward_layer4(z0, z1, z2, z3, w, b, x0, x1, x2, x3):
-    """z_j = Σ_k w_jk x_k + b_j for four examples at once (no activation).
+def forward_layer3(z0, z1, z2, w, b, x0, x1, x2):
+    """z_j = Σ_k w_jk x_k + b_j for three examples at once (no activation).
 
     Otherwise identical to :func:`loopnet.kernels.forward_layer` (without its
     a = σ(z)): the same terms Σ_k w_jk x_k + b_j, computed for a tile of four
-    rows j × four examples (:func:`dot_tile`, in one or two passes over k).
-    Each w_jk loaded serves four multiply-adds.  Reordered: every sum over k,
-    which LLVM splits into SIMD partial sums (``reassoc``) differently from
-    forward_layer's; the z of one example does not depend on the other three
-    (sixteen independent sums), and the last n_l mod 4 rows go through
+    rows j × three examples (:func:`dot_tile`, one pass over k).  Each w_jk
+    loaded serves three multiply-adds and each x_k four.  Reordered: every sum
+    over k, which LLVM splits into SIMD partial sums (``reassoc``) differently
+    from forward_layer's; the z of one example does not depend on the other two
+    (twelve independent sums), and the last n_l mod 4 rows go through
     :func:`dot_row`.
     """
     n_l = w.shape[0]
     j = 0
     while j + 4 <= n_l:
-        s = dot_tile(w[j], w[j + 1], w[j + 2], w[j + 3], x0, x1, x2, x3)
+        s = dot_tile(w[j], w[j + 1], w[j + 2], w[j + 3], x0, x1, x2)
         for q in range(4):
             z0[j + q] = s[q][0] + b[j + q]
             z1[j + q] = s[q][1] + b[j + q]
             z2[j + q] = s[q][2] + b[j + q]
-            z3[j + q] = s[q][3] + b[j + q]
         j += 4
     while j < n_l:    # the last n_l mod 4 rows, one at a time
-        s = dot_row(w[j], x0, x1, x2, x3)
+        s = dot_row(w[j], x0, x1, x2)
         z0[j] = s[0] + b[j]
         z1[j] = s[1] + b[j]
         z2[j] = s[2] + b[j]
-        z3[j] = s[3] + b[j]
         j += 1
 
 
 @jit_sums
-def dot_tile(w0, w1, w2, w3, x0, x1, x2, x3):
-    """The 4 × 4 dot products Σ_k w_r[k] x_e[k] of four weight rows with four inputs.
+def dot_tile(w0, w1, w2, w3, x0, x1, x2):
+    """The 4 × 3 dot products Σ_k w_r[k] x_e[k] of four weight rows with three inputs.
 
-    Returned as four tuples, one per row r, of four sums, one per example e.
-    Where the target has 32 vector registers, one pass over k with sixteen
-    running sums (:func:`dot_tile_4x4`); with 16 registers (AVX2), sixteen sums
-    and their operands do not fit and LLVM spills sums to the stack every step,
-    so two passes of 2 rows × 4 examples (:func:`dot_tile_2x4`; measured on a
-    Zen 3 core: 20 → 27 GFLOP/s for a panel of w in L2).  Either way each sum
-    runs over k in SIMD partial sums (``reassoc``).
+    Returned as four tuples, one per row r, of three sums, one per example e.
+    Each sum runs over k in SIMD partial sums (``reassoc``): one vector of
+    running sums each, twelve in all, plus the three x_e[k] vectors and one
+    w_r[k] at a time: sixteen vector registers, what AVX2 and SSE2 targets have
+    (AVX-512 has 32), so nothing is spilled to the stack.  Per step of k, seven
+    vector loads feed twelve multiply-adds.  (A 4 × 4 tile needs 21 registers
+    and spilled every step on AVX2; two 2 × 4 passes load 0.75 vectors per
+    multiply-add against 0.58 here: on a Zen 3 core, layer 1 of [784, 100, 10]
+    at 22-27 GFLOP/s against 25-31 for this tile, the same bits on AVX2.)
     """
-    if DOT_PASSES == 1:
-        return dot_tile_4x4(w0, w1, w2, w3, x0, x1, x2, x3)
-    r0, r1 = dot_tile_2x4(w0, w1, x0, x1, x2, x3)
-    r2, r3 = dot_tile_2x4(w2, w3, x0, x1, x2, x3)
-    return r0, r1, r2, r3
-
-
-@jit_sums
-def dot_tile_4x4(w0, w1, w2, w3, x0, x1, x2, x3):
-    """:func:`dot_tile` in one pass: sixteen running sums in registers."""
     zero = w0.dtype.type(0)
-    s00, s01, s02, s03 = zero, zero, zero, zero
-    s10, s11, s12, s13 = zero, zero, zero, zero
-    s20, s21, s22, s23 = zero, zero, zero, zero
-    s30, s31, s32, s33 = zero, zero, zero, zero
+    s00, s01, s02 = zero, zero, zero
+    s10, s11, s12 = zero, zero, zero
+    s20, s21, s22 = zero, zero, zero
+    s30, s31, s32 = zero, zero, zero
     for k in range(w0.shape[0]):
-        p0, p1, p2, p3 = x0[k], x1[k], x2[k], x3[k]
+        p0, p1, p2 = x0[k], x1[k], x2[k]
         v = w0[k]
         s00 += v * p0
         s01 += v * p1
         s02 += v * p2
-        s03 += v * p3
         v = w1[k]
         s10 += v * p0
         s11 += v * p1
         s12 += v * p2
-        s13 += v * p3
         v = w2[k]
         s20 += v * p0
         s21 += v * p1
         s22 += v * p2
-        s23 += v * p3
         v = w3[k]
         s30 += v * p0
         s31 += v * p1
         s32 += v * p2
-        s33 += v * p3
-    return ((s00, s01, s02, s03), (s10, s11, s12, s13),
-            (s20, s21, s22, s23), (s30, s31, s32, s33))
+    return (s00, s01, s02), (s10, s11, s12), (s20, s21, s22), (s30, s31, s32)
 
 
 @jit_sums
-def dot_tile_2x4(w0, w1, x0, x1, x2, x3):
-    """The 2 × 4 dot products Σ_k w_r[k] x_e[k] of two weight rows with four inputs:
-    eight running sums, as two tuples (one per row) of four sums (one per example)."""
+def dot_row(w0, x0, x1, x2):
+    """The three dot products Σ_k w0[k] x_e[k] of one weight row with three inputs."""
     zero = w0.dtype.type(0)
-    s00, s01, s02, s03 = zero, zero, zero, zero
-    s10, s11, s12, s13 = zero, zero, zero, zero
-    for k in range(w0.shape[0]):
-        p0, p1, p2, p3 = x0[k], x1[k], x2[k], x3[k]
-        v = w0[k]
-        s00 += v * p0
-        s01 += v * p1
-        s02 += v * p2
-        s03 += v * p3
-        v = w1[k]
-        s10 += v * p0
-        s11 += v * p1
-        s12 += v * p2
-        s13 += v * p3
-    return (s00, s01, s02, s03), (s10, s11, s12, s13)
-
-
-@jit_sums
-def dot_row(w0, x0, x1, x2, x3):
-    """The four dot products Σ_k w0[k] x_e[k] of one weight row with four inputs."""
-    zero = w0.dtype.type(0)
-    s0, s1, s2, s3 = zero, zero, zero, zero
+    s0, s1, s2 = zero, zero, zero
     for k in range(w0.shape[0]):
         v = w0[k]
         s0 += v * x0[k]
         s1 += v * x1[k]
         s2 += v * x2[k]
-        s3 += v * x3[k]
-    return s0, s1, s2, s3
+    return s0, s1, s2
 
 
 @jit
@@ -205,4 +165,4 @@ def outer_tile(g0, g1, g2, g3, e0, e1, e2, e3, a0, a1, a2, a3):
 
 
 # Each textbook kernel that training does not run as written, and the twin it runs instead.
-FAST_TWIN = {forward_layer: forward_layer4, accumulate_gradient: accumulate_gradient4}
+FAST_TWIN = {forward_layer: forward_layer3, accumulate_gradient: accumulate_gradient4}

@@ -4,11 +4,12 @@ and each fast twin (loopnet.tiles) against its textbook kernel.
 What is equal and what is within which bound:
 
 * **bit for bit**, every job: the engine and the naive loop whose z^1 comes from the same
-  fast twin (``first_layer=tiles.forward_layer4``).  Compared: the parameters and the
+  fast twin (``first_layer=tiles.forward_layer3``).  Compared: the parameters and the
   optimizer state after training, the gradient sum Σ_x ∇C_x, every output a^L and cost
-  C_x, for several mini-batches, a ragged last one, batch sizes that are not multiples of
-  4 (phantom rows), 1 and 3 hidden layers, every optimizer, float64 and float32, and the
-  epoch run in two calls as ``fit`` runs it.
+  C_x, for several mini-batches, a ragged last one, batch sizes that leave phantom rows
+  in the 3-example forward tiles and the 4-example gradient tiles, 1 and 3 hidden
+  layers, every optimizer, float64 and float32, and the epoch run in two calls as
+  ``fit`` runs it.
 * **bit for bit**, a network without hidden layer against the plain naive loop (layer 1
   then goes through kernels.forward_layer itself).
 * **within a bound**, the engine against the plain naive loop (z^1 by
@@ -20,7 +21,7 @@ What is equal and what is within which bound:
   outputs after momentum training), at most 0.08 in float64; a missing 1/m or a lost
   example is > 10⁶ times the bound (test_bound_catches_a_missing_one_over_m).
 * tiles.accumulate_gradient4 is four kernels.accumulate_gradient calls bit for bit;
-  tiles.forward_layer4 is kernels.forward_layer within fan-in · ε relative (its dot
+  tiles.forward_layer3 is kernels.forward_layer within fan-in · ε relative (its dot
   products differ only in how the sum is split).
 """
 
@@ -126,10 +127,11 @@ DTYPES = {"float64": np.float64, "float32": np.float32}
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("opt", OPTIMIZERS)
 @pytest.mark.parametrize("net", ["1-hidden", "1-hidden-wide", "1-hidden-panels", "3-hidden"])
-@pytest.mark.parametrize("batch_size", [5, 6])   # not multiples of 4; 22 examples: ragged last
+@pytest.mark.parametrize("batch_size", [5, 6])   # 5: no multiple of 3 or 4; 6: of 3, not 4;
+# 22 examples: a ragged last mini-batch
 def test_train_equals_naive_loop_with_the_same_first_layer_twin(net, opt, dtype, batch_size):
     assert_bit_equal(run_pair(net, DTYPES[dtype], engine.TRAIN, batch_size, opt,
-                              first_layer=tiles.forward_layer4))
+                              first_layer=tiles.forward_layer3))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -137,7 +139,7 @@ def test_train_equals_naive_loop_with_the_same_first_layer_twin(net, opt, dtype,
 @pytest.mark.parametrize("net", ["1-hidden", "1-hidden-wide", "1-hidden-panels", "3-hidden"])
 def test_gradient_and_predict_equal_naive_loop_with_the_same_first_layer_twin(net, job, dtype):
     assert_bit_equal(run_pair(net, DTYPES[dtype], JOBS[job], 7,
-                              first_layer=tiles.forward_layer4))
+                              first_layer=tiles.forward_layer3))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -193,7 +195,7 @@ def test_train_costs_come_from_the_training_forward_pass(dtype):
     mini-batch's update: the first mini-batch's equal a prediction with the initial
     parameters, bit for bit."""
     dt = DTYPES[dtype]
-    pairs = run_pair("1-hidden", dt, engine.TRAIN, 5, first_layer=tiles.forward_layer4)
+    pairs = run_pair("1-hidden", dt, engine.TRAIN, 5, first_layer=tiles.forward_layer3)
     sizes, codes, arch, params, X, Y, order = setup("1-hidden", dt)
     work = engine.make_work(arch, 5, dt)
     out, cst = np.empty((5, sizes[-1]), dt), np.empty(5)
@@ -221,20 +223,20 @@ def test_train_without_outputs_is_unchanged(dtype):
 # ------------------------------------------------------------- the twins, one by one
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n_l", [1, 4, 5, 11])     # 4-row tiles and the rows left over
-def test_forward_layer4_is_forward_layer_within_fan_in_ulps(n_l, dtype, rng):
+def test_forward_layer3_is_forward_layer_within_fan_in_ulps(n_l, dtype, rng):
     """z of each example as kernels.forward_layer computes it, within fan-in · ε relative
     to Σ_k |w_jk x_k| + |b_j| (the two split the sum over k into partial sums differently)."""
     dt = DTYPES[dtype]
     fan_in = 37
     w, b = rng.standard_normal((n_l, fan_in)).astype(dt), rng.standard_normal(n_l).astype(dt)
-    xs = [rng.standard_normal(fan_in).astype(dt) for _ in range(4)]
-    zs = [np.empty(n_l, dt) for _ in range(4)]
-    tiles.forward_layer4(*zs, w, b, *xs)
-    for z4, x in zip(zs, xs):
+    xs = [rng.standard_normal(fan_in).astype(dt) for _ in range(3)]
+    zs = [np.empty(n_l, dt) for _ in range(3)]
+    tiles.forward_layer3(*zs, w, b, *xs)
+    for z3, x in zip(zs, xs):
         z, a = np.empty(n_l, dt), np.empty(n_l, dt)
         kernels.forward_layer(z, a, w, b, x, activations.IDENTITY)
         scale = np.abs(w.astype(float)) @ np.abs(x.astype(float)) + np.abs(b)
-        assert np.all(np.abs(z4.astype(float) - z) <= fan_in * np.finfo(dt).eps * scale)
+        assert np.all(np.abs(z3.astype(float) - z) <= fan_in * np.finfo(dt).eps * scale)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -253,7 +255,7 @@ def test_accumulate_gradient4_is_four_accumulate_gradients_bit_for_bit(dtype, rn
 
 
 def test_fast_twin_map_names_every_twin_training_runs():
-    assert tiles.FAST_TWIN == {kernels.forward_layer: tiles.forward_layer4,
+    assert tiles.FAST_TWIN == {kernels.forward_layer: tiles.forward_layer3,
                                kernels.accumulate_gradient: tiles.accumulate_gradient4}
     for twin in tiles.FAST_TWIN.values():
         assert "Otherwise identical" in twin.__doc__
@@ -310,7 +312,7 @@ def test_per_example_rules_equal_naive_loop_with_the_same_first_layer_twin(net, 
     """Training under the per-example rules (weights, clipping, DP noise, dropout) and
     the squared norms they compute: the engine and the naive loop, bit for bit."""
     pairs = run_pair(net, DTYPES[dtype], engine.TRAIN, 6, "adam" if kind == "dp" else "sgd",
-                     first_layer=tiles.forward_layer4, rules=rules_of(kind))
+                     first_layer=tiles.forward_layer3, rules=rules_of(kind))
     assert_bit_equal(pairs)
     assert np.isfinite(pairs["norms"][0]).all() and (pairs["norms"][0] > 0).any()
 
@@ -360,7 +362,7 @@ def test_engine_state_drops_the_moments_only_for_plain_sgd(monkeypatch):
 
 @pytest.mark.parametrize("net", ["0-hidden", "3-hidden"])
 def test_norms_job_equals_naive_loop_and_updates_nothing(net):
-    twin = tiles.forward_layer4 if net != "0-hidden" else kernels.forward_layer
+    twin = tiles.forward_layer3 if net != "0-hidden" else kernels.forward_layer
     pairs = run_pair(net, np.float64, engine.NORMS, 7, first_layer=twin,
                      rules=rules_of("norms"))
     assert_bit_equal(pairs)
@@ -368,35 +370,20 @@ def test_norms_job_equals_naive_loop_and_updates_nothing(net):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_both_dot_tile_shapes_give_the_dot_products_within_fan_in_ulps(dtype, rng):
-    """dot_tile_4x4 (AVX-512 targets) and two dot_tile_2x4 passes (AVX2) compute the same
-    16 dot products, each within 2·n·ε of the float64 product sum."""
+def test_dot_tile_gives_the_twelve_dot_products_within_fan_in_ulps(dtype, rng):
+    """dot_tile's 4 rows × 3 examples and dot_row's 3 sums, each within 2·n·ε of the
+    float64 product sum (n = 333: whole SIMD steps and a remainder)."""
     dt = DTYPES[dtype]
     n = 333
     w = rng.standard_normal((4, n)).astype(dt)
-    x = rng.standard_normal((4, n)).astype(dt)
+    x = rng.standard_normal((3, n)).astype(dt)
     want = w.astype(np.float64) @ x.astype(np.float64).T
     scale = np.abs(w).astype(np.float64) @ np.abs(x).astype(np.float64).T
-    one = np.array(tiles.dot_tile_4x4(*w, *x), np.float64)
-    two = np.array(tiles.dot_tile_2x4(w[0], w[1], *x) + tiles.dot_tile_2x4(w[2], w[3], *x),
-                   np.float64)
-    for got in (one, two, np.array(tiles.dot_tile(*w, *x), np.float64)):
+    tile = np.array(tiles.dot_tile(*w, *x), np.float64)
+    rows = np.array([tiles.dot_row(w[r], *x) for r in range(4)], np.float64)
+    for got in (tile, rows):
+        assert got.shape == (4, 3)
         assert np.all(np.abs(got - want) <= REORDER_ULPS * n * np.finfo(dt).eps * scale)
-
-
-def test_register_tiles_follow_the_compile_target(monkeypatch):
-    """32 vector registers for AVX-512 targets, 16 otherwise, as NUMBA_CPU_NAME /
-    NUMBA_CPU_FEATURES name them (the host's own features when neither is set)."""
-    import numba
-    from loopnet import _jit
-    for name, regs in (("skylake-avx512", 32), ("znver4", 32), ("haswell", 16),
-                       ("znver3", 16), ("generic", 16)):
-        monkeypatch.setattr(numba.config, "CPU_NAME", name)
-        monkeypatch.setattr(numba.config, "CPU_FEATURES", None)
-        assert _jit.vector_registers() == regs, name
-    monkeypatch.setattr(numba.config, "CPU_FEATURES", "+avx2,+avx512f,+fma")
-    assert _jit.vector_registers() == 32
-    assert tiles.DOT_PASSES in (1, 2)
 
 
 @pytest.mark.parametrize("job", ["train", "gradient", "predict", "norms"])

@@ -126,7 +126,7 @@ def test_render_labels_each_equation_and_kernel():
                           ("BP3", "accumulate_gradient"), ("BP4", "accumulate_gradient")):
         line = next(l for l in text.splitlines() if l.startswith(label))
         assert f"loopnet/kernels.py: {kernel}" in line
-    assert "[loopnet/kernels.py: forward_layer; training runs tiles.forward_layer4 for layer 1" in text
+    assert "[loopnet/kernels.py: forward_layer; training runs tiles.forward_layer3 for layer 1" in text
     # which kernel training runs, per line: the fast twin where tiles.FAST_TWIN has one
     bp4 = next(l for l in text.splitlines() if l.startswith("BP4"))
     assert "training runs tiles.accumulate_gradient4 (the same sums in the same order)" in bp4
