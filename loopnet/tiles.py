@@ -75,7 +75,7 @@ def dot_tile(w0, w1, w2, w3, x0, x1, x2):
     vector loads feed twelve multiply-adds.  (A 4 × 4 tile needs 21 registers
     and spilled every step on AVX2; two 2 × 4 passes load 0.75 vectors per
     multiply-add against 0.58 here: on a Zen 3 core, layer 1 of [784, 100, 10]
-    at 22-27 GFLOP/s against 25-31 for this tile, the same bits on AVX2.)
+    runs 12-17 % faster with this tile, with the same bits; profiles/tile_shapes.py.)
     """
     zero = w0.dtype.type(0)
     s00, s01, s02 = zero, zero, zero

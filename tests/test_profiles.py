@@ -160,3 +160,14 @@ def test_noise_generators_quick(capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "500 per call" in out
     assert "loopnet DP noise (kernels.add_noise)" in out and "NumPy Generator" in out
+
+
+def test_tile_shapes_quick(capsys, monkeypatch):
+    import tile_shapes
+    monkeypatch.setattr(sys, "argv", ["tile_shapes.py", "--rows", "8", "--panel", "4",
+                                      "--inputs", "300", "--m", "12", "--reps", "2",
+                                      "--rounds", "1"])
+    tile_shapes.main()
+    out = capsys.readouterr().out
+    assert "give the same bits" in out
+    assert "tiles.forward_layer3 (4 × 3)" in out and "k-blocked by 128 columns" in out
