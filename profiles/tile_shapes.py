@@ -7,9 +7,10 @@ engine's 128 KiB for 784 inputs) as the engine runs it (engine.first_layer_panel
 engine.gradient_rows), GFLOP/s (best and median of the rounds):
 
 * forward, z^1 = w x + b for the mini-batch's examples: the engine's ``tiles.forward_layer3``
-  (4 rows × 3 examples, twelve running sums in one pass) against the shape it replaced,
-  written out below: 4 rows × 4 examples as two passes of 2 rows × 4 examples (eight sums).
-  Both give the same bits on AVX2 (checked here before timing).
+  (4 rows × 3 examples, twelve running sums in one pass) against the shapes it replaced,
+  written out below: 4 rows × 4 examples as two passes of 2 rows × 4 examples (eight sums;
+  AVX2 and SSE2 targets) or as one pass of sixteen sums (AVX-512 targets, 32 registers).
+  Whether they give the same bits is printed before timing (they do on AVX2).
 * gradient, Σ_x δ_j a_k over the examples: the engine's order (``tiles.accumulate_gradient4``
   per tile of four examples, the panel's whole rows each time) against k-blocked orders
   (a block of every row's columns stays in L1 while all the examples pass), the same sums
@@ -51,6 +52,51 @@ def dot_2x4(w0, w1, x0, x1, x2, x3):
         s12 += v * p2
         s13 += v * p3
     return (s00, s01, s02, s03), (s10, s11, s12, s13)
+
+
+@njit(fastmath=SUMS)
+def dot_4x4(w0, w1, w2, w3, x0, x1, x2, x3):
+    """The replaced shape on AVX-512 targets: 4 rows × 4 examples in one pass, sixteen sums
+    (on 16-register targets they spill)."""
+    s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = w0.dtype.type(0)
+    s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = w0.dtype.type(0)
+    for k in range(w0.shape[0]):
+        p0, p1, p2, p3 = x0[k], x1[k], x2[k], x3[k]
+        v = w0[k]
+        s00 += v * p0
+        s01 += v * p1
+        s02 += v * p2
+        s03 += v * p3
+        v = w1[k]
+        s10 += v * p0
+        s11 += v * p1
+        s12 += v * p2
+        s13 += v * p3
+        v = w2[k]
+        s20 += v * p0
+        s21 += v * p1
+        s22 += v * p2
+        s23 += v * p3
+        v = w3[k]
+        s30 += v * p0
+        s31 += v * p1
+        s32 += v * p2
+        s33 += v * p3
+    return ((s00, s01, s02, s03), (s10, s11, s12, s13), (s20, s21, s22, s23),
+            (s30, s31, s32, s33))
+
+
+@njit(fastmath=SUMS)
+def forward_one_pass_4x4(Z, w, b, X, order, panel):
+    """z^1 as forward_two_passes, each 4 × 4 tile in one pass (what AVX-512 targets ran)."""
+    for j0 in range(0, w.shape[0], panel):
+        for t in range(0, order.shape[0], 4):
+            x0, x1, x2, x3 = X[order[t]], X[order[t + 1]], X[order[t + 2]], X[order[t + 3]]
+            for j in range(j0, min(j0 + panel, w.shape[0]), 4):
+                s = dot_4x4(w[j], w[j + 1], w[j + 2], w[j + 3], x0, x1, x2, x3)
+                for r in range(4):
+                    for q in range(4):
+                        Z[t + q, j + r] = s[r][q] + b[j + r]
 
 
 @njit(fastmath=SUMS)
@@ -150,11 +196,12 @@ def main():
     D = rng.standard_normal((m, rows))
     orders = np.stack([rng.permutation(X.shape[0])[:m] for _ in range(200)])
 
-    Z_two, Z_three = np.empty((m, rows)), np.empty((m, rows))
+    Z_two, Z_one, Z_three = np.empty((m, rows)), np.empty((m, rows)), np.empty((m, rows))
     forward_two_passes(Z_two, w, b, X, orders[0], panel)
+    forward_one_pass_4x4(Z_one, w, b, X, orders[0], panel)
     forward_engine_tile(Z_three, w, b, X, orders[0], panel)
-    print(f"forward: 4 × 3 tile and two 2 × 4 passes give the same bits: "
-          f"{np.array_equal(Z_two, Z_three)}")
+    print(f"forward: the 4 × 3 tile gives the same bits as two 2 × 4 passes: "
+          f"{np.array_equal(Z_two, Z_three)}, as one 4 × 4 pass: {np.array_equal(Z_one, Z_three)}")
     G, gb = np.zeros((rows, n_in)), np.zeros(rows)
     gradient_engine_order(G, gb, D, X, orders[0], panel, 0)
     chunks = [c for c in (128, 256) if c < n_in]
@@ -165,8 +212,10 @@ def main():
 
     forward = (Z_three, w, b, X, orders)
     gradient = (G, gb, D, X, orders)
-    cases = {"forward, two 2 × 4 passes (before)":
+    cases = {"forward, two 2 × 4 passes (before, AVX2)":
              (repeat_forward, forward_two_passes, forward, (panel,)),
+             "forward, one 4 × 4 pass (before, AVX-512)":
+             (repeat_forward, forward_one_pass_4x4, forward, (panel,)),
              "forward, tiles.forward_layer3 (4 × 3)":
              (repeat_forward, forward_engine_tile, forward, (panel,)),
              "gradient, engine order (4 examples × whole rows)":
