@@ -53,12 +53,6 @@ import numba.np.linalg as numba_linalg      # loaded by Numba's first compile or
 from numba.core.caching import CacheImpl, UserWideCacheLocator
 from numba.core.registry import cpu_target
 
-# Targets named by NUMBA_CPU_NAME that have AVX-512 (profiles/vectorisation.py: code this CPU may not run).
-AVX512_CPUS = ("skylake-avx512", "cascadelake", "cooperlake", "cannonlake", "icelake-client",
-               "icelake-server", "tigerlake", "rocketlake", "sapphirerapids", "emeraldrapids",
-               "graniterapids", "graniterapids-d", "alderlake-avx512", "znver4", "znver5",
-               "x86-64-v4", "knl", "knm")
-
 FASTMATH = {"contract"}
 FASTMATH_SUMS = {"contract", "reassoc"}
 
