@@ -109,7 +109,8 @@ def remember(data, X, targets, rows=None, ids=None):
     entry.X, entry.targets = X, targets
     # What keeps the ids taken: the pairs themselves when they are tuples (one reference
     # each, not two, on 50,000 objects fewer), else every x and y.
-    entry.held = ids.held if ids.tuples else list(map(_first, data)) + list(map(_second, data))
+    held = ids.held
+    entry.held = held if ids.tuples else list(map(_first, held)) + list(map(_second, held))
     rows = np.arange(len(data)) if rows is None else rows
     by_id = np.argsort(ids.x, kind="stable")
     entry.x_ids, entry.row_of = ids.x[by_id], rows[by_id]
