@@ -1,8 +1,10 @@
 """Numba options in one place.
 
-Every compiled function in loopnet is decorated with :func:`jit` (serial) or
-:func:`pjit` (may contain ``prange``), or with :func:`jit_inner` / :func:`pjit_inner`
-when only compiled code ever calls it (no CPython wrapper: less to compile).
+Every compiled function in loopnet is decorated with :func:`jit`, with :func:`jit_inner`
+when only compiled code ever calls it (no CPython wrapper: less to compile), or with
+:func:`jit_linked` / :func:`pjit_linked` (the latter may contain ``prange``) for the
+engine's helpers, whose code is optimised only inside the driver that calls them
+(:mod:`loopnet._linking`).
 ``cache=True`` keeps compiled code on disk so a second process starts in well under a
 second.
 
@@ -52,6 +54,8 @@ import numba
 import numba.np.linalg as numba_linalg      # loaded by Numba's first compile or cache load anyway
 from numba.core.caching import CacheImpl, UserWideCacheLocator
 from numba.core.registry import cpu_target
+
+from . import _linking
 
 FASTMATH = {"contract"}
 FASTMATH_SUMS = {"contract", "reassoc"}
@@ -214,12 +218,24 @@ def jit_inner(fn):
     return _compile(fn, fastmath=FASTMATH, no_cpython_wrapper=True, no_cfunc_wrapper=True, **OPTIONS)
 
 
-def pjit(fn):
-    """Compile ``fn`` with ``parallel=True`` so that its ``prange`` loops run on threads."""
-    return _compile(fn, parallel=True, fastmath=FASTMATH, **OPTIONS)
+def jit_linked(fn):
+    """Like :func:`jit_inner`, and optimised only inside its callers (:mod:`loopnet._linking`).
+
+    Its code goes through LLVM's optimiser and code generator once, in the first caller that
+    is not linked itself, instead of once at its own level and again at every level above:
+    for the engine's chain of helpers, a third of a cold compile.  It has no cache entry of
+    its own (its callers' entries hold its code).  Never call it from Python.
+    """
+    if not _linking.AVAILABLE:
+        return jit_inner(fn)
+    return _compile(fn, fastmath=FASTMATH, no_cpython_wrapper=True, no_cfunc_wrapper=True,
+                    pipeline_class=_linking.LinkedCompiler, **dict(OPTIONS, cache=False))
 
 
-def pjit_inner(fn):
-    """:func:`pjit` without the CPython/C wrapper (see :func:`jit_inner`): never call it from Python."""
+def pjit_linked(fn):
+    """:func:`jit_linked` with ``parallel=True``: its ``prange`` loops' kernels are linked too."""
+    if not _linking.AVAILABLE:
+        return _compile(fn, parallel=True, fastmath=FASTMATH, no_cpython_wrapper=True,
+                        no_cfunc_wrapper=True, **OPTIONS)
     return _compile(fn, parallel=True, fastmath=FASTMATH, no_cpython_wrapper=True, no_cfunc_wrapper=True,
-                    **OPTIONS)
+                    pipeline_class=_linking.LinkedCompiler, **dict(OPTIONS, cache=False))

@@ -72,7 +72,7 @@ import numpy as np
 import numba
 from numba import prange
 
-from ._jit import jit, jit_inner, pjit_inner
+from ._jit import jit, jit_linked, pjit_linked
 from .costs import cost_x
 from .kernels import (activate, add_noise, dropout, forward_layer, gradient_norm_sq, hidden_delta,
                       output_delta, scale_delta)
@@ -137,7 +137,7 @@ def half(work, h):
 
 
 # ---------------------------------------------------------------- views
-@jit_inner
+@jit_linked
 def weight(buf, arch, i):
     """View of w^{i+1} (n_{i+1} × n_i) inside a flat parameter or gradient buffer."""
     n_out, n_in = arch.sizes[i + 1], arch.sizes[i]
@@ -145,7 +145,7 @@ def weight(buf, arch, i):
     return buf[start:start + n_out * n_in].reshape((n_out, n_in))
 
 
-@jit_inner
+@jit_linked
 def bias(buf, arch, i):
     """View of b^{i+1} (n_{i+1},) inside a flat parameter or gradient buffer."""
     n_out, n_in = arch.sizes[i + 1], arch.sizes[i]
@@ -153,7 +153,7 @@ def bias(buf, arch, i):
     return buf[start:start + n_out]
 
 
-@jit_inner
+@jit_linked
 def units(row, arch, i):
     """View of layer i+1's values (z, a or δ) inside one example's scratch row."""
     return row[arch.u_off[i]:arch.u_off[i + 1]]
@@ -186,7 +186,7 @@ def block_rows(n, b, n_blocks):
 
 
 # ------------------------------------------------------- one example
-@jit_inner
+@jit_linked
 def drop_rate(ex, i):
     """Dropout probability p of layer i+1 under the rules ``ex`` (0: none)."""
     if ex is None:
@@ -194,7 +194,7 @@ def drop_rate(ex, i):
     return ex.drop[i] if ex.drop.shape[0] > 0 else 0.0
 
 
-@jit_inner
+@jit_linked
 def backpropagate_errors(z, a, delta, params, x, y, arch, first_layer, with_errors, ex, r):
     """One example (row r of X): the forward pass from layer first_layer+1 (every z^l and
     a^l), then, ``with_errors``, BP1 at the output and BP2 back to layer 1 (every δ^l).
@@ -231,7 +231,7 @@ def backpropagate_errors(z, a, delta, params, x, y, arch, first_layer, with_erro
             dropout(units(a, arch, i), p, ex.drop_seed, r, i, np.int64(0))
 
 
-@jit_inner
+@jit_linked
 def clip_and_weigh(a, delta, x, arch, ex, r, p):
     """The per-example rules ``ex`` for example row r (row p of the outputs), after BP2.
 
@@ -263,7 +263,7 @@ def clip_and_weigh(a, delta, x, arch, ex, r, p):
             scale_delta(units(delta, arch, i), f)
 
 
-@jit_inner
+@jit_linked
 def record_output(out, costs, a_out, y, arch, p):
     """out[p, :] = a^L and costs[p] = C_x(a^L, y) of one example, each where its array has room.
 
@@ -278,7 +278,7 @@ def record_output(out, costs, a_out, y, arch, p):
 
 
 # ------------------------------------------------------- phase A
-@jit_inner
+@jit_linked
 def first_layer_block(work, params, X, order, lo, hi, arch, b, n_blocks, ex):
     """z^1_j and a^1_j for the rows j of block b (of n_blocks) of layer 1, examples order[lo:hi]
     (a^1 masked by the rules' dropout, if any), one panel of rows at a time
@@ -301,7 +301,7 @@ def panel_rows(n_in, itemsize):
     return TILE_ROWS * max(1, PANEL_BYTES // (TILE_ROWS * n_in * itemsize))
 
 
-@jit_inner
+@jit_linked
 def first_layer_panel(work, params, X, order, lo, hi, arch, j_lo, j_hi, ex):
     """z^1_j and a^1_j for rows j_lo ≤ j < j_hi of layer 1 (whole tiles), examples order[lo:hi]."""
     layer = np.int64(0)
@@ -327,7 +327,7 @@ def first_layer_panel(work, params, X, order, lo, hi, arch, j_lo, j_hi, ex):
 
 
 # ------------------------------------------------------- phase B
-@jit_inner
+@jit_linked
 def gradient_rows(grad, work, X, order, lo, hi, arch, i, j_lo, j_hi):
     """BP3/BP4 for rows j_lo … j_hi−1 of layer i+1, summed over examples order[lo:hi] in order.
 
@@ -361,14 +361,14 @@ def gradient_rows(grad, work, X, order, lo, hi, arch, i, j_lo, j_hi):
                                  units(work.a[e2], arch, i - 1), units(work.a[e3], arch, i - 1))
 
 
-@jit_inner
+@jit_linked
 def fill_zero(buf):
     """buf[:] = 0 as a plain loop (slice assignment inside ``prange`` is best avoided)."""
     for p in range(buf.shape[0]):
         buf[p] = 0
 
 
-@jit_inner
+@jit_linked
 def row_ranges(arch, i, j_lo, j_hi):
     """Flat-buffer ranges [w_lo, w_hi) and [b_lo, b_hi) of rows j_lo … j_hi−1 of layer i+1."""
     n_out, n_in = arch.sizes[i + 1], arch.sizes[i]
@@ -377,7 +377,7 @@ def row_ranges(arch, i, j_lo, j_hi):
     return w0 + j_lo * n_in, w0 + j_hi * n_in, w_end + j_lo, w_end + j_hi
 
 
-@jit_inner
+@jit_linked
 def gradient_block(params, state, work, X, order, lo, hi, arch, hyper, b, n_blocks, train, ex,
                    nxt, next_lo, next_hi, then_a1):
     """Task b (of n_blocks) of phase B: for every layer, block b's gradient summed over
@@ -398,7 +398,7 @@ def gradient_block(params, state, work, X, order, lo, hi, arch, hyper, b, n_bloc
                 first_layer_panel(nxt, params, X, order, next_lo, next_hi, arch, j, j_end, ex)
 
 
-@jit_inner
+@jit_linked
 def gradient_panel(params, state, work, X, order, lo, hi, arch, hyper, i, j_lo, j_hi, train, ex):
     """Rows j_lo … j_hi−1 of layer i+1: their gradient summed over examples order[lo:hi].
 
@@ -419,7 +419,7 @@ def gradient_panel(params, state, work, X, order, lo, hi, arch, hyper, i, j_lo, 
                     batch_denominator(ex, hi - lo), hyper)
 
 
-@jit_inner
+@jit_linked
 def batch_denominator(ex, m):
     """What the mini-batch's sum is divided by: m, or the rules' ``denom`` (q·n for Poisson batches)."""
     if ex is None:
@@ -427,7 +427,7 @@ def batch_denominator(ex, m):
     return ex.denom if ex.denom > 0.0 else float(m)
 
 
-@pjit_inner
+@pjit_linked
 def run_tasks(params, state, work, X, Y, order, lo, hi, arch, hyper, phase, nxt, next_lo, next_hi,
               out, costs, ex, n_blocks):
     """One parallel phase of the mini-batch order[lo:hi]: the engine's only ``prange`` loop.

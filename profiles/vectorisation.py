@@ -11,7 +11,9 @@ scalar ones (``…sd``/``…ss`` on ``xmm``).  A hot loop whose multiply-adds ar
 not vectorised: with ``fastmath`` not allowing ``reassoc``, a single running sum
 (z_j += w_jk a_k) cannot be split across lanes; a loop whose inner index runs over
 independent outputs (or several accumulators) can.  Counts are static (instructions in the
-code), not executed counts: read them per function, next to the phase profile.
+code), not executed counts: read them per function, next to the phase profile.  The engine's
+linked helpers (``_jit.jit_linked``: its blocks, panels and ``run_tasks``) have no machine code
+of their own; their code is counted in ``engine.drive_batches``, which holds all of it.
 
 ``--target NAME`` compiles for another x86-64 CPU (``NUMBA_CPU_NAME=NAME`` with
 ``NUMBA_CPU_FEATURES`` empty, i.e. that CPU's own features, in a child with a scratch
@@ -139,7 +141,16 @@ def dispatchers():
     for mod in (K, T, E, O):
         for name, obj in sorted(vars(mod).items()):
             if hasattr(obj, "inspect_asm") and getattr(obj, "__module__", mod.__name__) == mod.__name__:
-                yield f"{mod.__name__.split('.')[-1]}.{name}", obj
+                if not linked(obj):
+                    yield f"{mod.__name__.split('.')[-1]}.{name}", obj
+
+
+def linked(dispatcher):
+    """Whether ``dispatcher`` is a linked helper (``_jit.jit_linked``): its own library is the
+    unoptimised IR its callers optimise, so its code is counted in theirs, not on its own."""
+    from loopnet import _linking
+
+    return _linking.AVAILABLE and dispatcher.targetoptions.get("pipeline_class") is _linking.LinkedCompiler
 
 
 def main(argv=None):

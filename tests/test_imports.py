@@ -21,7 +21,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "loopnet"
 #: floor -> modules (relative to loopnet; "" is the package itself).  A module may
 #: import modules on its own floor or below, never above.
 LAYERS = {
-    0: ["_jit", "checks", "limits", "idx", "reference", "_cli_start", "random", "privacy",
+    0: ["_linking", "_jit", "checks", "limits", "idx", "reference", "_cli_start", "random", "privacy",
         "pyrandom", "layout"],  # numba/numpy only (privacy: optional accountants)
     1: ["activations", "costs"],                           # σ, C_x by code
     2: ["kernels", "optim"],                               # the textbook kernels; updates

@@ -1,0 +1,135 @@
+"""Helpers whose code Numba optimises once, inside the function that calls them.
+
+Numba compiles every ``@njit`` function into a library of its own: it optimises that
+library's LLVM module at O3 and emits its machine code, then links the optimised module
+into each caller's library, which is optimised and emitted again, and so up the chain of
+callers.  The engine's kernels sit seven calls below ``engine.drive_batches``, so before
+this module their code went through O3 and the code generator once per level; in a cold
+compile of the default ``fit`` (29 s on a 2-core EPYC) 20 s were LLVM's.
+
+A *linked* function (``_jit.jit_linked``) skips its own optimisation, machine code and cache
+entry: its library is linked, as the IR it was lowered to, into its callers, and the first
+caller that is not linked optimises the whole.  That is what Numba does itself for its
+internal helpers (``BaseContext.compile_subroutine`` sets ``flags.no_compile``), here
+applied to functions typed and dispatched like any other:
+
+* :class:`LinkedLibrary` is the library: ``finalize`` links, nothing else; no pointer to its
+  code exists (it has no CPython wrapper: never call a linked function from Python).
+* :class:`LinkedCompiler` is Numba's nopython pipeline with one pass more,
+  :class:`UseLinkedLibrary`, which hands the lowering pass a LinkedLibrary; for a function
+  with ``prange`` loops it also links the loops' kernels (Numba's parfor gufuncs and their
+  wrappers) the same way.
+
+The machine code is the same kind of code as before — the same IR, optimised by the same
+O3 pipeline, after inlining instead of before — and tests/test_engine.py checks it bit for
+bit against the naive loop of the kernels.  This rests on Numba internals (its code library
+classes and pass pipeline, unchanged from 0.59 to 0.68): :data:`AVAILABLE` is False when
+they are not there, and then ``jit_linked`` is plain ``jit_inner``.  ``LOOPNET_LINKED=0``
+turns it off (to compare compile times, or if a Numba version misbehaves).
+"""
+
+import os
+
+AVAILABLE = False
+try:
+    from numba.core import compiler, typed_passes
+    from numba.core.codegen import JITCodeLibrary
+    from numba.core.compiler_machinery import LoweringPass, register_pass
+except ImportError:      # a Numba without these internals: linked functions compile as usual
+    pass
+else:
+    AVAILABLE = os.environ.get("LOOPNET_LINKED", "1") != "0"
+
+# Libraries Numba creates while lowering a prange loop: its gufunc kernel and the wrapper
+# that hands the kernel to the thread pool.
+_PARFOR_PARTS = ("__numba_parfor_gufunc", "parallelgufuncwrapper")
+
+
+if AVAILABLE:
+    class _EnvironmentNotSet:
+        """The codegen as a linked library shows it: a function never run on its own has no
+        environment to point its global at (its callers set their own)."""
+
+        def __init__(self, codegen):
+            self._codegen = codegen
+
+        def set_env(self, env_name, env):
+            pass
+
+        def __getattr__(self, name):
+            return getattr(self._codegen, name)
+
+    class LinkedLibrary(JITCodeLibrary):
+        """A code library that is only ever linked into others, unoptimised."""
+
+        def finalize(self):
+            """Link the libraries this one calls into its module; optimise and emit nothing."""
+            self._raise_if_finalized()
+            seen = set()
+            for library in self._linking_libraries:
+                if library not in seen:
+                    seen.add(library)
+                    self._reload_init.update(library._reload_init)
+                    self._final_module.link_in(library._get_module_for_linking(), preserve=True)
+            self._final_module.verify()
+            self._finalize_dynamic_globals()
+            self._finalized = True
+
+        def get_pointer_to_function(self, name):
+            return 0            # no machine code: nothing to point at
+
+        @property
+        def codegen(self):
+            return _EnvironmentNotSet(self._codegen)
+
+    def _linked_parfor_parts(codegen):
+        """``codegen.create_library`` that makes the prange loops' libraries linked ones."""
+        create = codegen.create_library
+
+        def create_library(name, **kwargs):
+            if name.startswith(_PARFOR_PARTS):
+                return LinkedLibrary(codegen, name)
+            return create(name, **kwargs)
+        return create_library
+
+    @register_pass(mutates_CFG=False, analysis_only=False)
+    class UseLinkedLibrary(LoweringPass):
+        """Lower the function into a :class:`LinkedLibrary` (and its prange loops likewise)."""
+
+        _name = "loopnet_use_linked_library"
+
+        def __init__(self):
+            LoweringPass.__init__(self)
+
+        def run_pass(self, state):
+            codegen = state.targetctx.codegen()
+            state.library = LinkedLibrary(codegen, state.func_id.func_qualname)
+            return True
+
+    class _LinkedParforLowering(typed_passes.NativeParforLowering):
+        """Numba's lowering of a function with prange loops, whose loop kernels are linked too."""
+
+        _name = "loopnet_linked_parfor_lowering"
+
+        def run_pass(self, state):
+            codegen = state.targetctx.codegen()
+            codegen.create_library = _linked_parfor_parts(codegen)
+            try:
+                return super().run_pass(state)
+            finally:
+                del codegen.create_library      # the class's method again
+
+    register_pass(mutates_CFG=True, analysis_only=False)(_LinkedParforLowering)
+
+    class LinkedCompiler(compiler.CompilerBase):
+        """Numba's nopython pipeline, lowering into a :class:`LinkedLibrary`."""
+
+        def define_pipelines(self):
+            pm = compiler.DefaultPassBuilder.define_nopython_pipeline(self.state)
+            lowering = [p for p, _ in pm.passes if issubclass(p, typed_passes.BaseNativeLowering)]
+            pm.add_pass_after(UseLinkedLibrary, typed_passes.AnnotateTypes)
+            if typed_passes.NativeParforLowering in lowering:
+                where = [p for p, _ in pm.passes].index(typed_passes.NativeParforLowering)
+                pm.passes[where] = (_LinkedParforLowering, "lowering, prange kernels linked")
+            pm.finalize()
+            return [pm]
