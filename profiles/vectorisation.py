@@ -150,7 +150,8 @@ def linked(dispatcher):
     unoptimised IR its callers optimise, so its code is counted in theirs, not on its own."""
     from loopnet import _linking
 
-    return _linking.AVAILABLE and dispatcher.targetoptions.get("pipeline_class") is _linking.LinkedCompiler
+    return _linking.AVAILABLE and any(isinstance(cres.library, _linking.LinkedLibrary)
+                                      for cres in dispatcher.overloads.values())
 
 
 def main(argv=None):
