@@ -468,7 +468,7 @@ def _announce_first_compile(inputs):
 
 
 #: What a cold compile of the float64 kernels took on a 2-core EPYC (see profiles/nielsen.py).
-COMPILE_SECONDS_ESTIMATE = 40   # 10 s to 45 s measured on 2-core machines
+COMPILE_SECONDS_ESTIMATE = 25   # 19 to 21 s measured on a 2-core EPYC since the engine's helpers are linked
 
 
 def _cache_is_empty(inputs=np.float64):
