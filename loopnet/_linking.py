@@ -125,9 +125,11 @@ if AVAILABLE:
 
         def define_pipelines(self):
             pm = compiler.DefaultPassBuilder.define_nopython_pipeline(self.state)
-            lowering = [p for p, _ in pm.passes if issubclass(p, typed_passes.BaseNativeLowering)]
+            passes = [p for p, _ in pm.passes]
+            if typed_passes.AnnotateTypes not in passes:
+                return [pm]     # a pipeline this module does not know: compile as usual
             pm.add_pass_after(UseLinkedLibrary, typed_passes.AnnotateTypes)
-            if typed_passes.NativeParforLowering in lowering:
+            if typed_passes.NativeParforLowering in passes:
                 where = [p for p, _ in pm.passes].index(typed_passes.NativeParforLowering)
                 pm.passes[where] = (_LinkedParforLowering, "lowering, prange kernels linked")
             pm.finalize()
