@@ -48,6 +48,7 @@ import hashlib
 import importlib.util
 import os
 import sys
+import types
 import warnings
 
 import numba
@@ -239,3 +240,41 @@ def pjit_linked(fn):
                         no_cfunc_wrapper=True, **OPTIONS)
     return _compile(fn, parallel=True, fastmath=FASTMATH, no_cpython_wrapper=True, no_cfunc_wrapper=True,
                     pipeline_class=_linking.LinkedCompiler, **dict(OPTIONS, cache=False))
+
+
+#: Modules whose compiled functions :func:`linked_twin` also links (the textbook kernels and
+#: what they call).  Not ``optim``: its updates, linked, round the last bit of some weights
+#: differently from the update the naive loop of the tests calls.
+TWIN_MODULES = ("loopnet.kernels", "loopnet.tiles", "loopnet.activations", "loopnet.costs",
+                "loopnet.random")
+_twins = {}
+
+
+def linked_twin(dispatcher):
+    """``dispatcher``'s function compiled again as a linked helper (:func:`jit_linked`, same
+    fastmath flags), calling linked twins of the kernels it calls.
+
+    The kernels stay Python-callable under their own names (tests, trace); the engine calls
+    their twins, so that a fit compiles each kernel once, into the engine's one optimised
+    module, instead of also on its own (optimised, emitted, with a CPython wrapper and a cache
+    entry).  The twin runs the same source; the tests check the engine bit for bit against
+    the naive loop of the Python-callable kernels.
+    """
+    if not _linking.AVAILABLE or not isinstance(dispatcher, numba.core.dispatcher.Dispatcher):
+        return dispatcher
+    if dispatcher not in _twins:
+        fn = dispatcher.py_func
+        names = dict(fn.__globals__)
+        for name in fn.__code__.co_names:
+            callee = names.get(name)
+            if (isinstance(callee, numba.core.dispatcher.Dispatcher)
+                    and callee.py_func.__module__ in TWIN_MODULES):
+                names[name] = linked_twin(callee)
+        twin = types.FunctionType(fn.__code__, names, fn.__name__, fn.__defaults__, fn.__closure__)
+        twin.__qualname__, twin.__doc__ = fn.__qualname__, fn.__doc__
+        twin.__module__ = fn.__module__
+        fastmath = dispatcher.targetoptions.get("fastmath", FASTMATH)
+        _twins[dispatcher] = _compile(twin, fastmath=fastmath, no_cpython_wrapper=True,
+                                      no_cfunc_wrapper=True, pipeline_class=_linking.LinkedCompiler,
+                                      **dict(OPTIONS, cache=False))
+    return _twins[dispatcher]

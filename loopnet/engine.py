@@ -63,7 +63,9 @@ in example order, then the update), precisely:
 Compile time is dominated by Numba's work per ``prange`` region and per
 compiled function, so every phase runs in one parallel loop,
 :func:`run_tasks`, and one driver, :func:`run_batches`, serves training,
-gradients and predictions alike.
+gradients and predictions alike.  The helpers below and the kernels they call
+(their linked twins) are linked into :func:`drive_batches` unoptimised
+(:mod:`loopnet._linking`), which optimises and emits the whole engine once.
 """
 
 from collections import namedtuple
@@ -72,12 +74,21 @@ import numpy as np
 import numba
 from numba import prange
 
-from ._jit import jit, jit_linked, pjit_linked
-from .costs import cost_x
-from .kernels import (activate, add_noise, dropout, forward_layer, gradient_norm_sq, hidden_delta,
-                      output_delta, scale_delta)
+from . import costs, kernels, tiles
+from ._jit import jit, jit_linked, linked_twin, pjit_linked
 from .optim import engine_state, step_of, update_rows
-from .tiles import TILE_EXAMPLES, TILE_ROWS, accumulate_gradient4, forward_layer3
+from .tiles import TILE_EXAMPLES, TILE_ROWS
+
+# The kernels as the engine calls them: their linked twins (_jit.linked_twin), compiled into
+# the engine's one optimised module; kernels.activate etc. stay the Python-callable originals.
+cost_x = linked_twin(costs.cost_x)
+(activate, add_noise, dropout, forward_layer, gradient_norm_sq, hidden_delta, output_delta,
+ scale_delta) = (linked_twin(k) for k in (kernels.activate, kernels.add_noise, kernels.dropout,
+                                          kernels.forward_layer, kernels.gradient_norm_sq,
+                                          kernels.hidden_delta, kernels.output_delta,
+                                          kernels.scale_delta))
+accumulate_gradient4, forward_layer3 = (linked_twin(tiles.accumulate_gradient4),
+                                        linked_twin(tiles.forward_layer3))
 
 # The network's shape and choices, passed to every compiled driver.
 Arch = namedtuple("Arch", "sizes p_off u_off act out_act cost")

@@ -12,8 +12,10 @@ not vectorised: with ``fastmath`` not allowing ``reassoc``, a single running sum
 (z_j += w_jk a_k) cannot be split across lanes; a loop whose inner index runs over
 independent outputs (or several accumulators) can.  Counts are static (instructions in the
 code), not executed counts: read them per function, next to the phase profile.  The engine's
-linked helpers (``_jit.jit_linked``: its blocks, panels and ``run_tasks``) have no machine code
-of their own; their code is counted in ``engine.drive_batches``, which holds all of it.
+linked helpers (``_jit.jit_linked``: its blocks, panels and ``run_tasks``) and the linked twins
+of the kernels it calls (``_jit.linked_twin``) have no machine code of their own; the engine's
+code is counted in ``engine.drive_batches``, which holds all of it, and each kernel's row is
+the kernel compiled on its own for the signatures the engine uses.
 
 ``--target NAME`` compiles for another x86-64 CPU (``NUMBA_CPU_NAME=NAME`` with
 ``NUMBA_CPU_FEATURES`` empty, i.e. that CPU's own features, in a child with a scratch
@@ -92,6 +94,13 @@ def compile_drivers(sc, dtype):
     engine.drive_batches.compile(tuple(numba.typeof(a) for a in args))
     engine.apply_step.compile(tuple(numba.typeof(a) for a in
                                     (params, state, params, 1.0, arch, optim.step_part(hyper))))
+    # The engine calls linked twins of the kernels (_jit.linked_twin): compile the kernels
+    # themselves for the same signatures, so that each one's own code can be read.
+    from loopnet import _jit
+
+    for kernel, twin in list(_jit._twins.items()):
+        for sig in twin.signatures:
+            kernel.compile(sig)
 
 
 def time_target(sc, dtype, n, repeats):
