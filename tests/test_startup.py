@@ -42,26 +42,6 @@ def test_first_fit_leaves_scipy_linalg_unimported_and_numba_as_it_was():
     assert p.stdout.split() == ["False", "True", "True", "ensure_blas"], p.stdout
 
 
-def test_engine_helpers_are_linked_into_the_driver_not_compiled_on_their_own():
-    """The engine's helpers (jit_linked) hand their callers unoptimised IR; the compiled driver
-    holds the optimised whole."""
-    import numba
-    import pytest
-
-    from loopnet import _linking
-
-    if not _linking.AVAILABLE or numba.config.DISABLE_JIT:
-        pytest.skip("linked helpers need Numba's JIT and its code-library internals")
-    net = loopnet.Net([3, 2, 2], seed=0)
-    net.fit(np.zeros((4, 3)), np.array([0, 1, 0, 1]), epochs=1, batch_size=2, monitor=False)
-    for helper in (engine.run_tasks, engine.gradient_block, engine.first_layer_panel,
-                   engine.backpropagate_errors):
-        libraries = [cres.library for cres in helper.overloads.values()]
-        assert libraries and all(isinstance(lib, _linking.LinkedLibrary) for lib in libraries), helper
-    drivers = [cres.library for cres in engine.drive_batches.overloads.values()]
-    assert drivers and not any(isinstance(lib, _linking.LinkedLibrary) for lib in drivers)
-
-
 TRAIN_AND_HASH = """
 import hashlib, numpy as np, loopnet
 from numba.core import event
@@ -77,13 +57,25 @@ X, y = rng.random((40, 6)), rng.integers(0, 3, 40)
 net = loopnet.Net([6, 5, 3], seed=2)
 net.fit(X, y, epochs=2, batch_size=4, eta=0.5)
 digest = hashlib.sha256(np.concatenate([w.ravel() for w in net.weights + net.biases]).tobytes())
-print(digest.hexdigest(), len(compiled))
+from loopnet import _linking, engine, kernels, tiles
+def libraries(d):
+    return [cres.library for cres in getattr(d, "overloads", {}).values()]
+helpers = (engine.run_tasks, engine.gradient_block, engine.first_layer_panel,
+           engine.backpropagate_errors, engine.forward_layer3, engine.hidden_delta)
+linked = (_linking.AVAILABLE and engine.forward_layer3 is not tiles.forward_layer3
+          and engine.hidden_delta is not kernels.hidden_delta
+          and all(libraries(h) and all(isinstance(lib, _linking.LinkedLibrary) for lib in libraries(h))
+                  for h in helpers)
+          and not any(isinstance(lib, _linking.LinkedLibrary) for lib in libraries(engine.drive_batches)))
+print(digest.hexdigest(), len(compiled), linked)
 """
 
 
 def test_a_second_process_loads_the_compiled_engine_and_trains_the_same_bits(tmp_path):
-    """With linked helpers, the cache holds the driver's whole code: a second process compiles
-    nothing and its first fit gives the first process's weights bit for bit."""
+    """The engine's helpers and the kernels' twins it calls are compiled as linked libraries
+    (unoptimised IR, linked into drive_batches, which is not), so the cache holds the driver's
+    whole code: a second process compiles nothing and its first fit gives the first process's
+    weights bit for bit."""
     env = dict(os.environ, PYTHONPATH=ROOT, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
     runs = []
     for _ in range(2):
@@ -91,7 +83,9 @@ def test_a_second_process_loads_the_compiled_engine_and_trains_the_same_bits(tmp
                            env=env, timeout=900)
         assert p.returncode == 0, p.stderr[-2000:]
         runs.append(p.stdout.split())
-    (first, n_first), (second, n_second) = runs
+    (first, n_first, linked), (second, n_second, _) = runs
     if os.environ.get("NUMBA_DISABLE_JIT") != "1":
         assert int(n_first) > 0 and int(n_second) == 0, runs
+        if os.environ.get("LOOPNET_LINKED", "1") != "0":
+            assert linked == "True", runs
     assert first == second
