@@ -219,6 +219,14 @@ def jit_inner(fn):
     return _compile(fn, fastmath=FASTMATH, no_cpython_wrapper=True, no_cfunc_wrapper=True, **OPTIONS)
 
 
+def _compile_linked(fn, **options):
+    """``fn`` compiled without wrappers as a linked helper (:mod:`loopnet._linking`): no cache
+    entry of its own; as :func:`jit_inner` would compile it where linking is unavailable."""
+    if _linking.AVAILABLE:
+        options = dict(options, pipeline_class=_linking.LinkedCompiler, cache=False)
+    return _compile(fn, no_cpython_wrapper=True, no_cfunc_wrapper=True, **dict(OPTIONS, **options))
+
+
 def jit_linked(fn):
     """Like :func:`jit_inner`, and optimised only inside its callers (:mod:`loopnet._linking`).
 
@@ -227,19 +235,12 @@ def jit_linked(fn):
     for the engine's chain of helpers, a third of a cold compile.  It has no cache entry of
     its own (its callers' entries hold its code).  Never call it from Python.
     """
-    if not _linking.AVAILABLE:
-        return jit_inner(fn)
-    return _compile(fn, fastmath=FASTMATH, no_cpython_wrapper=True, no_cfunc_wrapper=True,
-                    pipeline_class=_linking.LinkedCompiler, **dict(OPTIONS, cache=False))
+    return _compile_linked(fn, fastmath=FASTMATH)
 
 
 def pjit_linked(fn):
     """:func:`jit_linked` with ``parallel=True``: its ``prange`` loops' kernels are linked too."""
-    if not _linking.AVAILABLE:
-        return _compile(fn, parallel=True, fastmath=FASTMATH, no_cpython_wrapper=True,
-                        no_cfunc_wrapper=True, **OPTIONS)
-    return _compile(fn, parallel=True, fastmath=FASTMATH, no_cpython_wrapper=True, no_cfunc_wrapper=True,
-                    pipeline_class=_linking.LinkedCompiler, **dict(OPTIONS, cache=False))
+    return _compile_linked(fn, parallel=True, fastmath=FASTMATH)
 
 
 #: Modules whose compiled functions :func:`linked_twin` also links (the textbook kernels and
@@ -273,8 +274,6 @@ def linked_twin(dispatcher):
         twin = types.FunctionType(fn.__code__, names, fn.__name__, fn.__defaults__, fn.__closure__)
         twin.__qualname__, twin.__doc__ = fn.__qualname__, fn.__doc__
         twin.__module__ = fn.__module__
-        fastmath = dispatcher.targetoptions.get("fastmath", FASTMATH)
-        _twins[dispatcher] = _compile(twin, fastmath=fastmath, no_cpython_wrapper=True,
-                                      no_cfunc_wrapper=True, pipeline_class=_linking.LinkedCompiler,
-                                      **dict(OPTIONS, cache=False))
+        _twins[dispatcher] = _compile_linked(
+            twin, fastmath=dispatcher.targetoptions.get("fastmath", FASTMATH))
     return _twins[dispatcher]

@@ -10,9 +10,9 @@ compile of the default ``fit`` (29 s on a 2-core EPYC) 20 s were LLVM's.
 A *linked* function (``_jit.jit_linked``, and ``_jit.linked_twin`` for the kernels the engine
 calls) skips its own optimisation, machine code and cache entry: its library is linked, as the
 IR it was lowered to, into its callers, and the first caller that is not linked optimises the
-whole.  That is what Numba does itself for its
-internal helpers (``BaseContext.compile_subroutine`` sets ``flags.no_compile``), here
-applied to functions typed and dispatched like any other:
+whole.  That is what Numba does itself for its internal helpers
+(``BaseContext.compile_subroutine`` sets ``flags.no_compile``), here applied to functions
+typed and dispatched like any other:
 
 * :class:`LinkedLibrary` is the library: ``finalize`` links, nothing else; no pointer to its
   code exists (it has no CPython wrapper: never call a linked function from Python).
