@@ -34,8 +34,9 @@ print("scipy.linalg" in sys.modules, arraymath._HAVE_BLAS == (importlib.util.fin
 """
 
 
-def test_first_fit_leaves_scipy_linalg_unimported_and_numba_as_it_was():
-    env = dict(os.environ, PYTHONPATH=ROOT)
+def test_first_fit_leaves_scipy_linalg_unimported_and_numba_as_it_was(tmp_path):
+    """A first fit that compiles (empty cache) loads Numba's whole target without SciPy."""
+    env = dict(os.environ, PYTHONPATH=ROOT, NUMBA_CACHE_DIR=str(tmp_path))
     p = subprocess.run([sys.executable, "-c", CHECK_SCIPY], capture_output=True, text=True, env=env,
                        timeout=600)
     assert p.returncode == 0, p.stderr
@@ -67,7 +68,12 @@ linked = (_linking.AVAILABLE and engine.forward_layer3 is not tiles.forward_laye
           and all(libraries(h) and all(isinstance(lib, _linking.LinkedLibrary) for lib in libraries(h))
                   for h in helpers)
           and not any(isinstance(lib, _linking.LinkedLibrary) for lib in libraries(engine.drive_batches)))
-print(digest.hexdigest(), len(compiled), linked)
+import sys
+refreshed = "numba.np.linalg" in sys.modules       # Numba's whole target loaded (it imports this)
+refreshed = refreshed or "scipy.linalg" in sys.modules
+import numba
+twice = numba.njit(lambda a: (a * 2.0).sum())       # a compile after a cache load without refresh
+print(digest.hexdigest(), len(compiled), linked, refreshed, twice(np.arange(4.0)) == 12.0)
 """
 
 
@@ -75,7 +81,8 @@ def test_a_second_process_loads_the_compiled_engine_and_trains_the_same_bits(tmp
     """The engine's helpers and the kernels' twins it calls are compiled as linked libraries
     (unoptimised IR, linked into drive_batches, which is not), so the cache holds the driver's
     whole code: a second process compiles nothing and its first fit gives the first process's
-    weights bit for bit."""
+    weights bit for bit.  Loading from the cache skips Numba's refresh of its whole target
+    (only compiling needs it), and a compile later in that process still works."""
     env = dict(os.environ, PYTHONPATH=ROOT, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
     runs = []
     for _ in range(2):
@@ -83,9 +90,11 @@ def test_a_second_process_loads_the_compiled_engine_and_trains_the_same_bits(tmp
                            env=env, timeout=900)
         assert p.returncode == 0, p.stderr[-2000:]
         runs.append(p.stdout.split())
-    (first, n_first, linked), (second, n_second, _) = runs
+    (first, n_first, linked, _, compiles), (second, n_second, _, refreshed, compiles_again) = runs
+    assert compiles == compiles_again == "True", runs
     if os.environ.get("NUMBA_DISABLE_JIT") != "1":
         assert int(n_first) > 0 and int(n_second) == 0, runs
+        assert refreshed == "False", runs
         if os.environ.get("LOOPNET_LINKED", "1") != "0":
             assert linked == "True", runs
     assert first == second
