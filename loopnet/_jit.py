@@ -67,9 +67,10 @@ FASTMATH_SUMS = {"contract", "reassoc"}
 
 OPTIONS = dict(cache=True, nogil=True, error_model="numpy")
 
-# Modules whose compiled functions are inlined into one another.
-CORE_MODULES = ("_jit.py", "random.py", "activations.py", "costs.py", "kernels.py", "tiles.py", "optim.py",
-                "engine.py")
+# Modules whose compiled functions are inlined into one another, and the one that decides
+# how they are linked and optimised (its changes change the machine code).
+CORE_MODULES = ("_jit.py", "_linking.py", "random.py", "activations.py", "costs.py", "kernels.py",
+                "tiles.py", "optim.py", "engine.py")
 
 
 def _core_stamp():
