@@ -42,9 +42,13 @@ except ImportError:      # a Numba without these internals: linked functions com
 else:
     AVAILABLE = os.environ.get("LOOPNET_LINKED", "1") != "0"
 
-# Libraries Numba creates while lowering a prange loop: its gufunc kernel and the wrapper
-# that hands the kernel to the thread pool.
+# Libraries Numba creates while lowering a prange loop: its gufunc kernel, the wrapper that
+# hands the kernel to the thread pool, and between them the kernel's gufunc-loop wrapper
+# (named after the repr of the ``_GufuncWrapper`` that builds it).  One left unlinked is
+# optimised and emitted with everything it links (the whole engine) when the next one links
+# it; the gufunc-loop wrapper is still optimised (:class:`OptimisedLinkedLibrary`).
 _PARFOR_PARTS = ("__numba_parfor_gufunc", "parallelgufuncwrapper")
+_GUFUNC_LOOP_WRAPPER = "<numba.np.ufunc.wrappers._GufuncWrapper object"
 
 
 if AVAILABLE:
@@ -82,11 +86,26 @@ if AVAILABLE:
         def codegen(self):
             return _EnvironmentNotSet(self._codegen)
 
+    class OptimisedLinkedLibrary(LinkedLibrary):
+        """A linked library whose module is optimised (as Numba would) before it is linked.
+
+        For the prange loop's gufunc-loop wrapper, which links the whole engine's loop
+        body: its module optimised here and again in the driver gives better machine code
+        for the kernels than one optimisation in the driver (measured: W5 with 2 threads
+        8 % faster, the same as when Numba also emitted this library's machine code, which
+        nothing ever ran).
+        """
+
+        def _optimize_final_module(self):
+            JITCodeLibrary._optimize_final_module(self)
+
     def _linked_parfor_parts(codegen):
         """``codegen.create_library`` that makes the prange loops' libraries linked ones."""
         create = codegen.create_library
 
         def create_library(name, **kwargs):
+            if name.startswith(_GUFUNC_LOOP_WRAPPER):
+                return OptimisedLinkedLibrary(codegen, name)
             if name.startswith(_PARFOR_PARTS):
                 return LinkedLibrary(codegen, name)
             return create(name, **kwargs)

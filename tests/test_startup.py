@@ -68,6 +68,17 @@ linked = (_linking.AVAILABLE and engine.forward_layer3 is not tiles.forward_laye
           and all(libraries(h) and all(isinstance(lib, _linking.LinkedLibrary) for lib in libraries(h))
                   for h in helpers)
           and not any(isinstance(lib, _linking.LinkedLibrary) for lib in libraries(engine.drive_batches)))
+reached = {}
+def reach(lib):
+    if id(lib) not in reached:
+        reached[id(lib)] = lib
+        for callee in getattr(lib, "_linking_libraries", ()):
+            reach(callee)
+for lib in libraries(engine.run_tasks):
+    reach(lib)
+# the prange loop's gufunc kernel, its gufunc-loop wrapper and its thread-pool wrapper
+parts = [lib for lib in reached.values() if "gufunc" in lib.name.lower()]
+linked = linked and len(parts) == 3 and all(isinstance(lib, _linking.LinkedLibrary) for lib in parts)
 import sys
 refreshed = "numba.np.linalg" in sys.modules       # Numba's whole target loaded (it imports this)
 refreshed = refreshed or "scipy.linalg" in sys.modules
@@ -78,8 +89,9 @@ print(digest.hexdigest(), len(compiled), linked, refreshed, twice(np.arange(4.0)
 
 
 def test_a_second_process_loads_the_compiled_engine_and_trains_the_same_bits(tmp_path):
-    """The engine's helpers and the kernels' twins it calls are compiled as linked libraries
-    (unoptimised IR, linked into drive_batches, which is not), so the cache holds the driver's
+    """The engine's helpers, the kernels' twins it calls and the three libraries of its prange
+    loop are compiled as linked libraries (no machine code of their own; their IR is linked
+    into drive_batches, which is not), so the cache holds the driver's
     whole code: a second process compiles nothing and its first fit gives the first process's
     weights bit for bit.  Loading from the cache skips Numba's refresh of its whole target
     (only compiling needs it), and a compile later in that process still works."""
