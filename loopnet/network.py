@@ -468,7 +468,7 @@ def _announce_first_compile(inputs):
 
 
 #: What a cold compile of the float64 kernels took on a 2-core EPYC (see profiles/nielsen.py).
-COMPILE_SECONDS_ESTIMATE = 20   # 10 to 16 s measured on a 2-core EPYC since the engine and its kernels are linked
+COMPILE_SECONDS_ESTIMATE = 20   # 9 to 16 s measured on a 2-core EPYC since the engine and its kernels are linked (README)
 
 
 def _cache_is_empty(inputs=np.float64):
