@@ -62,6 +62,13 @@ except ImportError:     # pragma: no cover - Numba moved its runtime
 
 from . import _linking
 
+# Targets named by NUMBA_CPU_NAME alone that have AVX-512 (32 vector registers); see
+# vector_registers.
+AVX512_CPUS = ("skylake-avx512", "cascadelake", "cooperlake", "cannonlake", "icelake-client",
+               "icelake-server", "tigerlake", "rocketlake", "sapphirerapids", "emeraldrapids",
+               "graniterapids", "graniterapids-d", "alderlake-avx512", "znver4", "znver5",
+               "x86-64-v4", "knl", "knm")
+
 FASTMATH = {"contract"}
 FASTMATH_SUMS = {"contract", "reassoc"}
 
@@ -73,12 +80,45 @@ CORE_MODULES = ("_jit.py", "_linking.py", "random.py", "activations.py", "costs.
                 "tiles.py", "optim.py", "engine.py")
 
 
+def vector_registers():
+    """SIMD registers of the CPU Numba compiles for: 32 with AVX-512, else 16.
+
+    Decided as Numba decides its target: ``NUMBA_CPU_FEATURES`` if set (empty: the
+    features of ``NUMBA_CPU_NAME``), else the host's own features, whatever
+    ``NUMBA_CPU_NAME`` says.  Register tiles are sized to fit (:mod:`loopnet.tiles`).
+    Numba keys its cache by target CPU and features, so code compiled for one tile size
+    is never loaded for a target meant for the other.
+    """
+    features = numba.config.CPU_FEATURES
+    if features is None:
+        try:
+            features = numba.core.codegen.get_host_cpu_features()
+        except Exception:      # noqa: BLE001 - an unknown host: the smaller tiles fit everywhere
+            return 16
+    elif not features:
+        return 32 if str(numba.config.CPU_NAME).lower() in AVX512_CPUS else 16
+    return 32 if "+avx512f" in features.split(",") else 16
+
+
+def wide_tiles():
+    """Whether the engine runs its 32-register tiles (:mod:`loopnet.tiles`).
+
+    ``LOOPNET_TILES=wide`` or ``narrow`` chooses (to compare the two on one machine:
+    both give the same bits); unset, the target's :func:`vector_registers` decide.
+    """
+    choice = os.environ.get("LOOPNET_TILES", "").strip().lower()
+    if choice not in ("", "wide", "narrow"):
+        raise ValueError(f"LOOPNET_TILES must be 'wide' or 'narrow' (or unset), not {choice!r}")
+    return choice == "wide" if choice else vector_registers() >= 32
+
+
 def _core_stamp():
     here = os.path.dirname(os.path.abspath(__file__))
     digest = hashlib.sha256()
     for name in CORE_MODULES:
         with open(os.path.join(here, name), "rb") as f:
             digest.update(f.read())
+    digest.update(b"wide tiles" if wide_tiles() else b"narrow tiles")   # see loopnet.tiles
     return digest.hexdigest()
 
 

@@ -23,12 +23,13 @@ number is computed inside one tile.  A mini-batch step runs in two parallel
 phases:
 
 A. **errors** — A1: z^1 and a^1 of the mini-batch's examples, in parallel over
-   the blocks of layer 1 (``tiles.forward_layer3``, the fast twin of
-   ``kernels.forward_layer``); A2: for each example x (in parallel over examples)
+   the blocks of layer 1 (``tiles.forward_tile``, the fast twin of
+   ``kernels.forward_layer``: ``forward_layer3``, or ``forward_layer5`` on targets with
+   32 vector registers); A2: for each example x (in parallel over examples)
    the rest of the forward pass, BP1 and BP2, i.e. every z^l_j, a^l_j and δ^l_j.
 B. **gradient** — for each task (in parallel over tasks), panel by panel: BP3/BP4
    of the panel's rows, summed over the examples, ∂C/∂w_jk = Σ_x δ^x_j a^x_k in
-   example order x = 0, 1, …, m−1 (``tiles.accumulate_gradient4``); then (when
+   example order x = 0, 1, …, m−1 (``tiles.gradient_tile``); then (when
    training) the update of those rows, w_jk ← w_jk − (η/m) ∂C/∂w_jk, and at once,
    for a panel of layer 1, A1 of the next mini-batch for those rows, into the
    other half of the scratch, while they are in cache.
@@ -51,7 +52,7 @@ forward_layer, output_delta, hidden_delta, accumulate_gradient per example,
 in example order, then the update), precisely:
 
 * bit for bit, when the naive loop computes z^1 with the same fast twin
-  (``tiles.forward_layer3``): every z, a, δ, gradient sum, parameter after
+  (``tiles.forward_tile``): every z, a, δ, gradient sum, parameter after
   any number of updates, output and cost.  Nothing else is reordered: the
   gradient sums go in example order, and phantom examples add exact zeros.
 * bit for bit, for a network without hidden layers (layer 1 is the output
@@ -77,7 +78,7 @@ from numba import prange
 from . import costs, kernels, tiles
 from ._jit import jit, jit_linked, linked_twin, pjit_linked
 from .optim import engine_state, step_of, update_rows
-from .tiles import TILE_EXAMPLES, TILE_ROWS
+from .tiles import GRADIENT_EXAMPLES, TILE_EXAMPLES, TILE_ROWS
 
 # The kernels as the engine calls them: their linked twins (_jit.linked_twin), compiled into
 # the engine's one optimised module; kernels.activate etc. stay the Python-callable originals.
@@ -87,8 +88,12 @@ cost_x = linked_twin(costs.cost_x)
                                           kernels.forward_layer, kernels.gradient_norm_sq,
                                           kernels.hidden_delta, kernels.output_delta,
                                           kernels.scale_delta))
-accumulate_gradient4, forward_layer3 = (linked_twin(tiles.accumulate_gradient4),
-                                        linked_twin(tiles.forward_layer3))
+# The register tiles: the engine runs the pair that fits the target (tiles.WIDE_TILES); Numba
+# compiles only the branch of the constant TILE_EXAMPLES / GRADIENT_EXAMPLES taken.
+(accumulate_gradient4, accumulate_gradient5, forward_layer3,
+ forward_layer5) = (linked_twin(k) for k in (tiles.accumulate_gradient4,
+                                             tiles.accumulate_gradient5, tiles.forward_layer3,
+                                             tiles.forward_layer5))
 
 # The network's shape and choices, passed to every compiled driver.
 Arch = namedtuple("Arch", "sizes p_off u_off act out_act cost")
@@ -320,15 +325,25 @@ def first_layer_panel(work, params, X, order, lo, hi, arch, j_lo, j_hi, ex):
     bias_j = bias(params, arch, layer)[j_lo:j_hi]
     last_t = hi - lo - 1
     for t in range(0, last_t + 1, TILE_EXAMPLES):
-        # Three examples per pass over the panel's rows of w.  Past the end, the
-        # last example stands in for the missing ones (its z is written again,
-        # with the same value): every z^1 comes out of the same 3-example tile,
-        # so an example's z^1 does not depend on the other rows of the batch.
-        e1, e2 = min(t + 1, last_t), min(t + 2, last_t)
-        forward_layer3(units(work.z[t], arch, layer)[j_lo:j_hi],
-                       units(work.z[e1], arch, layer)[j_lo:j_hi],
-                       units(work.z[e2], arch, layer)[j_lo:j_hi], w, bias_j,
-                       X[order[lo + t]], X[order[lo + e1]], X[order[lo + e2]])
+        # TILE_EXAMPLES examples per pass over the panel's rows of w.  Past the end,
+        # the last example stands in for the missing ones (its z is written again,
+        # with the same value): every z^1 comes out of a whole tile, so an example's
+        # z^1 does not depend on the other rows of the batch.
+        e1, e2, e3, e4 = (min(t + 1, last_t), min(t + 2, last_t), min(t + 3, last_t),
+                          min(t + 4, last_t))
+        if TILE_EXAMPLES == 5:
+            forward_layer5(first_layer_z(work, arch, t, j_lo, j_hi),
+                           first_layer_z(work, arch, e1, j_lo, j_hi),
+                           first_layer_z(work, arch, e2, j_lo, j_hi),
+                           first_layer_z(work, arch, e3, j_lo, j_hi),
+                           first_layer_z(work, arch, e4, j_lo, j_hi), w, bias_j,
+                           X[order[lo + t]], X[order[lo + e1]], X[order[lo + e2]],
+                           X[order[lo + e3]], X[order[lo + e4]])
+        else:
+            forward_layer3(first_layer_z(work, arch, t, j_lo, j_hi),
+                           first_layer_z(work, arch, e1, j_lo, j_hi),
+                           first_layer_z(work, arch, e2, j_lo, j_hi), w, bias_j,
+                           X[order[lo + t]], X[order[lo + e1]], X[order[lo + e2]])
         for e in range(t, min(t + TILE_EXAMPLES, last_t + 1)):
             activate(units(work.a[e], arch, layer)[j_lo:j_hi],
                      units(work.z[e], arch, layer)[j_lo:j_hi], arch.act)
@@ -337,39 +352,60 @@ def first_layer_panel(work, params, X, order, lo, hi, arch, j_lo, j_hi, ex):
                         ex.drop_seed, order[lo + e], layer, j_lo)   # literal 0: one compile)
 
 
+@jit_linked
+def first_layer_z(work, arch, e, j_lo, j_hi):
+    """View of z^1_j, j_lo ≤ j < j_hi, of example row e of ``work``."""
+    return units(work.z[e], arch, np.int64(0))[j_lo:j_hi]
+
+
 # ------------------------------------------------------- phase B
 @jit_linked
 def gradient_rows(grad, work, X, order, lo, hi, arch, i, j_lo, j_hi):
     """BP3/BP4 for rows j_lo … j_hi−1 of layer i+1, summed over examples order[lo:hi] in order.
 
-    Four examples per pass (:func:`accumulate_gradient4`).  Past the last
-    example, the missing ones are phantoms with δ = 0 (the never-written last
-    row of ``work.delta``) and the last example's a: they add exact zeros,
-    g + 0·a = g, so the sums are bit for bit those of the real examples.
-    a^{i} is the input row itself for layer 1 (X may be float32 under float64
-    weights: each product is exact in float64), ``work.a`` otherwise.
+    GRADIENT_EXAMPLES examples per pass (:func:`accumulate_gradient4` or
+    :func:`accumulate_gradient5`).  Past the last example, the missing ones are
+    phantoms with δ = 0 (the never-written last row of ``work.delta``) and the
+    last example's a: they add exact zeros, g + 0·a = g, so the sums are bit for
+    bit those of the real examples.  a^{i} is the input row itself for layer 1 (X
+    may be float32 under float64 weights: each product is exact in float64),
+    ``work.a`` otherwise.
     """
     last_t = hi - lo - 1
     zero = work.delta.shape[0] - 1
     nabla_w = weight(grad, arch, i)[j_lo:j_hi]
     nabla_b = bias(grad, arch, i)[j_lo:j_hi]
-    for t in range(0, last_t + 1, 4):
+    for t in range(0, last_t + 1, GRADIENT_EXAMPLES):
         d1 = t + 1 if t + 1 <= last_t else zero
         d2 = t + 2 if t + 2 <= last_t else zero
         d3 = t + 3 if t + 3 <= last_t else zero
-        e1, e2, e3 = min(t + 1, last_t), min(t + 2, last_t), min(t + 3, last_t)
+        d4 = t + 4 if t + 4 <= last_t else zero
+        e1, e2, e3, e4 = (min(t + 1, last_t), min(t + 2, last_t), min(t + 3, last_t),
+                          min(t + 4, last_t))
         deltas = (units(work.delta[t], arch, i)[j_lo:j_hi],
                   units(work.delta[d1], arch, i)[j_lo:j_hi],
                   units(work.delta[d2], arch, i)[j_lo:j_hi],
-                  units(work.delta[d3], arch, i)[j_lo:j_hi])
+                  units(work.delta[d3], arch, i)[j_lo:j_hi],
+                  units(work.delta[d4], arch, i)[j_lo:j_hi])
         if i == 0:
-            accumulate_gradient4(nabla_w, nabla_b, deltas[0], deltas[1], deltas[2], deltas[3],
-                                 X[order[lo + t]], X[order[lo + e1]], X[order[lo + e2]],
-                                 X[order[lo + e3]])
+            gradient_pass(nabla_w, nabla_b, deltas, X[order[lo + t]], X[order[lo + e1]],
+                          X[order[lo + e2]], X[order[lo + e3]], X[order[lo + e4]])
         else:
-            accumulate_gradient4(nabla_w, nabla_b, deltas[0], deltas[1], deltas[2], deltas[3],
-                                 units(work.a[t], arch, i - 1), units(work.a[e1], arch, i - 1),
-                                 units(work.a[e2], arch, i - 1), units(work.a[e3], arch, i - 1))
+            gradient_pass(nabla_w, nabla_b, deltas, units(work.a[t], arch, i - 1),
+                          units(work.a[e1], arch, i - 1), units(work.a[e2], arch, i - 1),
+                          units(work.a[e3], arch, i - 1), units(work.a[e4], arch, i - 1))
+
+
+@jit_linked
+def gradient_pass(nabla_w, nabla_b, deltas, a0, a1, a2, a3, a4):
+    """∂C/∂w_jk += Σ_x δ^x_j a^x_k for the first GRADIENT_EXAMPLES of the five examples given
+    (``deltas``: their δ rows), by the gradient tile the target runs (tiles.WIDE_TILES)."""
+    if GRADIENT_EXAMPLES == 5:
+        accumulate_gradient5(nabla_w, nabla_b, deltas[0], deltas[1], deltas[2], deltas[3],
+                             deltas[4], a0, a1, a2, a3, a4)
+    else:
+        accumulate_gradient4(nabla_w, nabla_b, deltas[0], deltas[1], deltas[2], deltas[3],
+                             a0, a1, a2, a3)
 
 
 @jit_linked

@@ -257,9 +257,10 @@ def trace(net, x, y, *, kernels=None, dropout=None):
     ``nabla_w``/``nabla_b`` are the gradient of this one example's cost C_x, the same sums
     as ``net.gradient(x[None], y[None])`` computes, but not always bit for bit: with a
     hidden layer, training and ``net.gradient`` compute z^1 with the fast twin
-    :func:`loopnet.tiles.forward_layer3`, which splits the sum over k differently; the two
-    then agree within 2·n_0·ε relative (ε of the dtype, n_0 inputs; tests/test_engine.py),
-    and bit for bit for a network without hidden layers.
+    ``loopnet.tiles.forward_tile`` (``forward_layer3``, or ``forward_layer5`` on AVX-512
+    targets), which splits the sum over k differently; the two then agree within
+    2·n_0·ε relative (ε of the dtype, n_0 inputs; tests/test_engine.py), and bit for bit
+    for a network without hidden layers.
 
     ``dropout=(epoch, index)`` (a network with dropout, trained that epoch) traces the
     training pass of example row ``index`` in that epoch: the masks training applied

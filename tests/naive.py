@@ -18,9 +18,10 @@ a time, in example order (as stumpy keeps tests/naive.py beside its fast code):
         TRAIN: DP noise σC·N(0, 1) keyed by (seed, t, p) added to each ∇_p (kernels.add_noise), then
                one optimizer step of every parameter from ∇ and m (or ex.denom)  (optim.update_rows)
 
-Nothing is blocked, tiled, threaded or reordered.  ``first_layer=tiles.forward_layer3``
-computes z^1 with the engine's fast twin instead (three examples per call, the
-mini-batch's last example standing in past its end, as the engine does); everything
+Nothing is blocked, tiled, threaded or reordered.  ``first_layer=tiles.forward_tile``
+(``tiles.forward_layer3`` or ``forward_layer5``) computes z^1 with the engine's fast twin
+instead (three or five examples per call, the mini-batch's last example standing in past
+its end, as the engine does); everything
 else stays the serial loop above.  That variant isolates the one place where the engine
 reorders a sum: tests/test_engine.py finds it bit for bit equal to the engine, and the
 plain variant within a stated bound.
@@ -32,7 +33,10 @@ from loopnet import engine, optim
 from loopnet.costs import cost_x
 from loopnet.kernels import (accumulate_gradient, activate, add_noise, dropout, forward_layer,
                              gradient_norm_sq, hidden_delta, output_delta, scale_delta)
-from loopnet.tiles import forward_layer3
+from loopnet.tiles import forward_layer3, forward_layer5
+
+# The fast twins of forward_layer, and the examples each takes per call.
+TILE_WIDTH = {forward_layer3: 3, forward_layer5: 5}
 
 
 def layers(buf, sizes):
@@ -46,16 +50,17 @@ def layers(buf, sizes):
     return views
 
 
-def first_layer_tiled(w, b, X, rows):
-    """z^1 of examples X[rows] by tiles.forward_layer3, three examples per call; past the
-    last example, the last one is repeated (as engine.first_layer_panel does)."""
-    m = len(rows)
+def first_layer_tiled(twin, w, b, X, rows):
+    """z^1 of examples X[rows] by ``twin`` (a key of TILE_WIDTH), its width of examples per
+    call; past the last example, the last one is repeated (as engine.first_layer_panel
+    does)."""
+    m, width = len(rows), TILE_WIDTH[twin]
     Z = np.empty((m, w.shape[0]), w.dtype)
-    for t in range(0, m, 3):
-        e = [min(t + q, m - 1) for q in range(3)]
-        zs = [np.empty(w.shape[0], w.dtype) for _ in range(3)]
-        forward_layer3(*zs, w, b, *(X[rows[q]] for q in e))
-        for q in range(3):
+    for t in range(0, m, width):
+        e = [min(t + q, m - 1) for q in range(width)]
+        zs = [np.empty(w.shape[0], w.dtype) for _ in range(width)]
+        twin(*zs, w, b, *(X[rows[q]] for q in e))
+        for q in range(width):
             if t + q < m:
                 Z[t + q] = zs[q]
     return Z
@@ -78,8 +83,8 @@ def run_batches(params, state, X, Y, order, batch_size, first, last, sizes, act,
         rows = order[lo:hi]
         nabla = np.zeros_like(params) if job == engine.TRAIN else grad
         G = layers(nabla, sizes)
-        Z1 = (first_layer_tiled(P[0][0], P[0][1], X, rows)
-              if first_layer is forward_layer3 and L > 1 else None)
+        Z1 = (first_layer_tiled(first_layer, P[0][0], P[0][1], X, rows)
+              if first_layer in TILE_WIDTH and L > 1 else None)
         for t, r in enumerate(rows):
             z = [np.empty(s, params.dtype) for s in sizes[1:]]
             a = [np.empty(s, params.dtype) for s in sizes[1:]]

@@ -4,10 +4,11 @@ and each fast twin (loopnet.tiles) against its textbook kernel.
 What is equal and what is within which bound:
 
 * **bit for bit**, every job: the engine and the naive loop whose z^1 comes from the same
-  fast twin (``first_layer=tiles.forward_layer3``).  Compared: the parameters and the
+  fast twin (``first_layer=tiles.forward_tile``).  Compared: the parameters and the
   optimizer state after training, the gradient sum Σ_x ∇C_x, every output a^L and cost
   C_x, for several mini-batches, a ragged last one, batch sizes that leave phantom rows
-  in the 3-example forward tiles and the 4-example gradient tiles, 1 and 3 hidden
+  in the forward and gradient tiles (3 and 4 examples, or 5 on 32-register targets;
+  ``LOOPNET_TILES`` runs the other pair, as .ci/run does), 1 and 3 hidden
   layers, every optimizer, float64 and float32, and the epoch run in two calls as
   ``fit`` runs it.
 * **bit for bit**, a network without hidden layer against the plain naive loop (layer 1
@@ -20,16 +21,17 @@ What is equal and what is within which bound:
   size 5 and 6, the nets below): at most 0.40 of that bound (float32, 1-hidden-wide,
   outputs after momentum training), at most 0.08 in float64; a missing 1/m or a lost
   example is > 10⁶ times the bound (test_bound_catches_a_missing_one_over_m).
-* tiles.accumulate_gradient4 is four kernels.accumulate_gradient calls bit for bit;
-  tiles.forward_layer3 is kernels.forward_layer within fan-in · ε relative (its dot
-  products differ only in how the sum is split).
+* tiles.accumulate_gradient4 (5) is four (five) kernels.accumulate_gradient calls bit for
+  bit; tiles.forward_layer3 (5) is kernels.forward_layer within fan-in · ε relative (its
+  dot products differ only in how the sum is split).
 """
 
+import numba
 import numpy as np
 import pytest
 
 import naive
-from loopnet import activations, costs, engine, kernels, optim, tiles
+from loopnet import _jit, activations, costs, engine, kernels, optim, tiles
 
 N = 23
 REORDER_ULPS = 2   # ulps per term of z^1's sum (× fan-in): see the module docstring
@@ -127,11 +129,11 @@ DTYPES = {"float64": np.float64, "float32": np.float32}
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("opt", OPTIMIZERS)
 @pytest.mark.parametrize("net", ["1-hidden", "1-hidden-wide", "1-hidden-panels", "3-hidden"])
-@pytest.mark.parametrize("batch_size", [5, 6])   # 5: no multiple of 3 or 4; 6: of 3, not 4;
+@pytest.mark.parametrize("batch_size", [5, 6])   # 5: of 5, not 3 or 4; 6: of 3, not 4 or 5;
 # 22 examples: a ragged last mini-batch
 def test_train_equals_naive_loop_with_the_same_first_layer_twin(net, opt, dtype, batch_size):
     assert_bit_equal(run_pair(net, DTYPES[dtype], engine.TRAIN, batch_size, opt,
-                              first_layer=tiles.forward_layer3))
+                              first_layer=tiles.forward_tile))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -139,7 +141,7 @@ def test_train_equals_naive_loop_with_the_same_first_layer_twin(net, opt, dtype,
 @pytest.mark.parametrize("net", ["1-hidden", "1-hidden-wide", "1-hidden-panels", "3-hidden"])
 def test_gradient_and_predict_equal_naive_loop_with_the_same_first_layer_twin(net, job, dtype):
     assert_bit_equal(run_pair(net, DTYPES[dtype], JOBS[job], 7,
-                              first_layer=tiles.forward_layer3))
+                              first_layer=tiles.forward_tile))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -195,7 +197,7 @@ def test_train_costs_come_from_the_training_forward_pass(dtype):
     mini-batch's update: the first mini-batch's equal a prediction with the initial
     parameters, bit for bit."""
     dt = DTYPES[dtype]
-    pairs = run_pair("1-hidden", dt, engine.TRAIN, 5, first_layer=tiles.forward_layer3)
+    pairs = run_pair("1-hidden", dt, engine.TRAIN, 5, first_layer=tiles.forward_tile)
     sizes, codes, arch, params, X, Y, order = setup("1-hidden", dt)
     work = engine.make_work(arch, 5, dt)
     out, cst = np.empty((5, sizes[-1]), dt), np.empty(5)
@@ -221,42 +223,85 @@ def test_train_without_outputs_is_unchanged(dtype):
 
 
 # ------------------------------------------------------------- the twins, one by one
+FORWARD_TWINS = {"forward_layer3": (tiles.forward_layer3, 3),
+                 "forward_layer5": (tiles.forward_layer5, 5)}
+GRADIENT_TWINS = {"accumulate_gradient4": (tiles.accumulate_gradient4, 4),
+                  "accumulate_gradient5": (tiles.accumulate_gradient5, 5)}
+
+
+@pytest.mark.parametrize("twin", FORWARD_TWINS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n_l", [1, 4, 5, 11])     # 4-row tiles and the rows left over
-def test_forward_layer3_is_forward_layer_within_fan_in_ulps(n_l, dtype, rng):
+def test_forward_twin_is_forward_layer_within_fan_in_ulps(n_l, dtype, twin, rng):
     """z of each example as kernels.forward_layer computes it, within fan-in · ε relative
     to Σ_k |w_jk x_k| + |b_j| (the two split the sum over k into partial sums differently)."""
     dt = DTYPES[dtype]
     fan_in = 37
+    fn, width = FORWARD_TWINS[twin]
     w, b = rng.standard_normal((n_l, fan_in)).astype(dt), rng.standard_normal(n_l).astype(dt)
-    xs = [rng.standard_normal(fan_in).astype(dt) for _ in range(3)]
-    zs = [np.empty(n_l, dt) for _ in range(3)]
-    tiles.forward_layer3(*zs, w, b, *xs)
-    for z3, x in zip(zs, xs):
+    xs = [rng.standard_normal(fan_in).astype(dt) for _ in range(width)]
+    zs = [np.empty(n_l, dt) for _ in range(width)]
+    fn(*zs, w, b, *xs)
+    for z_twin, x in zip(zs, xs):
         z, a = np.empty(n_l, dt), np.empty(n_l, dt)
         kernels.forward_layer(z, a, w, b, x, activations.IDENTITY)
         scale = np.abs(w.astype(float)) @ np.abs(x.astype(float)) + np.abs(b)
-        assert np.all(np.abs(z3.astype(float) - z) <= fan_in * np.finfo(dt).eps * scale)
+        assert np.all(np.abs(z_twin.astype(float) - z) <= fan_in * np.finfo(dt).eps * scale)
 
 
+@pytest.mark.parametrize("twin", GRADIENT_TWINS)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_accumulate_gradient4_is_four_accumulate_gradients_bit_for_bit(dtype, rng):
+def test_gradient_twin_is_that_many_accumulate_gradients_bit_for_bit(dtype, twin, rng):
     """The fused kernel adds the same terms in the same order: identical bits, also for
     the rows left over after the 4-row tiles (7 = 4 + 3)."""
     dt = DTYPES[dtype]
+    fn, width = GRADIENT_TWINS[twin]
     nabla_w, nabla_b = rng.standard_normal((7, 11)).astype(dt), rng.standard_normal(7).astype(dt)
-    ds = [rng.standard_normal(7).astype(dt) for _ in range(4)]
-    xs = [rng.standard_normal(11).astype(dt) for _ in range(4)]
+    ds = [rng.standard_normal(7).astype(dt) for _ in range(width)]
+    xs = [rng.standard_normal(11).astype(dt) for _ in range(width)]
     want_w, want_b = nabla_w.copy(), nabla_b.copy()
     for d, x in zip(ds, xs):
         kernels.accumulate_gradient(want_w, want_b, d, x)
-    tiles.accumulate_gradient4(nabla_w, nabla_b, *ds, *xs)
+    fn(nabla_w, nabla_b, *ds, *xs)
     assert np.array_equal(nabla_w, want_w) and np.array_equal(nabla_b, want_b)
 
 
+@pytest.mark.parametrize("features, name, registers", [
+    ("+avx2,+avx512f,+fma", None, 32), ("+avx2,-avx512f,+fma", None, 16),
+    ("", "skylake-avx512", 32), ("", "znver4", 32), ("", "haswell", 16), ("", "znver3", 16)])
+def test_vector_registers_are_those_of_the_target_numba_compiles_for(monkeypatch, features, name,
+                                                                    registers):
+    """NUMBA_CPU_FEATURES decides; set but empty, the features of NUMBA_CPU_NAME."""
+    monkeypatch.setattr(numba.config, "CPU_FEATURES", features)
+    monkeypatch.setattr(numba.config, "CPU_NAME", name)
+    assert _jit.vector_registers() == registers
+
+
+def test_without_features_the_hosts_decide_whatever_the_cpu_name(monkeypatch):
+    """As Numba: NUMBA_CPU_NAME alone keeps the host's features (e.g. AVX-512 under 'haswell')."""
+    monkeypatch.setattr(numba.config, "CPU_FEATURES", None)
+    monkeypatch.setattr(numba.config, "CPU_NAME", "haswell")
+    host = numba.core.codegen.get_host_cpu_features().split(",")
+    assert _jit.vector_registers() == (32 if "+avx512f" in host else 16)
+
+
+def test_loopnet_tiles_overrides_the_registers_and_refuses_other_values(monkeypatch):
+    for value, wide in (("wide", True), ("narrow", False), (" Wide ", True)):
+        monkeypatch.setenv("LOOPNET_TILES", value)
+        assert _jit.wide_tiles() is wide
+    monkeypatch.delenv("LOOPNET_TILES")
+    assert _jit.wide_tiles() is (_jit.vector_registers() >= 32)
+    monkeypatch.setenv("LOOPNET_TILES", "avx512")
+    with pytest.raises(ValueError, match="LOOPNET_TILES must be 'wide' or 'narrow'"):
+        _jit.wide_tiles()
+
+
 def test_fast_twin_map_names_every_twin_training_runs():
-    assert tiles.FAST_TWIN == {kernels.forward_layer: tiles.forward_layer3,
-                               kernels.accumulate_gradient: tiles.accumulate_gradient4}
+    wide = tiles.WIDE_TILES
+    assert tiles.FAST_TWIN == {
+        kernels.forward_layer: tiles.forward_layer5 if wide else tiles.forward_layer3,
+        kernels.accumulate_gradient: tiles.accumulate_gradient5 if wide else tiles.accumulate_gradient4}
+    assert (tiles.TILE_EXAMPLES, tiles.GRADIENT_EXAMPLES) == ((5, 5) if wide else (3, 4))
     for twin in tiles.FAST_TWIN.values():
         assert "Otherwise identical" in twin.__doc__
 
@@ -312,7 +357,7 @@ def test_per_example_rules_equal_naive_loop_with_the_same_first_layer_twin(net, 
     """Training under the per-example rules (weights, clipping, DP noise, dropout) and
     the squared norms they compute: the engine and the naive loop, bit for bit."""
     pairs = run_pair(net, DTYPES[dtype], engine.TRAIN, 6, "adam" if kind == "dp" else "sgd",
-                     first_layer=tiles.forward_layer3, rules=rules_of(kind))
+                     first_layer=tiles.forward_tile, rules=rules_of(kind))
     assert_bit_equal(pairs)
     assert np.isfinite(pairs["norms"][0]).all() and (pairs["norms"][0] > 0).any()
 
@@ -362,28 +407,31 @@ def test_engine_state_drops_the_moments_only_for_plain_sgd(monkeypatch):
 
 @pytest.mark.parametrize("net", ["0-hidden", "3-hidden"])
 def test_norms_job_equals_naive_loop_and_updates_nothing(net):
-    twin = tiles.forward_layer3 if net != "0-hidden" else kernels.forward_layer
+    twin = tiles.forward_tile if net != "0-hidden" else kernels.forward_layer
     pairs = run_pair(net, np.float64, engine.NORMS, 7, first_layer=twin,
                      rules=rules_of("norms"))
     assert_bit_equal(pairs)
     assert np.isfinite(pairs["norms"][0]).all()
 
 
+@pytest.mark.parametrize("width", [3, 5])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_dot_tile_gives_the_twelve_dot_products_within_fan_in_ulps(dtype, rng):
-    """dot_tile's 4 rows × 3 examples and dot_row's 3 sums, each within 2·n·ε of the
-    float64 product sum (n = 333: whole SIMD steps and a remainder)."""
+def test_dot_tiles_give_the_dot_products_within_fan_in_ulps(dtype, width, rng):
+    """dot_tile3's 4 rows × 3 examples, dot_tile5's 4 × 5 and dot_row's 3 sums, each within
+    2·n·ε of the float64 product sum (n = 333: whole SIMD steps and a remainder)."""
     dt = DTYPES[dtype]
     n = 333
     w = rng.standard_normal((4, n)).astype(dt)
-    x = rng.standard_normal((3, n)).astype(dt)
+    x = rng.standard_normal((width, n)).astype(dt)
     want = w.astype(np.float64) @ x.astype(np.float64).T
     scale = np.abs(w).astype(np.float64) @ np.abs(x).astype(np.float64).T
-    tile = np.array(tiles.dot_tile(*w, *x), np.float64)
-    rows = np.array([tiles.dot_row(w[r], *x) for r in range(4)], np.float64)
-    for got in (tile, rows):
-        assert got.shape == (4, 3)
-        assert np.all(np.abs(got - want) <= REORDER_ULPS * n * np.finfo(dt).eps * scale)
+    tile = np.array((tiles.dot_tile3 if width == 3 else tiles.dot_tile5)(*w, *x), np.float64)
+    got = [tile]
+    if width == 3:
+        got.append(np.array([tiles.dot_row(w[r], *x) for r in range(4)], np.float64))
+    for g in got:
+        assert g.shape == (4, width)
+        assert np.all(np.abs(g - want) <= REORDER_ULPS * n * np.finfo(dt).eps * scale)
 
 
 @pytest.mark.parametrize("job", ["train", "gradient", "predict", "norms"])

@@ -242,6 +242,9 @@ def test_readme_outputs_are_real():
         # order moves: compare those lines with the numbers masked, and bound the numbers
         sci = re.compile(r"\d\.\de-\d\d")
         real = [sci.sub("#", l) for l in out.getvalue().splitlines()]
+        # the README shows the tiles of a 16-register CPU; an AVX-512 one names its own
+        real = [l.replace("tiles.forward_layer5", "tiles.forward_layer3")
+                 .replace("tiles.accumulate_gradient5", "tiles.accumulate_gradient4") for l in real]
         for line in shown.splitlines():
             if line.strip() in ("...", ""):
                 continue

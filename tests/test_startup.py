@@ -61,9 +61,15 @@ digest = hashlib.sha256(np.concatenate([w.ravel() for w in net.weights + net.bia
 from loopnet import _linking, engine, kernels, tiles
 def libraries(d):
     return [cres.library for cres in getattr(d, "overloads", {}).values()]
+# the register tiles this target runs; the other pair's branch is never compiled
+ran, skipped = ((engine.forward_layer5, engine.accumulate_gradient5) if tiles.WIDE_TILES
+                else (engine.forward_layer3, engine.accumulate_gradient4)), \
+               ((engine.forward_layer3, engine.accumulate_gradient4) if tiles.WIDE_TILES
+                else (engine.forward_layer5, engine.accumulate_gradient5))
 helpers = (engine.run_tasks, engine.gradient_block, engine.first_layer_panel,
-           engine.backpropagate_errors, engine.forward_layer3, engine.hidden_delta)
-linked = (_linking.AVAILABLE and engine.forward_layer3 is not tiles.forward_layer3
+           engine.backpropagate_errors, engine.hidden_delta) + ran
+linked = (_linking.AVAILABLE and ran[0] is not tiles.forward_layer3 and ran[0] is not tiles.forward_layer5
+          and not any(libraries(d) for d in skipped)
           and engine.hidden_delta is not kernels.hidden_delta
           and all(libraries(h) and all(isinstance(lib, _linking.LinkedLibrary) for lib in libraries(h))
                   for h in helpers)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import loopnet
-from loopnet import kernels
+from loopnet import kernels, tiles
 from loopnet import reference as R
 from loopnet.gradcheck import valid_combinations
 from loopnet.trace import KEYS, backprop_example, render, to_json, to_jsonable, trace
@@ -126,10 +126,12 @@ def test_render_labels_each_equation_and_kernel():
                           ("BP3", "accumulate_gradient"), ("BP4", "accumulate_gradient")):
         line = next(l for l in text.splitlines() if l.startswith(label))
         assert f"loopnet/kernels.py: {kernel}" in line
-    assert "[loopnet/kernels.py: forward_layer; training runs tiles.forward_layer3 for layer 1" in text
+    forward, gradient = (("forward_layer5", "accumulate_gradient5") if tiles.WIDE_TILES
+                         else ("forward_layer3", "accumulate_gradient4"))
+    assert f"[loopnet/kernels.py: forward_layer; training runs tiles.{forward} for layer 1" in text
     # which kernel training runs, per line: the fast twin where tiles.FAST_TWIN has one
     bp4 = next(l for l in text.splitlines() if l.startswith("BP4"))
-    assert "training runs tiles.accumulate_gradient4 (the same sums in the same order)" in bp4
+    assert f"training runs tiles.{gradient} (the same sums in the same order)" in bp4
     bp2 = next(l for l in text.splitlines() if l.startswith("BP2"))
     assert "training runs it too" in bp2
     single = render(trace(loopnet.Net([2, 2], seed=0), [0.5, 0.2], 1))
