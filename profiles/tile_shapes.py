@@ -1,18 +1,21 @@
 """Register-tile shapes and loop orders of the two hot kernels, on this machine, one thread.
 
-``python profiles/tile_shapes.py [--rows 100] [--panel 20] [--inputs 784] [--m 96] [--reps 200]``
+``python profiles/tile_shapes.py [--rows 100] [--panel 20] [--inputs 784] [--m 120] [--reps 200]``
 
-Layer 1 of W3 ([784, 100, 10], m = 96 here), panel by panel (``panel`` rows of w, the
+Layer 1 of W3 ([784, 100, 10], m = 120 here), panel by panel (``panel`` rows of w, the
 engine's 128 KiB for 784 inputs) as the engine runs it (engine.first_layer_panel,
 engine.gradient_rows), GFLOP/s (best and median of the rounds):
 
-* forward, z^1 = w x + b for the mini-batch's examples: the engine's ``tiles.forward_layer3``
-  (4 rows × 3 examples, twelve running sums in one pass) against the shapes it replaced,
+* forward, z^1 = w x + b for the mini-batch's examples: the engine's two tiles,
+  ``tiles.forward_layer3`` (4 rows × 3 examples, twelve running sums in one pass; 16-register
+  targets) and ``tiles.forward_layer5`` (4 × 5, twenty sums; 32-register targets), against
+  the shapes they replaced,
   written out below: 4 rows × 4 examples as two passes of 2 rows × 4 examples (eight sums;
   AVX2 and SSE2 targets) or as one pass of sixteen sums (AVX-512 targets, 32 registers).
   Whether they give the same bits is printed before timing (they do on AVX2).
 * gradient, Σ_x δ_j a_k over the examples: the engine's order (``tiles.accumulate_gradient4``
-  per tile of four examples, the panel's whole rows each time) against k-blocked orders
+  per tile of four examples, or ``accumulate_gradient5`` of five, the panel's whole rows each
+  time) against k-blocked orders
   (a block of every row's columns stays in L1 while all the examples pass), the same sums
   in the same order (checked: identical bits).
 
@@ -30,7 +33,8 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 from numba import njit  # noqa: E402
 
-from loopnet.tiles import accumulate_gradient4, forward_layer3, outer_tile  # noqa: E402
+from loopnet.tiles import (accumulate_gradient4, accumulate_gradient5, forward_layer3,  # noqa: E402
+                           forward_layer5, outer_tile4)
 
 SUMS = {"contract", "reassoc"}
 
@@ -123,6 +127,30 @@ def forward_engine_tile(Z, w, b, X, order, panel):
                            X[order[t]], X[order[t + 1]], X[order[t + 2]])
 
 
+@njit(fastmath=SUMS)
+def forward_wide_tile(Z, w, b, X, order, panel):
+    """z^1 of examples order[:] (m a multiple of 5), panel by panel, by tiles.forward_layer5."""
+    for j0 in range(0, w.shape[0], panel):
+        j1 = min(j0 + panel, w.shape[0])
+        for t in range(0, order.shape[0], 5):
+            forward_layer5(Z[t][j0:j1], Z[t + 1][j0:j1], Z[t + 2][j0:j1], Z[t + 3][j0:j1],
+                           Z[t + 4][j0:j1], w[j0:j1], b[j0:j1], X[order[t]], X[order[t + 1]],
+                           X[order[t + 2]], X[order[t + 3]], X[order[t + 4]])
+
+
+@njit(fastmath={"contract"})
+def gradient_wide_order(G, gb, D, X, order, panel, chunk):
+    """Σ_x δ_j a_k panel by panel by tiles.accumulate_gradient5, five examples at a time
+    (``chunk`` unused)."""
+    for j0 in range(0, G.shape[0], panel):
+        j1 = min(j0 + panel, G.shape[0])
+        for t in range(0, order.shape[0], 5):
+            accumulate_gradient5(G[j0:j1], gb[j0:j1], D[t][j0:j1], D[t + 1][j0:j1],
+                                 D[t + 2][j0:j1], D[t + 3][j0:j1], D[t + 4][j0:j1],
+                                 X[order[t]], X[order[t + 1]], X[order[t + 2]],
+                                 X[order[t + 3]], X[order[t + 4]])
+
+
 @njit(fastmath={"contract"})
 def gradient_engine_order(G, gb, D, X, order, panel, chunk):
     """Σ_x δ_j a_k panel by panel by tiles.accumulate_gradient4, four examples at a time
@@ -149,7 +177,7 @@ def gradient_k_blocked(G, gb, D, X, order, panel, chunk):
                 a2, a3 = X[order[t + 2]][c:e], X[order[t + 3]][c:e]
                 d0, d1, d2, d3 = D[t], D[t + 1], D[t + 2], D[t + 3]
                 for j in range(j0, j1, 4):
-                    outer_tile(G[j][c:e], G[j + 1][c:e], G[j + 2][c:e], G[j + 3][c:e],
+                    outer_tile4(G[j][c:e], G[j + 1][c:e], G[j + 2][c:e], G[j + 3][c:e],
                                (d0[j], d1[j], d2[j], d3[j]),
                                (d0[j + 1], d1[j + 1], d2[j + 1], d3[j + 1]),
                                (d0[j + 2], d1[j + 2], d2[j + 2], d3[j + 2]),
@@ -185,7 +213,7 @@ def main():
     p.add_argument("--rows", type=int, default=100, help="rows of w (a multiple of 4)")
     p.add_argument("--panel", type=int, default=20, help="rows per L2 panel (engine: 128 KiB)")
     p.add_argument("--inputs", type=int, default=784)
-    p.add_argument("--m", type=int, default=96, help="examples (a multiple of 12)")
+    p.add_argument("--m", type=int, default=120, help="examples (a multiple of 60)")
     p.add_argument("--reps", type=int, default=200, help="mini-batches per timing")
     p.add_argument("--rounds", type=int, default=5)
     args = p.parse_args()
@@ -196,14 +224,19 @@ def main():
     D = rng.standard_normal((m, rows))
     orders = np.stack([rng.permutation(X.shape[0])[:m] for _ in range(200)])
 
-    Z_two, Z_one, Z_three = np.empty((m, rows)), np.empty((m, rows)), np.empty((m, rows))
+    Z_two, Z_one, Z_three, Z_five = (np.empty((m, rows)) for _ in range(4))
     forward_two_passes(Z_two, w, b, X, orders[0], panel)
     forward_one_pass_4x4(Z_one, w, b, X, orders[0], panel)
     forward_engine_tile(Z_three, w, b, X, orders[0], panel)
+    forward_wide_tile(Z_five, w, b, X, orders[0], panel)
     print(f"forward: the 4 × 3 tile gives the same bits as two 2 × 4 passes: "
-          f"{np.array_equal(Z_two, Z_three)}, as one 4 × 4 pass: {np.array_equal(Z_one, Z_three)}")
+          f"{np.array_equal(Z_two, Z_three)}, as one 4 × 4 pass: {np.array_equal(Z_one, Z_three)}, "
+          f"as the 4 × 5 tile: {np.array_equal(Z_five, Z_three)}")
     G, gb = np.zeros((rows, n_in)), np.zeros(rows)
     gradient_engine_order(G, gb, D, X, orders[0], panel, 0)
+    G5, gb5 = np.zeros((rows, n_in)), np.zeros(rows)
+    gradient_wide_order(G5, gb5, D, X, orders[0], panel, 0)
+    assert np.array_equal(G, G5) and np.array_equal(gb, gb5), "5-example gradient tiles"
     chunks = [c for c in (128, 256) if c < n_in]
     for chunk in chunks:
         Gc, gbc = np.zeros((rows, n_in)), np.zeros(rows)
@@ -218,8 +251,12 @@ def main():
              (repeat_forward, forward_one_pass_4x4, forward, (panel,)),
              "forward, tiles.forward_layer3 (4 × 3)":
              (repeat_forward, forward_engine_tile, forward, (panel,)),
+             "forward, tiles.forward_layer5 (4 × 5)":
+             (repeat_forward, forward_wide_tile, forward, (panel,)),
              "gradient, engine order (4 examples × whole rows)":
-             (repeat_gradient, gradient_engine_order, gradient, (panel, 0))}
+             (repeat_gradient, gradient_engine_order, gradient, (panel, 0)),
+             "gradient, engine order (5 examples × whole rows)":
+             (repeat_gradient, gradient_wide_order, gradient, (panel, 0))}
     for c in chunks:
         cases[f"gradient, k-blocked by {c} columns"] = (repeat_gradient, gradient_k_blocked,
                                                        gradient, (panel, c))

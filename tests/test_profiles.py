@@ -165,9 +165,10 @@ def test_noise_generators_quick(capsys, monkeypatch):
 def test_tile_shapes_quick(capsys, monkeypatch):
     import tile_shapes
     monkeypatch.setattr(sys, "argv", ["tile_shapes.py", "--rows", "8", "--panel", "4",
-                                      "--inputs", "300", "--m", "12", "--reps", "2",
+                                      "--inputs", "300", "--m", "60", "--reps", "2",
                                       "--rounds", "1"])
     tile_shapes.main()
     out = capsys.readouterr().out
     assert "the 4 × 3 tile gives the same bits as two 2 × 4 passes:" in out   # True on AVX2
     assert "tiles.forward_layer3 (4 × 3)" in out and "k-blocked by 128 columns" in out
+    assert "tiles.forward_layer5 (4 × 5)" in out and "engine order (5 examples" in out
