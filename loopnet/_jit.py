@@ -83,21 +83,30 @@ CORE_MODULES = ("_jit.py", "_linking.py", "random.py", "activations.py", "costs.
 def vector_registers():
     """SIMD registers of the CPU Numba compiles for: 32 with AVX-512, else 16.
 
-    Decided as Numba decides its target: ``NUMBA_CPU_FEATURES`` if set (empty: the
-    features of ``NUMBA_CPU_NAME``), else the host's own features, whatever
-    ``NUMBA_CPU_NAME`` says.  Register tiles are sized to fit (:mod:`loopnet.tiles`).
-    Numba keys its cache by target CPU and features, so code compiled for one tile size
-    is never loaded for a target meant for the other.
+    Decided as Numba and LLVM decide the target: the features Numba passes
+    (``NUMBA_CPU_FEATURES`` if set, else the host's own, whatever ``NUMBA_CPU_NAME``
+    says) where they turn AVX-512 on or off, else the CPU they name (e.g.
+    ``NUMBA_CPU_NAME=sapphirerapids NUMBA_CPU_FEATURES=-prefer-256-bit``).  Register tiles
+    are sized to fit (:mod:`loopnet.tiles`).  Numba keys its cache by target CPU and
+    features, so code compiled for one tile size is never loaded for a target meant for
+    the other.
     """
     features = numba.config.CPU_FEATURES
-    if features is None:
-        try:
-            features = numba.core.codegen.get_host_cpu_features()
-        except Exception:      # noqa: BLE001 - an unknown host: the smaller tiles fit everywhere
-            return 16
-    elif not features:
-        return 32 if str(numba.config.CPU_NAME).lower() in AVX512_CPUS else 16
-    return 32 if "+avx512f" in features.split(",") else 16
+    flags = (_host_features() if features is None else features).split(",")
+    if "+avx512f" in flags or "-avx512f" in flags:
+        return 32 if "+avx512f" in flags else 16
+    name = str(numba.config.CPU_NAME or "host").lower()
+    if name == "host":
+        return 32 if "+avx512f" in _host_features().split(",") else 16
+    return 32 if name in AVX512_CPUS else 16
+
+
+def _host_features():
+    """This CPU's features as Numba passes them to LLVM ('' where LLVM cannot read them)."""
+    try:
+        return numba.core.codegen.get_host_cpu_features()
+    except Exception:      # noqa: BLE001 - an unknown host: the smaller tiles fit everywhere
+        return ""
 
 
 def wide_tiles():

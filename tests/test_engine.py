@@ -268,10 +268,12 @@ def test_gradient_twin_is_that_many_accumulate_gradients_bit_for_bit(dtype, twin
 
 @pytest.mark.parametrize("features, name, registers", [
     ("+avx2,+avx512f,+fma", None, 32), ("+avx2,-avx512f,+fma", None, 16),
-    ("", "skylake-avx512", 32), ("", "znver4", 32), ("", "haswell", 16), ("", "znver3", 16)])
+    ("", "skylake-avx512", 32), ("", "znver4", 32), ("", "haswell", 16), ("", "znver3", 16),
+    ("-prefer-256-bit", "sapphirerapids", 32), ("+fma", "haswell", 16),
+    ("-avx512f", "skylake-avx512", 16)])
 def test_vector_registers_are_those_of_the_target_numba_compiles_for(monkeypatch, features, name,
                                                                     registers):
-    """NUMBA_CPU_FEATURES decides; set but empty, the features of NUMBA_CPU_NAME."""
+    """NUMBA_CPU_FEATURES decides where it turns AVX-512 on or off; else NUMBA_CPU_NAME."""
     monkeypatch.setattr(numba.config, "CPU_FEATURES", features)
     monkeypatch.setattr(numba.config, "CPU_NAME", name)
     assert _jit.vector_registers() == registers
