@@ -44,6 +44,36 @@ def cpu_flags():
     return []
 
 
+def cpu_identity():
+    """'family F model M' from /proc/cpuinfo (one vendor's model name covers several
+    generations: 'AMD EPYC' was a Zen 3 one day and a Zen 4 the next), '' where unknown."""
+    found = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip().lower()
+            if key in ("cpu family", "model") and key not in found:
+                found[key] = value.strip()
+    except OSError:
+        pass
+    if len(found) < 2:
+        return ""
+    return f"family {found['cpu family']} model {found['model']}"
+
+
+def code_target():
+    """LLVM's name of the CPU Numba compiles for (NUMBA_CPU_NAME, else the host's) and the
+    register tiles loopnet runs there."""
+    import llvmlite.binding as ll
+    import numba
+
+    from loopnet import tiles
+    name = numba.config.CPU_NAME or ll.get_host_cpu_name()
+    pair = ("4 × 5 forward, 5-example gradient (32 vector registers)" if tiles.WIDE_TILES
+            else "4 × 3 forward, 4-example gradient (16 vector registers)")
+    return f"code for LLVM target {name}, loopnet tiles {pair}"
+
+
 def n_cores():
     try:
         return len(os.sched_getaffinity(0))
@@ -186,8 +216,10 @@ def machine_header(peaks):
     v = versions()
     cores = peaks["cores"]
     lines = [
-        f"- **CPU**: {cpu_model()} ({', '.join(cpu_flags()) or 'no AVX2 flag'}), "
-        f"{cores} cores available, Numba threads {numba_threads()}, {platform.system()} {platform.machine()}",
+        f"- **CPU**: {cpu_model()}{' (' + cpu_identity() + ')' if cpu_identity() else ''} "
+        f"({', '.join(cpu_flags()) or 'no AVX2 flag'}), "
+        f"{cores} cores available, Numba threads {numba_threads()}, {platform.system()} {platform.machine()}; "
+        f"{code_target()}",
         f"- **Versions**: Python {v['python']}, NumPy {v['numpy']} ({v.get('blas', 'BLAS ?')}), "
         f"Numba {v['numba']}, PyTorch {v['torch'] or 'not installed'}, "
         f"scikit-learn {v['sklearn'] or 'not installed'}",
