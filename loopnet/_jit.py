@@ -121,6 +121,67 @@ def wide_tiles():
     return choice == "wide" if choice else vector_registers() >= 32
 
 
+# Bytes of w per panel of the engine (loopnet.engine.panel_rows): half of one thread's L2, within
+# these bounds; PANEL_UNKNOWN where the L2 cannot be read.  See panel_bytes.
+PANEL_MIN, PANEL_MAX, PANEL_UNKNOWN = 64 * 1024, 1024 * 1024, 128 * 1024
+
+
+def l2_share_bytes(cpu_dir="/sys/devices/system/cpu/cpu0/cache"):
+    """One thread's share of the level-2 cache, in bytes: the size Linux reports for CPU 0's
+    L2 divided by the CPUs sharing it (two SMT threads share a core's L2; some Intel cores
+    share one L2 by four), or None where it is not reported (other systems, some VMs)."""
+    try:
+        for entry in sorted(os.listdir(cpu_dir)):
+            path = os.path.join(cpu_dir, entry)
+            if not entry.startswith("index") or _read(path, "level") != "2":
+                continue
+            if _read(path, "type") not in ("Unified", "Data"):
+                continue
+            size = _read(path, "size")
+            scale = {"K": 1024, "M": 1024 * 1024}.get(size[-1:].upper(), 1)
+            sharing = _cpu_count(_read(path, "shared_cpu_list"))
+            return int(size.rstrip("KMkm")) * scale // max(1, sharing)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _read(directory, name):
+    with open(os.path.join(directory, name)) as f:
+        return f.read().strip()
+
+
+def _cpu_count(cpu_list):
+    """Number of CPUs in a Linux CPU list such as '0-3,8'."""
+    count = 0
+    for part in cpu_list.split(","):
+        lo, _, hi = part.partition("-")
+        count += int(hi or lo) - int(lo) + 1
+    return count
+
+
+def panel_bytes():
+    """Bytes of w (A1) or of ∂C/∂w (B) per panel of the engine (:func:`loopnet.engine.panel_rows`).
+
+    A panel stays in L2 while a mini-batch's examples pass: half of one thread's L2
+    (:func:`l2_share_bytes`), between 64 KiB and 1 MiB, leaving the other half to the
+    examples' inputs.  128 KiB where the L2 is unknown.  ``LOOPNET_PANEL_KIB`` overrides (to
+    compare sizes on one machine).  No number depends on it (panels hold whole tiles), and it
+    is part of the cache stamp.  Measured on a 2-core Xeon (2 MiB L2; profiles/README.md):
+    W5 on 2 threads 10 % faster with 1 MiB panels than with 128 KiB, slower again with 2 MiB.
+    """
+    choice = os.environ.get("LOOPNET_PANEL_KIB", "").strip()
+    if choice:
+        if not choice.isdigit() or int(choice) == 0:
+            raise ValueError(f"LOOPNET_PANEL_KIB must be a positive whole number of KiB (or unset), "
+                             f"not {choice!r}")
+        return int(choice) * 1024
+    share = l2_share_bytes()
+    if share is None:
+        return PANEL_UNKNOWN
+    return min(PANEL_MAX, max(PANEL_MIN, share // 2 // 1024 * 1024))
+
+
 def _core_stamp():
     here = os.path.dirname(os.path.abspath(__file__))
     digest = hashlib.sha256()
@@ -128,6 +189,7 @@ def _core_stamp():
         with open(os.path.join(here, name), "rb") as f:
             digest.update(f.read())
     digest.update(b"wide tiles" if wide_tiles() else b"narrow tiles")   # see loopnet.tiles
+    digest.update(b"panel %d" % panel_bytes())      # see loopnet.engine.panel_rows
     return digest.hexdigest()
 
 

@@ -76,7 +76,7 @@ import numba
 from numba import prange
 
 from . import costs, kernels, tiles
-from ._jit import jit, jit_linked, linked_twin, pjit_linked
+from ._jit import jit, jit_linked, linked_twin, panel_bytes, pjit_linked
 from .optim import engine_state, step_of, update_rows
 from .tiles import GRADIENT_EXAMPLES, TILE_EXAMPLES, TILE_ROWS
 
@@ -102,7 +102,7 @@ Work = namedtuple("Work", "grad z a delta")
 
 CACHE_LINE = 8          # float64 values per 64-byte line
 BLOCKS = 64             # at most this many row blocks per layer, i.e. parallel tasks (block_count)
-PANEL_BYTES = 128 * 1024    # rows of w per panel (A1, B): what fits in half of a 256 KiB L2
+PANEL_BYTES = panel_bytes()  # bytes of w per panel (A1, B): half of one thread's L2 (_jit.panel_bytes)
 BLOCK_EXAMPLES = 256    # examples per phase-A block outside training (gradient, predict, cost)
 
 # What run_batches does after phase A (NORMS: phase A with BP1/BP2 and the per-example
@@ -311,8 +311,8 @@ def panel_rows(n_in, itemsize):
     PANEL_BYTES, at least one tile.
 
     A panel's rows of w (A1) or of ∂C/∂w (B) stay in L2 while every example
-    passes; in A1 each tile of three examples stays in L1 while the panel's rows
-    pass.  Panels start at multiples of 4 rows, so they move no tile.
+    passes; in A1 each tile of TILE_EXAMPLES examples stays in L1 while the panel's
+    rows pass.  Panels start at multiples of 4 rows, so they move no tile.
     """
     return TILE_ROWS * max(1, PANEL_BYTES // (TILE_ROWS * n_in * itemsize))
 

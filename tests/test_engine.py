@@ -41,8 +41,9 @@ NETS = {
     "0-hidden": ([9, 3], "sigmoid", "softmax", "log_likelihood"),
     "1-hidden": ([9, 7, 3], "sigmoid", "sigmoid", "quadratic"),
     "1-hidden-wide": ([9, 261, 4], "tanh", "softmax", "log_likelihood"),   # > 64 tiles
-    # several panels of rows of w^1 (A1, B) in either dtype
-    "1-hidden-panels": ([600, 70, 5], "sigmoid", "sigmoid", "quadratic"),
+    # several panels of rows of w^1 (A1, B) per block, in either dtype, on 1 or 2 threads,
+    # whatever panel size the machine's L2 gives (test_the_panel_net_has_several_panels)
+    "1-hidden-panels": ([9000, 70, 5], "sigmoid", "sigmoid", "quadratic"),
     "3-hidden": ([11, 13, 6, 5, 4], "relu", "identity", "mse"),
 }
 OPTIMIZERS = {
@@ -333,6 +334,61 @@ def test_panels_are_whole_tiles():
             rows = engine.panel_rows(n_in, itemsize)
             assert rows % tiles.TILE_ROWS == 0 and rows >= tiles.TILE_ROWS
             assert rows == tiles.TILE_ROWS or rows * n_in * itemsize <= engine.PANEL_BYTES
+
+
+def test_the_panel_net_has_several_panels_per_block():
+    """What "1-hidden-panels" is for: even with the largest panels (1 MiB) and 2 blocks, each
+    block of layer 1 is cut into several panels."""
+    n_in, n_out = NETS["1-hidden-panels"][0][:2]
+    arch = engine.make_arch(NETS["1-hidden-panels"][0], 0, 0, 0)
+    for itemsize in (4, 8):
+        rows = tiles.TILE_ROWS * max(1, _jit.PANEL_MAX // (tiles.TILE_ROWS * n_in * itemsize))
+        assert engine.panel_rows(n_in, itemsize) <= rows
+        for n_blocks in (1, 2):
+            lo, hi = engine.block_rows(n_out, 0, n_blocks)
+            assert hi - lo > rows
+    assert engine.block_count(arch, 2) == 2
+
+
+def fake_l2(tmp_path, size, shared):
+    """A directory laid out as Linux's /sys/devices/system/cpu/cpu0/cache."""
+    for i, (level, kind, sz, cpus) in enumerate([("1", "Data", "48K", "0"),
+                                                 ("1", "Instruction", "32K", "0"),
+                                                 ("2", "Unified", size, shared),
+                                                 ("3", "Unified", "32768K", "0-15")]):
+        d = tmp_path / f"index{i}"
+        d.mkdir()
+        for name, value in (("level", level), ("type", kind), ("size", sz),
+                            ("shared_cpu_list", cpus)):
+            (d / name).write_text(value + "\n")
+    return str(tmp_path)
+
+
+@pytest.mark.parametrize("size, shared, share", [("2048K", "0", 2 << 20), ("1024K", "0,8", 512 << 10),
+                                                 ("4M", "0-3", 1 << 20), ("512K", "0", 512 << 10)])
+def test_l2_share_is_the_reported_size_over_the_cpus_sharing_it(tmp_path, size, shared, share):
+    assert _jit.l2_share_bytes(fake_l2(tmp_path, size, shared)) == share
+
+
+def test_l2_share_is_unknown_without_the_directory(tmp_path):
+    assert _jit.l2_share_bytes(str(tmp_path / "absent")) is None
+
+
+@pytest.mark.parametrize("share, panel", [(2 << 20, 1 << 20), (1 << 20, 512 << 10), (8 << 20, 1 << 20),
+                                          (64 << 10, 64 << 10), (None, 128 << 10)])
+def test_panels_are_half_of_one_threads_l2_within_bounds(monkeypatch, share, panel):
+    monkeypatch.delenv("LOOPNET_PANEL_KIB", raising=False)
+    monkeypatch.setattr(_jit, "l2_share_bytes", lambda: share)
+    assert _jit.panel_bytes() == panel
+
+
+def test_loopnet_panel_kib_overrides_and_refuses_other_values(monkeypatch):
+    monkeypatch.setenv("LOOPNET_PANEL_KIB", "256")
+    assert _jit.panel_bytes() == 256 * 1024
+    for bad in ("0", "-4", "1.5", "big"):
+        monkeypatch.setenv("LOOPNET_PANEL_KIB", bad)
+        with pytest.raises(ValueError, match="LOOPNET_PANEL_KIB must be a positive whole number"):
+            _jit.panel_bytes()
 
 
 def rules_of(kind):
