@@ -166,8 +166,8 @@ def panel_bytes():
     A panel stays in L2 while a mini-batch's examples pass: half of one thread's L2
     (:func:`l2_share_bytes`), between 64 KiB and 1 MiB, leaving the other half to the
     examples' inputs.  128 KiB where the L2 is unknown.  ``LOOPNET_PANEL_KIB`` overrides (to
-    compare sizes on one machine).  No number depends on it (panels hold whole tiles), and it
-    is part of the cache stamp.  Measured on a 2-core Xeon (2 MiB L2; profiles/README.md):
+    compare sizes on one machine).  No number depends on it (panels hold whole tiles); it is
+    passed to the compiled engine as a value (``Arch.panel``), so it costs no compile.  Measured on a 2-core Xeon (2 MiB L2; profiles/README.md):
     W5 on 2 threads 10 % faster with 1 MiB panels than with 128 KiB, slower again with 2 MiB.
     """
     choice = os.environ.get("LOOPNET_PANEL_KIB", "").strip()
@@ -189,7 +189,6 @@ def _core_stamp():
         with open(os.path.join(here, name), "rb") as f:
             digest.update(f.read())
     digest.update(b"wide tiles" if wide_tiles() else b"narrow tiles")   # see loopnet.tiles
-    digest.update(b"panel %d" % panel_bytes())      # see loopnet.engine.panel_rows
     return digest.hexdigest()
 
 

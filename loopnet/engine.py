@@ -96,7 +96,7 @@ cost_x = linked_twin(costs.cost_x)
                                              tiles.forward_layer5))
 
 # The network's shape and choices, passed to every compiled driver.
-Arch = namedtuple("Arch", "sizes p_off u_off act out_act cost")
+Arch = namedtuple("Arch", "sizes p_off u_off act out_act cost panel")
 # Scratch: the gradient, and z, a, δ of each example of a block.
 Work = namedtuple("Work", "grad z a delta")
 
@@ -113,8 +113,9 @@ PREDICT, GRADIENT, TRAIN, NORMS = 0, 1, 2, 3
 A1, A2, A2_FORWARD, B_SUM, B_STEP, B_STEP_A1 = 0, 1, 2, 3, 4, 5
 
 
-def make_arch(sizes, act, out_act, cost):
-    """Offsets of every layer in the flat buffers."""
+def make_arch(sizes, act, out_act, cost, panel=None):
+    """Offsets of every layer in the flat buffers, and the bytes of w per panel
+    (:func:`panel_rows`; PANEL_BYTES unless given)."""
     sizes = np.asarray(sizes, dtype=np.int64)
     n_layers = len(sizes) - 1
     p_off = np.zeros(n_layers + 1, dtype=np.int64)
@@ -123,7 +124,8 @@ def make_arch(sizes, act, out_act, cost):
         n_out, n_in = int(sizes[i + 1]), int(sizes[i])
         p_off[i + 1] = p_off[i] + n_out * n_in + n_out
         u_off[i + 1] = u_off[i] + n_out
-    return Arch(sizes, p_off, u_off, np.int64(act), np.int64(out_act), np.int64(cost))
+    return Arch(sizes, p_off, u_off, np.int64(act), np.int64(out_act), np.int64(cost),
+                np.int64(PANEL_BYTES if panel is None else panel))
 
 
 def make_work(arch, n_rows, dtype):
@@ -300,21 +302,21 @@ def first_layer_block(work, params, X, order, lo, hi, arch, b, n_blocks, ex):
     (a^1 masked by the rules' dropout, if any), one panel of rows at a time
     (:func:`panel_rows`)."""
     j_lo, j_hi = block_rows(arch.sizes[1], b, n_blocks)
-    step = panel_rows(arch.sizes[0], params.itemsize)
+    step = panel_rows(arch.sizes[0], params.itemsize, arch.panel)
     for j in range(j_lo, j_hi, step):
         first_layer_panel(work, params, X, order, lo, hi, arch, j, min(j + step, j_hi), ex)
 
 
 @jit
-def panel_rows(n_in, itemsize):
+def panel_rows(n_in, itemsize, panel):
     """Rows of w per panel (A1, B) for n_in inputs: whole 4-row tiles filling
-    PANEL_BYTES, at least one tile.
+    ``panel`` bytes (``arch.panel``: PANEL_BYTES, from the machine's L2), at least one tile.
 
     A panel's rows of w (A1) or of ∂C/∂w (B) stay in L2 while every example
     passes; in A1 each tile of TILE_EXAMPLES examples stays in L1 while the panel's
     rows pass.  Panels start at multiples of 4 rows, so they move no tile.
     """
-    return TILE_ROWS * max(1, PANEL_BYTES // (TILE_ROWS * n_in * itemsize))
+    return TILE_ROWS * max(1, panel // (TILE_ROWS * n_in * itemsize))
 
 
 @jit_linked
@@ -436,7 +438,7 @@ def gradient_block(params, state, work, X, order, lo, hi, arch, hyper, b, n_bloc
     """
     for i in range(arch.sizes.shape[0] - 1):
         j_lo, j_hi = block_rows(arch.sizes[i + 1], b, n_blocks)
-        step = panel_rows(arch.sizes[i], params.itemsize)
+        step = panel_rows(arch.sizes[i], params.itemsize, arch.panel)
         for j in range(j_lo, j_hi, step):
             j_end = min(j + step, j_hi)
             gradient_panel(params, state, work, X, order, lo, hi, arch, hyper, i, j, j_end,

@@ -30,6 +30,7 @@ import numba
 import numpy as np
 import pytest
 
+import loopnet
 import naive
 from loopnet import _jit, activations, costs, engine, kernels, optim, tiles
 
@@ -41,9 +42,9 @@ NETS = {
     "0-hidden": ([9, 3], "sigmoid", "softmax", "log_likelihood"),
     "1-hidden": ([9, 7, 3], "sigmoid", "sigmoid", "quadratic"),
     "1-hidden-wide": ([9, 261, 4], "tanh", "softmax", "log_likelihood"),   # > 64 tiles
-    # several panels of rows of w^1 (A1, B) per block, in either dtype, on 1 or 2 threads,
-    # whatever panel size the machine's L2 gives (test_the_panel_net_has_several_panels)
-    "1-hidden-panels": ([9000, 70, 5], "sigmoid", "sigmoid", "quadratic"),
+    # several panels of rows of w^1 (A1, B) per block, in either dtype, on 1 or 2 threads:
+    # run with panels of TEST_PANEL bytes (test_the_panel_net_has_several_panels_per_block)
+    "1-hidden-panels": ([600, 70, 5], "sigmoid", "sigmoid", "quadratic"),
     "3-hidden": ([11, 13, 6, 5, 4], "relu", "identity", "mse"),
 }
 OPTIMIZERS = {
@@ -53,10 +54,15 @@ OPTIMIZERS = {
 }
 
 
+#: Bytes of w per panel for the "-panels" nets, whatever the machine's L2 gives the others.
+TEST_PANEL = 40 * 1024
+
+
 def setup(net, dtype, seed=0):
     sizes, act, out, cost = NETS[net]
     rng = np.random.default_rng(seed)
-    arch = engine.make_arch(sizes, activations.code(act), activations.code(out), costs.code(cost))
+    arch = engine.make_arch(sizes, activations.code(act), activations.code(out), costs.code(cost),
+                            panel=TEST_PANEL if net.endswith("-panels") else None)
     params = (rng.standard_normal(int(arch.p_off[-1])) * 0.5).astype(dtype)
     X = rng.standard_normal((N, sizes[0])).astype(dtype)
     if out == "softmax":
@@ -331,23 +337,29 @@ def test_panels_are_whole_tiles():
     cutting a block into panels moves no tile."""
     for n_in in (1, 9, 600, 784, 100000):
         for itemsize in (4, 8):
-            rows = engine.panel_rows(n_in, itemsize)
-            assert rows % tiles.TILE_ROWS == 0 and rows >= tiles.TILE_ROWS
-            assert rows == tiles.TILE_ROWS or rows * n_in * itemsize <= engine.PANEL_BYTES
+            for panel in (TEST_PANEL, engine.PANEL_BYTES, _jit.PANEL_MIN, _jit.PANEL_MAX):
+                rows = engine.panel_rows(n_in, itemsize, panel)
+                assert rows % tiles.TILE_ROWS == 0 and rows >= tiles.TILE_ROWS
+                assert rows == tiles.TILE_ROWS or rows * n_in * itemsize <= panel
 
 
 def test_the_panel_net_has_several_panels_per_block():
-    """What "1-hidden-panels" is for: even with the largest panels (1 MiB) and 2 blocks, each
-    block of layer 1 is cut into several panels."""
+    """What "1-hidden-panels" is for: with TEST_PANEL, on 1 or 2 blocks, in either dtype, each
+    block of layer 1 is cut into several panels (of more than one tile in float32)."""
     n_in, n_out = NETS["1-hidden-panels"][0][:2]
-    arch = engine.make_arch(NETS["1-hidden-panels"][0], 0, 0, 0)
+    arch = setup("1-hidden-panels", np.float64)[2]
+    assert arch.panel == TEST_PANEL and engine.block_count(arch, 2) == 2
     for itemsize in (4, 8):
-        rows = tiles.TILE_ROWS * max(1, _jit.PANEL_MAX // (tiles.TILE_ROWS * n_in * itemsize))
-        assert engine.panel_rows(n_in, itemsize) <= rows
+        rows = engine.panel_rows(n_in, itemsize, TEST_PANEL)
         for n_blocks in (1, 2):
             lo, hi = engine.block_rows(n_out, 0, n_blocks)
-            assert hi - lo > rows
-    assert engine.block_count(arch, 2) == 2
+            assert hi - lo >= 2 * rows
+    assert engine.panel_rows(n_in, 4, TEST_PANEL) > tiles.TILE_ROWS
+
+
+def test_a_net_runs_the_machines_panels():
+    net = loopnet.Net([600, 70, 5], seed=0)
+    assert net._arch.panel == engine.PANEL_BYTES == _jit.panel_bytes()
 
 
 def fake_l2(tmp_path, size, shared):
