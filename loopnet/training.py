@@ -36,7 +36,7 @@ from collections import namedtuple
 import numba
 import numpy as np
 
-from . import engine, optim, privacy
+from . import cpuload, engine, optim, privacy
 from .random import poisson_batch
 
 #: Examples per compiled call inside an epoch.  Between calls Python checks for
@@ -592,7 +592,7 @@ class LocalSteps:
         and progress between chunks)."""
         X, Y, labels = (self.X, self.Y, self.labels) if which == "train" else self.val
         buffers = net.engine_buffers()
-        threads = self.chooser.preferred() if self.chooser is not None else 1
+        threads = self.chooser.within_free(self.chooser.preferred()) if self.chooser is not None else 1
         total, correct = 0.0, 0
         for lo in range(0, X.shape[0], SEGMENT_EXAMPLES):
             hi = min(lo + SEGMENT_EXAMPLES, X.shape[0])
@@ -715,9 +715,18 @@ def flops_per_example(sizes):
 _MEASURED = {}
 RECENT = 3
 
+#: What other processes use of this process's CPUs, looked at before each run of a fit with
+#: threads=None; one per process, so that a fit's first run is judged on the time since the
+#: last fit (or since import).
+_WATCH = cpuload.CpuWatch()
+
 
 class _ThreadChooser:
     """Picks the thread count for each compiled run of mini-batches.
+
+    With ``threads=None`` no run asks for more threads than the CPUs other processes left
+    free during the last run (:mod:`loopnet.cpuload`): timing alone noticed a competing
+    process only after runs that had already stalled at every barrier.
 
     A fixed request is honoured (capped at Numba's thread count).  Otherwise
     the candidates are all threads and one thread, in that order; each is
@@ -738,7 +747,7 @@ class _ThreadChooser:
     BLAS loop at load 8 on 2 cores).
     """
 
-    def __init__(self, threads, flops_per_batch, tasks=None):
+    def __init__(self, threads, flops_per_batch, tasks=None, watch=None):
         # No phase has more than ``tasks`` parallel tasks (the mini-batch's examples in A2, the
         # row blocks in A1 and B): threads beyond that only wait at every barrier (W1 on a
         # 16-core Xeon: 8 row blocks, m = 10, and 16 threads slower than 8).
@@ -757,9 +766,26 @@ class _ThreadChooser:
         self.probed = {}        # threads -> mini-batches in its last probe
         self.settled = None     # the choice of the last usual run
         self.ramp = None        # cap on the next usual run while ramping up after a switch
+        # What other processes leave of the CPUs (threads=None only: an explicit count is run)
+        self.watch = (watch or _WATCH) if len(self.candidates) > 1 else None
 
     def next(self):
-        """(threads, probe) for the next run; a probe times a choice that is not the best."""
+        """(threads, probe) for the next run; a probe times a choice that is not the best.
+        Never more threads than the CPUs other processes leave free (:meth:`within_free`)."""
+        threads, probe = self._next()
+        return self.within_free(threads), probe
+
+    def within_free(self, threads):
+        """``threads``, or fewer where other processes kept CPUs busy during the last run
+        (:class:`loopnet.cpuload.CpuWatch`): a thread that shares a CPU with another
+        process stalls every barrier (W3 beside one BLAS loop on 2 cores: 2.96× slower than
+        alone on two threads).  Bits do not depend on the thread count."""
+        if self.watch is None or threads <= 1:
+            return threads
+        free = self.watch.free_cpus()
+        return threads if free is None else min(threads, free)
+
+    def _next(self):
         self.calls += 1
         untried = [k for k in self.candidates if k not in self.rates]
         if untried:
@@ -781,6 +807,8 @@ class _ThreadChooser:
         return best, False
 
     def record(self, threads, seconds_per_batch):
+        if threads not in self.candidates:     # a count cut to the free CPUs: not a choice
+            return
         self.rates[threads] = (self.rates.get(threads, ()) + (seconds_per_batch,))[-RECENT:]
 
     def latest(self, threads):

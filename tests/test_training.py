@@ -13,6 +13,13 @@ from loopnet import reference as R
 from loopnet import reporting, training
 
 
+@pytest.fixture(autouse=True)
+def quiet_machine(monkeypatch):
+    """The chooser's tests script their rates; what other processes do to this machine's
+    CPUs meanwhile (loopnet.cpuload) must not cut their thread counts."""
+    monkeypatch.setattr(training, "_WATCH", None)
+
+
 def problem(seed=0, m=23, sizes=(4, 5, 3)):
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((m, sizes[0]))
