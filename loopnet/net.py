@@ -462,7 +462,9 @@ class Net:
         ``threads``: how many threads train (at most ``numba.get_num_threads()``).
         ``None`` chooses by measurement: each run of mini-batches is timed, and
         the faster of one thread and all threads is used (on a busy machine,
-        synchronising threads twice per mini-batch can cost more than it saves).
+        synchronising threads twice per mini-batch can cost more than it saves),
+        and on Linux no run uses more threads than the CPUs other processes left
+        free during the last one (:mod:`loopnet.cpuload`).
         The result is bit-identical whatever is chosen.
 
         ``comm``: an MPI communicator (or ``"world"``) to train data-parallel
