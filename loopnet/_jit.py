@@ -1,4 +1,4 @@
-"""Numba options in one place.
+"""Numba options in one place, and what the target machine decides (register tiles, panel size).
 
 Every compiled function in loopnet is decorated with :func:`jit`, with :func:`jit_inner`
 when only compiled code ever calls it (no CPython wrapper: less to compile), or with
@@ -167,8 +167,9 @@ def panel_bytes():
     (:func:`l2_share_bytes`), between 64 KiB and 1 MiB, leaving the other half to the
     examples' inputs.  128 KiB where the L2 is unknown.  ``LOOPNET_PANEL_KIB`` overrides (to
     compare sizes on one machine).  No number depends on it (panels hold whole tiles); it is
-    passed to the compiled engine as a value (``Arch.panel``), so it costs no compile.  Measured on a 2-core Xeon (2 MiB L2; profiles/README.md):
-    W5 on 2 threads 10 % faster with 1 MiB panels than with 128 KiB, slower again with 2 MiB.
+    passed to the compiled engine as a value (``Arch.panel``), so it costs no compile.
+    Measured on a 2-core Xeon with 2 MiB of L2 (profiles/results/panels-intel-xeon-2c.md): W5
+    on 2 threads 5-10 % faster with 1 MiB panels than with 128 KiB, slower again with 2 MiB.
     """
     choice = os.environ.get("LOOPNET_PANEL_KIB", "").strip()
     if choice:

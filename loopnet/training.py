@@ -592,7 +592,9 @@ class LocalSteps:
         and progress between chunks)."""
         X, Y, labels = (self.X, self.Y, self.labels) if which == "train" else self.val
         buffers = net.engine_buffers()
-        threads = self.chooser.within_free(self.chooser.preferred()) if self.chooser is not None else 1
+        threads = 1
+        if self.chooser is not None:
+            threads = self.chooser.within_free(self.chooser.preferred())
         total, correct = 0.0, 0
         for lo in range(0, X.shape[0], SEGMENT_EXAMPLES):
             hi = min(lo + SEGMENT_EXAMPLES, X.shape[0])
