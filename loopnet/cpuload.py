@@ -98,6 +98,6 @@ class CpuWatch:
     def free_cpus(self):
         """This process's CPUs minus those the others kept busy (rounded), at least 1;
         None where unknown."""
-        if not self.cpus or self.last is None:
+        if self.last is None:       # no CPUs known, or no /proc to read
             return None
         return max(1, len(self.cpus) - round(self.others()))

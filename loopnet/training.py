@@ -749,7 +749,7 @@ class _ThreadChooser:
     BLAS loop at load 8 on 2 cores).
     """
 
-    def __init__(self, threads, flops_per_batch, tasks=None, watch=None):
+    def __init__(self, threads, flops_per_batch, tasks=None):
         # No phase has more than ``tasks`` parallel tasks (the mini-batch's examples in A2, the
         # row blocks in A1 and B): threads beyond that only wait at every barrier (W1 on a
         # 16-core Xeon: 8 row blocks, m = 10, and 16 threads slower than 8).
@@ -769,7 +769,7 @@ class _ThreadChooser:
         self.settled = None     # the choice of the last usual run
         self.ramp = None        # cap on the next usual run while ramping up after a switch
         # What other processes leave of the CPUs (threads=None only: an explicit count is run)
-        self.watch = (watch or _WATCH) if len(self.candidates) > 1 else None
+        self.watch = _WATCH if len(self.candidates) > 1 else None
 
     def next(self):
         """(threads, probe) for the next run; a probe times a choice that is not the best.

@@ -98,9 +98,8 @@ class Busy:
 
 
 def test_the_chooser_asks_for_no_more_threads_than_are_free():
-    chooser = training._ThreadChooser(None, 13_131_313_131, watch=Busy(1))
-    chooser.candidates = [2, 1]
-    chooser.watch = Busy(1)
+    chooser = training._ThreadChooser(None, 13_131_313_131)
+    chooser.candidates, chooser.watch = [2, 1], Busy(1)     # as on a 2-core machine
     assert chooser.next() == (1, False)           # all threads preferred, one CPU free
     chooser.record(1, 0.002)
     chooser.watch.free = 2                        # the other process has gone
