@@ -23,42 +23,34 @@ from _scenarios import _optional
 # ---------------------------------------------------------------------------
 
 
-def cpu_model():
+def cpuinfo():
+    """The first value of each field of /proc/cpuinfo (keys lower-cased), {} where unreadable."""
+    fields = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip().lower(), value.strip())
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return fields
+
+
+def cpu_model():
+    return cpuinfo().get("model name") or platform.processor() or platform.machine()
 
 
 def cpu_flags():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                return [f for f in ("avx2", "fma", "avx512f") if f in flags]
-    except OSError:
-        pass
-    return []
+    flags = set(cpuinfo().get("flags", "").split())
+    return [f for f in ("avx2", "fma", "avx512f") if f in flags]
 
 
 def cpu_identity():
     """'family F model M' from /proc/cpuinfo (one vendor's model name covers several
     generations: 'AMD EPYC' was a Zen 3 one day and a Zen 4 the next), '' where unknown."""
-    found = {}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            key = key.strip().lower()
-            if key in ("cpu family", "model") and key not in found:
-                found[key] = value.strip()
-    except OSError:
-        pass
-    if len(found) < 2:
+    info = cpuinfo()
+    if "cpu family" not in info or "model" not in info:
         return ""
-    return f"family {found['cpu family']} model {found['model']}"
+    return f"family {info['cpu family']} model {info['model']}"
 
 
 def code_target():
@@ -215,8 +207,9 @@ def numba_threads():
 def machine_header(peaks):
     v = versions()
     cores = peaks["cores"]
+    identity = cpu_identity()
     lines = [
-        f"- **CPU**: {cpu_model()}{' (' + cpu_identity() + ')' if cpu_identity() else ''} "
+        f"- **CPU**: {cpu_model()}{f' ({identity})' if identity else ''} "
         f"({', '.join(cpu_flags()) or 'no AVX2 flag'}), "
         f"{cores} cores available, Numba threads {numba_threads()}, {platform.system()} {platform.machine()}; "
         f"{code_target()}",
