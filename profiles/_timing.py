@@ -17,6 +17,13 @@ import numpy as np
 
 from _impls import ref_gradient, ref_sgd, rel_err
 
+# Seconds of sleep before each timed run, so that the worker threads the previous run left
+# spinning (OpenBLAS's keep polling for work for about 0.1 s after a call) have gone to sleep
+# and do not take a core from the run being timed.  Measured on the 2-core Zen 5 VM
+# (2026-12-02): loopnet's fit of 10,000 W3 examples right after NumPy matmuls took 1.6x as
+# long with a 20 ms gap (this constant's former value), 1.05x with 0.1 s, 1.0x with 0.3 s.
+SETTLE_S = 0.25
+
 
 # ---------------------------------------------------------------------------
 # validation, timing, compile
@@ -76,7 +83,7 @@ def time_ladder(impls, X, Y, ws, bs, repeats, seed=1, warmup_examples=2000, log=
             n_run = n if impl.fraction >= 1 else max(impl.sc.m, int(n * impl.fraction) // impl.sc.m * impl.sc.m)
             sub = order[:n_run]
             with impl.threads_ctx():
-                time.sleep(0.02)  # let other libraries' spinning worker threads go idle
+                time.sleep(SETTLE_S)  # let other libraries' spinning worker threads go idle
                 c0 = time.process_time()
                 t0 = time.perf_counter()
                 impl.train(X, Y, sub)

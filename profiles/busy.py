@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _scenarios import SCENARIOS, _optional  # noqa: E402
 from _machine import machine_header, measure_peaks  # noqa: E402
+from _timing import SETTLE_S  # noqa: E402
 from _impls import (Loopnet, LoopnetDefaultFit, NumpyMatrix, Torch, init_params,  # noqa: E402
                     load_data)
 
@@ -152,7 +153,7 @@ def time_one(impl, X, Y, ws, bs, order, fraction):
     impl.set(ws, bs)
     with impl.threads_ctx(), warnings.catch_warnings():
         warnings.simplefilter("ignore")              # η = 3 saturates W5: fit's warning says so
-        time.sleep(0.02)                             # let other libraries' spinning threads idle
+        time.sleep(SETTLE_S)                         # let other libraries' spinning threads idle
         t0 = time.perf_counter()
         impl.train(X, Y, order[:n_run])
         dt = time.perf_counter() - t0
