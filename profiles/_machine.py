@@ -74,9 +74,19 @@ def n_cores():
 
 
 def machine_slug():
+    """The results file's name for this machine: model name, LLVM's name of the host CPU and
+    cores, e.g. ``amd-epyc-znver5-2c`` (the model name alone, 'AMD EPYC', named a Zen 3, a Zen 4
+    and a Zen 5 VM, whose results overwrote one another)."""
     name = re.sub(r"\(.*?\)|processor|cpu|@.*", "", cpu_model(), flags=re.I)
     name = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "machine"
-    return f"{name}-{n_cores()}c"
+    host = re.sub(r"[^a-z0-9]+", "-", host_cpu_name().lower()).strip("-")
+    return f"{name}-{host}-{n_cores()}c" if host and host != "generic" else f"{name}-{n_cores()}c"
+
+
+def host_cpu_name():
+    """LLVM's name of this machine's CPU (whatever NUMBA_CPU_NAME asks to compile for)."""
+    import llvmlite.binding as ll
+    return ll.get_host_cpu_name()
 
 
 def versions():
@@ -88,6 +98,9 @@ def versions():
         from threadpoolctl import threadpool_info
 
         blas = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+        # NumPy's own BLAS first: SciPy (imported by scikit-learn) brings another OpenBLAS,
+        # which threadpoolctl may list first (0.3.30 beside NumPy's 0.3.31 here).
+        blas.sort(key=lambda i: "numpy" not in str(i.get("filepath", "")).lower())
         if blas:
             out["blas"] = f"{blas[0]['internal_api']} {blas[0].get('version', '')}".strip()
             if blas[0].get("architecture"):
