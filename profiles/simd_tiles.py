@@ -161,6 +161,21 @@ def vfma(typingctx, a, b, c):
     return a(a, b, c), codegen
 
 
+@njit
+def store3(a, i, k0, k1, k2, v0, v1, v2):
+    """a[i, k0 …], a[i, k1 …], a[i, k2 …] = v0, v1, v2 (one row's running sums of a tile)."""
+    vstore_at(a, i, k0, v0)
+    vstore_at(a, i, k1, v1)
+    vstore_at(a, i, k2, v2)
+
+
+@njit
+def store4(a, i, k0, k1, k2, k3, v0, v1, v2, v3):
+    """:func:`store3` for four vectors."""
+    store3(a, i, k0, k1, k2, v0, v1, v2)
+    vstore_at(a, i, k3, v3)
+
+
 # ---------------------------------------------------------------- the two register tiles
 @njit
 def outer_forward6x4(z, w, xT, j, e):
@@ -189,30 +204,12 @@ def outer_forward6x4(z, w, xT, j, e):
         s40, s41, s42, s43 = vfma(c, p0, s40), vfma(c, p1, s41), vfma(c, p2, s42), vfma(c, p3, s43)
         c = vsplat_at(w, j + 5, k, w)
         s50, s51, s52, s53 = vfma(c, p0, s50), vfma(c, p1, s51), vfma(c, p2, s52), vfma(c, p3, s53)
-    vstore_at(z, j, e, s00)
-    vstore_at(z, j, e1, s01)
-    vstore_at(z, j, e2, s02)
-    vstore_at(z, j, e3, s03)
-    vstore_at(z, j + 1, e, s10)
-    vstore_at(z, j + 1, e1, s11)
-    vstore_at(z, j + 1, e2, s12)
-    vstore_at(z, j + 1, e3, s13)
-    vstore_at(z, j + 2, e, s20)
-    vstore_at(z, j + 2, e1, s21)
-    vstore_at(z, j + 2, e2, s22)
-    vstore_at(z, j + 2, e3, s23)
-    vstore_at(z, j + 3, e, s30)
-    vstore_at(z, j + 3, e1, s31)
-    vstore_at(z, j + 3, e2, s32)
-    vstore_at(z, j + 3, e3, s33)
-    vstore_at(z, j + 4, e, s40)
-    vstore_at(z, j + 4, e1, s41)
-    vstore_at(z, j + 4, e2, s42)
-    vstore_at(z, j + 4, e3, s43)
-    vstore_at(z, j + 5, e, s50)
-    vstore_at(z, j + 5, e1, s51)
-    vstore_at(z, j + 5, e2, s52)
-    vstore_at(z, j + 5, e3, s53)
+    store4(z, j, e, e1, e2, e3, s00, s01, s02, s03)
+    store4(z, j + 1, e, e1, e2, e3, s10, s11, s12, s13)
+    store4(z, j + 2, e, e1, e2, e3, s20, s21, s22, s23)
+    store4(z, j + 3, e, e1, e2, e3, s30, s31, s32, s33)
+    store4(z, j + 4, e, e1, e2, e3, s40, s41, s42, s43)
+    store4(z, j + 5, e, e1, e2, e3, s50, s51, s52, s53)
 
 
 @njit
@@ -249,30 +246,14 @@ def gradient_block8x3(g, j, k, delta, d_col, a, rows, base, m):
         s60, s61, s62 = vfma(c, p0, s60), vfma(c, p1, s61), vfma(c, p2, s62)
         c = vsplat_at(delta, x, dj + 7, g)
         s70, s71, s72 = vfma(c, p0, s70), vfma(c, p1, s71), vfma(c, p2, s72)
-    vstore_at(g, j, k, s00)
-    vstore_at(g, j, k1, s01)
-    vstore_at(g, j, k2, s02)
-    vstore_at(g, j + 1, k, s10)
-    vstore_at(g, j + 1, k1, s11)
-    vstore_at(g, j + 1, k2, s12)
-    vstore_at(g, j + 2, k, s20)
-    vstore_at(g, j + 2, k1, s21)
-    vstore_at(g, j + 2, k2, s22)
-    vstore_at(g, j + 3, k, s30)
-    vstore_at(g, j + 3, k1, s31)
-    vstore_at(g, j + 3, k2, s32)
-    vstore_at(g, j + 4, k, s40)
-    vstore_at(g, j + 4, k1, s41)
-    vstore_at(g, j + 4, k2, s42)
-    vstore_at(g, j + 5, k, s50)
-    vstore_at(g, j + 5, k1, s51)
-    vstore_at(g, j + 5, k2, s52)
-    vstore_at(g, j + 6, k, s60)
-    vstore_at(g, j + 6, k1, s61)
-    vstore_at(g, j + 6, k2, s62)
-    vstore_at(g, j + 7, k, s70)
-    vstore_at(g, j + 7, k1, s71)
-    vstore_at(g, j + 7, k2, s72)
+    store3(g, j, k, k1, k2, s00, s01, s02)
+    store3(g, j + 1, k, k1, k2, s10, s11, s12)
+    store3(g, j + 2, k, k1, k2, s20, s21, s22)
+    store3(g, j + 3, k, k1, k2, s30, s31, s32)
+    store3(g, j + 4, k, k1, k2, s40, s41, s42)
+    store3(g, j + 5, k, k1, k2, s50, s51, s52)
+    store3(g, j + 6, k, k1, k2, s60, s61, s62)
+    store3(g, j + 7, k, k1, k2, s70, s71, s72)
 
 
 # ---------------------------------------------------------------- the ladders
