@@ -206,3 +206,25 @@ def test_simd_tiles_kernels_against_numpy_and_quick_run(capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "register blocks give the engine's bits: True" in out
     assert "forward, outer product 6 × 4 vectors" in out and "gradient, register blocks" in out
+
+
+def test_machine_slug_carries_llvm_host_cpu_name(monkeypatch):
+    import _machine
+    monkeypatch.setattr(_machine, "cpu_model", lambda: "AMD EPYC Processor")
+    monkeypatch.setattr(_machine, "n_cores", lambda: 2)
+    monkeypatch.setattr(_machine, "host_cpu_name", lambda: "znver5")
+    assert _machine.machine_slug() == "amd-epyc-znver5-2c"
+    monkeypatch.setattr(_machine, "host_cpu_name", lambda: "generic")   # LLVM could not tell
+    assert _machine.machine_slug() == "amd-epyc-2c"
+
+
+def test_header_names_numpys_own_blas_when_scipys_is_listed_first(monkeypatch):
+    import threadpoolctl
+    import _machine
+    libs = [{"user_api": "blas", "internal_api": "openblas", "version": "0.3.30",
+             "architecture": "Haswell", "filepath": "/x/site-packages/scipy.libs/libscipy_openblas.so"},
+            {"user_api": "openmp", "internal_api": "openmp", "filepath": "/x/libgomp.so"},
+            {"user_api": "blas", "internal_api": "openblas", "version": "0.3.31",
+             "architecture": "SkylakeX", "filepath": "/x/site-packages/numpy.libs/libscipy_openblas64_.so"}]
+    monkeypatch.setattr(threadpoolctl, "threadpool_info", lambda: libs)
+    assert _machine.versions()["blas"] == "openblas 0.3.31, SkylakeX kernels"
