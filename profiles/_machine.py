@@ -56,11 +56,10 @@ def cpu_identity():
 def code_target():
     """LLVM's name of the CPU Numba compiles for (NUMBA_CPU_NAME, else the host's) and the
     register tiles loopnet runs there."""
-    import llvmlite.binding as ll
     import numba
 
     from loopnet import tiles
-    name = numba.config.CPU_NAME or ll.get_host_cpu_name()
+    name = numba.config.CPU_NAME or host_cpu_name()
     pair = ("4 × 5 forward, 5-example gradient (32 vector registers)" if tiles.WIDE_TILES
             else "4 × 3 forward, 4-example gradient (16 vector registers)")
     return f"code for LLVM target {name}, loopnet tiles {pair}"

@@ -53,12 +53,14 @@ from loopnet._jit import vector_registers  # noqa: E402
 WIDE_VECTOR_CPUS = ("znver4", "znver5", "knl", "knm")
 
 
+TARGET = (numba.config.CPU_NAME or ll.get_host_cpu_name()).lower()   # the CPU Numba compiles for
+
+
 def vector_bytes():
-    """Bytes per vector LLVM prefers for the target Numba compiles for (see module docstring)."""
-    name = (numba.config.CPU_NAME or ll.get_host_cpu_name()).lower()
+    """Bytes per vector LLVM prefers for :data:`TARGET` (see module docstring)."""
     if vector_registers() >= 32:
-        return 64 if name in WIDE_VECTOR_CPUS else 32
-    return 16 if name in ("generic", "x86-64", "x86-64-v2", "nehalem", "westmere") else 32
+        return 64 if TARGET in WIDE_VECTOR_CPUS else 32
+    return 16 if TARGET in ("generic", "x86-64", "x86-64-v2", "nehalem", "westmere") else 32
 
 
 VECTOR_BYTES = vector_bytes()
@@ -336,9 +338,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.quick:
         args.rows, args.inputs, args.m, args.units, args.rounds = 48, 96, 40, 60, 1
-    lanes = LANES
     rows, n_in, m = args.rows - args.rows % 24, args.inputs, args.m
-    m_fwd = m - m % (4 * lanes)                   # whole tiles of examples in both ladders
+    m_fwd = m - m % (4 * LANES)                   # whole tiles of examples in both ladders
     m_grad = m - m % tiles.GRADIENT_EXAMPLES
     rng = np.random.default_rng(0)
     X = rng.random((20_000, n_in))
@@ -346,9 +347,9 @@ def main(argv=None):
     w = rng.standard_normal((rows, n_in)) / np.sqrt(n_in)
     b = np.zeros(rows)
     delta = rng.standard_normal((m + 1, max(args.units, rows)))
-    k_end = n_in - n_in % (3 * lanes)
-    print(f"one thread; {VECTOR_BYTES * 8}-bit vectors ({lanes} float64 lanes) for "
-          f"{numba.config.CPU_NAME or ll.get_host_cpu_name()}; layer 1 rows {rows}, inputs {n_in}, "
+    k_end = n_in - n_in % (3 * LANES)
+    print(f"one thread; {VECTOR_BYTES * 8}-bit vectors ({LANES} float64 lanes) for "
+          f"{TARGET}; layer 1 rows {rows}, inputs {n_in}, "
           f"m = {m} (forward on {m_fwd} examples); load {os.getloadavg()[0]:.1f}")
 
     # the gradient: same bits as the engine's passes, where the blocks reach
