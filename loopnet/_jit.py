@@ -386,11 +386,10 @@ def pjit_linked(fn):
     return _compile_linked(fn, parallel=True, fastmath=FASTMATH)
 
 
-#: Modules whose compiled functions :func:`linked_twin` also links (the textbook kernels and
-#: what they call).  Not ``optim``: its updates, linked, round the last bit of some weights
-#: differently from the update the naive loop of the tests calls.
+#: Modules whose compiled functions :func:`linked_twin` also links (the textbook kernels, the
+#: optimizer's updates and what they call).
 TWIN_MODULES = ("loopnet.kernels", "loopnet.tiles", "loopnet.activations", "loopnet.costs",
-                "loopnet.random")
+                "loopnet.random", "loopnet.optim")
 _twins = {}
 
 

@@ -75,14 +75,16 @@ import numpy as np
 import numba
 from numba import prange
 
-from . import costs, kernels, tiles
+from . import costs, kernels, optim, tiles
 from ._jit import jit, jit_linked, linked_twin, panel_bytes, pjit_linked
-from .optim import engine_state, step_of, update_rows
+from .optim import engine_state
 from .tiles import GRADIENT_EXAMPLES, TILE_EXAMPLES, TILE_ROWS
 
-# The kernels as the engine calls them: their linked twins (_jit.linked_twin), compiled into
-# the engine's one optimised module; kernels.activate etc. stay the Python-callable originals.
-cost_x = linked_twin(costs.cost_x)
+# The kernels and the optimizer's updates as the engine calls them: their linked twins
+# (_jit.linked_twin), compiled into the engine's one optimised module; kernels.activate,
+# optim.update_rows etc. stay the Python-callable originals (the tests' naive loop calls them).
+cost_x, step_of, update_rows = (linked_twin(k) for k in (costs.cost_x, optim.step_of,
+                                                         optim.update_rows))
 (activate, add_noise, dropout, forward_layer, gradient_norm_sq, hidden_delta, output_delta,
  scale_delta) = (linked_twin(k) for k in (kernels.activate, kernels.add_noise, kernels.dropout,
                                           kernels.forward_layer, kernels.gradient_norm_sq,
@@ -148,7 +150,7 @@ def work_rows(work):
     return work.z.shape[1] - 1
 
 
-@jit
+@jit_linked
 def half(work, h):
     """The scratch of half h of ``work``: one row of z, a, δ per example of a mini-batch."""
     return Work(work.grad, work.z[h], work.a[h], work.delta[h])
@@ -188,7 +190,7 @@ def block_count(arch, threads):
     return max(1, min(tiles, int(threads), BLOCKS))
 
 
-@jit
+@jit_linked
 def block_rows(n, b, n_blocks):
     """Rows [j_lo, j_hi) of block b of a layer of n neurons.
 
@@ -307,7 +309,7 @@ def first_layer_block(work, params, X, order, lo, hi, arch, b, n_blocks, ex):
         first_layer_panel(work, params, X, order, lo, hi, arch, j, min(j + step, j_hi), ex)
 
 
-@jit
+@jit_linked
 def panel_rows(n_in, itemsize, panel):
     """Rows of w per panel (A1, B) for n_in inputs: whole 4-row tiles filling
     ``panel`` bytes (``arch.panel``: PANEL_BYTES, from the machine's L2), at least one tile.

@@ -315,6 +315,18 @@ def test_fast_twin_map_names_every_twin_training_runs():
         assert "Otherwise identical" in twin.__doc__
 
 
+@numba.njit
+def block_rows(n, b, n_blocks):
+    """engine.block_rows (a linked helper, which only compiled code can call) from Python."""
+    return engine.block_rows(n, b, n_blocks)
+
+
+@numba.njit
+def panel_rows(n_in, itemsize, panel):
+    """engine.panel_rows from Python (see block_rows)."""
+    return engine.panel_rows(n_in, itemsize, panel)
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_one_block_per_thread_and_the_blocks_cover_each_layer(threads):
     """As many tasks as threads, at most the widest layer's tiles and BLOCKS; every layer's
@@ -326,7 +338,7 @@ def test_one_block_per_thread_and_the_blocks_cover_each_layer(threads):
         assert engine.block_count(arch, 1000) == min(most, engine.BLOCKS)
     for n in (1, 3, 4, 30, 100, 257):
         for n_blocks in (1, 2, 3, 8, 64):
-            spans = [engine.block_rows(n, b, n_blocks) for b in range(n_blocks)]
+            spans = [block_rows(n, b, n_blocks) for b in range(n_blocks)]
             assert [j for lo, hi in spans for j in range(lo, hi)] == list(range(n))
             assert all(lo % tiles.TILE_ROWS == 0 for lo, hi in spans if hi > lo)
             assert sum(hi > lo for lo, hi in spans) == min(n_blocks, -(-n // tiles.TILE_ROWS))
@@ -338,7 +350,7 @@ def test_panels_are_whole_tiles():
     for n_in in (1, 9, 600, 784, 100000):
         for itemsize in (4, 8):
             for panel in (TEST_PANEL, engine.PANEL_BYTES, _jit.PANEL_MIN, _jit.PANEL_MAX):
-                rows = engine.panel_rows(n_in, itemsize, panel)
+                rows = panel_rows(n_in, itemsize, panel)
                 assert rows % tiles.TILE_ROWS == 0 and rows >= tiles.TILE_ROWS
                 assert rows == tiles.TILE_ROWS or rows * n_in * itemsize <= panel
 
@@ -350,11 +362,11 @@ def test_the_panel_net_has_several_panels_per_block():
     arch = setup("1-hidden-panels", np.float64)[2]
     assert arch.panel == TEST_PANEL and engine.block_count(arch, 2) == 2
     for itemsize in (4, 8):
-        rows = engine.panel_rows(n_in, itemsize, TEST_PANEL)
+        rows = panel_rows(n_in, itemsize, TEST_PANEL)
         for n_blocks in (1, 2):
-            lo, hi = engine.block_rows(n_out, 0, n_blocks)
+            lo, hi = block_rows(n_out, 0, n_blocks)
             assert hi - lo >= 2 * rows
-    assert engine.panel_rows(n_in, 4, TEST_PANEL) > tiles.TILE_ROWS
+    assert panel_rows(n_in, 4, TEST_PANEL) > tiles.TILE_ROWS
 
 
 def test_a_net_runs_the_machines_panels():
