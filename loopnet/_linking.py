@@ -68,10 +68,11 @@ if AVAILABLE:
             return getattr(self._codegen, name)
 
     class LinkedLibrary(JITCodeLibrary):
-        """A code library that is only ever linked into others, unoptimised.
+        """A code library that is only ever linked into others, not optimised on its own.
 
         Numba's ``finalize`` links the libraries this one calls into its module, then
-        optimises it and hands it to the JIT; here the last two steps do nothing.
+        optimises it and hands it to the JIT; here the last two steps do nothing.  Each
+        function gets only a cheap clean-up when it is added (:meth:`_optimize_functions`).
         """
 
         def _optimize_final_module(self):
