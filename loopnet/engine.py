@@ -64,9 +64,10 @@ in example order, then the update), precisely:
 Compile time is dominated by Numba's work per ``prange`` region and per
 compiled function, so every phase runs in one parallel loop,
 :func:`run_tasks`, and one driver, :func:`run_batches`, serves training,
-gradients and predictions alike.  The helpers below and the kernels they call
-(their linked twins) are linked into :func:`drive_batches` unoptimised
-(:mod:`loopnet._linking`), which optimises and emits the whole engine once.
+gradients and predictions alike.  The helpers below, the kernels and the
+optimizer's updates they call (their linked twins) are linked into
+:func:`drive_batches` without being optimised on their own (:mod:`loopnet._linking`):
+a fit compiles one library with machine code and a cache entry, the whole engine.
 """
 
 from collections import namedtuple
