@@ -56,10 +56,8 @@ def cpu_identity():
 def code_target():
     """LLVM's name of the CPU Numba compiles for (NUMBA_CPU_NAME, else the host's) and the
     register tiles loopnet runs there."""
-    import numba
-
     from loopnet import tiles
-    name = numba.config.CPU_NAME or host_cpu_name()
+    name = target_cpu_name()
     pair = ("4 × 5 forward, 5-example gradient (32 vector registers)" if tiles.WIDE_TILES
             else "4 × 3 forward, 4-example gradient (16 vector registers)")
     return f"code for LLVM target {name}, loopnet tiles {pair}"
@@ -86,6 +84,12 @@ def host_cpu_name():
     """LLVM's name of this machine's CPU (whatever NUMBA_CPU_NAME asks to compile for)."""
     import llvmlite.binding as ll
     return ll.get_host_cpu_name()
+
+
+def target_cpu_name():
+    """LLVM's name of the CPU Numba compiles for: NUMBA_CPU_NAME, else :func:`host_cpu_name`."""
+    import numba
+    return numba.config.CPU_NAME or host_cpu_name()
 
 
 def versions():

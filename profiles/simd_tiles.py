@@ -37,14 +37,13 @@ import time
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")     # before NumPy loads its BLAS: one thread, as the kernels
 
-import llvmlite.binding as ll  # noqa: E402
-import numba  # noqa: E402
 import numpy as np  # noqa: E402
 from llvmlite import ir  # noqa: E402
 from numba import njit, types  # noqa: E402
 from numba.core import cgutils  # noqa: E402
 from numba.extending import intrinsic, models, register_model  # noqa: E402
 
+from _machine import target_cpu_name  # noqa: E402
 from loopnet import tiles  # noqa: E402
 from loopnet._jit import vector_registers  # noqa: E402
 
@@ -53,7 +52,7 @@ from loopnet._jit import vector_registers  # noqa: E402
 WIDE_VECTOR_CPUS = ("znver4", "znver5", "knl", "knm")
 
 
-TARGET = (numba.config.CPU_NAME or ll.get_host_cpu_name()).lower()   # the CPU Numba compiles for
+TARGET = target_cpu_name().lower()   # the CPU Numba compiles for
 
 
 def vector_bytes():
