@@ -158,3 +158,21 @@ def test_softmax_log_likelihood_with_targets_not_summing_to_one():
     X = rng.standard_normal((4, 3))
     Y = rng.uniform(0.0, 1.0, (4, 3))   # rows sum to anything
     assert rel_err(net.gradient_sum(X, Y) / 4, central_differences(net, X, Y)) < 1e-7
+
+
+def test_exp_nonpositive_within_one_ulp_of_numpy_and_the_same_in_python():
+    """activations.exp_nonpositive (the sigmoid's e^{−|z|}, vectorisable) against NumPy's exp
+    over [−746, 0]: gradual underflow, zeros below, −inf and NaN; the same for its
+    pure-Python run (NUMBA_DISABLE_JIT), whose products are not fused into FMAs."""
+    rng = np.random.default_rng(11)
+    x = -np.concatenate([np.abs(rng.standard_normal(2000)) * 60, np.linspace(0, 746, 20001),
+                         [0.0, 1e-300, 708.39, 709.0, 744.5, 745.1, 745.2, 800.0, np.inf]])
+    got = np.array([activations.exp_nonpositive(v) for v in x])
+    want = np.exp(x)
+    normal = want >= np.finfo(np.float64).tiny
+    ulps = np.abs(got - want)[normal] / np.spacing(want[normal])
+    assert ulps.max() <= 1.0
+    assert np.all(np.abs(got - want)[~normal] <= np.finfo(np.float64).smallest_subnormal)
+    assert np.isnan(activations.exp_nonpositive(np.nan))
+    py = np.array([activations.exp_nonpositive.py_func(v) for v in x[normal][::37]])
+    assert np.max(np.abs(py - want[normal][::37]) / np.spacing(want[normal][::37])) <= 1.0
