@@ -51,6 +51,7 @@ import sys
 import types
 import warnings
 
+import llvmlite.binding
 import numba
 from numba.core.caching import CacheImpl, UserWideCacheLocator
 from numba.core.registry import cpu_target
@@ -77,7 +78,7 @@ OPTIONS = dict(cache=True, nogil=True, error_model="numpy")
 # Modules whose compiled functions are inlined into one another, and the one that decides
 # how they are linked and optimised (its changes change the machine code).
 CORE_MODULES = ("_jit.py", "_linking.py", "random.py", "activations.py", "costs.py", "kernels.py",
-                "tiles.py", "optim.py", "engine.py")
+                "simd.py", "tiles.py", "optim.py", "engine.py")
 
 
 def vector_registers():
@@ -107,6 +108,38 @@ def _host_features():
         return numba.core.codegen.get_host_cpu_features()
     except Exception:      # noqa: BLE001 - an unknown host: the smaller tiles fit everywhere
         return ""
+
+
+# Targets whose cores run a 512-bit FMA at full width (Intel's AVX-512 server cores, Zen 5;
+# LLVM names the Xeon VM of profiles/README's thirteenth round `rocketlake`): there the
+# engine's layer 1 runs the outer-product tiles (see outer_forward).  Zen 4 splits each
+# 512-bit FMA in two; there the tiles gained 7 % and whole epochs lost (sixteenth round).
+OUTER_CPUS = ("skylake-avx512", "cascadelake", "cooperlake", "icelake-server",
+              "sapphirerapids", "emeraldrapids", "graniterapids", "graniterapids-d",
+              "rocketlake", "znver5")
+
+
+def outer_forward():
+    """Whether the engine computes layer 1's forward pass with explicit 512-bit vectors
+    (``tiles.forward_outer``) rather than the dot-product tiles.
+
+    ``LOOPNET_FORWARD=outer`` or ``dot`` chooses (``outer`` runs on any target, slowly without
+    AVX-512: tests and comparisons); unset, the CPU Numba compiles for decides
+    (:data:`OUTER_CPUS`).  Never with the JIT off: the vectors need compiled code.
+    """
+    choice = os.environ.get("LOOPNET_FORWARD", "").strip().lower()
+    if choice not in ("", "outer", "dot"):
+        raise ValueError(f"LOOPNET_FORWARD must be 'outer' or 'dot' (or unset), not {choice!r}")
+    if numba.config.DISABLE_JIT:
+        return False
+    if choice:
+        return choice == "outer"
+    if vector_registers() < 32:
+        return False
+    name = str(numba.config.CPU_NAME or "host").lower()
+    if name == "host":
+        name = llvmlite.binding.get_host_cpu_name().lower()
+    return name in OUTER_CPUS
 
 
 def wide_tiles():
@@ -190,6 +223,7 @@ def _core_stamp():
         with open(os.path.join(here, name), "rb") as f:
             digest.update(f.read())
     digest.update(b"wide tiles" if wide_tiles() else b"narrow tiles")   # see loopnet.tiles
+    digest.update(b"outer forward" if outer_forward() else b"dot forward")
     return digest.hexdigest()
 
 

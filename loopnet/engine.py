@@ -25,7 +25,12 @@ phases:
 A. **errors** — A1: z^1 and a^1 of the mini-batch's examples, in parallel over
    the blocks of layer 1 (``tiles.forward_tile``, the fast twin of
    ``kernels.forward_layer``: ``forward_layer3``, or ``forward_layer5`` on targets with
-   32 vector registers); A2: for each example x (in parallel over examples)
+   32 vector registers), or, for blocks of at least 32 examples through a first
+   layer of at least 256 neurons on CPUs with full-width 512-bit FMAs
+   (``tiles.outer_block``), ``tiles.forward_outer``: explicit vectors of L
+   examples, from the block's inputs packed transposed (``work.xt``) just before,
+   in a parallel phase of their own (PACK, task b copying the b-th share of the
+   columns k); A2: for each example x (in parallel over examples)
    the rest of the forward pass, BP1 and BP2, i.e. every z^l_j, a^l_j and δ^l_j.
 B. **gradient** — for each task (in parallel over tasks), panel by panel: BP3/BP4
    of the panel's rows, summed over the examples, ∂C/∂w_jk = Σ_x δ^x_j a^x_k in
@@ -52,14 +57,16 @@ forward_layer, output_delta, hidden_delta, accumulate_gradient per example,
 in example order, then the update), precisely:
 
 * bit for bit, when the naive loop computes z^1 with the same fast twin
-  (``tiles.forward_tile``): every z, a, δ, gradient sum, parameter after
+  (``tiles.forward_tile``, or ``tiles.forward_chain`` where a block runs
+  ``forward_outer``): every z, a, δ, gradient sum, parameter after
   any number of updates, output and cost.  Nothing else is reordered: the
   gradient sums go in example order, and phantom examples add exact zeros.
 * bit for bit, for a network without hidden layers (layer 1 is the output
   layer and goes through ``kernels.forward_layer`` itself).
 * otherwise, within the bound stated in tests/test_engine.py: z^1's sums
-  over k are split into SIMD partial sums differently, which changes the
-  last bits of z^1 and of everything computed from it.
+  over k are split into SIMD partial sums differently (or, in the outer-product
+  tiles, not at all), which changes the last bits of z^1 and of everything
+  computed from it.
 
 Compile time is dominated by Numba's work per ``prange`` region and per
 compiled function, so every phase runs in one parallel loop,
@@ -76,10 +83,10 @@ import numpy as np
 import numba
 from numba import prange
 
-from . import costs, kernels, optim, tiles
+from . import costs, kernels, optim, simd, tiles
 from ._jit import jit, jit_linked, linked_twin, panel_bytes, pjit_linked
 from .optim import engine_state
-from .tiles import GRADIENT_EXAMPLES, TILE_EXAMPLES, TILE_ROWS
+from .tiles import GRADIENT_EXAMPLES, OUTER_FORWARD, TILE_EXAMPLES, TILE_ROWS
 
 # The kernels and the optimizer's updates as the engine calls them: their linked twins
 # (_jit.linked_twin), compiled into the engine's one optimised module; kernels.activate,
@@ -97,13 +104,19 @@ cost_x, step_of, update_rows = (linked_twin(k) for k in (costs.cost_x, optim.ste
  forward_layer5) = (linked_twin(k) for k in (tiles.accumulate_gradient4,
                                              tiles.accumulate_gradient5, tiles.forward_layer3,
                                              tiles.forward_layer5))
+# Layer 1 by the outer-product tiles, where the target runs them (tiles.OUTER_FORWARD).
+forward_outer, outer_block, pack_inputs, packed_width = (
+    linked_twin(k) for k in (tiles.forward_outer, tiles.outer_block, tiles.pack_inputs,
+                             tiles.packed_width))
 
 # The network's shape and choices, passed to every compiled driver.
 Arch = namedtuple("Arch", "sizes p_off u_off act out_act cost panel")
-# Scratch: the gradient, and z, a, δ of each example of a block.
-Work = namedtuple("Work", "grad z a delta")
+# Scratch: the gradient; z, a, δ of each example of a block; the block's inputs transposed
+# for tiles.forward_outer (0 × 0 where layer 1 does not run it).
+Work = namedtuple("Work", "grad z a delta xt")
 
 CACHE_LINE = 8          # float64 values per 64-byte line
+CACHE_LINE_BYTES = 64
 BLOCKS = 64             # at most this many row blocks per layer, i.e. parallel tasks (block_count)
 PANEL_BYTES = panel_bytes()  # bytes of w per panel (A1, B): half of one thread's L2 (_jit.panel_bytes)
 BLOCK_EXAMPLES = 256    # examples per phase-A block outside training (gradient, predict, cost)
@@ -113,7 +126,7 @@ BLOCK_EXAMPLES = 256    # examples per phase-A block outside training (gradient,
 PREDICT, GRADIENT, TRAIN, NORMS = 0, 1, 2, 3
 # The phases run_tasks runs.  Passed as np.int64(A1) etc.: a bare constant would make
 # Numba compile run_tasks once per value.
-A1, A2, A2_FORWARD, B_SUM, B_STEP, B_STEP_A1 = 0, 1, 2, 3, 4, 5
+A1, A2, A2_FORWARD, B_SUM, B_STEP, B_STEP_A1, PACK = 0, 1, 2, 3, 4, 5, 6
 
 
 def make_arch(sizes, act, out_act, cost, panel=None):
@@ -140,10 +153,32 @@ def make_work(arch, n_rows, dtype):
     :func:`gradient_rows`).
     """
     n_units = int(arch.u_off[-1])
-    row = (n_units // CACHE_LINE + 2) * CACHE_LINE
+    lines = n_units // CACHE_LINE + 2
+    row = (lines + 1 - lines % 2) * CACHE_LINE   # an odd number of lines: rows 4 KiB apart
+    #       would put one unit of every example into the same few sets of the L1
     shape = (2, n_rows + 1, row)
+    xt = np.zeros(0, dtype)
+    if len(arch.sizes) > 2 and tiles.outer_block(int(arch.sizes[1]), n_rows):
+        xt = aligned_zeros(int(arch.sizes[0]) * tiles.packed_width(n_rows, np.dtype(dtype).itemsize),
+                           dtype)
     return Work(grad=np.zeros(int(arch.p_off[-1]), dtype), z=np.zeros(shape, dtype),
-                a=np.zeros(shape, dtype), delta=np.zeros(shape, dtype))
+                a=np.zeros(shape, dtype), delta=np.zeros(shape, dtype), xt=xt)
+
+
+def aligned_zeros(n, dtype):
+    """n zeros of ``dtype`` starting on a cache line (a vector load never straddles two)."""
+    item = np.dtype(dtype).itemsize
+    raw = np.zeros(n + CACHE_LINE_BYTES // item, dtype)
+    start = (-raw.ctypes.data % CACHE_LINE_BYTES) // item
+    return raw[start:start + n]
+
+
+@jit_linked
+def packed_inputs(work, arch, m):
+    """The packed inputs of a block of m examples: a view (n_in × ``tiles.packed_width``) of
+    ``work.xt``."""
+    width = packed_width(m, work.xt.itemsize)
+    return work.xt[:arch.sizes[0] * width].reshape((arch.sizes[0], width))
 
 
 def work_rows(work):
@@ -154,7 +189,7 @@ def work_rows(work):
 @jit_linked
 def half(work, h):
     """The scratch of half h of ``work``: one row of z, a, δ per example of a mini-batch."""
-    return Work(work.grad, work.z[h], work.a[h], work.delta[h])
+    return Work(work.grad, work.z[h], work.a[h], work.delta[h], work.xt)
 
 
 # ---------------------------------------------------------------- views
@@ -329,6 +364,12 @@ def first_layer_panel(work, params, X, order, lo, hi, arch, j_lo, j_hi, ex):
     w = weight(params, arch, layer)[j_lo:j_hi]
     bias_j = bias(params, arch, layer)[j_lo:j_hi]
     last_t = hi - lo - 1
+    if OUTER_FORWARD:
+        if outer_block(arch.sizes[1], hi - lo):   # z of every example from the inputs packed in
+            xt = packed_inputs(work, arch, hi - lo)               # phase PACK, then each a^1
+            forward_outer(work.z, j_lo, w, bias_j, xt, hi - lo)
+            activate_panel(work, arch, order, lo, 0, hi - lo, j_lo, j_hi, ex)
+            return
     for t in range(0, last_t + 1, TILE_EXAMPLES):
         # TILE_EXAMPLES examples per pass over the panel's rows of w.  Past the end,
         # the last example stands in for the missing ones (its z is written again,
@@ -349,12 +390,21 @@ def first_layer_panel(work, params, X, order, lo, hi, arch, j_lo, j_hi, ex):
                            first_layer_z(work, arch, e1, j_lo, j_hi),
                            first_layer_z(work, arch, e2, j_lo, j_hi), w, bias_j,
                            X[order[lo + t]], X[order[lo + e1]], X[order[lo + e2]])
-        for e in range(t, min(t + TILE_EXAMPLES, last_t + 1)):
-            activate(units(work.a[e], arch, layer)[j_lo:j_hi],
-                     units(work.z[e], arch, layer)[j_lo:j_hi], arch.act)
-            if ex is not None and drop_rate(ex, layer) > 0.0:   # (np.int64 zeros, not a
-                dropout(units(work.a[e], arch, layer)[j_lo:j_hi], drop_rate(ex, layer),
-                        ex.drop_seed, order[lo + e], layer, j_lo)   # literal 0: one compile)
+        activate_panel(work, arch, order, lo, t, min(t + TILE_EXAMPLES, last_t + 1), j_lo, j_hi,
+                       ex)
+
+
+@jit_linked
+def activate_panel(work, arch, order, lo, e_lo, e_hi, j_lo, j_hi, ex):
+    """a^1_j = σ(z^1_j), j_lo ≤ j < j_hi, of example rows e_lo … e_hi−1 (masked by the rules'
+    dropout, if any)."""
+    layer = np.int64(0)
+    for e in range(e_lo, e_hi):
+        activate(units(work.a[e], arch, layer)[j_lo:j_hi],
+                 units(work.z[e], arch, layer)[j_lo:j_hi], arch.act)
+        if ex is not None and drop_rate(ex, layer) > 0.0:   # (np.int64 zeros, not a
+            dropout(units(work.a[e], arch, layer)[j_lo:j_hi], drop_rate(ex, layer),
+                    ex.drop_seed, order[lo + e], layer, j_lo)   # literal 0: one compile)
 
 
 @jit_linked
@@ -486,6 +536,8 @@ def run_tasks(params, state, work, X, Y, order, lo, hi, arch, hyper, phase, nxt,
 
     * A1: z^1 and a^1 of the examples, task b doing block b of layer 1
       (:func:`first_layer_block`);
+    * PACK: the examples' inputs transposed into ``work.xt`` for ``tiles.forward_outer``,
+      task b copying the b-th share of the columns k;
     * A2 / A2_FORWARD: for each example, the rest of the forward pass and
       (A2 only) BP1 and BP2 (:func:`backpropagate_errors`) and the per-example
       rules ``ex`` (:func:`clip_and_weigh`); then, where
@@ -515,6 +567,10 @@ def run_tasks(params, state, work, X, Y, order, lo, hi, arch, hyper, phase, nxt,
     for task in prange(n_tasks):
         if phase == A1:
             first_layer_block(work, params, X, order, lo, hi, arch, np.int64(task), n_blocks, ex)
+        elif phase == PACK:
+            n_in = arch.sizes[0]
+            pack_inputs(packed_inputs(work, arch, hi - lo), X, order, lo, hi,
+                        n_in * task // n_tasks, n_in * (task + 1) // n_tasks)
         elif by_example:
             r = order[lo + task]
             backpropagate_errors(work.z[task], work.a[task], work.delta[task], params, X[r], Y[r],
@@ -588,6 +644,9 @@ def drive_batches(params, state, work, X, Y, order, batch_size, first, last, arc
         hi = min(lo + batch_size, n)
         here, nxt = half(work, b % 2), half(work, (b + 1) % 2)
         if by_rows and not a1_done:
+            if outer_block(arch.sizes[1], hi - lo):      # layer 1 by tiles.forward_outer
+                run_tasks(params, state, here, X, Y, order, lo, hi, arch, hyper, np.int64(PACK),
+                          nxt, lo, hi, out, costs, ex, n_blocks)
             run_tasks(params, state, here, X, Y, order, lo, hi, arch, hyper, np.int64(A1),
                       nxt, lo, hi, out, costs, ex, n_blocks)
         run_tasks(params, state, here, X, Y, order, lo, hi, arch, hyper, a2, nxt, lo, hi,
@@ -596,6 +655,10 @@ def drive_batches(params, state, work, X, Y, order, batch_size, first, last, arc
             state.t[0] += 1
             a1_done = by_rows and b + 1 < last
             phase = np.int64(B_STEP_A1) if a1_done else np.int64(B_STEP)
+            if a1_done and outer_block(arch.sizes[1], min(hi + batch_size, n) - hi):
+                # the next mini-batch's inputs, for its A1 inside phase B
+                run_tasks(params, state, here, X, Y, order, hi, min(hi + batch_size, n), arch,
+                          hyper, np.int64(PACK), nxt, lo, hi, out, costs, ex, n_blocks)
             run_tasks(params, state, here, X, Y, order, lo, hi, arch, hyper, phase,
                       nxt, hi, min(hi + batch_size, n), out, costs, ex, n_blocks)
         elif job == GRADIENT:

@@ -17,6 +17,13 @@ textbook kernel (loopnet/kernels.py)       fast twin (here), what it reorders
                                            SIMD partial sums in another way, so
                                            z differs in the last bits (bound:
                                            tests/test_engine.py).
+                                           Where ``outer_block`` says so (wide
+                                           layer, ≥ 32 examples, a CPU with
+                                           full-width 512-bit FMAs):
+                                           :func:`forward_outer` (explicit
+                                           vectors of L examples): each sum one
+                                           chain of FMAs in k order, what
+                                           :func:`forward_chain` computes.
 ``accumulate_gradient`` (one example)      :func:`accumulate_gradient4` (four
                                            examples) or :func:`accumulate_gradient5`
                                            (five): no sum reordered; the terms
@@ -37,8 +44,9 @@ bits as the narrower ones (tests/test_engine.py).  ``output_delta`` (BP1) and
 written in kernels.py.
 """
 
-from ._jit import jit, jit_sums, wide_tiles
+from ._jit import jit, jit_sums, outer_forward, wide_tiles
 from .kernels import accumulate_gradient, forward_layer
+from .simd import lanes, sfma, vfma, vlane, vload, vsplat, vzero
 
 TILE_ROWS = 4        # rows j per register tile; the engine's blocks are whole tiles
 # Examples per forward tile and per gradient pass: what the target's registers hold
@@ -296,6 +304,155 @@ def outer_tile5(g0, g1, g2, g3, e0, e1, e2, e3, a0, a1, a2, a3, a4):
         g1[k] = g1[k] + e1[0] * p0 + e1[1] * p1 + e1[2] * p2 + e1[3] * p3 + e1[4] * p4
         g2[k] = g2[k] + e2[0] * p0 + e2[1] * p1 + e2[2] * p2 + e2[3] * p3 + e2[4] * p4
         g3[k] = g3[k] + e3[0] * p0 + e3[1] * p1 + e3[2] * p2 + e3[3] * p3 + e3[4] * p4
+
+
+# ------------------------------------------------------------ the outer-product forward
+# Where the target's cores run 512-bit FMAs at full width (_jit.outer_forward), a block of at
+# least OUTER_MIN_EXAMPLES examples through a first layer of at least OUTER_MIN_ROWS neurons
+# goes through forward_outer instead of the dot tiles: z_j = Σ_k w_jk x_k + b_j for L examples
+# per vector, each sum one chain of fused multiply-adds in k order (forward_chain computes the
+# same, one example at a time).  Below those sizes the packing of the inputs, and lanes left
+# empty, cost more than the tiles gain (profiles/README.md, seventeenth round).
+OUTER_FORWARD = outer_forward()
+OUTER_MIN_ROWS = 256
+OUTER_MIN_EXAMPLES = 32
+OUTER_ROWS = 6       # rows j per outer tile; 4 vectors of L examples (24 running sums)
+
+
+@jit
+def outer_block(n_rows, m):
+    """Whether z^1 of a block of m examples through a first layer of n_rows neurons comes
+    from :func:`forward_outer` (else from :data:`forward_tile`)."""
+    return OUTER_FORWARD and n_rows >= OUTER_MIN_ROWS and m >= OUTER_MIN_EXAMPLES
+
+
+@jit
+def forward_chain(z, w, b, x):
+    """z_j = Σ_k w_jk x_k + b_j for one example, the sum one chain of fused multiply-adds,
+    k = 0, 1, …: s ← w_jk x_k + s rounded once, then z_j = s + b_j.
+
+    The scalar statement of what each lane of :func:`forward_outer` computes, bit for bit
+    (the tests' naive loop uses it): no SIMD partial sums, so an example's z does not
+    depend on the lanes, tiles or examples beside it.
+    """
+    for j in range(w.shape[0]):
+        s = w.dtype.type(0)
+        for k in range(w.shape[1]):
+            s = sfma(w[j, k], w.dtype.type(x[k]), s)
+        z[j] = s + b[j]
+
+
+@jit
+def packed_width(m, itemsize):
+    """Elements per row of the packed inputs xT (n_in × width) of m examples: whole 64-byte
+    lines of whole vectors, an odd number of them, so that the rows k, k+1, … a tile loads do
+    not all fall into the same few sets of the L1 (a 2 KiB stride, m = 256, ran the outer
+    forward 30 % slower than 832 bytes, m = 100)."""
+    lines = (m * itemsize + 63) // 64
+    return (lines + 1 - lines % 2) * 64 // itemsize
+
+
+@jit
+def pack_inputs(xT, X, order, lo, hi, k_lo, k_hi):
+    """xT[k, x] = X[order[lo + x], k] for k_lo ≤ k < k_hi and the hi − lo examples: the
+    mini-batch's inputs transposed, in the parameters' dtype, for :func:`forward_outer`."""
+    for x in range(hi - lo):
+        row = X[order[lo + x]]
+        for k in range(k_lo, k_hi):
+            xT[k, x] = row[k]
+
+
+@jit
+def forward_outer(z, col, w, b, xT, m):
+    """z[e, col + j] = Σ_k w_jk xT[k, e] + b_j for every row j of w and the m examples e of
+    xT (whose rows hold whole vectors of L lanes past m): :data:`OUTER_ROWS` rows × 4
+    vectors per :func:`outer_tile6x4`, the last vectors by :func:`outer_tile6x1`.
+
+    Each z is one chain of fused multiply-adds over k (:func:`forward_chain`), whatever
+    tile, lane or row block computed it; the last tile of rows repeats row n−1 (its z is
+    written again, with the same value).
+    """
+    L = lanes(w)
+    n_vec = (m + L - 1) // L
+    last = w.shape[0] - 1
+    for j in range(0, w.shape[0], OUTER_ROWS):
+        for v in range(0, n_vec - n_vec % 4, 4):
+            outer_tile6x4(z, col, w, b, xT, j, last, v * L, m)
+        for v in range(n_vec - n_vec % 4, n_vec):
+            outer_tile6x1(z, col, w, b, xT, j, last, v * L, m)
+
+
+@jit
+def outer_tile6x4(z, col, w, b, xT, j, last, e, m):
+    """The z of rows j … j+5 (clamped to ``last``) × examples e … e+4L−1 (< m): 24 running
+    sums in vector registers; per k, four vectors of inputs and six w_jk broadcast feed 24
+    fused multiply-adds."""
+    L = lanes(w)
+    j1, j2, j3, j4, j5 = min(j + 1, last), min(j + 2, last), min(j + 3, last), min(j + 4, last), \
+        min(j + 5, last)
+    e1, e2, e3 = e + L, e + 2 * L, e + 3 * L
+    s00 = s01 = s02 = s03 = vzero(w)
+    s10 = s11 = s12 = s13 = vzero(w)
+    s20 = s21 = s22 = s23 = vzero(w)
+    s30 = s31 = s32 = s33 = vzero(w)
+    s40 = s41 = s42 = s43 = vzero(w)
+    s50 = s51 = s52 = s53 = vzero(w)
+    for k in range(w.shape[1]):
+        p0, p1, p2, p3 = vload(xT, k, e), vload(xT, k, e1), vload(xT, k, e2), vload(xT, k, e3)
+        c = vsplat(w, j, k)
+        s00, s01, s02, s03 = vfma(c, p0, s00), vfma(c, p1, s01), vfma(c, p2, s02), vfma(c, p3, s03)
+        c = vsplat(w, j1, k)
+        s10, s11, s12, s13 = vfma(c, p0, s10), vfma(c, p1, s11), vfma(c, p2, s12), vfma(c, p3, s13)
+        c = vsplat(w, j2, k)
+        s20, s21, s22, s23 = vfma(c, p0, s20), vfma(c, p1, s21), vfma(c, p2, s22), vfma(c, p3, s23)
+        c = vsplat(w, j3, k)
+        s30, s31, s32, s33 = vfma(c, p0, s30), vfma(c, p1, s31), vfma(c, p2, s32), vfma(c, p3, s33)
+        c = vsplat(w, j4, k)
+        s40, s41, s42, s43 = vfma(c, p0, s40), vfma(c, p1, s41), vfma(c, p2, s42), vfma(c, p3, s43)
+        c = vsplat(w, j5, k)
+        s50, s51, s52, s53 = vfma(c, p0, s50), vfma(c, p1, s51), vfma(c, p2, s52), vfma(c, p3, s53)
+    store_row4(z, col, b, j, e, L, m, s00, s01, s02, s03)
+    store_row4(z, col, b, j1, e, L, m, s10, s11, s12, s13)
+    store_row4(z, col, b, j2, e, L, m, s20, s21, s22, s23)
+    store_row4(z, col, b, j3, e, L, m, s30, s31, s32, s33)
+    store_row4(z, col, b, j4, e, L, m, s40, s41, s42, s43)
+    store_row4(z, col, b, j5, e, L, m, s50, s51, s52, s53)
+
+
+@jit
+def outer_tile6x1(z, col, w, b, xT, j, last, e, m):
+    """:func:`outer_tile6x4` for one vector of examples (the last ones of a mini-batch)."""
+    j1, j2, j3, j4, j5 = min(j + 1, last), min(j + 2, last), min(j + 3, last), min(j + 4, last), \
+        min(j + 5, last)
+    s0 = s1 = s2 = s3 = s4 = s5 = vzero(w)
+    for k in range(w.shape[1]):
+        p = vload(xT, k, e)
+        s0, s1, s2 = vfma(vsplat(w, j, k), p, s0), vfma(vsplat(w, j1, k), p, s1), \
+            vfma(vsplat(w, j2, k), p, s2)
+        s3, s4, s5 = vfma(vsplat(w, j3, k), p, s3), vfma(vsplat(w, j4, k), p, s4), \
+            vfma(vsplat(w, j5, k), p, s5)
+    store_lanes(z, col, b, j, e, m, s0)
+    store_lanes(z, col, b, j1, e, m, s1)
+    store_lanes(z, col, b, j2, e, m, s2)
+    store_lanes(z, col, b, j3, e, m, s3)
+    store_lanes(z, col, b, j4, e, m, s4)
+    store_lanes(z, col, b, j5, e, m, s5)
+
+
+@jit
+def store_row4(z, col, b, j, e, L, m, s0, s1, s2, s3):
+    """:func:`store_lanes` of one row's four vectors, examples e, e+L, e+2L, e+3L onwards."""
+    store_lanes(z, col, b, j, e, m, s0)
+    store_lanes(z, col, b, j, e + L, m, s1)
+    store_lanes(z, col, b, j, e + 2 * L, m, s2)
+    store_lanes(z, col, b, j, e + 3 * L, m, s3)
+
+
+@jit
+def store_lanes(z, col, b, j, e, m, s):
+    """z[e + l, col + j] = s[l] + b_j for the lanes l of s whose example e + l < m."""
+    for lane in range(min(lanes(z), m - e)):
+        z[e + lane, col + j] = vlane(s, lane) + b[j]
 
 
 # The twins this target runs (TILE_EXAMPLES and GRADIENT_EXAMPLES examples per tile).

@@ -258,7 +258,8 @@ def trace(net, x, y, *, kernels=None, dropout=None):
     as ``net.gradient(x[None], y[None])`` computes, but not always bit for bit: with a
     hidden layer, training and ``net.gradient`` compute z^1 with the fast twin
     ``loopnet.tiles.forward_tile`` (``forward_layer3``, or ``forward_layer5`` on AVX-512
-    targets), which splits the sum over k differently; the two then agree within
+    targets; ``forward_outer`` for wide layers in blocks of ≥ 32 examples on CPUs with
+    full-width 512-bit FMAs), which splits the sum over k differently; the two then agree within
     2·n_0·ε relative (ε of the dtype, n_0 inputs; tests/test_engine.py), and bit for bit
     for a network without hidden layers.
 

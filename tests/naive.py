@@ -21,7 +21,8 @@ a time, in example order (as stumpy keeps tests/naive.py beside its fast code):
 Nothing is blocked, tiled, threaded or reordered.  ``first_layer=tiles.forward_tile``
 (``tiles.forward_layer3`` or ``forward_layer5``) computes z^1 with the engine's fast twin
 instead (three or five examples per call, the mini-batch's last example standing in past
-its end, as the engine does); everything
+its end, as the engine does; ``tiles.forward_chain`` per example for the mini-batches the
+engine runs through ``tiles.forward_outer``, ``tiles.outer_block``); everything
 else stays the serial loop above.  That variant isolates the one place where the engine
 reorders a sum: tests/test_engine.py finds it bit for bit equal to the engine, and the
 plain variant within a stated bound.
@@ -33,7 +34,7 @@ from loopnet import engine, optim
 from loopnet.costs import cost_x
 from loopnet.kernels import (accumulate_gradient, activate, add_noise, dropout, forward_layer,
                              gradient_norm_sq, hidden_delta, output_delta, scale_delta)
-from loopnet.tiles import forward_layer3, forward_layer5
+from loopnet.tiles import forward_chain, forward_layer3, forward_layer5, outer_block
 
 # The fast twins of forward_layer, and the examples each takes per call.
 TILE_WIDTH = {forward_layer3: 3, forward_layer5: 5}
@@ -56,6 +57,10 @@ def first_layer_tiled(twin, w, b, X, rows):
     does)."""
     m, width = len(rows), TILE_WIDTH[twin]
     Z = np.empty((m, w.shape[0]), w.dtype)
+    if outer_block(w.shape[0], m):      # the engine's outer-product tiles: one FMA chain per z
+        for t in range(m):
+            forward_chain(Z[t], w, b, X[rows[t]])
+        return Z
     for t in range(0, m, width):
         e = [min(t + q, m - 1) for q in range(width)]
         zs = [np.empty(w.shape[0], w.dtype) for _ in range(width)]

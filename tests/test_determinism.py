@@ -24,6 +24,11 @@ for opt, kw, m in (("sgd", {}, 10), ("sgd", {"momentum": 0.5, "lmbda": 1.0}, 7),
     # the epoch's cost and accuracy from the training pass: not the sum of per-run sums
     out.append(hashlib.sha256(repr([(r["cost"], r["accuracy"]) for r in net.history])
                               .encode()).hexdigest())
+# a first layer wide enough for the outer-product tiles (tiles.outer_block), mini-batches of 40
+net = loopnet.Net([64, 300, 10], seed=3)
+net.fit(X, y, epochs=1, batch_size=40, eta=1.0, threads=numba.get_num_threads())
+out.append(hashlib.sha256(net.params.tobytes()).hexdigest())
+out.append(hashlib.sha256(net.predict(X).tobytes()).hexdigest())
 # the default threads=None: runs of lengths that follow the chooser's timing
 net = loopnet.Net([64, 20, 10], seed=3)
 net.fit(X, y, epochs=2, batch_size=5, eta=1.0)

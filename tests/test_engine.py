@@ -46,7 +46,11 @@ NETS = {
     # run with panels of TEST_PANEL bytes (test_the_panel_net_has_several_panels_per_block)
     "1-hidden-panels": ([600, 70, 5], "sigmoid", "sigmoid", "quadratic"),
     "3-hidden": ([11, 13, 6, 5, 4], "relu", "identity", "mse"),
+    # wide enough for tiles.forward_outer, with EXAMPLES_OUTER examples: mini-batches of 40
+    # (outer-product tiles where the target runs them) and a last one of 20 (dot tiles)
+    "1-hidden-outer": ([20, 262, 4], "sigmoid", "sigmoid", "quadratic"),
 }
+EXAMPLES = {"1-hidden-outer": 101}
 OPTIMIZERS = {
     "sgd": dict(optimizer="sgd", eta=0.5, lmbda=0.0, momentum=0.0),
     "momentum-l2": dict(optimizer="sgd", eta=0.3, lmbda=1.0, momentum=0.6),
@@ -64,12 +68,13 @@ def setup(net, dtype, seed=0):
     arch = engine.make_arch(sizes, activations.code(act), activations.code(out), costs.code(cost),
                             panel=TEST_PANEL if net.endswith("-panels") else None)
     params = (rng.standard_normal(int(arch.p_off[-1])) * 0.5).astype(dtype)
-    X = rng.standard_normal((N, sizes[0])).astype(dtype)
+    n = EXAMPLES.get(net, N)
+    X = rng.standard_normal((n, sizes[0])).astype(dtype)
     if out == "softmax":
-        Y = np.eye(sizes[-1], dtype=dtype)[rng.integers(0, sizes[-1], N)]
+        Y = np.eye(sizes[-1], dtype=dtype)[rng.integers(0, sizes[-1], n)]
     else:
-        Y = rng.uniform(0.1, 0.9, (N, sizes[-1])).astype(dtype)
-    order = rng.permutation(N)[:N - 1]   # a subset, in shuffled order
+        Y = rng.uniform(0.1, 0.9, (n, sizes[-1])).astype(dtype)
+    order = rng.permutation(n)[:n - 1]   # a subset, in shuffled order
     codes = (activations.code(act), activations.code(out), costs.code(cost))
     return sizes, codes, arch, params, X, Y, order
 
@@ -170,6 +175,51 @@ def test_plain_naive_loop_within_bound(net, job, dtype):
                 assert np.array_equal(got, want)
                 continue
             assert rel_diff(got, want) <= bound(net, DTYPES[dtype]), (opt, name)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("job", JOBS)
+@pytest.mark.parametrize("opt", ["sgd", "adam"])
+def test_outer_product_first_layer_equals_naive_loop(job, opt, dtype):
+    """Blocks of 40 examples through 262 neurons: tiles.forward_outer where the target runs it
+    (each z^1 one chain of FMAs, tiles.forward_chain in the naive loop), the last block of 20
+    by the dot tiles; the inputs packed in phase PACK, also for the next mini-batch's A1
+    inside phase B.  On a target without it, both sides take the dot tiles."""
+    if job == "train":
+        assert_bit_equal(run_pair("1-hidden-outer", DTYPES[dtype], JOBS[job], 40, opt,
+                                  first_layer=tiles.forward_tile))
+    elif opt == "sgd":
+        assert_bit_equal(run_pair("1-hidden-outer", DTYPES[dtype], JOBS[job], 40,
+                                  first_layer=tiles.forward_tile))
+
+
+@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="explicit vectors need compiled code")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(262, 20, 40), (7, 33, 1), (6, 784, 100), (13, 5, 17)])
+def test_forward_outer_equals_forward_chain(shape, dtype):
+    """tiles.forward_outer (explicit vectors: whatever the target, LLVM lowers them) gives each
+    example's z^1 bit for bit as tiles.forward_chain does, one example at a time: whole
+    tiles, remainder vectors and the last tile's repeated rows; and within the reordering
+    bound of the matrix form."""
+    n_rows, n_in, m = shape
+    dt = DTYPES[dtype]
+    rng = np.random.default_rng(n_rows)
+    w = rng.standard_normal((n_rows, n_in)).astype(dt)
+    b = rng.standard_normal(n_rows).astype(dt)
+    X = rng.standard_normal((m + 9, n_in)).astype(dt)
+    order = rng.permutation(m + 9)
+    width = tiles.packed_width(m, np.dtype(dt).itemsize)
+    xT = np.full((n_in, width), np.nan, dt)
+    tiles.pack_inputs(xT, X, order, 3, 3 + m, 0, n_in)
+    z = np.full((m + 1, n_rows + 5), np.nan, dt)
+    tiles.forward_outer(z, 2, w, b, xT, m)
+    for e in range(m):
+        want = np.empty(n_rows, dt)
+        tiles.forward_chain(want, w, b, X[order[3 + e]])
+        assert np.array_equal(z[e, 2:2 + n_rows], want)
+    assert np.all(np.isnan(z[m])) and np.all(np.isnan(z[:, :2])) and np.all(np.isnan(z[:, 2 + n_rows:]))
+    matrix = X[order[3:3 + m]].astype(np.float64) @ w.T.astype(np.float64) + b
+    assert rel_diff(z[:m, 2:2 + n_rows], matrix) <= REORDER_ULPS * n_in * np.finfo(dt).eps
 
 
 def test_bound_catches_a_missing_one_over_m():
