@@ -86,7 +86,7 @@ from numba import prange
 from . import costs, kernels, optim, simd, tiles
 from ._jit import jit, jit_linked, linked_twin, panel_bytes, pjit_linked
 from .optim import engine_state
-from .tiles import GRADIENT_EXAMPLES, OUTER_FORWARD, TILE_EXAMPLES, TILE_ROWS
+from .tiles import GRADIENT_EXAMPLES, GRADIENT_ROWS, OUTER_FORWARD, TILE_EXAMPLES, TILE_ROWS
 
 # The kernels and the optimizer's updates as the engine calls them: their linked twins
 # (_jit.linked_twin), compiled into the engine's one optimised module; kernels.activate,
@@ -105,9 +105,9 @@ cost_x, step_of, update_rows = (linked_twin(k) for k in (costs.cost_x, optim.ste
                                              tiles.accumulate_gradient5, tiles.forward_layer3,
                                              tiles.forward_layer5))
 # Layer 1 by the outer-product tiles, where the target runs them (tiles.OUTER_FORWARD).
-forward_outer, outer_block, pack_inputs, packed_width = (
-    linked_twin(k) for k in (tiles.forward_outer, tiles.outer_block, tiles.pack_inputs,
-                             tiles.packed_width))
+forward_outer, gradient_outer, outer_block, pack_inputs, packed_width = (
+    linked_twin(k) for k in (tiles.forward_outer, tiles.gradient_outer, tiles.outer_block,
+                             tiles.pack_inputs, tiles.packed_width))
 
 # The network's shape and choices, passed to every compiled driver.
 Arch = namedtuple("Arch", "sizes p_off u_off act out_act cost panel")
@@ -426,6 +426,12 @@ def gradient_rows(grad, work, X, order, lo, hi, arch, i, j_lo, j_hi):
     may be float32 under float64 weights: each product is exact in float64),
     ``work.a`` otherwise.
     """
+    if OUTER_FORWARD:
+        if i == 0 and outer_block(arch.sizes[1], hi - lo):     # whole 8-row tiles by the
+            j_mid = j_lo + (j_hi - j_lo) // GRADIENT_ROWS * GRADIENT_ROWS    # outer product
+            gradient_outer(weight(grad, arch, i)[j_lo:j_mid], bias(grad, arch, i)[j_lo:j_mid],
+                           work.delta, j_lo, X, order, lo, hi - lo)
+            j_lo = j_mid
     last_t = hi - lo - 1
     zero = work.delta.shape[0] - 1
     nabla_w = weight(grad, arch, i)[j_lo:j_hi]

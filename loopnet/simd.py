@@ -6,7 +6,8 @@ its lanes across k.  The outer-product form of BLAS kernels keeps running sums i
 registers across k, one vector per row j and L examples, a weight broadcast to all lanes;
 LLVM's vectorisers do not build it from scalar loops, so it is written here with vectors:
 
-* :func:`vload` / :func:`vstore`: ``a[i, k : k + L]`` as one vector;
+* :func:`vload` / :func:`vstore`: ``a[i, k : k + L]`` as one vector (:func:`vload_as`:
+  converted to another array's dtype);
 * :func:`vsplat`: ``a[i, k]`` in every lane;
 * :func:`vfma`: ``a·b + c`` lane by lane, rounded once (``llvm.fma``), and :func:`sfma`, the
   same for scalars, so that a scalar loop can compute exactly what one lane computes;
@@ -77,6 +78,25 @@ def vload(typingctx, a, i, k):
                                   context.get_value_type(vec).as_pointer())
         return builder.load(pointer, align=a.dtype.bitwidth // 8)
     return vec(a, i, k), codegen
+
+
+@intrinsic
+def vload_as(typingctx, a, i, k, like):
+    """a[i, k : k + L] as a vector of ``like``'s dtype, L lanes of it (float32 inputs under
+    float64 weights are widened exactly)."""
+    vec = _vector_of(like)
+
+    def codegen(context, builder, sig, args):
+        source = ir.VectorType(context.get_value_type(a.dtype), vec.count)
+        pointer = builder.bitcast(_address(context, builder, sig.args[0], *args[:3]),
+                                  source.as_pointer())
+        value = builder.load(pointer, align=a.dtype.bitwidth // 8)
+        if a.dtype == like.dtype:
+            return value
+        return builder.fpext(value, context.get_value_type(vec))
+    if not (isinstance(a.dtype, types.Float) and a.dtype.bitwidth <= like.dtype.bitwidth):
+        return None
+    return vec(a, i, k, like), codegen
 
 
 @intrinsic

@@ -46,7 +46,7 @@ written in kernels.py.
 
 from ._jit import jit, jit_sums, outer_forward, wide_tiles
 from .kernels import accumulate_gradient, forward_layer
-from .simd import lanes, sfma, vfma, vlane, vload, vsplat, vzero
+from .simd import lanes, sfma, vfma, vlane, vload, vload_as, vsplat, vstore, vzero
 
 TILE_ROWS = 4        # rows j per register tile; the engine's blocks are whole tiles
 # Examples per forward tile and per gradient pass: what the target's registers hold
@@ -453,6 +453,121 @@ def store_lanes(z, col, b, j, e, m, s):
     """z[e + l, col + j] = s[l] + b_j for the lanes l of s whose example e + l < m."""
     for lane in range(min(lanes(z), m - e)):
         z[e + lane, col + j] = vlane(s, lane) + b[j]
+
+
+# ------------------------------------------------------------ the outer-product gradient
+GRADIENT_ROWS = 8    # rows j per gradient_outer tile; 3 vectors of L columns k (24 running sums)
+
+
+@jit
+def gradient_outer(nabla_w, nabla_b, delta, col, X, order, lo, m):
+    """BP3 and BP4 summed over examples x = order[lo] … order[lo + m − 1], in that order, for
+    the first ⌊n/8⌋·8 rows of ``nabla_w`` (the rest is the caller's): ∂C/∂w_jk += Σ_x δ^x_j
+    a^x_k and ∂C/∂b_j += Σ_x δ^x_j, with δ^x_j = delta[x, col + j] and a^x = X[order[lo + x]].
+
+    Otherwise identical to m calls of :func:`loopnet.kernels.accumulate_gradient`, bit for
+    bit: each ∂C/∂w_jk is one chain of fused multiply-adds over the examples in order, held
+    in a vector register (:func:`gradient_tile8x3`: 8 rows × 3L columns, loaded and stored
+    once while all m examples pass), the last columns by :func:`gradient_tile8x1` and one at
+    a time.  Column blocks go outermost, so that the examples' slice of inputs stays in L1
+    while every row passes.
+    """
+    L = lanes(nabla_w)
+    n = nabla_w.shape[0] - nabla_w.shape[0] % GRADIENT_ROWS
+    n_in = nabla_w.shape[1]
+    k3 = n_in - n_in % (3 * L)
+    k1 = n_in - n_in % L
+    for k in range(0, k3, 3 * L):
+        for j in range(0, n, GRADIENT_ROWS):
+            gradient_tile8x3(nabla_w, j, k, delta, col, X, order, lo, m)
+    for k in range(k3, k1, L):
+        for j in range(0, n, GRADIENT_ROWS):
+            gradient_tile8x1(nabla_w, j, k, delta, col, X, order, lo, m)
+    for j in range(n):
+        for k in range(k1, n_in):
+            s = nabla_w[j, k]
+            for x in range(m):
+                s = sfma(delta[x, col + j], nabla_w.dtype.type(X[order[lo + x], k]), s)
+            nabla_w[j, k] = s
+        s = nabla_b[j]
+        for x in range(m):
+            s = s + delta[x, col + j]
+        nabla_b[j] = s
+
+
+@jit
+def gradient_tile8x3(g, j, k, delta, col, X, order, lo, m):
+    """g[j + r, k : k + 3L] += Σ_x δ^x_{j+r} a^x[k : k + 3L] for eight rows r, x in order: 24
+    running sums in vector registers; per example, three vectors of a^x and eight δ^x_j
+    broadcast feed 24 fused multiply-adds."""
+    L = lanes(g)
+    k1, k2 = k + L, k + 2 * L
+    s00, s01, s02 = vload(g, j, k), vload(g, j, k1), vload(g, j, k2)
+    s10, s11, s12 = vload(g, j + 1, k), vload(g, j + 1, k1), vload(g, j + 1, k2)
+    s20, s21, s22 = vload(g, j + 2, k), vload(g, j + 2, k1), vload(g, j + 2, k2)
+    s30, s31, s32 = vload(g, j + 3, k), vload(g, j + 3, k1), vload(g, j + 3, k2)
+    s40, s41, s42 = vload(g, j + 4, k), vload(g, j + 4, k1), vload(g, j + 4, k2)
+    s50, s51, s52 = vload(g, j + 5, k), vload(g, j + 5, k1), vload(g, j + 5, k2)
+    s60, s61, s62 = vload(g, j + 6, k), vload(g, j + 6, k1), vload(g, j + 6, k2)
+    s70, s71, s72 = vload(g, j + 7, k), vload(g, j + 7, k1), vload(g, j + 7, k2)
+    dj = col + j
+    for x in range(m):
+        r = order[lo + x]
+        p0, p1, p2 = vload_as(X, r, k, g), vload_as(X, r, k1, g), vload_as(X, r, k2, g)
+        c = vsplat(delta, x, dj)
+        s00, s01, s02 = vfma(c, p0, s00), vfma(c, p1, s01), vfma(c, p2, s02)
+        c = vsplat(delta, x, dj + 1)
+        s10, s11, s12 = vfma(c, p0, s10), vfma(c, p1, s11), vfma(c, p2, s12)
+        c = vsplat(delta, x, dj + 2)
+        s20, s21, s22 = vfma(c, p0, s20), vfma(c, p1, s21), vfma(c, p2, s22)
+        c = vsplat(delta, x, dj + 3)
+        s30, s31, s32 = vfma(c, p0, s30), vfma(c, p1, s31), vfma(c, p2, s32)
+        c = vsplat(delta, x, dj + 4)
+        s40, s41, s42 = vfma(c, p0, s40), vfma(c, p1, s41), vfma(c, p2, s42)
+        c = vsplat(delta, x, dj + 5)
+        s50, s51, s52 = vfma(c, p0, s50), vfma(c, p1, s51), vfma(c, p2, s52)
+        c = vsplat(delta, x, dj + 6)
+        s60, s61, s62 = vfma(c, p0, s60), vfma(c, p1, s61), vfma(c, p2, s62)
+        c = vsplat(delta, x, dj + 7)
+        s70, s71, s72 = vfma(c, p0, s70), vfma(c, p1, s71), vfma(c, p2, s72)
+    store3(g, j, k, L, s00, s01, s02)
+    store3(g, j + 1, k, L, s10, s11, s12)
+    store3(g, j + 2, k, L, s20, s21, s22)
+    store3(g, j + 3, k, L, s30, s31, s32)
+    store3(g, j + 4, k, L, s40, s41, s42)
+    store3(g, j + 5, k, L, s50, s51, s52)
+    store3(g, j + 6, k, L, s60, s61, s62)
+    store3(g, j + 7, k, L, s70, s71, s72)
+
+
+@jit
+def store3(g, j, k, L, s0, s1, s2):
+    """g[j, k : k + 3L] = s0, s1, s2."""
+    vstore(g, j, k, s0)
+    vstore(g, j, k + L, s1)
+    vstore(g, j, k + 2 * L, s2)
+
+
+@jit
+def gradient_tile8x1(g, j, k, delta, col, X, order, lo, m):
+    """:func:`gradient_tile8x3` for one vector of columns (the last whole ones of a row)."""
+    s0, s1, s2, s3 = vload(g, j, k), vload(g, j + 1, k), vload(g, j + 2, k), vload(g, j + 3, k)
+    s4, s5, s6, s7 = vload(g, j + 4, k), vload(g, j + 5, k), vload(g, j + 6, k), vload(g, j + 7, k)
+    dj = col + j
+    for x in range(m):
+        p = vload_as(X, order[lo + x], k, g)
+        s0, s1 = vfma(vsplat(delta, x, dj), p, s0), vfma(vsplat(delta, x, dj + 1), p, s1)
+        s2, s3 = vfma(vsplat(delta, x, dj + 2), p, s2), vfma(vsplat(delta, x, dj + 3), p, s3)
+        s4, s5 = vfma(vsplat(delta, x, dj + 4), p, s4), vfma(vsplat(delta, x, dj + 5), p, s5)
+        s6, s7 = vfma(vsplat(delta, x, dj + 6), p, s6), vfma(vsplat(delta, x, dj + 7), p, s7)
+    vstore(g, j, k, s0)
+    vstore(g, j + 1, k, s1)
+    vstore(g, j + 2, k, s2)
+    vstore(g, j + 3, k, s3)
+    vstore(g, j + 4, k, s4)
+    vstore(g, j + 5, k, s5)
+    vstore(g, j + 6, k, s6)
+    vstore(g, j + 7, k, s7)
 
 
 # The twins this target runs (TILE_EXAMPLES and GRADIENT_EXAMPLES examples per tile).

@@ -48,7 +48,9 @@ NETS = {
     "3-hidden": ([11, 13, 6, 5, 4], "relu", "identity", "mse"),
     # wide enough for tiles.forward_outer, with EXAMPLES_OUTER examples: mini-batches of 40
     # (outer-product tiles where the target runs them) and a last one of 20 (dot tiles)
-    "1-hidden-outer": ([20, 262, 4], "sigmoid", "sigmoid", "quadratic"),
+    # (67 inputs: whole 3-vector column blocks, a single vector and 3 columns left over in
+    # tiles.gradient_outer, in either dtype; 262 rows: 6 left to the dot tiles)
+    "1-hidden-outer": ([67, 262, 4], "sigmoid", "sigmoid", "quadratic"),
 }
 EXAMPLES = {"1-hidden-outer": 101}
 OPTIMIZERS = {
@@ -220,6 +222,35 @@ def test_forward_outer_equals_forward_chain(shape, dtype):
     assert np.all(np.isnan(z[m])) and np.all(np.isnan(z[:, :2])) and np.all(np.isnan(z[:, 2 + n_rows:]))
     matrix = X[order[3:3 + m]].astype(np.float64) @ w.T.astype(np.float64) + b
     assert rel_diff(z[:m, 2:2 + n_rows], matrix) <= REORDER_ULPS * n_in * np.finfo(dt).eps
+
+
+@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="explicit vectors need compiled code")
+@pytest.mark.parametrize("dtypes", [("float64", "float64"), ("float32", "float32"),
+                                    ("float64", "float32")])
+@pytest.mark.parametrize("shape", [(21, 67, 9), (8, 48, 1), (16, 7, 30)])
+def test_gradient_outer_equals_accumulate_gradient_per_example(shape, dtypes):
+    """tiles.gradient_outer (whole 8-row tiles; 3-vector and 1-vector column blocks, single
+    columns) against m calls of the textbook kernels.accumulate_gradient in example order,
+    bit for bit, from a nonzero start; rows past the last whole tile untouched; float32
+    inputs under float64 weights widened exactly."""
+    n_rows, n_in, m = shape
+    dt, xdt = DTYPES[dtypes[0]], DTYPES[dtypes[1]]
+    rng = np.random.default_rng(n_in)
+    X = rng.standard_normal((m + 5, n_in)).astype(xdt)
+    order = rng.permutation(m + 5)
+    delta = rng.standard_normal((m + 1, n_rows + 9)).astype(dt)
+    g0 = rng.standard_normal((n_rows, n_in)).astype(dt)
+    b0 = rng.standard_normal(n_rows).astype(dt)
+    got_w, got_b = g0.copy(), b0.copy()
+    tiles.gradient_outer(got_w, got_b, delta, 3, X, order, 2, m)
+    want_w, want_b = g0.copy(), b0.copy()
+    for x in range(m):
+        kernels.accumulate_gradient(want_w, want_b, delta[x, 3:3 + n_rows].copy(),
+                                    X[order[2 + x]].astype(dt))
+    whole = n_rows - n_rows % tiles.GRADIENT_ROWS
+    assert np.array_equal(got_w[:whole], want_w[:whole])
+    assert np.array_equal(got_b[:whole], want_b[:whole])
+    assert np.array_equal(got_w[whole:], g0[whole:]) and np.array_equal(got_b[whole:], b0[whole:])
 
 
 def test_bound_catches_a_missing_one_over_m():
