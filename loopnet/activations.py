@@ -86,7 +86,7 @@ def exp_nonpositive(x):
     underflows gradually, as e^x does.  Checked against NumPy's exp over [−746, 0]
     (tests/test_kernels.py).
     """
-    x = max(x, EXP_FLOOR)
+    x = max(float(x), EXP_FLOOR)      # float64 (a float32 x: NumPy would keep float32 in Python)
     t = x * LOG2E + ROUNDER
     n = t - ROUNDER
     r = (x - n * LN2_HI) - n * LN2_LO
@@ -115,8 +115,8 @@ def float_bits(x):
 
 
 def from_bits(i):
-    """The float64 whose IEEE 754 bits are the int64 i."""
-    return struct.unpack("<d", struct.pack("<q", i))[0]
+    """The float64 whose IEEE 754 bits are the int64 i (wrapped to 64 bits, as compiled)."""
+    return struct.unpack("<d", struct.pack("<q", (int(i) + 2**63) % 2**64 - 2**63))[0]
 
 
 @intrinsic

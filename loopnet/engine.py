@@ -83,7 +83,7 @@ import numpy as np
 import numba
 from numba import prange
 
-from . import costs, kernels, optim, simd, tiles
+from . import costs, kernels, optim, tiles
 from ._jit import jit, jit_linked, linked_twin, panel_bytes, pjit_linked
 from .optim import engine_state
 from .tiles import GRADIENT_EXAMPLES, GRADIENT_ROWS, OUTER_FORWARD, TILE_EXAMPLES, TILE_ROWS
@@ -112,7 +112,7 @@ forward_outer, gradient_outer, outer_block, pack_inputs, packed_width = (
 # The network's shape and choices, passed to every compiled driver.
 Arch = namedtuple("Arch", "sizes p_off u_off act out_act cost panel")
 # Scratch: the gradient; z, a, δ of each example of a block; the block's inputs transposed
-# for tiles.forward_outer (0 × 0 where layer 1 does not run it).
+# for tiles.forward_outer (empty where layer 1 never runs it: xt_size).
 Work = namedtuple("Work", "grad z a delta xt")
 
 CACHE_LINE = 8          # float64 values per 64-byte line
@@ -157,12 +157,17 @@ def make_work(arch, n_rows, dtype):
     row = (lines + 1 - lines % 2) * CACHE_LINE   # an odd number of lines: rows 4 KiB apart
     #       would put one unit of every example into the same few sets of the L1
     shape = (2, n_rows + 1, row)
-    xt = np.zeros(0, dtype)
-    if len(arch.sizes) > 2 and tiles.outer_block(int(arch.sizes[1]), n_rows):
-        xt = aligned_zeros(int(arch.sizes[0]) * tiles.packed_width(n_rows, np.dtype(dtype).itemsize),
-                           dtype)
     return Work(grad=np.zeros(int(arch.p_off[-1]), dtype), z=np.zeros(shape, dtype),
-                a=np.zeros(shape, dtype), delta=np.zeros(shape, dtype), xt=xt)
+                a=np.zeros(shape, dtype), delta=np.zeros(shape, dtype),
+                xt=aligned_zeros(xt_size(arch, n_rows, np.dtype(dtype).itemsize), dtype))
+
+
+def xt_size(arch, n_rows, itemsize):
+    """Elements of ``work.xt`` for blocks of up to n_rows examples: the packed inputs of the
+    largest block if layer 1 runs ``tiles.forward_outer`` for it (``tiles.outer_block``), else 0."""
+    if len(arch.sizes) > 2 and tiles.outer_block(int(arch.sizes[1]), n_rows):
+        return int(arch.sizes[0]) * int(tiles.packed_width(n_rows, itemsize))
+    return 0
 
 
 def aligned_zeros(n, dtype):
@@ -627,6 +632,9 @@ def run_batches(params, state, work, X, Y, order, batch_size, first, last, arch,
     Mini-batch b holds examples order[b·m : (b+1)·m] (the last one may be
     shorter).  Running many mini-batches per call keeps Python out of the loop.
     """
+    if work.xt.size < xt_size(arch, work_rows(work), work.z.itemsize):    # (the tiles read it
+        raise ValueError("this scratch has no room for the packed inputs that the engine's "
+                         "outer-product tiles read: make it with engine.make_work")   # unchecked)
     drive_batches(params, engine_state(state, hyper), work, X, Y, order, batch_size, first, last,
                   arch, hyper, job, out, costs, block_count(arch, numba.get_num_threads()))
 

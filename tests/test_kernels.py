@@ -174,5 +174,6 @@ def test_exp_nonpositive_within_one_ulp_of_numpy_and_the_same_in_python():
     assert ulps.max() <= 1.0
     assert np.all(np.abs(got - want)[~normal] <= np.finfo(np.float64).smallest_subnormal)
     assert np.isnan(activations.exp_nonpositive(np.nan))
-    py = np.array([activations.exp_nonpositive.py_func(v) for v in x[normal][::37]])
+    python = getattr(activations.exp_nonpositive, "py_func", activations.exp_nonpositive)
+    py = np.array([python(v) for v in x[normal][::37]])
     assert np.max(np.abs(py - want[normal][::37]) / np.spacing(want[normal][::37])) <= 1.0
