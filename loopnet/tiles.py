@@ -399,18 +399,12 @@ def outer_tile6x4(z, col, w, b, xT, j, last, e, m):
     s50 = s51 = s52 = s53 = vzero(w)
     for k in range(w.shape[1]):
         p0, p1, p2, p3 = vload(xT, k, e), vload(xT, k, e1), vload(xT, k, e2), vload(xT, k, e3)
-        c = vsplat(w, j, k)
-        s00, s01, s02, s03 = vfma(c, p0, s00), vfma(c, p1, s01), vfma(c, p2, s02), vfma(c, p3, s03)
-        c = vsplat(w, j1, k)
-        s10, s11, s12, s13 = vfma(c, p0, s10), vfma(c, p1, s11), vfma(c, p2, s12), vfma(c, p3, s13)
-        c = vsplat(w, j2, k)
-        s20, s21, s22, s23 = vfma(c, p0, s20), vfma(c, p1, s21), vfma(c, p2, s22), vfma(c, p3, s23)
-        c = vsplat(w, j3, k)
-        s30, s31, s32, s33 = vfma(c, p0, s30), vfma(c, p1, s31), vfma(c, p2, s32), vfma(c, p3, s33)
-        c = vsplat(w, j4, k)
-        s40, s41, s42, s43 = vfma(c, p0, s40), vfma(c, p1, s41), vfma(c, p2, s42), vfma(c, p3, s43)
-        c = vsplat(w, j5, k)
-        s50, s51, s52, s53 = vfma(c, p0, s50), vfma(c, p1, s51), vfma(c, p2, s52), vfma(c, p3, s53)
+        s00, s01, s02, s03 = fma4(vsplat(w, j, k), p0, p1, p2, p3, s00, s01, s02, s03)
+        s10, s11, s12, s13 = fma4(vsplat(w, j1, k), p0, p1, p2, p3, s10, s11, s12, s13)
+        s20, s21, s22, s23 = fma4(vsplat(w, j2, k), p0, p1, p2, p3, s20, s21, s22, s23)
+        s30, s31, s32, s33 = fma4(vsplat(w, j3, k), p0, p1, p2, p3, s30, s31, s32, s33)
+        s40, s41, s42, s43 = fma4(vsplat(w, j4, k), p0, p1, p2, p3, s40, s41, s42, s43)
+        s50, s51, s52, s53 = fma4(vsplat(w, j5, k), p0, p1, p2, p3, s50, s51, s52, s53)
     store_row4(z, col, b, j, e, L, m, s00, s01, s02, s03)
     store_row4(z, col, b, j1, e, L, m, s10, s11, s12, s13)
     store_row4(z, col, b, j2, e, L, m, s20, s21, s22, s23)
@@ -440,6 +434,18 @@ def outer_tile6x1(z, col, w, b, xT, j, last, e, m):
 
 
 @jit
+def fma4(c, p0, p1, p2, p3, s0, s1, s2, s3):
+    """c·p_i + s_i for four vectors i, each rounded once: one row of a tile, one step."""
+    return vfma(c, p0, s0), vfma(c, p1, s1), vfma(c, p2, s2), vfma(c, p3, s3)
+
+
+@jit
+def fma3(c, p0, p1, p2, s0, s1, s2):
+    """:func:`fma4` for three vectors."""
+    return vfma(c, p0, s0), vfma(c, p1, s1), vfma(c, p2, s2)
+
+
+@jit
 def store_row4(z, col, b, j, e, L, m, s0, s1, s2, s3):
     """:func:`store_lanes` of one row's four vectors, examples e, e+L, e+2L, e+3L onwards."""
     store_lanes(z, col, b, j, e, m, s0)
@@ -461,9 +467,10 @@ GRADIENT_ROWS = 8    # rows j per gradient_outer tile; 3 vectors of L columns k 
 
 @jit
 def gradient_outer(nabla_w, nabla_b, delta, col, X, order, lo, m):
-    """BP3 and BP4 summed over examples x = order[lo] … order[lo + m − 1], in that order, for
-    the first ⌊n/8⌋·8 rows of ``nabla_w`` (the rest is the caller's): ∂C/∂w_jk += Σ_x δ^x_j
-    a^x_k and ∂C/∂b_j += Σ_x δ^x_j, with δ^x_j = delta[x, col + j] and a^x = X[order[lo + x]].
+    """BP3 and BP4 summed over examples x = order[lo] … order[lo + m − 1], in that order,
+    for the first ⌊n/8⌋·8 rows of ``nabla_w`` (the rest is the caller's):
+    ∂C/∂w_jk += Σ_x δ^x_j a^x_k and ∂C/∂b_j += Σ_x δ^x_j, with δ^x_j = delta[x, col + j]
+    and a^x = X[order[lo + x]].
 
     Otherwise identical to m calls of :func:`loopnet.kernels.accumulate_gradient`, bit for
     bit: each ∂C/∂w_jk is one chain of fused multiply-adds over the examples in order, held
@@ -514,22 +521,14 @@ def gradient_tile8x3(g, j, k, delta, col, X, order, lo, m):
     for x in range(m):
         r = order[lo + x]
         p0, p1, p2 = vload_as(X, r, k, g), vload_as(X, r, k1, g), vload_as(X, r, k2, g)
-        c = vsplat(delta, x, dj)
-        s00, s01, s02 = vfma(c, p0, s00), vfma(c, p1, s01), vfma(c, p2, s02)
-        c = vsplat(delta, x, dj + 1)
-        s10, s11, s12 = vfma(c, p0, s10), vfma(c, p1, s11), vfma(c, p2, s12)
-        c = vsplat(delta, x, dj + 2)
-        s20, s21, s22 = vfma(c, p0, s20), vfma(c, p1, s21), vfma(c, p2, s22)
-        c = vsplat(delta, x, dj + 3)
-        s30, s31, s32 = vfma(c, p0, s30), vfma(c, p1, s31), vfma(c, p2, s32)
-        c = vsplat(delta, x, dj + 4)
-        s40, s41, s42 = vfma(c, p0, s40), vfma(c, p1, s41), vfma(c, p2, s42)
-        c = vsplat(delta, x, dj + 5)
-        s50, s51, s52 = vfma(c, p0, s50), vfma(c, p1, s51), vfma(c, p2, s52)
-        c = vsplat(delta, x, dj + 6)
-        s60, s61, s62 = vfma(c, p0, s60), vfma(c, p1, s61), vfma(c, p2, s62)
-        c = vsplat(delta, x, dj + 7)
-        s70, s71, s72 = vfma(c, p0, s70), vfma(c, p1, s71), vfma(c, p2, s72)
+        s00, s01, s02 = fma3(vsplat(delta, x, dj), p0, p1, p2, s00, s01, s02)
+        s10, s11, s12 = fma3(vsplat(delta, x, dj + 1), p0, p1, p2, s10, s11, s12)
+        s20, s21, s22 = fma3(vsplat(delta, x, dj + 2), p0, p1, p2, s20, s21, s22)
+        s30, s31, s32 = fma3(vsplat(delta, x, dj + 3), p0, p1, p2, s30, s31, s32)
+        s40, s41, s42 = fma3(vsplat(delta, x, dj + 4), p0, p1, p2, s40, s41, s42)
+        s50, s51, s52 = fma3(vsplat(delta, x, dj + 5), p0, p1, p2, s50, s51, s52)
+        s60, s61, s62 = fma3(vsplat(delta, x, dj + 6), p0, p1, p2, s60, s61, s62)
+        s70, s71, s72 = fma3(vsplat(delta, x, dj + 7), p0, p1, p2, s70, s71, s72)
     store3(g, j, k, L, s00, s01, s02)
     store3(g, j + 1, k, L, s10, s11, s12)
     store3(g, j + 2, k, L, s20, s21, s22)
