@@ -34,7 +34,9 @@ A. **errors** — A1: z^1 and a^1 of the mini-batch's examples, in parallel over
    the rest of the forward pass, BP1 and BP2, i.e. every z^l_j, a^l_j and δ^l_j.
 B. **gradient** — for each task (in parallel over tasks), panel by panel: BP3/BP4
    of the panel's rows, summed over the examples, ∂C/∂w_jk = Σ_x δ^x_j a^x_k in
-   example order x = 0, 1, …, m−1 (``tiles.gradient_tile``); then (when
+   example order x = 0, 1, …, m−1 (``tiles.gradient_tile``; for layer 1, in blocks
+   of at least 32 examples on the CPUs of ``tiles.forward_outer``,
+   ``tiles.gradient_outer``, the same sums bit for bit); then (when
    training) the update of those rows, w_jk ← w_jk − (η/m) ∂C/∂w_jk, and at once,
    for a panel of layer 1, A1 of the next mini-batch for those rows, into the
    other half of the scratch, while they are in cache.
@@ -432,7 +434,7 @@ def gradient_rows(grad, work, X, order, lo, hi, arch, i, j_lo, j_hi):
     ``work.a`` otherwise.
     """
     if OUTER_FORWARD:
-        if i == 0 and outer_block(arch.sizes[1], hi - lo):     # whole 8-row tiles by the
+        if i == 0 and hi - lo >= tiles.OUTER_MIN_EXAMPLES:     # whole 8-row tiles by the
             j_mid = j_lo + (j_hi - j_lo) // GRADIENT_ROWS * GRADIENT_ROWS    # outer product
             gradient_outer(weight(grad, arch, i)[j_lo:j_mid], bias(grad, arch, i)[j_lo:j_mid],
                            work.delta, j_lo, X, order, lo, hi - lo)

@@ -462,6 +462,9 @@ def store_lanes(z, col, b, j, e, m, s):
 
 
 # ------------------------------------------------------------ the outer-product gradient
+# Layer 1's gradient of a block of at least OUTER_MIN_EXAMPLES examples, on the same CPUs
+# (OUTER_FORWARD), whatever the layer's width: it reads the inputs' rows as they are, so it
+# needs no packing, and its sums are the dot tiles' bit for bit.
 GRADIENT_ROWS = 8    # rows j per gradient_outer tile; 3 vectors of L columns k (24 running sums)
 
 

@@ -51,8 +51,10 @@ NETS = {
     # (67 inputs: whole 3-vector column blocks, a single vector and 3 columns left over in
     # tiles.gradient_outer, in either dtype; 262 rows: 6 left to the dot tiles)
     "1-hidden-outer": ([67, 262, 4], "sigmoid", "sigmoid", "quadratic"),
+    # narrower: the dot tiles' forward, the outer-product gradient (blocks of >= 32 examples)
+    "1-hidden-outer-gradient": ([67, 70, 4], "tanh", "softmax", "log_likelihood"),
 }
-EXAMPLES = {"1-hidden-outer": 101}
+EXAMPLES = {"1-hidden-outer": 101, "1-hidden-outer-gradient": 101}
 OPTIMIZERS = {
     "sgd": dict(optimizer="sgd", eta=0.5, lmbda=0.0, momentum=0.0),
     "momentum-l2": dict(optimizer="sgd", eta=0.3, lmbda=1.0, momentum=0.6),
@@ -182,16 +184,19 @@ def test_plain_naive_loop_within_bound(net, job, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("job", JOBS)
 @pytest.mark.parametrize("opt", ["sgd", "adam"])
-def test_outer_product_first_layer_equals_naive_loop(job, opt, dtype):
+@pytest.mark.parametrize("net", ["1-hidden-outer", "1-hidden-outer-gradient"])
+def test_outer_product_first_layer_equals_naive_loop(net, job, opt, dtype):
     """Blocks of 40 examples through 262 neurons: tiles.forward_outer where the target runs it
     (each z^1 one chain of FMAs, tiles.forward_chain in the naive loop), the last block of 20
     by the dot tiles; the inputs packed in phase PACK, also for the next mini-batch's A1
-    inside phase B.  On a target without it, both sides take the dot tiles."""
+    inside phase B; layer 1's gradient by tiles.gradient_outer (also through 70 neurons,
+    whose forward stays on the dot tiles).  On a target without them, both sides take the
+    dot tiles."""
     if job == "train":
-        assert_bit_equal(run_pair("1-hidden-outer", DTYPES[dtype], JOBS[job], 40, opt,
+        assert_bit_equal(run_pair(net, DTYPES[dtype], JOBS[job], 40, opt,
                                   first_layer=tiles.forward_tile))
     elif opt == "sgd":
-        assert_bit_equal(run_pair("1-hidden-outer", DTYPES[dtype], JOBS[job], 40,
+        assert_bit_equal(run_pair(net, DTYPES[dtype], JOBS[job], 40,
                                   first_layer=tiles.forward_tile))
 
 
