@@ -28,7 +28,10 @@ textbook kernel (loopnet/kernels.py)       fast twin (here), what it reorders
                                            examples) or :func:`accumulate_gradient5`
                                            (five): no sum reordered; the terms
                                            are added example by example as that
-                                           many calls would, bit for bit.
+                                           many calls would, bit for bit.  For
+                                           layer 1 in blocks of ≥ 32 examples on
+                                           those CPUs: :func:`gradient_outer`,
+                                           the same sums, bit for bit.
 =========================================  ========================================
 
 Which twin of each pair runs is decided by the target's vector registers
