@@ -391,6 +391,18 @@ def test_loopnet_tiles_overrides_the_registers_and_refuses_other_values(monkeypa
         _jit.wide_tiles()
 
 
+def test_loopnet_forward_overrides_the_cpu_and_refuses_other_values(monkeypatch):
+    for value, outer in (("outer", not numba.config.DISABLE_JIT), (" Dot ", False)):
+        monkeypatch.setenv("LOOPNET_FORWARD", value)
+        assert _jit.outer_forward() is outer
+    monkeypatch.setenv("LOOPNET_FORWARD", "avx512")
+    with pytest.raises(ValueError, match="LOOPNET_FORWARD must be 'outer' or 'dot'"):
+        _jit.outer_forward()
+    monkeypatch.delenv("LOOPNET_FORWARD")
+    monkeypatch.setattr(numba.config, "CPU_NAME", "znver4")
+    assert _jit.outer_forward() is False          # 512-bit FMAs in two halves: the dot tiles
+
+
 def test_fast_twin_map_names_every_twin_training_runs():
     wide = tiles.WIDE_TILES
     assert tiles.FAST_TWIN == {
