@@ -20,8 +20,8 @@ import math
 import struct
 
 from numba import types
-from numba.extending import intrinsic, overload
-from llvmlite import ir
+from numba.cpython.unsafe.numbers import viewer
+from numba.extending import overload
 
 from ._jit import jit
 
@@ -119,23 +119,14 @@ def from_bits(i):
     return struct.unpack("<d", struct.pack("<q", (int(i) + 2**63) % 2**64 - 2**63))[0]
 
 
-@intrinsic
-def _bitcast(typingctx, value, like):
-    target = like.dtype if isinstance(like, types.NumberClass) else like
-
-    def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], context.get_value_type(target))
-    return target(value, like), codegen
-
-
 @overload(float_bits)
 def _float_bits(x):
-    return lambda x: _bitcast(float(x), types.int64)
+    return lambda x: viewer(float(x), types.int64)      # Numba's own bitcast
 
 
 @overload(from_bits)
 def _from_bits(i):
-    return lambda i: _bitcast(i, types.float64)
+    return lambda i: viewer(i, types.float64)
 
 
 @jit

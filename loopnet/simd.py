@@ -68,15 +68,20 @@ def lanes(typingctx, like):
     return types.int64(like), codegen
 
 
+def _load(context, builder, a_type, a, i, k, count):
+    """The ``count`` elements a[i, k : k + count] as one LLVM vector of a's dtype."""
+    source = ir.VectorType(context.get_value_type(a_type.dtype), count)
+    pointer = builder.bitcast(_address(context, builder, a_type, a, i, k), source.as_pointer())
+    return builder.load(pointer, align=a_type.dtype.bitwidth // 8)
+
+
 @intrinsic
 def vload(typingctx, a, i, k):
     """a[i, k : k + L] as a vector (a: a 2-D float array, C order)."""
     vec = _vector_of(a)
 
     def codegen(context, builder, sig, args):
-        pointer = builder.bitcast(_address(context, builder, sig.args[0], *args),
-                                  context.get_value_type(vec).as_pointer())
-        return builder.load(pointer, align=a.dtype.bitwidth // 8)
+        return _load(context, builder, sig.args[0], *args, vec.count)
     return vec(a, i, k), codegen
 
 
@@ -87,10 +92,7 @@ def vload_as(typingctx, a, i, k, like):
     vec = _vector_of(like)
 
     def codegen(context, builder, sig, args):
-        source = ir.VectorType(context.get_value_type(a.dtype), vec.count)
-        pointer = builder.bitcast(_address(context, builder, sig.args[0], *args[:3]),
-                                  source.as_pointer())
-        value = builder.load(pointer, align=a.dtype.bitwidth // 8)
+        value = _load(context, builder, sig.args[0], *args[:3], vec.count)
         if a.dtype == like.dtype:
             return value
         return builder.fpext(value, context.get_value_type(vec))
