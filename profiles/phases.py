@@ -106,8 +106,33 @@ class compiled_timer:
             setattr(mod, name, obj)
 
 
+def subnormal_shares(weights, biases, X, Y, sc):
+    """Share of the nonzero values of each a^l and δ^l (l = 1 … L) that are subnormal (0 < |v| <
+    the dtype's smallest normal), as the NumPy matrix form (loopnet.reference) computes them in
+    the parameters' dtype for the examples X: {"a1": share, …, "δ1": share, …}.
+
+    x86 cores compute with a subnormal operand or result through a microcode assist, tens to
+    hundreds of cycles instead of one: a phase that meets many of them is slowed by that, not by
+    its kernel.  float32 reaches them below 1.2e-38, e.g. where a sigmoid output saturates
+    (σ(z) for z < −87) or a product of two small factors underflows (δ^L = (a − y) σ'(z)).
+    """
+    from loopnet import reference
+
+    _, A, deltas = reference.backprop(weights, biases, X, Y, sc.activation, sc.output, sc.cost)
+    tiny = np.finfo(np.asarray(weights[0]).dtype).tiny
+
+    def share(v):
+        nonzero = np.count_nonzero(v)
+        return float(np.count_nonzero((v != 0) & (np.abs(v) < tiny)) / nonzero) if nonzero else 0.0
+
+    out = {f"a{l}": share(a) for l, a in enumerate(A[1:], 1)}
+    out.update({f"δ{l}": share(d) for l, d in enumerate(deltas, 1)})
+    return out
+
+
 def profile_phases(sc, dtype="float64", n=10_000, repeats=3, threads=(1,), log=print):
-    """{threads: {"stages": [T1..T6], "fit": s, "compiled": s, "calls": k}} in seconds per n examples."""
+    """{threads: {"stages": [T1..T6], "fit": s, "compiled": s, "calls": k}} in seconds per n examples,
+    the data's source, and :func:`subnormal_shares` of the network the stages run."""
     import numba
 
     import loopnet
@@ -120,6 +145,7 @@ def profile_phases(sc, dtype="float64", n=10_000, repeats=3, threads=(1,), log=p
     net.weights, net.biases = ws, bs
     net.fit(X[warm], Y[warm], epochs=1, batch_size=sc.m, eta=sc.eta, monitor=False, shuffle=False)  # sizes scratch
     stages = EngineStages(net, sc, n)
+    subnormal = subnormal_shares(net.weights, net.biases, X[order], Y[order], sc)
     out = {}
     old = numba.get_num_threads()
     try:
@@ -152,7 +178,7 @@ def profile_phases(sc, dtype="float64", n=10_000, repeats=3, threads=(1,), log=p
             out[t] = {"stages": best, "fit": fit_best, "compiled": comp_best, "calls": calls}
     finally:
         numba.set_num_threads(old)
-    return out, source
+    return out, source, subnormal
 
 
 HOW_ENGINE = ("Stages are whole epochs of the engine's own compiled loop, engine.run_batches, "
@@ -162,7 +188,7 @@ HOW_ENGINE = ("Stages are whole epochs of the engine's own compiled loop, engine
               "update). This engine has no cross-chunk reduction (each gradient number is owned by "
               "one task): 0 by construction.")
 
-def phases_table(sc, dtype, n, res, source, epoch_n=50_000):
+def phases_table(sc, dtype, n, res, source, subnormal=None, epoch_n=50_000):
     scale = epoch_n / n
     ths = list(res)
     fl = H.flops_per_example(sc.sizes, sc.m)
@@ -202,7 +228,21 @@ def phases_table(sc, dtype, n, res, source, epoch_n=50_000):
         f"{100 * (res[t]['fit'] - res[t]['compiled']) / res[t]['fit']:.1f} % of fit" for t in ths) + " | |")
     lines.append("| **net.fit epoch** | " + " | ".join(
         f"**{1e3 * res[t]['fit'] * scale:.1f}** | 100 %" for t in ths) + " | |")
+    if subnormal is not None:
+        lines += ["", subnormal_line(subnormal)]
     return "\n".join(lines) + "\n"
+
+
+def subnormal_line(shares):
+    """One sentence on the subnormal values the stages computed with (:func:`subnormal_shares`)."""
+    listed = ", ".join(f"{k} {100 * v:.2g} %" for k, v in shares.items())
+    line = (f"Subnormal values among the nonzero a^l and δ^l of the network the stages ran, as "
+            f"the NumPy matrix form computes them: {listed}.")
+    if max(shares.values(), default=0.0) > 1e-3:
+        line += (" Arithmetic on subnormals takes a microcode assist on x86 (tens to hundreds of "
+                 "cycles): phases that meet them (BP1/BP2 and the output layer's sums, where "
+                 "δ^L is small) are slowed by that, not by their kernels.")
+    return line
 
 
 def main(argv=None):
@@ -235,8 +275,8 @@ def main(argv=None):
     sections = {}
     for dt in dtypes:
         log(f"phases of {sc.title}, {dt}, threads {threads}")
-        res, source = profile_phases(sc, dt, args.examples, args.repeats, threads, log)
-        md = phases_table(sc, dt, args.examples, res, source)
+        res, source, subnormal = profile_phases(sc, dt, args.examples, args.repeats, threads, log)
+        md = phases_table(sc, dt, args.examples, res, source, subnormal)
         print(md)
         sections[f"phases-{args.scenario}-{dt}"] = md
     path = H.results_path(args.out)

@@ -99,6 +99,20 @@ def test_phase_profile_quick(capsys):
         assert name in out
 
 
+@pytest.mark.parametrize("dtype, share", [("float32", 0.5), ("float64", 0.0)])
+def test_subnormal_census_counts_what_was_worked_by_hand(dtype, share):
+    """One sigmoid neuron, w = −88, b = 0, y = 1: for x = 1, a = 1/(1 + e^88) ≈ 6.1e-39 and
+    δ = (a − 1) a (1 − a) ≈ −6.1e-39, subnormal in float32 (below 1.18e-38), normal in
+    float64; for x = 0, a = 0.5 and δ = −0.125.  Half of each a and δ is subnormal in float32."""
+    phases = importlib.import_module("phases")
+    sc = replace(H.SCENARIOS["w1"], sizes=[1, 1])
+    w, b = np.array([[-88.0]], dtype), np.zeros(1, dtype)
+    X, Y = np.array([[1.0], [0.0]], dtype), np.ones((2, 1), dtype)
+    assert phases.subnormal_shares([w], [b], X, Y, sc) == {"a1": share, "δ1": share}
+    line = phases.subnormal_line({"a1": share, "δ1": share})
+    assert ("microcode assist" in line) == (share > 0)
+
+
 def test_sweep_tables_quick(capsys, monkeypatch):
     sweep = importlib.import_module("sweep")
     base = H.SCENARIOS["w1"]
