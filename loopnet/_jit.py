@@ -78,7 +78,7 @@ OPTIONS = dict(cache=True, nogil=True, error_model="numpy")
 # Modules whose compiled functions are inlined into one another, and the one that decides
 # how they are linked and optimised (its changes change the machine code).
 CORE_MODULES = ("_jit.py", "_linking.py", "random.py", "activations.py", "costs.py", "kernels.py",
-                "simd.py", "tiles.py", "optim.py", "engine.py")
+                "simd.py", "tiles.py", "optim.py", "fpenv.py", "engine.py")
 
 
 def vector_registers():
@@ -423,7 +423,7 @@ def pjit_linked(fn):
 #: Modules whose compiled functions :func:`linked_twin` also links (the textbook kernels, the
 #: optimizer's updates and what they call).
 TWIN_MODULES = ("loopnet.kernels", "loopnet.tiles", "loopnet.activations", "loopnet.costs",
-                "loopnet.random", "loopnet.optim")
+                "loopnet.random", "loopnet.optim", "loopnet.fpenv")
 _twins = {}
 
 

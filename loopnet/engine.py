@@ -52,13 +52,16 @@ row, from a counter-based stream (:mod:`loopnet.random`).
 
 Each number is computed by exactly one thread, in an order that does not
 depend on how the work is split, so the result is bit-identical for any
-``NUMBA_NUM_THREADS``, without per-thread gradient copies to reduce.
+``NUMBA_NUM_THREADS``, without per-thread gradient copies to reduce.  Where ``arch.flush``
+says so (``Net(subnormals="flush")``, float32's default), every task runs with subnormal
+numbers flushed to zero (:mod:`loopnet.fpenv`), whichever thread runs it.
 
 Against a plain serial loop of the textbook kernels (tests/naive.py:
 forward_layer, output_delta, hidden_delta, accumulate_gradient per example,
 in example order, then the update), precisely:
 
-* bit for bit, when the naive loop computes z^1 with the same fast twin
+* bit for bit (the naive loop run inside ``fpenv.flushed()`` where the engine flushes),
+  when the naive loop computes z^1 with the same fast twin
   (``tiles.forward_tile``, or ``tiles.forward_chain`` where a block runs
   ``forward_outer``): every z, a, δ, gradient sum, parameter after
   any number of updates, output and cost.  Nothing else is reordered: the
@@ -85,7 +88,7 @@ import numpy as np
 import numba
 from numba import prange
 
-from . import costs, kernels, optim, tiles
+from . import costs, fpenv, kernels, optim, tiles
 from ._jit import jit, jit_linked, linked_twin, panel_bytes, pjit_linked
 from .optim import engine_state
 from .tiles import GRADIENT_EXAMPLES, GRADIENT_ROWS, OUTER_FORWARD, TILE_EXAMPLES, TILE_ROWS
@@ -106,13 +109,16 @@ cost_x, step_of, update_rows = (linked_twin(k) for k in (costs.cost_x, optim.ste
  forward_layer5) = (linked_twin(k) for k in (tiles.accumulate_gradient4,
                                              tiles.accumulate_gradient5, tiles.forward_layer3,
                                              tiles.forward_layer5))
+# Subnormals flushed to zero in every thread of a run, where arch.flush says (loopnet.fpenv).
+enter_flush, leave_flush = linked_twin(fpenv.enter), linked_twin(fpenv.leave)
 # Layer 1 by the outer-product tiles, where the target runs them (tiles.OUTER_FORWARD).
 forward_outer, gradient_outer, outer_block, pack_inputs, packed_width = (
     linked_twin(k) for k in (tiles.forward_outer, tiles.gradient_outer, tiles.outer_block,
                              tiles.pack_inputs, tiles.packed_width))
 
-# The network's shape and choices, passed to every compiled driver.
-Arch = namedtuple("Arch", "sizes p_off u_off act out_act cost panel")
+# The network's shape and choices, passed to every compiled driver (flush: 1 to flush
+# subnormal numbers to zero in every thread of a run, loopnet.fpenv).
+Arch = namedtuple("Arch", "sizes p_off u_off act out_act cost panel flush")
 # Scratch: the gradient; z, a, δ of each example of a block; the block's inputs transposed
 # for tiles.forward_outer (empty where layer 1 never runs it: xt_size).
 Work = namedtuple("Work", "grad z a delta xt")
@@ -131,9 +137,10 @@ PREDICT, GRADIENT, TRAIN, NORMS = 0, 1, 2, 3
 A1, A2, A2_FORWARD, B_SUM, B_STEP, B_STEP_A1, PACK = 0, 1, 2, 3, 4, 5, 6
 
 
-def make_arch(sizes, act, out_act, cost, panel=None):
-    """Offsets of every layer in the flat buffers, and the bytes of w per panel
-    (:func:`panel_rows`; PANEL_BYTES unless given)."""
+def make_arch(sizes, act, out_act, cost, panel=None, flush=False):
+    """Offsets of every layer in the flat buffers, the bytes of w per panel
+    (:func:`panel_rows`; PANEL_BYTES unless given) and whether runs flush subnormals
+    (:mod:`loopnet.fpenv`)."""
     sizes = np.asarray(sizes, dtype=np.int64)
     n_layers = len(sizes) - 1
     p_off = np.zeros(n_layers + 1, dtype=np.int64)
@@ -143,7 +150,7 @@ def make_arch(sizes, act, out_act, cost, panel=None):
         p_off[i + 1] = p_off[i] + n_out * n_in + n_out
         u_off[i + 1] = u_off[i] + n_out
     return Arch(sizes, p_off, u_off, np.int64(act), np.int64(out_act), np.int64(cost),
-                np.int64(PANEL_BYTES if panel is None else panel))
+                np.int64(PANEL_BYTES if panel is None else panel), np.int64(bool(flush)))
 
 
 def make_work(arch, n_rows, dtype):
@@ -578,6 +585,9 @@ def run_tasks(params, state, work, X, Y, order, lo, hi, arch, hyper, phase, nxt,
     out_layer = arch.sizes.shape[0] - 2
     n_tasks = hi - lo if by_example else n_blocks
     for task in prange(n_tasks):
+        # Each task flushes subnormals (arch.flush) and leaves its thread as it found it.  Only
+        # the tasks: a thread the pool creates while the driver flushed would inherit that.
+        mxcsr = enter_flush(arch.flush)
         if phase == A1:
             first_layer_block(work, params, X, order, lo, hi, arch, np.int64(task), n_blocks, ex)
         elif phase == PACK:
@@ -595,6 +605,7 @@ def run_tasks(params, state, work, X, Y, order, lo, hi, arch, hyper, phase, nxt,
             gradient_block(params, state, work, X, order, lo, hi, arch, hyper, np.int64(task),
                            n_blocks, phase != B_SUM, ex, nxt, next_lo, next_hi,
                            phase == B_STEP_A1)
+        leave_flush(mxcsr)
 
 
 @jit

@@ -436,7 +436,7 @@ def _check_meta_values(path, meta):
 def _check_config(path, config):
     if not isinstance(config, dict):
         raise ModelFormatError(f"{path}: corrupt model metadata (config)")
-    for key in ("activation", "output", "cost", "dtype"):
+    for key in ("activation", "output", "cost", "dtype", "subnormals"):
         if key in config and not isinstance(config[key], str):
             raise ModelFormatError(f"{path}: invalid {key} {config[key]!r}")
     try:
@@ -460,8 +460,8 @@ def _build(path, meta, params, opt_arrays):
         raise ModelFormatError(f"{path}: parameters are {params.dtype}, metadata says {dtype}")
     if not np.all(np.isfinite(params)):
         raise ModelFormatError(f"{path}: parameters contain NaN or infinity")
-    kwargs = {k: config[k] for k in ("activation", "output", "cost", "dtype", "dropout")
-              if k in config}
+    kwargs = {k: config[k] for k in ("activation", "output", "cost", "dtype", "dropout",
+                                     "subnormals") if k in config}
     try:
         net = Net(sizes, seed=0, **kwargs)
     except (ValueError, TypeError) as exc:

@@ -22,7 +22,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "loopnet"
 #: import modules on its own floor or below, never above.
 LAYERS = {
     0: ["_linking", "_jit", "checks", "limits", "idx", "reference", "_cli_start", "random", "privacy",
-        "pyrandom", "layout", "cpuload", "simd"],  # numba/numpy only (privacy: optional accountants)
+        "pyrandom", "layout", "cpuload", "simd", "fpenv"],  # numba/numpy only (privacy: optional accountants)
     1: ["activations", "costs"],                           # σ, C_x by code
     2: ["kernels", "optim"],                               # the textbook kernels; updates
     3: ["tiles"],                                          # the fast twins of kernels
