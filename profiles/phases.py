@@ -130,7 +130,8 @@ def subnormal_shares(weights, biases, X, Y, sc):
     return out
 
 
-def profile_phases(sc, dtype="float64", n=10_000, repeats=3, threads=(1,), log=print):
+def profile_phases(sc, dtype="float64", n=10_000, repeats=3, threads=(1,), log=print,
+                   subnormals=None):
     """{threads: {"stages": [T1..T6], "fit": s, "compiled": s, "calls": k}} in seconds per n examples,
     the data's source, and :func:`subnormal_shares` of the network the stages run."""
     import numba
@@ -139,13 +140,15 @@ def profile_phases(sc, dtype="float64", n=10_000, repeats=3, threads=(1,), log=p
 
     X, Y, _, source = H.load_data(n, sc.sizes[0], sc.sizes[-1], dtype)
     ws, bs = H.init_params(sc.sizes, dtype)
-    net = loopnet.Net(sc.sizes, activation=sc.activation, output=sc.output, cost=sc.cost, dtype=dtype, seed=0)
+    net = loopnet.Net(sc.sizes, activation=sc.activation, output=sc.output, cost=sc.cost, dtype=dtype,
+                      seed=0, subnormals=subnormals)
     order = np.random.default_rng(1).permutation(n)
     warm = order[: min(n, 20 * sc.m)]
     net.weights, net.biases = ws, bs
     net.fit(X[warm], Y[warm], epochs=1, batch_size=sc.m, eta=sc.eta, monitor=False, shuffle=False)  # sizes scratch
     stages = EngineStages(net, sc, n)
-    subnormal = subnormal_shares(net.weights, net.biases, X[order], Y[order], sc)
+    subnormal = dict(subnormal_shares(net.weights, net.biases, X[order], Y[order], sc),
+                     flushed=net.subnormals == "flush")
     out = {}
     old = numba.get_num_threads()
     try:
@@ -229,19 +232,26 @@ def phases_table(sc, dtype, n, res, source, subnormal=None, epoch_n=50_000):
     lines.append("| **net.fit epoch** | " + " | ".join(
         f"**{1e3 * res[t]['fit'] * scale:.1f}** | 100 %" for t in ths) + " | |")
     if subnormal is not None:
-        lines += ["", subnormal_line(subnormal)]
+        shares = {k: v for k, v in subnormal.items() if k != "flushed"}
+        lines += ["", subnormal_line(shares, subnormal.get("flushed", False))]
     return "\n".join(lines) + "\n"
 
 
-def subnormal_line(shares):
-    """One sentence on the subnormal values the stages computed with (:func:`subnormal_shares`)."""
+def subnormal_line(shares, flushed=False):
+    """One sentence on the subnormal values the stages computed with (:func:`subnormal_shares`),
+    and on whether the engine flushed them to zero (``Net.subnormals``)."""
     listed = ", ".join(f"{k} {100 * v:.2g} %" for k, v in shares.items())
     line = (f"Subnormal values among the nonzero a^l and δ^l of the network the stages ran, as "
             f"the NumPy matrix form computes them: {listed}.")
     if max(shares.values(), default=0.0) > 1e-3:
-        line += (" Arithmetic on subnormals takes a microcode assist on x86 (tens to hundreds of "
-                 "cycles): phases that meet them (BP1/BP2 and the output layer's sums, where "
-                 "δ^L is small) are slowed by that, not by their kernels.")
+        if flushed:
+            line += (" The engine flushed them to zero (Net(subnormals=\"flush\"), float32's "
+                     "default): no phase paid for them.")
+        else:
+            line += (" Arithmetic on subnormals takes a microcode assist on x86 (tens to hundreds "
+                     "of cycles): phases that meet them (BP1/BP2 and the output layer's sums, "
+                     "where δ^L is small) are slowed by that, not by their kernels "
+                     "(Net(subnormals=\"flush\") flushes them).")
     return line
 
 
@@ -255,6 +265,8 @@ def main(argv=None):
     p.add_argument("--sizes")
     p.add_argument("--batch", "-m", type=int)
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--subnormals", choices=["flush", "keep"],
+                   help="Net(subnormals=...) (default: the dtype's, flush for float32)")
     p.add_argument("--out", help="results file ('-' = do not write)")
     args, _ = p.parse_known_args(argv)  # the scenario options of `loopnet profile` that do not apply here
     sc0 = H.SCENARIOS[args.scenario]
@@ -275,7 +287,8 @@ def main(argv=None):
     sections = {}
     for dt in dtypes:
         log(f"phases of {sc.title}, {dt}, threads {threads}")
-        res, source, subnormal = profile_phases(sc, dt, args.examples, args.repeats, threads, log)
+        res, source, subnormal = profile_phases(sc, dt, args.examples, args.repeats, threads, log,
+                                                args.subnormals)
         md = phases_table(sc, dt, args.examples, res, source, subnormal)
         print(md)
         sections[f"phases-{args.scenario}-{dt}"] = md

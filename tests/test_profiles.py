@@ -111,6 +111,7 @@ def test_subnormal_census_counts_what_was_worked_by_hand(dtype, share):
     assert phases.subnormal_shares([w], [b], X, Y, sc) == {"a1": share, "δ1": share}
     line = phases.subnormal_line({"a1": share, "δ1": share})
     assert ("microcode assist" in line) == (share > 0)
+    assert ("flushed them" in phases.subnormal_line({"a1": share}, flushed=True)) == (share > 0)
 
 
 def test_sweep_tables_quick(capsys, monkeypatch):
