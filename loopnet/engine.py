@@ -91,6 +91,7 @@ from numba import prange
 from . import costs, fpenv, kernels, optim, tiles
 from ._jit import jit, jit_linked, linked_twin, panel_bytes, pjit_linked
 from .optim import engine_state
+from .simd import matrix_view
 from .tiles import GRADIENT_EXAMPLES, GRADIENT_ROWS, OUTER_FORWARD, TILE_EXAMPLES, TILE_ROWS
 
 # The kernels and the optimizer's updates as the engine calls them: their linked twins
@@ -192,7 +193,7 @@ def packed_inputs(work, arch, m):
     """The packed inputs of a block of m examples: a view (n_in × ``tiles.packed_width``) of
     ``work.xt``."""
     width = packed_width(m, work.xt.itemsize)
-    return work.xt[:arch.sizes[0] * width].reshape((arch.sizes[0], width))
+    return matrix_view(work.xt, 0, arch.sizes[0], width)
 
 
 def work_rows(work):
@@ -212,7 +213,7 @@ def weight(buf, arch, i):
     """View of w^{i+1} (n_{i+1} × n_i) inside a flat parameter or gradient buffer."""
     n_out, n_in = arch.sizes[i + 1], arch.sizes[i]
     start = arch.p_off[i]
-    return buf[start:start + n_out * n_in].reshape((n_out, n_in))
+    return matrix_view(buf, start, n_out, n_in)
 
 
 @jit_linked

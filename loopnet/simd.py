@@ -15,15 +15,20 @@ LLVM's vectorisers do not build it from scalar loops, so it is written here with
 * :func:`lanes`: L, the lanes of a vector of an array's dtype, as a compile-time constant
   (read at run time, the tiles' offsets took registers and LLVM spilled the running sums).
 
+and, not a vector but built the same way, :data:`matrix_view`: a slice of a flat buffer as a
+2-D array, for the engine's views of w.
+
 A vector is :data:`VECTOR_BYTES` wide: 64 (512 bits) where the target has AVX-512, 32
 elsewhere.  An explicit 512-bit vector is one zmm register even where LLVM tunes its own
 vectoriser to 256 bits (Intel's AVX-512 cores: Numba marks no function with a minimum legal
 vector width, so 512-bit types stay legal).
 """
 
+import numba
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
+from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic, models, register_model
 
 from ._jit import vector_registers
@@ -147,6 +152,39 @@ def vlane(typingctx, v, lane):
     def codegen(context, builder, sig, args):
         return builder.extract_element(args[0], args[1])
     return v.dtype(v, lane), codegen
+
+
+@intrinsic
+def _matrix_view(typingctx, buf, start, rows, cols):
+    """buf[start : start + rows·cols] as a C-ordered rows × cols array (a view, no bounds check):
+    what ``buf[start:start + rows * cols].reshape((rows, cols))`` gives, without the call to
+    Numba's general reshape helper (a C function, 17 ns a call: the engine takes a view of
+    each layer's w per example)."""
+    if not (isinstance(buf, types.Array) and buf.ndim == 1 and buf.layout == "C"):
+        return None
+    result = types.Array(buf.dtype, 2, "C")
+
+    def codegen(context, builder, sig, args):
+        src = context.make_array(sig.args[0])(context, builder, args[0])
+        out = context.make_array(result)(context, builder)
+        item = context.get_constant(types.intp, context.get_abi_sizeof(
+            context.get_data_type(buf.dtype)))
+        start_, rows_, cols_ = args[1], args[2], args[3]
+        data = builder.gep(src.data, [start_])
+        shape = cgutils.pack_array(builder, [rows_, cols_])
+        strides = cgutils.pack_array(builder, [builder.mul(cols_, item), item])
+        context.populate_array(out, data=data, shape=shape, strides=strides, itemsize=item,
+                               meminfo=src.meminfo, parent=src.parent)
+        return impl_ret_borrowed(context, builder, result, out._getvalue())
+    return result(buf, types.intp, types.intp, types.intp), codegen
+
+
+def _matrix_view_python(buf, start, rows, cols):
+    """:func:`_matrix_view` as NumPy does it (the JIT off)."""
+    return buf[start:start + rows * cols].reshape((rows, cols))
+
+
+matrix_view = _matrix_view_python if numba.config.DISABLE_JIT else _matrix_view
 
 
 def _fma(builder, target, args, name):
