@@ -13,9 +13,10 @@ Two bits of the x86 MXCSR register decide (for SSE and AVX arithmetic, per threa
 * DAZ (denormals are zero, bit 6): a subnormal operand counts as 0.
 
 :func:`enter` sets both in the calling thread and returns the register's old value, which
-:func:`leave` puts back: the engine brackets each of its parallel tasks, and its driver, with
-them (``engine.Arch.flush``), so the threads it borrows from Numba's pool are left as they were
-found.  Every thread of a run flushes, so a result does not depend on the thread count.  (LLVM
+:func:`leave` puts back: the engine brackets each of its parallel tasks with them
+(``engine.Arch.flush``), so the threads it borrows from Numba's pool are left as they were
+found.  Its driver's thread does not flush outside the tasks: Numba's pool creates its threads
+during the first parallel region, and a new thread inherits its creator's MXCSR.  Every thread of a run flushes, so a result does not depend on the thread count.  (LLVM
 does not order plain arithmetic after a write to MXCSR; it may compute a loop-invariant value,
 such as η/m, before a task's :func:`enter`: the same code in every thread, so the same bits.)
 
