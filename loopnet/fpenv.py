@@ -12,8 +12,9 @@ Two bits of the x86 MXCSR register decide (for SSE and AVX arithmetic, per threa
 * FTZ (flush to zero, bit 15): a result that would be subnormal is 0 (with the sign kept);
 * DAZ (denormals are zero, bit 6): a subnormal operand counts as 0.
 
-:func:`enter` sets both in the calling thread and returns the register's old value, which
-:func:`leave` puts back: the engine brackets each of its parallel tasks with them
+:func:`enter` sets both in the calling thread (or clears both, for "keep", so that a caller's
+own setting changes no result) and returns the register's old value, which :func:`leave` puts
+back: the engine brackets each of its parallel tasks with them
 (``engine.Arch.flush``), so the threads it borrows from Numba's pool are left as they were
 found.  Its driver's thread does not flush outside the tasks: Numba's pool creates its threads
 during the first parallel region, and a new thread inherits its creator's MXCSR.  Every thread of a run flushes, so a result does not depend on the thread count.  (LLVM
@@ -76,14 +77,16 @@ def read():
 
 @jit
 def enter(flush):
-    """If ``flush``: FTZ and DAZ on in this thread; returns MXCSR's old value for :func:`leave`
-    (-1 when nothing was changed)."""
-    if not flush:
-        return -1
+    """FTZ and DAZ on in this thread if ``flush``, off if not (whatever the caller had set, e.g.
+    ``torch.set_flush_denormal(True)``: the engine's numbers do not depend on it); returns
+    MXCSR's old value for :func:`leave`, or -1 when nothing was changed."""
     old = exchange(-1)
     if old < 0:
         return -1
-    exchange(old | FLUSH_BITS)
+    want = old | FLUSH_BITS if flush else old & ~FLUSH_BITS
+    if want == old:
+        return -1
+    exchange(want)
     return old
 
 

@@ -56,7 +56,8 @@ class Net:
     subnormals : {"flush", "keep"} or None
         What the engine's threads do with subnormal numbers (nonzero, below 1.18e-38 in
         float32): "flush" makes them 0 (FTZ and DAZ on x86-64, :mod:`loopnet.fpenv`), "keep"
-        computes with them as IEEE 754 says, at tens of cycles each.  None (the default):
+        computes with them as IEEE 754 says, at tens of cycles each, even in a thread whose
+        caller flushes (e.g. after ``torch.set_flush_denormal(True)``).  None (the default):
         "flush" for float32, where saturated sigmoids produce them (W5, 10,000 examples on a
         2-core Xeon: 0.29 → 0.18 s an epoch), "keep" for float64, where they practically never
         occur.

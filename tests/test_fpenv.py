@@ -122,6 +122,20 @@ def test_flushed_engine_equals_the_naive_loop_run_flushed():
 
 
 @needs_flush
+@pytest.mark.parametrize("flush", [False, True])
+def test_the_callers_own_flush_setting_changes_nothing(flush):
+    """A caller whose thread already flushes (as torch.set_flush_denormal(True) leaves it) gets
+    the engine's numbers of a clean thread, for "keep" as for "flush"; its setting is back after."""
+    clean, _ = saturated_run(flush, 1)
+    with fpenv.flushed():
+        before = fpenv.read() & ~0x3f               # (less the sticky exception flags)
+        dirty, _ = saturated_run(flush, 1)
+        assert fpenv.read() & ~0x3f == before
+    for name in clean:
+        assert np.array_equal(clean[name], dirty[name], equal_nan=True), name
+
+
+@needs_flush
 def test_every_thread_is_left_as_it_was_found():
     """In a fresh process whose first parallel region is a flushed fit (Numba's pool threads
     are created then, and a new thread inherits its creator's MXCSR), afterwards every pool
