@@ -4,6 +4,7 @@ No timing is asserted anywhere: the machine is shared and timings are noise here
 """
 
 import importlib
+import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -112,6 +113,23 @@ def test_subnormal_census_counts_what_was_worked_by_hand(dtype, share):
     line = phases.subnormal_line({"a1": share, "δ1": share})
     assert ("microcode assist" in line) == (share > 0)
     assert ("flushed them" in phases.subnormal_line({"a1": share}, flushed=True)) == (share > 0)
+
+
+def test_perf_names_writes_a_map_perf_can_read(tmp_path):
+    """perf's JIT map format: "START SIZE name" in hex, one function per line; addresses rising
+    and each range ending where the next begins; the engine's driver and kernels named."""
+    path = tmp_path / "perf.map"
+    run = subprocess.run([sys.executable, str(PROFILES / "perf_names.py"), "w1", "--sizes", "12,6,4",
+                          "--examples", "200", "--epochs", "1", "--map", str(path)],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    rows = [line.split(" ", 2) for line in path.read_text().splitlines()]
+    starts = [int(start, 16) for start, _, _ in rows]
+    sizes = [int(size, 16) for _, size, _ in rows]
+    names = [name for _, _, name in rows]
+    assert starts == sorted(starts) and len(set(starts)) == len(starts)
+    assert all(a + s == b for a, s, b in zip(starts, sizes, starts[1:]))
+    assert any("drive_batches" in n for n in names) and any("tiles" in n for n in names)
 
 
 def test_sweep_tables_quick(capsys, monkeypatch):
