@@ -75,10 +75,8 @@ def main(argv=None):
 
     cache = tempfile.mkdtemp(prefix="loopnet-perf-cache-")
     atexit.register(shutil.rmtree, cache, ignore_errors=True)
-    os.environ["NUMBA_CACHE_DIR"] = cache       # before Numba is imported: compile here
-    if "numba" in sys.modules:
-        import numba
-        numba.config.CACHE_DIR = cache
+    os.environ["NUMBA_CACHE_DIR"] = cache       # before Numba is imported (run as a script):
+    #                                             the engine is compiled here, not loaded
 
     import _harness as H
     from loopnet import Net, engine

@@ -133,7 +133,8 @@ def subnormal_shares(weights, biases, X, Y, sc):
 def profile_phases(sc, dtype="float64", n=10_000, repeats=3, threads=(1,), log=print,
                    subnormals=None):
     """{threads: {"stages": [T1..T6], "fit": s, "compiled": s, "calls": k}} in seconds per n examples,
-    the data's source, and :func:`subnormal_shares` of the network the stages run."""
+    the data's source, and (:func:`subnormal_shares` of the network the stages run, whether
+    the engine flushed them)."""
     import numba
 
     import loopnet
@@ -147,8 +148,8 @@ def profile_phases(sc, dtype="float64", n=10_000, repeats=3, threads=(1,), log=p
     net.weights, net.biases = ws, bs
     net.fit(X[warm], Y[warm], epochs=1, batch_size=sc.m, eta=sc.eta, monitor=False, shuffle=False)  # sizes scratch
     stages = EngineStages(net, sc, n)
-    subnormal = dict(subnormal_shares(net.weights, net.biases, X[order], Y[order], sc),
-                     flushed=net.subnormals == "flush")
+    subnormal = (subnormal_shares(net.weights, net.biases, X[order], Y[order], sc),
+                 net.subnormals == "flush")
     out = {}
     old = numba.get_num_threads()
     try:
@@ -232,8 +233,7 @@ def phases_table(sc, dtype, n, res, source, subnormal=None, epoch_n=50_000):
     lines.append("| **net.fit epoch** | " + " | ".join(
         f"**{1e3 * res[t]['fit'] * scale:.1f}** | 100 %" for t in ths) + " | |")
     if subnormal is not None:
-        shares = {k: v for k, v in subnormal.items() if k != "flushed"}
-        lines += ["", subnormal_line(shares, subnormal.get("flushed", False))]
+        lines += ["", subnormal_line(*subnormal)]
     return "\n".join(lines) + "\n"
 
 

@@ -52,10 +52,11 @@ def test_one_saturated_sigmoid_worked_by_hand(choice):
         assert 0.0 < a < TINY32 and abs(a - 1.0 / (1.0 + np.exp(88.0))) <= 2.0 ** -149
 
 
-def saturated_run(flush, threads, job=engine.TRAIN):
+def saturated_run(flush, threads):
     """A float32 net whose output sigmoids sit near e^-90 (biases −90 ± 2), two mini-batch
-    runs of the engine from one start: a^L and δ^L = (a − y) σ'(z) are subnormal unless
-    flushed.  Returns the parameters, outputs and costs after."""
+    runs of the engine's training from one start: a^L and δ^L = (a − y) σ'(z) are subnormal
+    unless flushed.  Returns the parameters, outputs and costs after, and the run's inputs
+    (with the parameters it started from)."""
     sizes = [6, 9, 3]
     rng = np.random.default_rng(5)
     arch = engine.make_arch(sizes, activations.SIGMOID, activations.SIGMOID, costs.QUADRATIC,
@@ -67,6 +68,7 @@ def saturated_run(flush, threads, job=engine.TRAIN):
     Y = rng.uniform(0.1, 0.9, (37, sizes[-1])).astype(np.float32)
     order = rng.permutation(37)
     hyper = optim.make_hyper("sgd", 3.0, 0.0, 37, 0.0, 0.9, 0.999, 1e-8)
+    start = params.copy()
     state = optim.make_state(params.size, np.float32)
     work = engine.make_work(arch, 8, np.float32)
     out = np.full((37, sizes[-1]), np.nan, np.float32)
@@ -76,10 +78,10 @@ def saturated_run(flush, threads, job=engine.TRAIN):
     try:
         for first, last in ((0, 2), (2, 5)):
             engine.run_batches(params, state, work, X, Y, order, 8, first, last, arch, hyper,
-                               job, out, cost)
+                               engine.TRAIN, out, cost)
     finally:
         numba.set_num_threads(old)
-    return dict(params=params, out=out, costs=cost), (sizes, X, Y, order, hyper, arch)
+    return dict(params=params, out=out, costs=cost), (sizes, X, Y, order, hyper, start)
 
 
 @needs_flush
@@ -106,10 +108,8 @@ def test_flushed_runs_are_bit_identical_for_any_thread_count():
 def test_flushed_engine_equals_the_naive_loop_run_flushed():
     """The naive loop of the textbook kernels (z^1 by the engine's fast twin), run inside
     ``fpenv.flushed()`` in this thread, gives the engine's flushed run bit for bit."""
-    got, (sizes, X, Y, order, hyper, arch) = saturated_run(True, numba.config.NUMBA_NUM_THREADS)
-    rng = np.random.default_rng(5)
-    params = (rng.standard_normal(int(arch.p_off[-1])) * 0.5).astype(np.float32)
-    params[int(arch.p_off[-1]) - sizes[-1]:] = -90.0 + rng.uniform(-2.0, 2.0, sizes[-1])
+    got, (sizes, X, Y, order, hyper, params) = saturated_run(True,
+                                                             numba.config.NUMBA_NUM_THREADS)
     state = optim.make_state(params.size, np.float32)
     out = np.full((37, sizes[-1]), np.nan, np.float32)
     cost = np.full(37, np.nan)
