@@ -175,8 +175,9 @@ def make_work(arch, n_rows, dtype):
 def xt_size(arch, n_rows, itemsize):
     """Elements of ``work.xt`` for blocks of up to n_rows examples: the packed inputs of the
     largest block if layer 1 runs ``tiles.forward_outer`` for it (``tiles.outer_block``), else 0."""
-    if len(arch.sizes) > 2 and tiles.outer_block(int(arch.sizes[1]), n_rows):
-        return int(arch.sizes[0]) * int(tiles.packed_width(n_rows, itemsize))
+    # The tiles' Python functions: compiling their CPython wrappers for one test would cost more.
+    if len(arch.sizes) > 2 and tiles.outer_block.py_func(int(arch.sizes[1]), n_rows):
+        return int(arch.sizes[0]) * int(tiles.packed_width.py_func(n_rows, itemsize))
     return 0
 
 
@@ -591,7 +592,7 @@ def run_tasks(params, state, work, X, Y, order, lo, hi, arch, hyper, phase, nxt,
         mxcsr = enter_flush(arch.flush)
         if phase == A1:
             first_layer_block(work, params, X, order, lo, hi, arch, np.int64(task), n_blocks, ex)
-        elif phase == PACK:
+        elif OUTER_FORWARD and phase == PACK:     # (no PACK code compiled where it never runs)
             n_in = arch.sizes[0]
             pack_inputs(packed_inputs(work, arch, hi - lo), X, order, lo, hi,
                         n_in * task // n_tasks, n_in * (task + 1) // n_tasks)
@@ -672,7 +673,8 @@ def drive_batches(params, state, work, X, Y, order, batch_size, first, last, arc
         hi = min(lo + batch_size, n)
         here, nxt = half(work, b % 2), half(work, (b + 1) % 2)
         if by_rows and not a1_done:
-            if outer_block(arch.sizes[1], hi - lo):      # layer 1 by tiles.forward_outer
+            if OUTER_FORWARD and outer_block(arch.sizes[1], hi - lo):   # layer 1 by the outer
+                # tiles (OUTER_FORWARD first: where it is False, Numba compiles no PACK call)
                 run_tasks(params, state, here, X, Y, order, lo, hi, arch, hyper, np.int64(PACK),
                           nxt, lo, hi, out, costs, ex, n_blocks)
             run_tasks(params, state, here, X, Y, order, lo, hi, arch, hyper, np.int64(A1),
@@ -683,7 +685,8 @@ def drive_batches(params, state, work, X, Y, order, batch_size, first, last, arc
             state.t[0] += 1
             a1_done = by_rows and b + 1 < last
             phase = np.int64(B_STEP_A1) if a1_done else np.int64(B_STEP)
-            if a1_done and outer_block(arch.sizes[1], min(hi + batch_size, n) - hi):
+            if (OUTER_FORWARD and a1_done
+                    and outer_block(arch.sizes[1], min(hi + batch_size, n) - hi)):
                 # the next mini-batch's inputs, for its A1 inside phase B
                 run_tasks(params, state, here, X, Y, order, hi, min(hi + batch_size, n), arch,
                           hyper, np.int64(PACK), nxt, lo, hi, out, costs, ex, n_blocks)
