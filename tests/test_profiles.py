@@ -239,3 +239,32 @@ def test_header_names_numpys_own_blas_when_scipys_is_listed_first(monkeypatch):
              "architecture": "SkylakeX", "filepath": "/x/site-packages/numpy.libs/libscipy_openblas64_.so"}]
     monkeypatch.setattr(threadpoolctl, "threadpool_info", lambda: libs)
     assert _machine.versions()["blas"] == "openblas 0.3.31, SkylakeX kernels"
+
+
+def test_compile_time_counts_nested_timers_exclusive_and_once_inclusive():
+    CT = importlib.import_module("compile_time")
+    now = [0.0]
+    timers = CT.ExclusiveTimes(clock=lambda: now[0])
+
+    def advance(dt):
+        now[0] += dt
+
+    timers.start("caller")          # caller 1 s, callee 2 s inside, caller 0.5 s more,
+    advance(1.0)                    # then the caller again inside itself for 0.25 s
+    timers.timed("callee", advance, 2.0)
+    advance(0.5)
+    timers.start("caller")
+    advance(0.25)
+    timers.stop()
+    timers.stop()
+    assert timers.exclusive == {"caller": 1.75, "callee": 2.0}
+    assert timers.inclusive == {"caller": 3.75, "callee": 2.0}   # the nested entry not again
+    assert timers.calls == {"caller": 2, "callee": 1}
+
+
+def test_compile_time_table_sums_every_row_and_folds_the_rest():
+    CT = importlib.import_module("compile_time")
+    text = CT.table("pass", {"a": 3.0, "b": 1.0, "c": 0.5}, total=10.0, top=2, unit_total="passes")
+    assert "| a | 3.000 | 30 % |" in text and "| b | 1.000 | 10 % |" in text
+    assert "| 1 others | 0.500 | 5 % |" in text
+    assert "| **all passes** | **4.500** | **45 %** |" in text
