@@ -176,9 +176,14 @@ def xt_size(arch, n_rows, itemsize):
     """Elements of ``work.xt`` for blocks of up to n_rows examples: the packed inputs of the
     largest block if layer 1 runs ``tiles.forward_outer`` for it (``tiles.outer_block``), else 0."""
     # The tiles' Python functions: compiling their CPython wrappers for one test would cost more.
-    if len(arch.sizes) > 2 and tiles.outer_block.py_func(int(arch.sizes[1]), n_rows):
-        return int(arch.sizes[0]) * int(tiles.packed_width.py_func(n_rows, itemsize))
+    if len(arch.sizes) > 2 and _python(tiles.outer_block)(int(arch.sizes[1]), n_rows):
+        return int(arch.sizes[0]) * int(_python(tiles.packed_width)(n_rows, itemsize))
     return 0
+
+
+def _python(fn):
+    """The Python function a compiled one was made from (``fn`` itself with the JIT off)."""
+    return getattr(fn, "py_func", fn)
 
 
 def aligned_zeros(n, dtype):
