@@ -145,8 +145,10 @@ def outer_forward():
 def wide_tiles():
     """Whether the engine runs its 32-register tiles (:mod:`loopnet.tiles`).
 
-    ``LOOPNET_TILES=wide`` or ``narrow`` chooses (to compare the two on one machine:
-    both give the same bits); unset, the target's :func:`vector_registers` decide.
+    ``LOOPNET_TILES=wide`` or ``narrow`` chooses (to compare the two on one machine: on a
+    32-register target both give the same bits; the wide pair forced onto a 16-register one
+    changes the last bits, 1.7e-16 after two epochs of a [64, 37, 10] net on a Zen 3); unset, the
+    target's :func:`vector_registers` decide.
     """
     choice = os.environ.get("LOOPNET_TILES", "").strip().lower()
     if choice not in ("", "wide", "narrow"):

@@ -41,8 +41,9 @@ loaded per step, must fit them.  With 16 (SSE2, AVX2): 4 rows × 3 examples forw
 (12 sums + 3 inputs + 1 weight) and 4 × 4 for the gradient; with 32 (AVX-512):
 4 × 5 for both, which also leaves no empty slot at m = 10 or m = 100 (the 3- and
 4-example tiles compute 12 slots for 10 examples).  Every sum keeps its one
-vector of partial sums whatever the tile's width, so the wider tiles give the same
-bits as the narrower ones (tests/test_engine.py).  ``output_delta`` (BP1) and
+vector of partial sums whatever the tile's width, so on a 32-register target the wider
+tiles give the same bits as the narrower ones (forced onto a 16-register target the wide
+pair changes the last bits: profiles/README.md, twelfth and nineteenth rounds).  ``output_delta`` (BP1) and
 ``hidden_delta`` (BP2), and ``forward_layer`` for layers 2 … L, run in training as
 written in kernels.py.
 """

@@ -8,7 +8,8 @@ What is equal and what is within which bound:
   optimizer state after training, the gradient sum Σ_x ∇C_x, every output a^L and cost
   C_x, for several mini-batches, a ragged last one, batch sizes that leave phantom rows
   in the forward and gradient tiles (3 and 4 examples, or 5 on 32-register targets;
-  ``LOOPNET_TILES`` runs the other pair, as .ci/run does), 1 and 3 hidden
+  ``LOOPNET_TILES`` runs the other pair, as .ci/run does; the 32-register pair forced onto
+  a 16-register target agrees within the bound below instead, see TWIN_BITS), 1 and 3 hidden
   layers, every optimizer, float64 and float32, and the epoch run in two calls as
   ``fit`` runs it.
 * **bit for bit**, a network without hidden layer against the plain naive loop (layer 1
@@ -127,6 +128,27 @@ def assert_bit_equal(pairs):
         assert np.array_equal(got, want), f"{name}: max |diff| {np.max(np.abs(got - want))}"
 
 
+#: Whether the engine's inlined twin of tiles.forward_tile gives the bits of the tile compiled
+#: alone (which the naive loop calls).  It does wherever the target runs its own tile pair.  The
+#: 32-register pair forced onto a 16-register target (LOOPNET_TILES=wide on AVX2, as .ci/run
+#: does there; never a default) does not: LLVM compiles its reassociated sums one way inlined in
+#: the engine and another alone (found when CI first ran that stage on a Zen 3, 2026-12-02; not
+#: root-caused; profiles/README's twelfth round saw that pair change bits there too).  The two
+#: then agree within the plain naive loop's bound, which is what is checked.
+TWIN_BITS = not (tiles.WIDE_TILES and _jit.vector_registers() < 32)
+
+
+def assert_twin_equal(pairs, net, dtype):
+    """Engine against the naive loop with the same first-layer twin: bit for bit, or within
+    :func:`bound` where the tiles are forced onto a target they were not made for (TWIN_BITS)."""
+    if TWIN_BITS:
+        assert_bit_equal(pairs)
+        return
+    for name, (got, want) in pairs.items():
+        assert got.dtype == want.dtype, name
+        assert rel_diff(got, want) <= bound(net, dtype), name
+
+
 def rel_diff(got, want):
     """max|got − want| / max|want|, in float64."""
     got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
@@ -148,16 +170,16 @@ DTYPES = {"float64": np.float64, "float32": np.float32}
 @pytest.mark.parametrize("batch_size", [5, 6])   # 5: of 5, not 3 or 4; 6: of 3, not 4 or 5;
 # 22 examples: a ragged last mini-batch
 def test_train_equals_naive_loop_with_the_same_first_layer_twin(net, opt, dtype, batch_size):
-    assert_bit_equal(run_pair(net, DTYPES[dtype], engine.TRAIN, batch_size, opt,
-                              first_layer=tiles.forward_tile))
+    assert_twin_equal(run_pair(net, DTYPES[dtype], engine.TRAIN, batch_size, opt,
+                               first_layer=tiles.forward_tile), net, DTYPES[dtype])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("job", ["gradient", "predict"])
 @pytest.mark.parametrize("net", ["1-hidden", "1-hidden-wide", "1-hidden-panels", "3-hidden"])
 def test_gradient_and_predict_equal_naive_loop_with_the_same_first_layer_twin(net, job, dtype):
-    assert_bit_equal(run_pair(net, DTYPES[dtype], JOBS[job], 7,
-                              first_layer=tiles.forward_tile))
+    assert_twin_equal(run_pair(net, DTYPES[dtype], JOBS[job], 7,
+                               first_layer=tiles.forward_tile), net, DTYPES[dtype])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -193,11 +215,11 @@ def test_outer_product_first_layer_equals_naive_loop(net, job, opt, dtype):
     whose forward stays on the dot tiles).  On a target without them, both sides take the
     dot tiles."""
     if job == "train":
-        assert_bit_equal(run_pair(net, DTYPES[dtype], JOBS[job], 40, opt,
-                                  first_layer=tiles.forward_tile))
+        assert_twin_equal(run_pair(net, DTYPES[dtype], JOBS[job], 40, opt,
+                                   first_layer=tiles.forward_tile), net, DTYPES[dtype])
     elif opt == "sgd":
-        assert_bit_equal(run_pair(net, DTYPES[dtype], JOBS[job], 40,
-                                  first_layer=tiles.forward_tile))
+        assert_twin_equal(run_pair(net, DTYPES[dtype], JOBS[job], 40,
+                                   first_layer=tiles.forward_tile), net, DTYPES[dtype])
 
 
 @pytest.mark.skipif(numba.config.DISABLE_JIT, reason="explicit vectors need compiled code")
@@ -538,7 +560,7 @@ def test_per_example_rules_equal_naive_loop_with_the_same_first_layer_twin(net, 
     the squared norms they compute: the engine and the naive loop, bit for bit."""
     pairs = run_pair(net, DTYPES[dtype], engine.TRAIN, 6, "adam" if kind == "dp" else "sgd",
                      first_layer=tiles.forward_tile, rules=rules_of(kind))
-    assert_bit_equal(pairs)
+    assert_twin_equal(pairs, net, DTYPES[dtype])
     assert np.isfinite(pairs["norms"][0]).all() and (pairs["norms"][0] > 0).any()
 
 
