@@ -14,12 +14,13 @@ Two bits of the x86 MXCSR register decide (for SSE and AVX arithmetic, per threa
 
 :func:`enter` sets both in the calling thread (or clears both, for "keep", so that a caller's
 own setting changes no result) and returns the register's old value, which :func:`leave` puts
-back: the engine brackets each of its parallel tasks with them
-(``engine.Arch.flush``), so the threads it borrows from Numba's pool are left as they were
-found.  Its driver's thread does not flush outside the tasks: Numba's pool creates its threads
-during the first parallel region, and a new thread inherits its creator's MXCSR.  Every thread of a run flushes, so a result does not depend on the thread count.  (LLVM
-does not order plain arithmetic after a write to MXCSR; it may compute a loop-invariant value,
-such as η/m, before a task's :func:`enter`: the same code in every thread, so the same bits.)
+back: the engine brackets each of its parallel tasks with them (``engine.Arch.flush``), so
+the threads it borrows from Numba's pool are left as they were found.  Its driver's thread
+does not flush outside the tasks: Numba's pool creates its threads during the first parallel
+region, and a new thread inherits its creator's MXCSR.  Every task of a run sets the same two
+bits, so a result does not depend on the thread count.  (LLVM does not order plain
+arithmetic after a write to MXCSR; it may compute a loop-invariant value, such as η/m, before
+a task's :func:`enter`: the same code in every thread, so the same bits.)
 
 What flushes: every run of the engine (``fit``, ``predict``, ``cost``, ``gradient_sum``: all go
 through ``engine.run_batches``).  What does not: ``Net.step`` (a serial update), the trace

@@ -43,9 +43,9 @@ loaded per step, must fit them.  With 16 (SSE2, AVX2): 4 rows × 3 examples forw
 4-example tiles compute 12 slots for 10 examples).  Every sum keeps its one
 vector of partial sums whatever the tile's width, so on a 32-register target the wider
 tiles give the same bits as the narrower ones (forced onto a 16-register target the wide
-pair changes the last bits: profiles/README.md, twelfth and nineteenth rounds).  ``output_delta`` (BP1) and
-``hidden_delta`` (BP2), and ``forward_layer`` for layers 2 … L, run in training as
-written in kernels.py.
+pair changes the last bits: profiles/README.md, twelfth and nineteenth rounds).
+``output_delta`` (BP1) and ``hidden_delta`` (BP2), and ``forward_layer`` for layers 2 … L,
+run in training as written in kernels.py.
 """
 
 from ._jit import jit, jit_sums, outer_forward, wide_tiles

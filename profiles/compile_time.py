@@ -16,7 +16,8 @@ after it), with three sets of timers installed before loopnet is imported:
   the callees compiled inside) and inclusive time.
 
 The timers cost a few per cent; the times are those of one warmup, the median over repeats per
-row.  Timing wrappers rest on Numba internals (0.62-0.68): a method that is not there is left
+row.  The child runs with ``PYTHONDONTWRITEBYTECODE=1``, so its import compiles loopnet's
+sources (tens of ms more than an import from cached bytecode; ``startup.py`` times that one).  Timing wrappers rest on Numba internals (0.62-0.68): a method that is not there is left
 unwrapped.  Used in profiles/README.md's nineteenth round.
 
     python profiles/compile_time.py [--dtype float64] [--repeats 3] [--out FILE]
