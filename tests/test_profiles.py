@@ -4,6 +4,7 @@ No timing is asserted anywhere: the machine is shared and timings are noise here
 """
 
 import importlib
+import json
 import subprocess
 import sys
 from dataclasses import replace
@@ -268,3 +269,25 @@ def test_compile_time_table_sums_every_row_and_folds_the_rest():
     assert "| a | 3.000 | 30 % |" in text and "| b | 1.000 | 10 % |" in text
     assert "| 1 others | 0.500 | 5 % |" in text
     assert "| **all passes** | **4.500** | **45 %** |" in text
+
+
+def test_cached_start_sums_the_stages_from_import_numpy_to_the_first_fit(monkeypatch):
+    CS = importlib.import_module("cached_start")
+    # A fake child: 0.10 s from spawn to its first line, 1.5 s timed, 1.8 s of process wall time.
+    stages = [["import numpy", 0.1, 0.0, 0], ["import numba", 0.3, 0.02, 0],
+              ["import loopnet", 0.2, 0.05, 1], ["import numpy.ma (Numba's typeof)", 0.02, 0, 0],
+              ["Net([784, 30, 10])", 0.01, 0, 0],
+              ["first fit (loads the cached engine)", 0.1, 0.0, 0],
+              ["second fit (all loaded)", 0.7, 0.0, 0]]
+    out = json.dumps({"started": 0.1, "timed": 1.5, "stages": stages})
+    monkeypatch.setattr(CS.startup, "child", lambda pkg, cache, argv: ("noise\n" + out, 1.8, 2.0))
+    rows = CS.run(None, None, "float64")
+    assert rows[0] == ["interpreter start (spawn to first line)", 0.1, 0.0, 0]
+    assert rows[-1][0].startswith("interpreter exit") and rows[-1][1] == pytest.approx(0.2)
+    slower = [[name, 2 * s, g, n] for name, s, g, n in rows]
+    text = CS.table([rows, slower, rows])
+    assert "| import numba | 0.300 (0.300-0.600) | 0.020 | 0 |" in text
+    assert "| import loopnet | 0.200 (0.200-0.400) | 0.050 | 1 |" in text
+    # 0.73 s: neither the interpreter's start and exit nor the second fit
+    assert "| **cached start** (from `import numpy` to the first fit) | **0.730 (0.730-1.460)** " \
+           "| 0.070 | |" in text
