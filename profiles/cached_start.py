@@ -17,9 +17,10 @@ order:
 
 For every stage also the seconds spent in Python's garbage collector (``gc.callbacks``) and the
 number of whole-heap (generation 2) collections: with NumPy and Numba loaded, one walks every
-object they made.  The cached start is the sum from ``import numpy`` to the first fit, as
-``startup.py`` and the suite time it; the interpreter's start (from the parent's spawn to the
-child's first line) and exit (the rest of the process's wall time) are rows too, for scale.
+object they made.  The cached start is the sum from ``import numpy`` to the first fit, the
+span ``startup.py`` and the suite time (their probe loads the engine in ``loopnet.warmup()``
+before its first fit); the interpreter's start (from the parent's spawn to the child's first
+line) and exit (the rest of the process's wall time) are rows too, for scale.
 
     python profiles/cached_start.py [--repeats 5] [--dtype float64] [--out FILE]
 """
@@ -75,8 +76,8 @@ print(json.dumps({"started": since_spawn, "timed": time.perf_counter() - first_l
                   "stages": stages}))
 """
 
-#: The stages of the cached start as the suite and startup.py time it (from the child's first
-#: line; the interpreter's start and exit and the second fit are there for scale).
+#: The stages of the cached start (the span startup.py and the suite time, from the child's
+#: first line; the interpreter's start and exit and the second fit are there for scale).
 START = ("import numpy", "import numba", "import loopnet", "import numpy.ma (Numba's typeof)",
          "Net([784, 30, 10])", "first fit (loads the cached engine)")
 
