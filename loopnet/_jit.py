@@ -250,6 +250,12 @@ class _CoreStampLocator(UserWideCacheLocator):
         return (self.core_stamp, super().get_source_stamp())
 
 
+def python_function(fn):
+    """The Python function a compiled one was made from (``fn`` itself with the JIT off, where
+    ``jit`` returns plain functions)."""
+    return getattr(fn, "py_func", fn)
+
+
 def _compile(fn, **options):
     """``numba.njit(**options)(fn)`` with :class:`_CoreStampLocator` tried first for its cache."""
     usual = CacheImpl._locator_classes

@@ -89,7 +89,7 @@ import numba
 from numba import prange
 
 from . import costs, fpenv, kernels, optim, tiles
-from ._jit import jit, jit_linked, linked_twin, panel_bytes, pjit_linked
+from ._jit import jit, jit_linked, linked_twin, panel_bytes, pjit_linked, python_function
 from .optim import engine_state
 from .simd import matrix_view
 from .tiles import GRADIENT_EXAMPLES, GRADIENT_ROWS, OUTER_FORWARD, TILE_EXAMPLES, TILE_ROWS
@@ -176,14 +176,9 @@ def xt_size(arch, n_rows, itemsize):
     """Elements of ``work.xt`` for blocks of up to n_rows examples: the packed inputs of the
     largest block if layer 1 runs ``tiles.forward_outer`` for it (``tiles.outer_block``), else 0."""
     # The tiles' Python functions: compiling their CPython wrappers for one test would cost more.
-    if len(arch.sizes) > 2 and _python(tiles.outer_block)(int(arch.sizes[1]), n_rows):
-        return int(arch.sizes[0]) * int(_python(tiles.packed_width)(n_rows, itemsize))
+    if len(arch.sizes) > 2 and python_function(tiles.outer_block)(int(arch.sizes[1]), n_rows):
+        return int(arch.sizes[0]) * int(python_function(tiles.packed_width)(n_rows, itemsize))
     return 0
-
-
-def _python(fn):
-    """The Python function a compiled one was made from (``fn`` itself with the JIT off)."""
-    return getattr(fn, "py_func", fn)
 
 
 def aligned_zeros(n, dtype):

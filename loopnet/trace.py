@@ -49,6 +49,7 @@ from . import costs as _costs
 from . import kernels as _kernels
 from . import tiles as _tiles
 from . import trace_html as _html
+from ._jit import python_function
 from .net import Net
 
 KEYS = ("sizes", "activation", "output", "cost", "x", "y", "weights", "biases",
@@ -379,13 +380,12 @@ def _kernel_tag(name, L):
     """Which kernel computed a line here, and which one training runs for it
     (:data:`loopnet.tiles.FAST_TWIN`: the twin of layer 1's forward pass with hidden
     layers, of BP3/BP4 always; the textbook kernel otherwise)."""
-    twins = {k.py_func.__name__ if hasattr(k, "py_func") else k.__name__: t
-             for k, t in _tiles.FAST_TWIN.items()}
+    twins = {python_function(k).__name__: t for k, t in _tiles.FAST_TWIN.items()}
     twin = twins.get(name)
     here = f"loopnet/kernels.py: {name}"
     if twin is None:
         return here + "; training runs it too"
-    twin_name = twin.py_func.__name__ if hasattr(twin, "py_func") else twin.__name__
+    twin_name = python_function(twin).__name__
     if name == "forward_layer":
         if L == 1:
             return here + "; training runs it too"
