@@ -431,7 +431,7 @@ def first_layer_z(work, arch, e, j_lo, j_hi):
 
 # ------------------------------------------------------- phase B
 @jit_linked
-def gradient_rows(grad, work, X, order, lo, hi, arch, i, j_lo, j_hi):
+def gradient_rows(grad, work, X, order, lo, hi, arch, i, j_lo, j_hi, fresh):
     """BP3/BP4 for rows j_lo … j_hi−1 of layer i+1, summed over examples order[lo:hi] in order.
 
     GRADIENT_EXAMPLES examples per pass (:func:`accumulate_gradient4` or
@@ -441,10 +441,18 @@ def gradient_rows(grad, work, X, order, lo, hi, arch, i, j_lo, j_hi):
     bit those of the real examples.  a^{i} is the input row itself for layer 1 (X
     may be float32 under float64 weights: each product is exact in float64),
     ``work.a`` otherwise.
+
+    ``fresh`` (a training step): the sums start from 0.  The first pass writes them
+    without reading the old ones (the tiles' ``fresh``: the bits of zeroing first, with
+    no pass that zeroes); the rows that ``gradient_outer`` sums are zeroed first.
     """
     if OUTER_FORWARD:
         if i == 0 and hi - lo >= tiles.OUTER_MIN_EXAMPLES:     # whole 8-row tiles by the
             j_mid = j_lo + (j_hi - j_lo) // GRADIENT_ROWS * GRADIENT_ROWS    # outer product
+            if fresh:
+                w_lo, w_hi, b_lo, b_hi = row_ranges(arch, i, j_lo, j_mid)
+                fill_zero(grad[w_lo:w_hi])
+                fill_zero(grad[b_lo:b_hi])
             gradient_outer(weight(grad, arch, i)[j_lo:j_mid], bias(grad, arch, i)[j_lo:j_mid],
                            work.delta, j_lo, X, order, lo, hi - lo)
             j_lo = j_mid
@@ -466,23 +474,26 @@ def gradient_rows(grad, work, X, order, lo, hi, arch, i, j_lo, j_hi):
                   units(work.delta[d4], arch, i)[j_lo:j_hi])
         if i == 0:
             gradient_pass(nabla_w, nabla_b, deltas, X[order[lo + t]], X[order[lo + e1]],
-                          X[order[lo + e2]], X[order[lo + e3]], X[order[lo + e4]])
+                          X[order[lo + e2]], X[order[lo + e3]], X[order[lo + e4]],
+                          fresh and t == 0)
         else:
             gradient_pass(nabla_w, nabla_b, deltas, units(work.a[t], arch, i - 1),
                           units(work.a[e1], arch, i - 1), units(work.a[e2], arch, i - 1),
-                          units(work.a[e3], arch, i - 1), units(work.a[e4], arch, i - 1))
+                          units(work.a[e3], arch, i - 1), units(work.a[e4], arch, i - 1),
+                          fresh and t == 0)
 
 
 @jit_linked
-def gradient_pass(nabla_w, nabla_b, deltas, a0, a1, a2, a3, a4):
+def gradient_pass(nabla_w, nabla_b, deltas, a0, a1, a2, a3, a4, fresh):
     """∂C/∂w_jk += Σ_x δ^x_j a^x_k for the first GRADIENT_EXAMPLES of the five examples given
-    (``deltas``: their δ rows), by the gradient tile the target runs (tiles.WIDE_TILES)."""
+    (``deltas``: their δ rows), by the gradient tile the target runs (tiles.WIDE_TILES);
+    ``fresh``: the sums start from 0, not from the gradient's old values."""
     if GRADIENT_EXAMPLES == 5:
         accumulate_gradient5(nabla_w, nabla_b, deltas[0], deltas[1], deltas[2], deltas[3],
-                             deltas[4], a0, a1, a2, a3, a4)
+                             deltas[4], a0, a1, a2, a3, a4, fresh)
     else:
         accumulate_gradient4(nabla_w, nabla_b, deltas[0], deltas[1], deltas[2], deltas[3],
-                             a0, a1, a2, a3)
+                             a0, a1, a2, a3, fresh)
 
 
 @jit_linked
@@ -526,15 +537,12 @@ def gradient_block(params, state, work, X, order, lo, hi, arch, hyper, b, n_bloc
 def gradient_panel(params, state, work, X, order, lo, hi, arch, hyper, i, j_lo, j_hi, train, ex):
     """Rows j_lo … j_hi−1 of layer i+1: their gradient summed over examples order[lo:hi].
 
-    When ``train``, the rows' gradient starts from zero and the rows are
-    updated right after (with DP-SGD's noise first, if any), while they are
+    When ``train``, the rows' gradient starts from zero (:func:`gradient_rows`' ``fresh``)
+    and the rows are updated right after (with DP-SGD's noise first, if any), while they are
     in cache; otherwise the sum is added to ``work.grad``.
     """
     w_lo, w_hi, b_lo, b_hi = row_ranges(arch, i, j_lo, j_hi)
-    if train:
-        fill_zero(work.grad[w_lo:w_hi])
-        fill_zero(work.grad[b_lo:b_hi])
-    gradient_rows(work.grad, work, X, order, lo, hi, arch, i, j_lo, j_hi)
+    gradient_rows(work.grad, work, X, order, lo, hi, arch, i, j_lo, j_hi, train)
     if train:
         if ex is not None and ex.sigma > 0.0:
             add_noise(work.grad, w_lo, w_hi, ex.sigma * ex.clip, ex.noise_seed, state.t[0])

@@ -28,7 +28,9 @@ textbook kernel (loopnet/kernels.py)       fast twin (here), what it reorders
                                            examples) or :func:`accumulate_gradient5`
                                            (five): no sum reordered; the terms
                                            are added example by example as that
-                                           many calls would, bit for bit.  For
+                                           many calls would, bit for bit (on a
+                                           mini-batch's first pass, to a 0 that
+                                           is never stored: ``fresh``).  For
                                            layer 1 in blocks of ≥ 32 examples on
                                            those CPUs: :func:`gradient_outer`,
                                            the same sums, bit for bit.
@@ -224,7 +226,7 @@ def dot_row(w0, x0, x1, x2):
 
 
 @jit
-def accumulate_gradient4(nabla_w, nabla_b, d0, d1, d2, d3, a0, a1, a2, a3):
+def accumulate_gradient4(nabla_w, nabla_b, d0, d1, d2, d3, a0, a1, a2, a3, fresh):
     """BP3 and BP4 for four examples at once: :func:`~loopnet.kernels.accumulate_gradient`
     four times, fused.
 
@@ -237,6 +239,11 @@ def accumulate_gradient4(nabla_w, nabla_b, d0, d1, d2, d3, a0, a1, a2, a3):
     same bit for bit.  What changes is memory traffic: each ∂C/∂w_jk is loaded
     and stored once per four examples instead of once per example, and four
     rows j share each load of a_k (:func:`outer_tile4`).
+
+    ``fresh``: the sums start from 0 instead of from ``nabla_w`` and ``nabla_b``, which
+    are written and never read (a mini-batch's first pass).  The first term is still
+    added to that 0, so the bits are those of zeroing the arrays first, −0.0 included,
+    without the pass that zeroes them and without loading them.
     """
     n_l = nabla_w.shape[0]
     j = 0
@@ -244,25 +251,36 @@ def accumulate_gradient4(nabla_w, nabla_b, d0, d1, d2, d3, a0, a1, a2, a3):
         outer_tile4(nabla_w[j], nabla_w[j + 1], nabla_w[j + 2], nabla_w[j + 3],
                    (d0[j], d1[j], d2[j], d3[j]), (d0[j + 1], d1[j + 1], d2[j + 1], d3[j + 1]),
                    (d0[j + 2], d1[j + 2], d2[j + 2], d3[j + 2]),
-                   (d0[j + 3], d1[j + 3], d2[j + 3], d3[j + 3]), a0, a1, a2, a3)
+                   (d0[j + 3], d1[j + 3], d2[j + 3], d3[j + 3]), a0, a1, a2, a3, fresh)
         j += 4
+    zero = nabla_w.dtype.type(0)
     while j < n_l:    # the last n_l mod 4 rows, one at a time
         e0, e1, e2, e3 = d0[j], d1[j], d2[j], d3[j]
         g = nabla_w[j]
         for k in range(g.shape[0]):
-            g[k] = g[k] + e0 * a0[k] + e1 * a1[k] + e2 * a2[k] + e3 * a3[k]
+            g[k] = (zero if fresh else g[k]) + e0 * a0[k] + e1 * a1[k] + e2 * a2[k] + e3 * a3[k]
         j += 1
     for j in range(n_l):
-        nabla_b[j] = nabla_b[j] + d0[j] + d1[j] + d2[j] + d3[j]
+        nabla_b[j] = (zero if fresh else nabla_b[j]) + d0[j] + d1[j] + d2[j] + d3[j]
 
 
 @jit
-def outer_tile4(g0, g1, g2, g3, e0, e1, e2, e3, a0, a1, a2, a3):
-    """g_r[k] += Σ_x e_r[x] a_x[k] for four rows r and four examples x, x in order.
+def outer_tile4(g0, g1, g2, g3, e0, e1, e2, e3, a0, a1, a2, a3, fresh):
+    """g_r[k] += Σ_x e_r[x] a_x[k] for four rows r and four examples x, x in order
+    (``fresh``: g_r[k] = 0 + Σ_x e_r[x] a_x[k], g not read).
 
     ``e_r`` holds δ_j of row r for the four examples; each a_x[k] loaded
     serves the four rows.
     """
+    if fresh:
+        zero = g0.dtype.type(0)
+        for k in range(g0.shape[0]):
+            p0, p1, p2, p3 = a0[k], a1[k], a2[k], a3[k]
+            g0[k] = zero + e0[0] * p0 + e0[1] * p1 + e0[2] * p2 + e0[3] * p3
+            g1[k] = zero + e1[0] * p0 + e1[1] * p1 + e1[2] * p2 + e1[3] * p3
+            g2[k] = zero + e2[0] * p0 + e2[1] * p1 + e2[2] * p2 + e2[3] * p3
+            g3[k] = zero + e3[0] * p0 + e3[1] * p1 + e3[2] * p2 + e3[3] * p3
+        return
     for k in range(g0.shape[0]):
         p0, p1, p2, p3 = a0[k], a1[k], a2[k], a3[k]
         g0[k] = g0[k] + e0[0] * p0 + e0[1] * p1 + e0[2] * p2 + e0[3] * p3
@@ -272,13 +290,14 @@ def outer_tile4(g0, g1, g2, g3, e0, e1, e2, e3, a0, a1, a2, a3):
 
 
 @jit
-def accumulate_gradient5(nabla_w, nabla_b, d0, d1, d2, d3, d4, a0, a1, a2, a3, a4):
+def accumulate_gradient5(nabla_w, nabla_b, d0, d1, d2, d3, d4, a0, a1, a2, a3, a4, fresh):
     """BP3 and BP4 for five examples at once: :func:`accumulate_gradient4` with one
     example more per pass (:func:`outer_tile5`), for 32-register targets.
 
     Otherwise identical to five calls of accumulate_gradient, examples 0 … 4 in
     turn, bit for bit: the terms are added left to right, example 0 first, each a
     fused multiply-add.  Each ∂C/∂w_jk is loaded and stored once per five examples.
+    ``fresh``: the sums start from 0, as in :func:`accumulate_gradient4`.
     """
     n_l = nabla_w.shape[0]
     j = 0
@@ -287,21 +306,34 @@ def accumulate_gradient5(nabla_w, nabla_b, d0, d1, d2, d3, d4, a0, a1, a2, a3, a
                     (d0[j], d1[j], d2[j], d3[j], d4[j]),
                     (d0[j + 1], d1[j + 1], d2[j + 1], d3[j + 1], d4[j + 1]),
                     (d0[j + 2], d1[j + 2], d2[j + 2], d3[j + 2], d4[j + 2]),
-                    (d0[j + 3], d1[j + 3], d2[j + 3], d3[j + 3], d4[j + 3]), a0, a1, a2, a3, a4)
+                    (d0[j + 3], d1[j + 3], d2[j + 3], d3[j + 3], d4[j + 3]), a0, a1, a2, a3, a4,
+                    fresh)
         j += 4
+    zero = nabla_w.dtype.type(0)
     while j < n_l:    # the last n_l mod 4 rows, one at a time
         e0, e1, e2, e3, e4 = d0[j], d1[j], d2[j], d3[j], d4[j]
         g = nabla_w[j]
         for k in range(g.shape[0]):
-            g[k] = g[k] + e0 * a0[k] + e1 * a1[k] + e2 * a2[k] + e3 * a3[k] + e4 * a4[k]
+            g[k] = ((zero if fresh else g[k]) + e0 * a0[k] + e1 * a1[k] + e2 * a2[k]
+                    + e3 * a3[k] + e4 * a4[k])
         j += 1
     for j in range(n_l):
-        nabla_b[j] = nabla_b[j] + d0[j] + d1[j] + d2[j] + d3[j] + d4[j]
+        nabla_b[j] = (zero if fresh else nabla_b[j]) + d0[j] + d1[j] + d2[j] + d3[j] + d4[j]
 
 
 @jit
-def outer_tile5(g0, g1, g2, g3, e0, e1, e2, e3, a0, a1, a2, a3, a4):
-    """g_r[k] += Σ_x e_r[x] a_x[k] for four rows r and five examples x, x in order."""
+def outer_tile5(g0, g1, g2, g3, e0, e1, e2, e3, a0, a1, a2, a3, a4, fresh):
+    """g_r[k] += Σ_x e_r[x] a_x[k] for four rows r and five examples x, x in order
+    (``fresh``: g_r[k] = 0 + Σ_x e_r[x] a_x[k], g not read)."""
+    if fresh:
+        zero = g0.dtype.type(0)
+        for k in range(g0.shape[0]):
+            p0, p1, p2, p3, p4 = a0[k], a1[k], a2[k], a3[k], a4[k]
+            g0[k] = zero + e0[0] * p0 + e0[1] * p1 + e0[2] * p2 + e0[3] * p3 + e0[4] * p4
+            g1[k] = zero + e1[0] * p0 + e1[1] * p1 + e1[2] * p2 + e1[3] * p3 + e1[4] * p4
+            g2[k] = zero + e2[0] * p0 + e2[1] * p1 + e2[2] * p2 + e2[3] * p3 + e2[4] * p4
+            g3[k] = zero + e3[0] * p0 + e3[1] * p1 + e3[2] * p2 + e3[3] * p3 + e3[4] * p4
+        return
     for k in range(g0.shape[0]):
         p0, p1, p2, p3, p4 = a0[k], a1[k], a2[k], a3[k], a4[k]
         g0[k] = g0[k] + e0[0] * p0 + e0[1] * p1 + e0[2] * p2 + e0[3] * p3 + e0[4] * p4

@@ -96,12 +96,13 @@ def gradient_engine(g, gb, delta, X, order, lo, m, reps):
                 tiles.accumulate_gradient5(g, gb, delta[t, :n], delta[t + 1, :n], delta[t + 2, :n],
                                            delta[t + 3, :n], delta[t + 4, :n], X[order[lo + t]],
                                            X[order[lo + t + 1]], X[order[lo + t + 2]],
-                                           X[order[lo + t + 3]], X[order[lo + t + 4]])
+                                           X[order[lo + t + 3]], X[order[lo + t + 4]],
+                                           False)
         else:
             for t in range(0, m - m % 4, 4):
                 tiles.accumulate_gradient4(g, gb, delta[t, :n], delta[t + 1, :n], delta[t + 2, :n],
                                            delta[t + 3, :n], X[order[lo + t]], X[order[lo + t + 1]],
-                                           X[order[lo + t + 2]], X[order[lo + t + 3]])
+                                           X[order[lo + t + 2]], X[order[lo + t + 3]], False)
 
 
 def main(argv=None):

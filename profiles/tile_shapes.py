@@ -148,7 +148,7 @@ def gradient_wide_order(G, gb, D, X, order, panel, chunk):
             accumulate_gradient5(G[j0:j1], gb[j0:j1], D[t][j0:j1], D[t + 1][j0:j1],
                                  D[t + 2][j0:j1], D[t + 3][j0:j1], D[t + 4][j0:j1],
                                  X[order[t]], X[order[t + 1]], X[order[t + 2]],
-                                 X[order[t + 3]], X[order[t + 4]])
+                                 X[order[t + 3]], X[order[t + 4]], False)
 
 
 @njit(fastmath={"contract"})
@@ -160,7 +160,7 @@ def gradient_engine_order(G, gb, D, X, order, panel, chunk):
         for t in range(0, order.shape[0], 4):
             accumulate_gradient4(G[j0:j1], gb[j0:j1], D[t][j0:j1], D[t + 1][j0:j1],
                                  D[t + 2][j0:j1], D[t + 3][j0:j1], X[order[t]],
-                                 X[order[t + 1]], X[order[t + 2]], X[order[t + 3]])
+                                 X[order[t + 1]], X[order[t + 2]], X[order[t + 3]], False)
 
 
 @njit(fastmath={"contract"})
@@ -181,7 +181,8 @@ def gradient_k_blocked(G, gb, D, X, order, panel, chunk):
                                (d0[j], d1[j], d2[j], d3[j]),
                                (d0[j + 1], d1[j + 1], d2[j + 1], d3[j + 1]),
                                (d0[j + 2], d1[j + 2], d2[j + 2], d3[j + 2]),
-                               (d0[j + 3], d1[j + 3], d2[j + 3], d3[j + 3]), a0, a1, a2, a3)
+                               (d0[j + 3], d1[j + 3], d2[j + 3], d3[j + 3]), a0, a1, a2, a3,
+                               False)
         for t in range(0, order.shape[0], 4):       # BP3 as accumulate_gradient4 adds it
             for j in range(j0, j1):
                 gb[j] = gb[j] + D[t][j] + D[t + 1][j] + D[t + 2][j] + D[t + 3][j]

@@ -23,7 +23,7 @@ What is equal and what is within which bound:
   outputs after momentum training), at most 0.08 in float64; a missing 1/m or a lost
   example is > 10⁶ times the bound (test_bound_catches_a_missing_one_over_m).
 * tiles.accumulate_gradient4 (5) is four (five) kernels.accumulate_gradient calls bit for
-  bit; tiles.forward_layer3 (5) is kernels.forward_layer within fan-in · ε relative (its
+  bit (with ``fresh``, on arrays zeroed first); tiles.forward_layer3 (5) is kernels.forward_layer within fan-in · ε relative (its
   dot products differ only in how the sum is split).
 """
 
@@ -370,19 +370,30 @@ def test_forward_twin_is_forward_layer_within_fan_in_ulps(n_l, dtype, twin, rng)
 
 @pytest.mark.parametrize("twin", GRADIENT_TWINS)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_gradient_twin_is_that_many_accumulate_gradients_bit_for_bit(dtype, twin, rng):
+@pytest.mark.parametrize("fresh", [False, True])
+def test_gradient_twin_is_that_many_accumulate_gradients_bit_for_bit(fresh, dtype, twin, rng):
     """The fused kernel adds the same terms in the same order: identical bits, also for
-    the rows left over after the 4-row tiles (7 = 4 + 3)."""
+    the rows left over after the 4-row tiles (7 = 4 + 3).  ``fresh``: the bits of the same
+    calls on arrays zeroed first, whatever the arrays held, −0.0 included: in rows 2 and 5
+    every δ is −0.0 and every a positive, so each term is −0.0, and 0 + (−0.0) = +0.0 where
+    a sum that left out the 0 would be −0.0."""
     dt = DTYPES[dtype]
     fn, width = GRADIENT_TWINS[twin]
     nabla_w, nabla_b = rng.standard_normal((7, 11)).astype(dt), rng.standard_normal(7).astype(dt)
     ds = [rng.standard_normal(7).astype(dt) for _ in range(width)]
-    xs = [rng.standard_normal(11).astype(dt) for _ in range(width)]
-    want_w, want_b = nabla_w.copy(), nabla_b.copy()
+    for d in ds:
+        d[[2, 5]] = -0.0
+    xs = [np.abs(rng.standard_normal(11)).astype(dt) + dt(0.5) for _ in range(width)]
+    if fresh:
+        want_w, want_b = np.zeros_like(nabla_w), np.zeros_like(nabla_b)
+    else:
+        want_w, want_b = nabla_w.copy(), nabla_b.copy()
     for d, x in zip(ds, xs):
         kernels.accumulate_gradient(want_w, want_b, d, x)
-    fn(nabla_w, nabla_b, *ds, *xs)
-    assert np.array_equal(nabla_w, want_w) and np.array_equal(nabla_b, want_b)
+    fn(nabla_w, nabla_b, *ds, *xs, fresh)
+    assert nabla_w.tobytes() == want_w.tobytes() and nabla_b.tobytes() == want_b.tobytes()
+    if fresh:   # the rows this is about: every term −0.0, the zeroed sum +0.0
+        assert np.all(want_w[[2, 5]] == 0) and not np.signbit(want_w[[2, 5]]).any()
 
 
 @pytest.mark.parametrize("features, name, registers", [
