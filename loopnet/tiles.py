@@ -257,8 +257,12 @@ def accumulate_gradient4(nabla_w, nabla_b, d0, d1, d2, d3, a0, a1, a2, a3, fresh
     while j < n_l:    # the last n_l mod 4 rows, one at a time
         e0, e1, e2, e3 = d0[j], d1[j], d2[j], d3[j]
         g = nabla_w[j]
-        for k in range(g.shape[0]):
-            g[k] = (zero if fresh else g[k]) + e0 * a0[k] + e1 * a1[k] + e2 * a2[k] + e3 * a3[k]
+        if fresh:
+            for k in range(g.shape[0]):
+                g[k] = zero + e0 * a0[k] + e1 * a1[k] + e2 * a2[k] + e3 * a3[k]
+        else:
+            for k in range(g.shape[0]):
+                g[k] = g[k] + e0 * a0[k] + e1 * a1[k] + e2 * a2[k] + e3 * a3[k]
         j += 1
     for j in range(n_l):
         nabla_b[j] = (zero if fresh else nabla_b[j]) + d0[j] + d1[j] + d2[j] + d3[j]
@@ -313,9 +317,12 @@ def accumulate_gradient5(nabla_w, nabla_b, d0, d1, d2, d3, d4, a0, a1, a2, a3, a
     while j < n_l:    # the last n_l mod 4 rows, one at a time
         e0, e1, e2, e3, e4 = d0[j], d1[j], d2[j], d3[j], d4[j]
         g = nabla_w[j]
-        for k in range(g.shape[0]):
-            g[k] = ((zero if fresh else g[k]) + e0 * a0[k] + e1 * a1[k] + e2 * a2[k]
-                    + e3 * a3[k] + e4 * a4[k])
+        if fresh:
+            for k in range(g.shape[0]):
+                g[k] = zero + e0 * a0[k] + e1 * a1[k] + e2 * a2[k] + e3 * a3[k] + e4 * a4[k]
+        else:
+            for k in range(g.shape[0]):
+                g[k] = g[k] + e0 * a0[k] + e1 * a1[k] + e2 * a2[k] + e3 * a3[k] + e4 * a4[k]
         j += 1
     for j in range(n_l):
         nabla_b[j] = (zero if fresh else nabla_b[j]) + d0[j] + d1[j] + d2[j] + d3[j] + d4[j]
