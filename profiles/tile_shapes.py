@@ -219,6 +219,10 @@ def main():
     p.add_argument("--rounds", type=int, default=5)
     args = p.parse_args()
     rows, n_in, m, panel = args.rows, args.inputs, args.m, args.panel
+    if rows < 4 or rows % 4 or m < 60 or m % 60 or not 0 < panel <= rows or n_in < 1:
+        p.error(f"--rows must be a positive multiple of 4 (got {rows}), --m a positive multiple of 60 "
+                f"(got {m}: the tiles' 3, 4 and 5 examples all divide it), --panel in 1 … --rows "
+                f"(got {panel}), --inputs positive (got {n_in}); the kernels index unchecked")
     rng = np.random.default_rng(0)
     X = rng.random((50000, n_in))
     w, b = rng.standard_normal((rows, n_in)), rng.standard_normal(rows)
