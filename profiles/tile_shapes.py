@@ -212,17 +212,18 @@ def timed(case, reps):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--rows", type=int, default=100, help="rows of w (a multiple of 4)")
-    p.add_argument("--panel", type=int, default=20, help="rows per L2 panel (engine: 128 KiB)")
+    p.add_argument("--panel", type=int, default=20, help="rows per L2 panel, a multiple of 4 (engine: 128 KiB)")
     p.add_argument("--inputs", type=int, default=784)
     p.add_argument("--m", type=int, default=120, help="examples (a multiple of 60)")
     p.add_argument("--reps", type=int, default=200, help="mini-batches per timing")
     p.add_argument("--rounds", type=int, default=5)
     args = p.parse_args()
     rows, n_in, m, panel = args.rows, args.inputs, args.m, args.panel
-    if rows < 4 or rows % 4 or m < 60 or m % 60 or not 0 < panel <= rows or n_in < 1:
-        p.error(f"--rows must be a positive multiple of 4 (got {rows}), --m a positive multiple of 60 "
-                f"(got {m}: the tiles' 3, 4 and 5 examples all divide it), --panel in 1 … --rows "
-                f"(got {panel}), --inputs positive (got {n_in}); the kernels index unchecked")
+    if min(rows, panel) < 4 or rows % 4 or panel % 4 or m < 60 or m % 60 or n_in < 1:
+        p.error(f"--rows and --panel must be positive multiples of 4 (got {rows}, {panel}: the "
+                f"passes take whole 4-row tiles), --m a positive multiple of 60 (got {m}: the "
+                f"tiles' 3, 4 and 5 examples all divide it), --inputs positive (got {n_in}); "
+                f"the kernels index unchecked")
     rng = np.random.default_rng(0)
     X = rng.random((50000, n_in))
     w, b = rng.standard_normal((rows, n_in)), rng.standard_normal(rows)
